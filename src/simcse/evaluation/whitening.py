@@ -1,0 +1,32 @@
+"""Whitening post-processing (Su et al., 2021, "BERT-whitening"), a baseline in the SimCSE paper.
+
+Fit the mean and a whitening matrix on a corpus, then map every embedding x to (x - mu) W[:, :k].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Whitening:
+    mean: np.ndarray
+    matrix: np.ndarray
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, dim: int | None = None) -> Whitening:
+        x = np.asarray(embeddings, dtype=np.float64)
+        if x.ndim != 2 or len(x) < 2:
+            raise ValueError("whitening needs at least two embeddings")
+        if dim is not None and not 0 < dim <= x.shape[1]:
+            raise ValueError(f"whitening dimension must be in 1..{x.shape[1]}, got {dim}")
+        mean = x.mean(0, keepdims=True)
+        cov = np.cov((x - mean).T)
+        u, s, _ = np.linalg.svd(cov)
+        matrix = u / np.sqrt(np.maximum(s, 1e-12))
+        return cls(mean, matrix[:, :dim] if dim else matrix)
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        return ((np.asarray(embeddings, dtype=np.float64) - self.mean) @ self.matrix).astype(np.float32)

@@ -1,0 +1,91 @@
+"""SimCSE's contrastive loss (InfoNCE over cosine similarity / temperature) and the MLM auxiliary loss.
+
+The loss takes ``views``: a (rows, V, dim) tensor. View 0 is the anchor, view 1 its positive, view 2 (when
+present) its hard negative. Every positive and every hard negative in the (global) batch is a candidate for
+every anchor; the target of anchor i is positive i. Variants plug in by producing other views or by
+replacing this module, not by branching inside the training loop.
+
+Across processes, candidates are gathered WITH gradient (:func:`gather_with_grad`) and each process averages
+the loss over its own anchors. DDP's gradient averaging then gives exactly the gradient of the loss over the
+concatenated global batch (tested against one process on 2 gloo processes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sends each process the sum over processes of d loss / d its slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from every process (rank order), keeping the gradient path to every slice."""
+    return _GatherWithGrad.apply(x) if distributed() else x
+
+
+class ContrastiveLoss(nn.Module):
+    """InfoNCE over cosine similarities, in fp32.
+
+    ``hard_negative_weight`` (alpha) multiplies exp(sim / tau) of each anchor's OWN hard negative (the paper's
+    appendix, eq. with alpha^{1[i=j]}); alpha = 1 is the unweighted loss. The original code's
+    ``--hard_negative_weight w`` adds w to that logit, i.e. w = ln(alpha): its default 0 is alpha = 1.
+    """
+
+    def __init__(self, temperature: float = 0.05, hard_negative_weight: float = 1.0):
+        super().__init__()
+        self.temperature = temperature
+        self.hard_negative_weight = hard_negative_weight
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        rows, num_views, _ = views.shape
+        if num_views not in (2, 3):
+            raise ValueError(f"expected 2 or 3 views per row, got {num_views}")
+        z = F.normalize(views.float(), dim=-1)
+        anchors = z[:, 0]
+        candidates = gather_with_grad(z[:, 1:].transpose(0, 1).reshape(-1, z.shape[-1]).contiguous())
+        rank = dist.get_rank() if distributed() else 0
+        # candidates are ordered [rank0 positives, rank0 negatives, rank1 positives, ...]: (world, V-1, rows)
+        logits = anchors @ candidates.T / self.temperature
+        per_rank = (num_views - 1) * rows
+        local = torch.arange(rows, device=views.device)
+        labels = rank * per_rank + local
+        if num_views == 3 and self.hard_negative_weight != 1.0:
+            own = rank * per_rank + rows + local
+            bias = torch.zeros_like(logits)
+            bias[local, own] = math.log(self.hard_negative_weight) if self.hard_negative_weight > 0 else -math.inf
+            logits = logits + bias
+        return F.cross_entropy(logits, labels)
+
+
+def mlm_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy of the LM head over masked positions only (the vocabulary projection is the
+    expensive part, so it is applied to the ~15% masked tokens, not to every token), and their count."""
+    selected = labels != -100
+    count = int(selected.sum())
+    if count == 0:
+        return hidden.sum() * 0.0, 0
+    logits = head(hidden[selected]).float()
+    return F.cross_entropy(logits, labels[selected]), count

@@ -1,0 +1,419 @@
+"""Reading and writing model directories: simcse, sentence-transformers and plain Hugging Face formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from simcse import __version__
+from simcse.errors import SimCSEError
+from simcse.pooling import MLP, POOLERS
+
+SIMCSE_JSON = "simcse.json"
+ST_TANH = "torch.nn.modules.activation.Tanh"
+MAX_INFERENCE_LENGTH = 512
+
+
+# ---------------------------------------------------------------------------------------------- locating
+def local_model_dir(name_or_path: str | os.PathLike | None) -> tuple[Path, str]:
+    """A local directory for a model given by path, hub id or None (embedded default), and a display name."""
+    from simcse.encoder import EMBEDDED_MODEL, embedded_model_path
+
+    if name_or_path is None or str(name_or_path) == "":
+        return embedded_model_path(), EMBEDDED_MODEL
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path, str(name_or_path)
+    if path.exists():
+        raise SimCSEError(f"{path}: is a file; a model is a directory or a Hugging Face model id")
+    looks_like_path = str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1
+    if looks_like_path:
+        raise SimCSEError(f"{path}: model directory not found")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(
+            str(name_or_path),
+            allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors", "*/*.json", "*/*.safetensors"],
+        )
+    except Exception as e:  # network errors, missing repo, gated repo: all user-facing
+        raise SimCSEError(
+            f"cannot fetch model {name_or_path!r} from the Hugging Face hub ({type(e).__name__}: {e}); "
+            "give a local model directory instead"
+        ) from e
+    return Path(local), str(name_or_path)
+
+
+def st_modules(root: Path) -> list[dict]:
+    path = root / "modules.json"
+    if not path.exists():
+        return []
+    modules = _read_json(path)
+    if not isinstance(modules, list):
+        raise SimCSEError(f"{path}: expected a list of modules")
+    return sorted(modules, key=lambda m: m.get("idx", 0))
+
+
+def _module_kind(module: dict) -> str:
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SimCSEError(f"{path}: cannot read JSON ({e})") from e
+
+
+def _hf_dir_and_max_length(root: Path) -> tuple[Path, int | None]:
+    """Where the HF weights of a model directory are, and its sentence-transformers max_seq_length."""
+    modules = st_modules(root)
+    transformer = next((m for m in modules if _module_kind(m) == "Transformer"), None)
+    hf_dir = root / transformer.get("path", "") if transformer else root
+    max_len = None
+    for candidate in (hf_dir / "sentence_bert_config.json", root / "sentence_bert_config.json"):
+        if candidate.exists():
+            max_len = _read_json(candidate).get("max_seq_length")
+            break
+    return hf_dir, max_len
+
+
+# ---------------------------------------------------------------------------------------------- backbone
+def _from_pretrained(auto_cls: Any, path: Path, **kwargs: Any) -> Any:
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    dtype_key = "dtype" if major >= 5 else "torch_dtype"
+    kwargs[dtype_key] = torch.float32
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return auto_cls.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise SimCSEError(f"{path}: cannot load a Hugging Face model ({e})") from e
+
+
+def load_backbone(
+    name_or_path: str | os.PathLike | None, attn_implementation: str | None = "sdpa", masked_lm: bool = False
+) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """The HF encoder (its own pooler layer detached), its tokenizer, and facts about the source.
+
+    ``info["pooler_state"]`` holds the pretrained pooler layer's weights when the checkpoint has them (BERT's
+    Linear+Tanh pooler, used as SimCSE's MLP when evaluating released SimCSE checkpoints);
+    with ``masked_lm`` the MLM model is loaded too and returned as ``info["mlm_model"]`` (sharing the backbone),
+    and ``info["mlm_head_pretrained"]`` says whether its LM head came from the checkpoint.
+    """
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    root, display = local_model_dir(name_or_path)
+    hf_dir, st_max_len = _hf_dir_and_max_length(root)
+    if not (hf_dir / "config.json").exists():
+        raise SimCSEError(f"{hf_dir}: no config.json; not a Hugging Face model directory")
+    kwargs: dict[str, Any] = {"output_loading_info": True}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    info: dict[str, Any] = {"source": display, "root": root}
+    if masked_lm:
+        mlm_model, loading = _from_pretrained(AutoModelForMaskedLM, hf_dir, **kwargs)
+        backbone = getattr(mlm_model, mlm_model.base_model_prefix)
+        head_missing = [k for k in loading["missing_keys"] if not k.startswith(mlm_model.base_model_prefix + ".")]
+        info["mlm_model"] = mlm_model
+        info["mlm_head_pretrained"] = not head_missing
+        # The MLM model has no pooler; read the pretrained one from the plain model's weights if present.
+        pooler_state = _pooler_state_from_files(hf_dir)
+    else:
+        backbone, loading = _from_pretrained(AutoModel, hf_dir, **kwargs)
+        pooler_state = None
+        if getattr(backbone, "pooler", None) is not None and not any(
+            k.startswith("pooler.") for k in loading["missing_keys"]
+        ):
+            pooler_state = {k: v.detach().clone() for k, v in backbone.pooler.state_dict().items()}
+    if hasattr(backbone, "pooler"):
+        backbone.pooler = None  # never used directly; an unused layer would break DDP
+    info["pooler_state"] = pooler_state
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir), use_fast=True)
+    except (OSError, ValueError) as e:
+        raise SimCSEError(f"{hf_dir}: cannot load the tokenizer ({e})") from e
+    if tokenizer.pad_token_id is None:
+        raise SimCSEError(f"{hf_dir}: the tokenizer has no padding token")
+    info["max_length"] = inference_max_length(backbone.config, tokenizer, st_max_len)
+    return backbone, tokenizer, info
+
+
+def _pooler_state_from_files(hf_dir: Path) -> dict[str, torch.Tensor] | None:
+    path = hf_dir / "model.safetensors"
+    if not path.exists():
+        return None
+    from safetensors import safe_open
+
+    state = {}
+    with safe_open(str(path), "pt") as f:
+        for key in f.keys():
+            match = re.search(r"(?:^|\.)pooler\.(dense\.(?:weight|bias))$", key)
+            if match:
+                state[match.group(1)] = f.get_tensor(key).float()
+    return state or None
+
+
+def inference_max_length(config: Any, tokenizer: Any, st_max_len: int | None) -> int:
+    limit = MAX_INFERENCE_LENGTH
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        # RoBERTa reserves padding_idx + 1 positions.
+        offset = (config.pad_token_id + 1) if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+        limit = min(limit, int(positions) - offset)
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max and tok_max < 100_000:
+        limit = min(limit, int(tok_max))
+    if st_max_len:
+        limit = min(limit, int(st_max_len))
+    return limit
+
+
+# ---------------------------------------------------------------------------------------------- encoder
+def _mlp_from_state(dim: int, state: dict[str, torch.Tensor], where: str) -> MLP:
+    mlp = MLP(dim)
+    try:
+        mlp.dense.load_state_dict({"weight": state["weight"], "bias": state["bias"]})
+    except (KeyError, RuntimeError) as e:
+        raise SimCSEError(f"{where}: MLP weights do not fit a {dim}-dim model ({e})") from e
+    return mlp
+
+
+def _describe_st_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, Any]:
+    """Translate sentence-transformers modules into our pooler / MLP description."""
+    desc: dict[str, Any] = {"pooler": None, "mlp_state": None}
+    layer_pooling = None
+    for module in st_modules(root):
+        kind = _module_kind(module)
+        path = root / module.get("path", "")
+        if kind == "Transformer":
+            continue
+        if kind == "WeightedLayerPooling":
+            cfg = _read_json(path / "config.json")
+            weights = load_file(str(path / "model.safetensors"))["layer_weights"].tolist()
+            layer_pooling = (int(cfg.get("layer_start", 0)), weights)
+        elif kind == "Pooling":
+            cfg = _read_json(path / "config.json")
+            mode = cfg.get("pooling_mode")
+            if mode is None:
+                mode = [k for k in ("cls_token", "mean_tokens") if cfg.get(f"pooling_mode_{k}")]
+                other = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k[13:] not in mode]
+                if other or len(mode) != 1:
+                    raise SimCSEError(f"{path}: unsupported sentence-transformers pooling {cfg}")
+                mode = {"cls_token": "cls", "mean_tokens": "mean"}[mode[0]]
+            if mode == "cls":
+                desc["pooler"] = "cls_before_pooler"
+            elif mode == "mean":
+                desc["pooler"] = "avg"
+            else:
+                raise SimCSEError(f"{path}: unsupported sentence-transformers pooling mode {mode!r}")
+        elif kind == "Dense":
+            cfg = _read_json(path / "config.json")
+            if cfg.get("activation_function") != ST_TANH or cfg.get("in_features") != cfg.get("out_features"):
+                raise SimCSEError(f"{path}: only a square Linear+Tanh Dense module (SimCSE's MLP) is supported")
+            state = load_file(str(path / "model.safetensors"))
+            desc["mlp_state"] = {"weight": state["linear.weight"], "bias": state["linear.bias"]}
+        elif kind == "Normalize":
+            continue
+        else:
+            raise SimCSEError(f"{root / 'modules.json'}: unsupported sentence-transformers module {kind!r}")
+    if layer_pooling is not None:
+        start, weights = layer_pooling
+        full = [0.0] * start + list(weights)
+        used = [i for i, w in enumerate(full) if w != 0]
+        if used == [num_layers - 1, num_layers] and desc["pooler"] == "avg":
+            desc["pooler"] = "avg_top2"
+        elif used == [1, num_layers] and desc["pooler"] == "avg":
+            desc["pooler"] = "avg_first_last"
+        else:
+            raise SimCSEError(f"{root}: unsupported WeightedLayerPooling weights {weights}")
+    if desc["mlp_state"] is not None and desc["pooler"] == "cls_before_pooler":
+        desc["pooler"] = "cls"
+    return desc
+
+
+def load_encoder(
+    name_or_path: str | os.PathLike | None,
+    pooler: str | None = None,
+    *,
+    max_length: int | None = None,
+    packed: bool | None = None,
+    attn_implementation: str | None = "sdpa",
+) -> Any:
+    from simcse.encoder import Encoder
+
+    if pooler is not None and pooler not in POOLERS:
+        raise SimCSEError(f"unknown pooler {pooler!r}; choose one of {', '.join(POOLERS)}")
+    backbone, tokenizer, info = load_backbone(name_or_path, attn_implementation=attn_implementation)
+    root: Path = info["root"]
+    dim, num_layers = int(backbone.config.hidden_size), int(backbone.config.num_hidden_layers)
+    mlp_state = None
+    if st_modules(root):
+        desc = _describe_st_pipeline(root, dim, num_layers)
+        stored, mlp_state = desc["pooler"], desc["mlp_state"]
+    else:
+        stored = "cls"
+    meta_path = root / SIMCSE_JSON
+    if meta_path.exists():
+        max_length = max_length or _read_json(meta_path).get("max_length")
+    chosen = pooler or stored
+    mlp = None
+    if chosen == "cls":
+        # A Dense module (SimCSE's MLP) if the model has one, else the checkpoint's pretrained pooler layer,
+        # which is where princeton-nlp's released SimCSE checkpoints keep their MLP.
+        state = mlp_state if mlp_state is not None else info["pooler_state"]
+        if state is None:
+            raise SimCSEError(
+                f"{info['source']}: pooler 'cls' needs an MLP (a Dense module or a pretrained pooler layer) and "
+                "this model has none; choose another pooler (cls_before_pooler, avg, avg_top2, avg_first_last)"
+            )
+        mlp = _mlp_from_state(dim, state, info["source"])
+    enc = Encoder(
+        backbone,
+        tokenizer,
+        chosen,
+        mlp=mlp,
+        mlp_at_inference=mlp is not None,
+        max_length=max_length or info["max_length"],
+        packed=packed,
+        source=info["source"],
+        pooler_state=info["pooler_state"],
+    )
+    enc.eval()
+    return enc
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _st_files(encoder: Any) -> dict[str, Any]:
+    """sentence-transformers module files (legacy layout, read by sentence-transformers 2.x to 6.x)."""
+    dim, pooler, num_layers = encoder.dim, encoder.pooler, encoder.num_layers
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+    files: dict[str, Any] = {}
+    weights: dict[str, dict[str, torch.Tensor]] = {}
+    if pooler in ("avg_top2", "avg_first_last"):
+        start = num_layers - 1 if pooler == "avg_top2" else 1
+        layer_weights = [0.0] * (num_layers + 1 - start)
+        layer_weights[0] = layer_weights[-1] = 1.0
+        modules.append(
+            {"idx": 1, "name": "1", "path": "1_WeightedLayerPooling", "type": "sentence_transformers.models.WeightedLayerPooling"}
+        )
+        files["1_WeightedLayerPooling/config.json"] = {
+            "word_embedding_dimension": dim,
+            "layer_start": start,
+            "num_hidden_layers": num_layers,
+        }
+        weights["1_WeightedLayerPooling/model.safetensors"] = {"layer_weights": torch.tensor(layer_weights)}
+    idx = len(modules)
+    modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Pooling", "type": "sentence_transformers.models.Pooling"})
+    is_cls = pooler in ("cls", "cls_before_pooler")
+    files[f"{idx}_Pooling/config.json"] = {
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": is_cls,
+        "pooling_mode_mean_tokens": not is_cls,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False,
+        "include_prompt": True,
+    }
+    if encoder.mlp is not None and encoder.mlp_at_inference:
+        idx = len(modules)
+        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": "sentence_transformers.models.Dense"})
+        files[f"{idx}_Dense/config.json"] = {
+            "in_features": dim,
+            "out_features": dim,
+            "bias": True,
+            "activation_function": ST_TANH,
+        }
+        weights[f"{idx}_Dense/model.safetensors"] = {
+            "linear.weight": encoder.mlp.dense.weight.detach().float().cpu().contiguous(),
+            "linear.bias": encoder.mlp.dense.bias.detach().float().cpu().contiguous(),
+        }
+    files["modules.json"] = modules
+    files["sentence_bert_config.json"] = {"max_seq_length": encoder.max_length, "do_lower_case": False}
+    import transformers
+
+    files["config_sentence_transformers.json"] = {
+        "__version__": {"simcse": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__},
+        "prompts": {},
+        "default_prompt_name": None,
+        "similarity_fn_name": "cosine",
+    }
+    return {"json": files, "weights": weights}
+
+
+def _backbone_state(encoder: Any) -> dict[str, torch.Tensor]:
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.backbone.state_dict().items()}
+    had_pooler = hasattr(encoder.backbone, "pooler")
+    if had_pooler and encoder.mlp is not None and encoder.mlp_at_inference:
+        # As princeton-nlp's released checkpoints: pooler_output of AutoModel is the SimCSE embedding.
+        state["pooler.dense.weight"] = encoder.mlp.dense.weight.detach().cpu().contiguous()
+        state["pooler.dense.bias"] = encoder.mlp.dense.bias.detach().cpu().contiguous()
+    elif had_pooler and getattr(encoder, "pooler_state", None) is not None:
+        state.update({f"pooler.{k}": v.cpu().contiguous() for k, v in encoder.pooler_state.items()})
+    return state
+
+
+def write_model_dir(
+    encoder: Any, path: Path, extra: dict[str, Any], readme: str | None, merge: bool = False
+) -> Path:
+    """Write the model directory into a temporary sibling, then swap it into place atomically.
+
+    With ``merge`` the model's files replace their namesakes inside an existing directory one by one and
+    other files there (checkpoints, logs) stay; each file still appears complete or not at all.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    config = encoder.backbone.config
+    config.output_hidden_states = encoder.pooler in ("avg_top2", "avg_first_last")
+    try:
+        # save_pretrained would drop the (detached) pooler; write the weights ourselves.
+        config.save_pretrained(str(tmp))
+        save_file(_backbone_state(encoder), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        encoder.tokenizer.save_pretrained(str(tmp))
+    finally:
+        config.output_hidden_states = False
+    st = _st_files(encoder)
+    for rel, content in st["json"].items():
+        target = tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    for rel, tensors in st["weights"].items():
+        target = tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(target))
+    meta = {"simcse_version": __version__, **encoder.describe(), **extra}
+    (tmp / SIMCSE_JSON).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    if readme:
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
+    if merge and path.is_dir():
+        for entry in sorted(tmp.iterdir()):
+            target = path / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        tmp.rmdir()
+        return path
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old.exists():
+        shutil.rmtree(old)
+    return path

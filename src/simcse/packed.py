@@ -1,0 +1,103 @@
+"""Unpadded ("packed") execution of BERT-style encoders.
+
+Sentences in a SimCSE batch are padded to the longest one (32 tokens at the paper's settings) while the
+average Wikipedia sentence has ~22 tokens, so a third of the dense-layer work of a padded forward pass is
+spent on padding. Here the dense layers (QKV, attention output, feed-forward) and the layer norms run on the
+real tokens only, packed into one (tokens, dim) matrix; only attention itself runs on the padded layout.
+
+It calls the model's own modules (same weights, same dropout modules, same order of random draws per
+module), so results equal the padded Hugging Face forward pass up to float rounding, and a checkpoint is an
+ordinary Hugging Face checkpoint. Architectures outside the supported family fall back to the HF forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PACKED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
+
+
+def supports_packing(model: nn.Module) -> bool:
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) not in PACKED_MODEL_TYPES:
+        return False
+    if getattr(config, "is_decoder", False) or getattr(config, "chunk_size_feed_forward", 0):
+        return False
+    if getattr(config, "position_embedding_type", "absolute") not in ("absolute", None):
+        return False
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not layers or not hasattr(model, "embeddings"):
+        return False
+    layer = layers[0]
+    try:
+        parts = (
+            layer.attention.self.query,
+            layer.attention.self.key,
+            layer.attention.self.value,
+            layer.attention.output.dense,
+            layer.attention.output.LayerNorm,
+            layer.intermediate.dense,
+            layer.intermediate.intermediate_act_fn,
+            layer.output.dense,
+            layer.output.LayerNorm,
+        )
+    except AttributeError:
+        return False
+    return all(p is not None for p in parts)
+
+
+def _layer_forward(
+    layer: nn.Module,
+    x: torch.Tensor,
+    index: torch.Tensor,
+    key_mask: torch.Tensor,
+    shape: tuple[int, int],
+) -> torch.Tensor:
+    batch, length = shape
+    sa = layer.attention.self
+    dim = x.shape[-1]
+    heads = sa.num_attention_heads
+    weight = torch.cat([sa.query.weight, sa.key.weight, sa.value.weight], 0)
+    bias = torch.cat([sa.query.bias, sa.key.bias, sa.value.bias], 0)
+    qkv = F.linear(x, weight, bias)
+    padded = qkv.new_zeros(batch * length, 3 * dim).index_copy(0, index, qkv)
+    q, k, v = padded.view(batch, length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    dropout_p = sa.dropout.p if sa.training else 0.0
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
+    context = context.transpose(1, 2).reshape(batch * length, dim).index_select(0, index)
+
+    ao = layer.attention.output
+    h = ao.LayerNorm(ao.dropout(ao.dense(context)) + x)
+    inter = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(h))
+    out = layer.output
+    return out.LayerNorm(out.dropout(out.dense(inter)) + h)
+
+
+def packed_hidden_states(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]
+) -> dict[int, torch.Tensor]:
+    """Hidden states (batch, length, dim) of the requested layers; padding positions hold zeros."""
+    batch, length = input_ids.shape
+    embeddings = model.embeddings(input_ids=input_ids)
+    dim = embeddings.shape[-1]
+    mask = attention_mask.bool()
+    index = mask.reshape(-1).nonzero().squeeze(1)
+    key_mask = mask[:, None, None, :]
+    x = embeddings.reshape(batch * length, dim).index_select(0, index)
+
+    def unpack(t: torch.Tensor) -> torch.Tensor:
+        return t.new_zeros(batch * length, dim).index_copy(0, index, t).view(batch, length, dim)
+
+    wanted = set(layers)
+    out: dict[int, torch.Tensor] = {}
+    if 0 in wanted:
+        out[0] = unpack(x)
+    for i, layer in enumerate(model.encoder.layer, start=1):
+        x = _layer_forward(layer, x, index, key_mask, (batch, length))
+        if i in wanted:
+            out[i] = unpack(x)
+        if len(out) == len(wanted):
+            break
+    return out
