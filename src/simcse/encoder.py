@@ -298,9 +298,14 @@ class Encoder(nn.Module):
             pooler_state=info["pooler_state"],
         )
 
+    @property
+    def inference_pooler(self) -> str:
+        """The pooler as used by :meth:`encode`: ``cls`` without its MLP is ``cls_before_pooler``."""
+        return "cls_before_pooler" if self.pooler == "cls" and not self.mlp_at_inference else self.pooler
+
     def describe(self) -> dict[str, Any]:
         return {
-            "pooler": self.pooler,
+            "pooler": self.inference_pooler,
             "mlp": self.mlp is not None and self.mlp_at_inference,
             "max_length": self.max_length,
             "dim": self.dim,

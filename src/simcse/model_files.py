@@ -183,7 +183,7 @@ def inference_max_length(config: Any, tokenizer: Any, st_max_len: int | None) ->
 def _mlp_from_state(dim: int, state: dict[str, torch.Tensor], where: str) -> MLP:
     mlp = MLP(dim)
     try:
-        mlp.dense.load_state_dict({"weight": state["weight"], "bias": state["bias"]})
+        mlp.dense.load_state_dict({"weight": state["dense.weight"], "bias": state["dense.bias"]})
     except (KeyError, RuntimeError) as e:
         raise SimCSEError(f"{where}: MLP weights do not fit a {dim}-dim model ({e})") from e
     return mlp
@@ -222,7 +222,7 @@ def _describe_st_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, An
             if cfg.get("activation_function") != ST_TANH or cfg.get("in_features") != cfg.get("out_features"):
                 raise SimCSEError(f"{path}: only a square Linear+Tanh Dense module (SimCSE's MLP) is supported")
             state = load_file(str(path / "model.safetensors"))
-            desc["mlp_state"] = {"weight": state["linear.weight"], "bias": state["linear.bias"]}
+            desc["mlp_state"] = {"dense.weight": state["linear.weight"], "dense.bias": state["linear.bias"]}
         elif kind == "Normalize":
             continue
         else:
@@ -265,7 +265,11 @@ def load_encoder(
         stored = "cls"
     meta_path = root / SIMCSE_JSON
     if meta_path.exists():
-        max_length = max_length or _read_json(meta_path).get("max_length")
+        meta = _read_json(meta_path)
+        max_length = max_length or meta.get("max_length")
+        # e.g. with 2 layers avg_top2 and avg_first_last read the same layers; simcse.json says which.
+        if meta.get("pooler") in POOLERS:
+            stored = meta["pooler"]
     chosen = pooler or stored
     mlp = None
     if chosen == "cls":

@@ -1,0 +1,56 @@
+"""Run under torchrun (2 processes, gloo): loss and gradients of one DDP step, written by rank 0.
+
+Usage: torchrun --nproc_per_node 2 ddp_check.py MODEL_DIR VIEWS ALPHA OUT.pt
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.distributed as dist
+
+from simcse.data import Collator
+from simcse.encoder import Encoder
+from simcse.losses import ContrastiveLoss
+from simcse.model import SimCSEModel
+
+ROWS = [("a man is playing a guitar", "a man plays music", "a woman is eating"),
+        ("two dogs run in the park", "dogs are running", "a cat is sitting"),
+        ("the children eat food", "kids are eating", "the children sleep"),
+        ("a boy plays with a red ball", "a child plays", "a girl is riding a horse"),
+        ("people walk on the street", "persons walk in the city", "nobody is on the street"),
+        ("a cat is sitting under the tree", "a cat sits", "a dog runs"),
+        ("young women ride bikes", "women on bikes", "old men walk"),
+        ("three birds sit on the road", "birds on a road", "a car on the road")]  # fmt: skip
+
+
+def step(model_dir: str, views: int, alpha: float, rows: list[tuple[str, ...]], ddp: bool):
+    torch.manual_seed(0)
+    model = SimCSEModel(Encoder.for_training(model_dir, "cls"))
+    model.train()
+    forward = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    data = [r[:1] for r in rows] if views == 2 and alpha == 1.0 else [r[:views] for r in rows]
+    batch = Collator(model.encoder.tokenizer, 16, views=views if len(data[0]) > 1 else 2)(data)
+    emb = forward(batch["input_ids"], batch["attention_mask"])[0]
+    loss = ContrastiveLoss(0.05, alpha)(emb.view(len(data), -1, emb.shape[-1]))
+    loss.backward()
+    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), grads
+
+
+def main() -> None:
+    model_dir, views, alpha, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    per = len(ROWS) // world
+    loss, grads = step(model_dir, views, alpha, ROWS[rank * per : (rank + 1) * per], ddp=True)
+    dist.all_reduce(loss)
+    loss /= world
+    if rank == 0:
+        torch.save({"loss": loss, "grads": grads}, out)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The contrastive loss against a transcription of the original SimCSE code, and the MLM masking."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from simcse.losses import ContrastiveLoss
+
+
+def original_simcse_loss(z1, z2, z3=None, temp=0.05, hard_negative_weight=0.0):
+    """princeton-nlp/SimCSE models.py cl_forward (single process), loops and all."""
+    cos = torch.nn.CosineSimilarity(dim=-1)
+    cos_sim = cos(z1.unsqueeze(1), z2.unsqueeze(0)) / temp
+    if z3 is not None:
+        z1_z3_cos = cos(z1.unsqueeze(1), z3.unsqueeze(0)) / temp
+        cos_sim = torch.cat([cos_sim, z1_z3_cos], 1)
+    labels = torch.arange(cos_sim.size(0)).long()
+    if z3 is not None:
+        n = z1_z3_cos.size(-1)
+        weights = torch.tensor(
+            [[0.0] * (cos_sim.size(-1) - n) + [0.0] * i + [hard_negative_weight] + [0.0] * (n - i - 1) for i in range(n)]
+        )
+        cos_sim = cos_sim + weights
+    return F.cross_entropy(cos_sim, labels)
+
+
+@pytest.mark.parametrize("views", [2, 3])
+@pytest.mark.parametrize("temp", [0.05, 0.1])
+def test_matches_original_simcse(views, temp):
+    torch.manual_seed(0)
+    z = torch.randn(8, views, 16, dtype=torch.float64)
+    ours = ContrastiveLoss(temp)(z)
+    ref = original_simcse_loss(*z.unbind(1), temp=temp)
+    assert torch.allclose(ours.double(), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 10.0])
+def test_hard_negative_weight_is_multiplicative(alpha):
+    torch.manual_seed(1)
+    z = torch.randn(6, 3, 16)
+    ours = ContrastiveLoss(0.05, hard_negative_weight=alpha)(z)
+    ref = original_simcse_loss(*z.unbind(1), temp=0.05, hard_negative_weight=math.log(alpha))
+    assert torch.allclose(ours, ref.float(), atol=1e-5)
+
+
+def test_zero_weight_removes_own_hard_negative():
+    torch.manual_seed(2)
+    z = torch.randn(5, 3, 8)
+    loss = ContrastiveLoss(0.05, hard_negative_weight=0.0)(z)
+    a, p, n = (F.normalize(t, dim=-1) for t in z.unbind(1))
+    logits = torch.cat([a @ p.T, a @ n.T], 1) / 0.05
+    logits[torch.arange(5), 5 + torch.arange(5)] = -math.inf
+    assert torch.allclose(loss, F.cross_entropy(logits, torch.arange(5)), atol=1e-5)
+
+
+def test_loss_is_fp32_under_bf16_inputs_and_gradients_flow():
+    z = torch.randn(4, 2, 8, dtype=torch.bfloat16, requires_grad=True)
+    loss = ContrastiveLoss()(z)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    assert z.grad is not None and torch.isfinite(z.grad.float()).all()
+
+
+def test_perfect_positives_give_low_loss():
+    z = torch.eye(4).unsqueeze(1).repeat(1, 2, 1)
+    assert ContrastiveLoss(0.05)(z) < 1e-6
+
+
+def test_mlm_masking_copies_and_follows_80_10_10():
+    from conftest import tiny_vocab
+    from simcse.data import MLMMasker
+
+    class Tok:
+        mask_token_id, all_special_ids = 4, [0, 1, 2, 3, 4]
+
+        def __len__(self):
+            return len(tiny_vocab())
+
+    masker = MLMMasker(Tok(), 0.15)
+    torch.manual_seed(0)
+    ids = torch.randint(5, 100, (400, 40))
+    ids[:, 0], ids[:, -1] = 2, 3
+    mask = torch.ones_like(ids)
+    mask[:, 30:] = 0
+    original = ids.clone()
+    mlm_ids, labels = masker(ids, mask)
+    assert torch.equal(ids, original)  # the contrastive inputs stay intact
+    chosen = labels != -100
+    assert not chosen[:, 0].any() and not chosen[:, 30:].any()  # no special tokens, no padding
+    rate = chosen.float().sum() / (mask[:, 1:30].sum())
+    assert abs(rate - 0.15) < 0.01
+    assert torch.equal(labels[chosen], original[chosen])
+    masked = (mlm_ids == 4) & chosen
+    unchanged = (mlm_ids == original) & chosen
+    assert abs(masked.sum() / chosen.sum() - 0.8) < 0.03
+    assert abs(unchanged.sum() / chosen.sum() - 0.1) < 0.03
+    assert torch.equal(mlm_ids[~chosen], original[~chosen])
