@@ -19,10 +19,14 @@ def _train_help() -> str:
     from simcse.config import TrainConfig
 
     lines = ["options (every config key; YAML values are overridden by flags):"]
+    left = set(TrainConfig.keys())
     for line in inspect.getsource(TrainConfig).splitlines():
+        if not left:
+            break  # the method section headings that follow are not option groups
         m = re.match(r"\s{4}(\w+): [^=]+= (.+?)(?:\s+#\s*(.*))?$", line)
-        if m and m.group(1) != "extra":
-            default = m.group(2).rstrip()
+        if m and m.group(1) in left:
+            left.discard(m.group(1))
+            default = "{}" if m.group(1) == "extra" else m.group(2).rstrip()
             lines.append(f"  --{m.group(1):<28} default {default}" + (f"; {m.group(3)}" if m.group(3) else ""))
         elif re.match(r"\s{4}# ---", line):
             lines.append(line.strip().lstrip("# -").strip() + ":")

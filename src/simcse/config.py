@@ -95,7 +95,8 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         unknown = [k for k in values if k not in cls.keys()]
         if unknown:
-            raise ConfigError(f"{source}: unknown config key {unknown[0]!r}{_suggest(unknown[0], cls.keys())}")
+            key = unknown[0]
+            raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(str(key), cls.keys())}")
         kwargs = {k: _coerce(k, v, source) for k, v in values.items()}
         return cls(**kwargs)
 
@@ -145,21 +146,21 @@ class TrainConfig:
             raise ConfigError(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}")
         if not 0 < self.mlm_probability < 1:
             raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
-        if self.mlm_weight < 0:
+        if not (self.mlm_weight >= 0 and math.isfinite(self.mlm_weight)):
             raise ConfigError(f"mlm_weight must be >= 0, got {self.mlm_weight}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.warmup_steps and self.warmup_ratio:
             raise ConfigError("set warmup_steps or warmup_ratio, not both")
         for name in ("num_epochs", "max_steps", "eval_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
-                     "max_train_samples", "num_threads", "logging_steps"):
+                     "max_train_samples", "num_threads", "logging_steps", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_epochs == 0 and self.max_steps == 0:
             raise ConfigError("set num_epochs or max_steps")
         if self.save_total_limit < 1:
             raise ConfigError(f"save_total_limit must be at least 1, got {self.save_total_limit}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
+        if not (0 <= self.weight_decay < math.inf and self.max_grad_norm >= 0):
             raise ConfigError("weight_decay and max_grad_norm must be >= 0")
         if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1 and self.adam_epsilon > 0):
             raise ConfigError("adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0")
@@ -214,7 +215,7 @@ def parse_flags(args: list[str]) -> dict[str, Any]:
             nxt = args[i + 1] if i + 1 < len(args) else None
             if key in bools and (nxt is None or nxt.startswith("--")):
                 value = "true"
-            elif nxt is None:
+            elif nxt is None or nxt.startswith("--"):
                 raise ConfigError(f"option --{key} needs a value")
             else:
                 value = nxt
@@ -236,6 +237,11 @@ def _base_type(name: str) -> type:
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     if key == "extra":
+        if isinstance(value, str):  # from a flag: --extra '{note: baseline}'
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{source}: extra must be a mapping, got {value!r}") from e
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: extra must be a mapping")
         return value
@@ -257,9 +263,11 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 return False
             raise ValueError
         if target is int:
+            if isinstance(value, str) and "e" in value.lower():
+                value = float(value)  # 1e3; inf, nan and 1.5e0 are refused below
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            return int(float(value)) if isinstance(value, str) and ("e" in value.lower()) else int(value)
+            return int(value)
         if target is float:
             if isinstance(value, bool):
                 raise ValueError

@@ -48,8 +48,9 @@ def _decode(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(path, f"not valid UTF-8 (byte {data[e.start]:#04x}); convert the file to UTF-8", line=line) from e
+        raw = e.object  # without the BOM when there is one: e.start indexes this, not ``data``
+        message = f"not valid UTF-8 (byte {raw[e.start]:#04x}); convert the file to UTF-8"
+        raise DataError(path, message, line=raw[: e.start].count(b"\n") + 1) from e
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -92,9 +93,10 @@ def read_table(path: Path, delimiter: str) -> TrainingData:
     header = None
     columns = 0
     blank = 0
+    start = 1  # the line the next record starts on (a quoted field may span lines)
     try:
         for record in reader:
-            line = reader.line_num
+            line, start = start, reader.line_num + 1
             if not record or all(not field.strip() for field in record):
                 blank += 1
                 continue
@@ -114,7 +116,7 @@ def read_table(path: Path, delimiter: str) -> TrainingData:
                     raise DataError(path, f"column {k} is empty", line=line)
             rows.append(tuple(record))
     except csv.Error as e:
-        raise DataError(path, f"malformed {'CSV' if delimiter == ',' else 'TSV'} ({e})", line=reader.line_num) from e
+        raise DataError(path, f"malformed {'CSV' if delimiter == ',' else 'TSV'} ({e})", line=start) from e
     if not rows:
         raise DataError(path, "has a header but no rows" if header else "no rows")
     return TrainingData(str(path), columns, rows, skipped_blank=blank, header=header)

