@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from simcse.evaluation.transfer import (
     KFOLD_BY_MODE,
     TRANSFER_TASKS,
     TransferData,
-    _fit_logreg,
+    _fit_penalty_path,
     _senteval_order,
     evaluate_transfer_task,
     load_transfer_task,
@@ -24,7 +25,9 @@ from simcse.evaluation.transfer import (
 # ------------------------------------------------------------------------------------- synthetic tasks
 
 
-def _table_embed(table: dict[str, np.ndarray], calls: list[list[str]] | None = None):
+def _table_embed(
+    table: dict[str, np.ndarray], calls: list[list[str]] | None = None
+) -> Callable[[list[str]], np.ndarray]:
     def embed(sentences: list[str]) -> np.ndarray:
         if calls is not None:
             calls.append(list(sentences))
@@ -42,7 +45,7 @@ def _blobs(n: int, n_classes: int, dim: int, separation: float, seed: int) -> tu
 
 def _single_sentence_task(
     name: str, split_sizes: dict[str, int], n_classes: int, separation: float, seed: int = 0
-):
+) -> tuple[TransferData, dict[str, np.ndarray]]:
     """A task whose sentences name rows of a Gaussian-blob table; lengths vary so the SentEval sort matters."""
     total = sum(split_sizes.values())
     vectors, labels = _blobs(total, n_classes, dim=8, separation=separation, seed=seed)
@@ -144,15 +147,21 @@ def test_objective_matches_sklearn_with_penalised_bias(n_classes: int) -> None:
     """Mean CE + l2/2 ||W, b||^2 equals sklearn with a constant column and C = 1/(l2 n) (2/(l2 n) binary)."""
     x, y = _blobs(300, n_classes, dim=5, separation=1.0, seed=1)
     l2reg = 1e-2
-    params = _fit_logreg(x, y, n_classes, l2reg)
+    params = _fit_penalty_path(x, y, n_classes, [l2reg])[0]
     c = (2.0 if n_classes == 2 else 1.0) / (l2reg * len(y))
     reference = LogisticRegression(C=c, fit_intercept=False, tol=1e-12, max_iter=10_000)
     reference.fit(np.c_[x, np.ones(len(y))], y)
-    coef = reference.coef_.T
     if n_classes == 2:
-        np.testing.assert_allclose(params[:, 1] - params[:, 0], coef[:, 0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(params[1] - params[0], reference.coef_[0], rtol=1e-4, atol=1e-6)
     else:
-        np.testing.assert_allclose(params, coef, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(params, reference.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_warm_started_penalty_path_equals_separate_fits() -> None:
+    x, y = _blobs(200, 3, dim=4, separation=1.5, seed=2)
+    path = _fit_penalty_path(x, y, 3, [1e-5, 1e-4, 1e-3, 1e-2])
+    for l2reg, params in zip([1e-5, 1e-4, 1e-3, 1e-2], path):
+        np.testing.assert_allclose(params, _fit_penalty_path(x, y, 3, [l2reg])[0], rtol=1e-3, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------- loaders

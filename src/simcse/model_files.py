@@ -100,7 +100,14 @@ def _from_pretrained(auto_cls: Any, path: Path, **kwargs: Any) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return auto_cls.from_pretrained(str(path), **kwargs)
+            try:
+                return auto_cls.from_pretrained(str(path), **kwargs)
+            except ValueError as e:
+                # SDPA is a preference: architectures without it (MPNet...) use their default attention.
+                if kwargs.get("attn_implementation") != "sdpa" or "scaled_dot_product_attention" not in str(e):
+                    raise
+                kwargs.pop("attn_implementation")
+                return auto_cls.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise SimCSEError(f"{path}: cannot load a Hugging Face model ({e})") from e
     finally:

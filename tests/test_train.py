@@ -1,0 +1,152 @@
+"""The trainer end to end on tiny models: objectives, precisions, MLM, architectures, selection, faults."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SENTENCES, make_tiny_bert
+from simcse.config import TrainConfig
+from simcse.errors import ConfigError
+from simcse.train import TrainingError, build_model, train
+
+
+def _config(model, train_file, out, **overrides) -> TrainConfig:
+    values = {"model_name_or_path": str(model), "train_file": str(train_file), "output_dir": str(out),
+              "batch_size": 4, "max_seq_len": 16, "max_steps": 4, "dev_eval": False, "final_eval": "none",
+              "save_steps": 0, "progress_bar": False, "tensorboard": False, "logging_steps": 1}  # fmt: skip
+    return TrainConfig(**{**values, **overrides})
+
+
+@pytest.fixture
+def txt(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text("\n".join(SENTENCES) + "\n\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def triples(tmp_path):
+    rows = ["sent0,sent1,hard_neg"] + [f'"{a}","{b}","{c}"' for a, b, c in zip(SENTENCES, SENTENCES[1:], SENTENCES[2:])]
+    path = tmp_path / "train.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_sup_hard_negatives_with_mlm_in_every_precision(tiny_bert_mlm, triples, tmp_path, precision):
+    out = tmp_path / "run"
+    result = train(_config(tiny_bert_mlm, triples, out, do_mlm=True, hard_negative_weight=2.0, precision=precision))
+    assert result.global_step == 4
+    records = [r for r in _records(out) if r["kind"] == "train"]
+    assert len(records) == 4 and all(np.isfinite(r["loss"]) and "mlm_loss" in r for r in records)
+    meta = json.loads((out / "simcse.json").read_text())
+    assert meta["objective"] == "sup" and meta["views"] == 3 and meta["hard_negative_weight"] == 2.0
+    assert meta["training_config"]["precision"] == precision
+    assert (out / "README.md").read_text().startswith("---")
+
+
+def test_mlm_head_comes_from_the_checkpoint(tiny_bert_mlm, tiny_bert, txt, tmp_path):
+    from safetensors.torch import load_file
+
+    model, pretrained = build_model(_config(tiny_bert_mlm, txt, tmp_path / "o", do_mlm=True))
+    saved = load_file(str(tiny_bert_mlm / "model.safetensors"))
+    head = dict(model.mlm_head.named_parameters())
+    assert pretrained is True
+    assert torch.equal(head["predictions.transform.dense.weight"], saved["cls.predictions.transform.dense.weight"])
+    # the decoder is tied to the word embeddings the encoder trains
+    assert model.mlm_head.predictions.decoder.weight is model.encoder.backbone.embeddings.word_embeddings.weight
+    _, pretrained = build_model(_config(tiny_bert, txt, tmp_path / "o", do_mlm=True))
+    assert pretrained is False
+
+
+def test_gradcache_training_runs_and_matches_plain_training_without_dropout(tmp_path, txt):
+    model = make_tiny_bert(tmp_path / "m", dropout=0.0)
+    plain = train(_config(model, txt, tmp_path / "a", batch_size=8, max_steps=3, seed=1))
+    cached = train(_config(model, txt, tmp_path / "b", batch_size=8, max_steps=3, seed=1, gradcache_chunk_size=3))
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(plain.output_dir / "model.safetensors")), load_file(str(cached.output_dir / "model.safetensors"))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+@pytest.mark.parametrize("kind", ["distilbert", "mpnet"])
+def test_other_architectures_train_and_load_in_sentence_transformers(kind, tmp_path, txt):
+    st = pytest.importorskip("sentence_transformers")
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel, MPNetConfig, MPNetModel
+
+    bert = make_tiny_bert(tmp_path / "bert")
+    path = tmp_path / kind
+    torch.manual_seed(0)
+    if kind == "distilbert":
+        model = DistilBertModel(DistilBertConfig(vocab_size=200, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                                 max_position_embeddings=64))  # fmt: skip
+    else:
+        model = MPNetModel(MPNetConfig(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=64, max_position_embeddings=66))  # fmt: skip
+    model.save_pretrained(str(path))
+    AutoTokenizer.from_pretrained(str(bert)).save_pretrained(str(path))
+    out = tmp_path / "run"
+    train(_config(path, txt, out, pooler="avg"))
+    from simcse.encoder import Encoder
+
+    enc = Encoder.load(out)
+    assert not enc.packed
+    theirs = st.SentenceTransformer(str(out), device="cpu").encode(SENTENCES)
+    assert np.allclose(enc.encode(SENTENCES), theirs, atol=1e-5)
+
+
+def test_dev_selection_final_eval_and_outputs(tiny_bert, txt, tmp_path, data_dir):
+    out = tmp_path / "run"
+    result = train(_config(tiny_bert, txt, out, dev_eval=True, eval_steps=2, max_steps=4, final_eval="sts",
+                           data_dir=str(data_dir), save_steps=2, learning_rate=1e-3))  # fmt: skip
+    evals = [r for r in _records(out) if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 2, 4]  # before training, then every eval_steps
+    best = max(evals[1:], key=lambda r: r["stsb_spearman"])
+    assert result.best_step == best["step"] and result.best_metric == pytest.approx(best["stsb_spearman"])
+    meta = json.loads((out / "simcse.json").read_text())
+    assert meta["best_step"] == best["step"] and meta["test"]["tasks"]["STS12"]["spearman"] is not None
+    assert json.loads((out / "results.json").read_text())["tasks"].keys() >= {"STS12", "SICKRelatedness"}
+    assert "| this model |" in (out / "README.md").read_text()
+    assert (out / "checkpoints" / "best" / "model.safetensors").exists()
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tiny_bert, txt, tmp_path, monkeypatch):
+    from simcse import losses
+
+    original = losses.ContrastiveLoss.forward
+    calls = {"n": 0}
+
+    def flaky(self, views):
+        calls["n"] += 1
+        loss = original(self, views)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(losses.ContrastiveLoss, "forward", flaky)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="at step 3"):
+        train(_config(tiny_bert, txt, out, save_steps=2))
+    assert (out / "checkpoints" / "step-00000002" / "manifest.json").exists()
+
+
+def test_max_seq_len_beyond_the_model_is_refused_before_writing(tiny_bert, txt, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="max_seq_len 100"):
+        train(_config(tiny_bert, txt, out, max_seq_len=100))
+    assert not out.exists()
+
+
+def test_train_file_is_looked_up_in_the_data_dir(tiny_bert, tmp_path):
+    data = tmp_path / "data"
+    (data / "wiki").mkdir(parents=True)
+    (data / "wiki" / "w.txt").write_text("\n".join(SENTENCES), encoding="utf-8")
+    result = train(_config(tiny_bert, "wiki/w.txt", tmp_path / "run", data_dir=str(data), max_steps=1))
+    assert result.global_step == 1
