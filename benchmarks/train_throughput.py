@@ -49,7 +49,9 @@ def run_ours(args: argparse.Namespace, precision: str) -> dict:
             progress_bar=False, tensorboard=False, seed=0,
         )  # fmt: skip
         train(config)
-        records = [json.loads(line) for line in (Path(tmp) / "out" / "metrics.jsonl").read_text().splitlines()]
+        records = [
+            json.loads(line) for line in (Path(tmp) / "out" / "metrics.jsonl").read_text().splitlines()
+        ]
     times = [r["time"] for r in records if r["kind"] == "train"]
     measured = times[args.warmup :]
     seconds = measured[-1] - times[args.warmup - 1]
@@ -78,9 +80,19 @@ def run_st(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = SentenceTransformerTrainer(
             model=model,
-            args=Args(output_dir=tmp, per_device_train_batch_size=BATCH, learning_rate=LR,
-                      max_steps=args.warmup + args.steps, save_strategy="no", report_to="none", logging_steps=1000,
-                      dataloader_num_workers=0, seed=0, use_cpu=True, disable_tqdm=True),  # fmt: skip
+            args=Args(
+                output_dir=tmp,
+                per_device_train_batch_size=BATCH,
+                learning_rate=LR,
+                max_steps=args.warmup + args.steps,
+                save_strategy="no",
+                report_to="none",
+                logging_steps=1000,
+                dataloader_num_workers=0,
+                seed=0,
+                use_cpu=True,
+                disable_tqdm=True,
+            ),  # fmt: skip
             train_dataset=dataset,
             loss=losses.MultipleNegativesRankingLoss(model, scale=20.0),
             callbacks=[Clock()],
@@ -107,7 +119,9 @@ def spawn(args: argparse.Namespace, which: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
@@ -116,17 +130,24 @@ def main() -> None:
     args = parser.parse_args()
     if args.which:
         return child(args)
-    rows = [("simcse (fp32)", spawn(args, "ours-fp32")), ("sentence-transformers MNRL (fp32)", spawn(args, "st"))]
+    rows = [
+        ("simcse (fp32)", spawn(args, "ours-fp32")),
+        ("sentence-transformers MNRL (fp32)", spawn(args, "st")),
+    ]
     if not args.skip_bf16:
         rows.append(("simcse (bf16 autocast)", spawn(args, "ours-bf16")))
     base = rows[1][1]
     base_rate = BATCH * base["steps"] / base["seconds"]
     print(f"\nunsup SimCSE, all-MiniLM-L6-v2, batch {BATCH}, max length {MAX_LEN}, CPU threads {os.cpu_count()}, "
           f"{args.steps} timed steps after {args.warmup} warm-up steps")  # fmt: skip
-    print(f"| trainer | sentences/s | steps/s | ratio vs sentence-transformers | peak RSS (MB) |\n|---|---|---|---|---|")
+    print(
+        "| trainer | sentences/s | steps/s | ratio vs sentence-transformers | peak RSS (MB) |\n|---|---|---|---|---|"
+    )
     for name, r in rows:
         rate = BATCH * r["steps"] / r["seconds"]
-        print(f"| {name} | {rate:.1f} | {rate / BATCH:.3f} | {rate / base_rate:.2f} | {r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {name} | {rate:.1f} | {rate / BATCH:.3f} | {rate / base_rate:.2f} | {r['peak_rss_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

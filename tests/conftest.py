@@ -9,15 +9,146 @@ from pathlib import Path
 import pytest
 import torch
 
-WORDS = (
-    "the a an and or of to in on at for with by from is are was were be been it this that these those "
-    "man woman men women boy girl child children dog cat horse bird people person group player team "
-    "play plays playing run runs running walk walks walking sit sits sitting ride rides riding eat eats eating "
-    "guitar piano ball street beach water park field car bike food table house city tree grass snow road "
-    "red blue green white black small large young old two three many some no not very while near under over "
-    "he she they we you his her their our my yes good bad new first last one day year time world music "
-    "said says say make made take took go goes went come came see saw know knew think thought"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "and",
+    "or",
+    "of",
+    "to",
+    "in",
+    "on",
+    "at",
+    "for",
+    "with",
+    "by",
+    "from",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "it",
+    "this",
+    "that",
+    "these",
+    "those",
+    "man",
+    "woman",
+    "men",
+    "women",
+    "boy",
+    "girl",
+    "child",
+    "children",
+    "dog",
+    "cat",
+    "horse",
+    "bird",
+    "people",
+    "person",
+    "group",
+    "player",
+    "team",
+    "play",
+    "plays",
+    "playing",
+    "run",
+    "runs",
+    "running",
+    "walk",
+    "walks",
+    "walking",
+    "sit",
+    "sits",
+    "sitting",
+    "ride",
+    "rides",
+    "riding",
+    "eat",
+    "eats",
+    "eating",
+    "guitar",
+    "piano",
+    "ball",
+    "street",
+    "beach",
+    "water",
+    "park",
+    "field",
+    "car",
+    "bike",
+    "food",
+    "table",
+    "house",
+    "city",
+    "tree",
+    "grass",
+    "snow",
+    "road",
+    "red",
+    "blue",
+    "green",
+    "white",
+    "black",
+    "small",
+    "large",
+    "young",
+    "old",
+    "two",
+    "three",
+    "many",
+    "some",
+    "no",
+    "not",
+    "very",
+    "while",
+    "near",
+    "under",
+    "over",
+    "he",
+    "she",
+    "they",
+    "we",
+    "you",
+    "his",
+    "her",
+    "their",
+    "our",
+    "my",
+    "yes",
+    "good",
+    "bad",
+    "new",
+    "first",
+    "last",
+    "one",
+    "day",
+    "year",
+    "time",
+    "world",
+    "music",
+    "said",
+    "says",
+    "say",
+    "make",
+    "made",
+    "take",
+    "took",
+    "go",
+    "goes",
+    "went",
+    "come",
+    "came",
+    "see",
+    "saw",
+    "know",
+    "knew",
+    "think",
+    "thought",
+]
 
 
 def tiny_vocab() -> list[str]:
@@ -26,7 +157,9 @@ def tiny_vocab() -> list[str]:
     return specials + chars + [f"##{c}" for c in string.ascii_lowercase + string.digits] + WORDS
 
 
-def make_tiny_bert(path: Path, layers: int = 2, hidden: int = 32, seed: int = 0, dropout: float = 0.1) -> Path:
+def make_tiny_bert(
+    path: Path, layers: int = 2, hidden: int = 32, seed: int = 0, dropout: float = 0.1
+) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
@@ -70,7 +203,9 @@ def tiny_bert_mlm(tmp_path_factory) -> Path:
 def data_dir() -> Path:
     value = os.environ.get("SIMCSE_DATA_DIR")
     if not value or not (Path(value) / "senteval" / "downstream").is_dir():
-        pytest.skip("SIMCSE_DATA_DIR with senteval/downstream is not set (make test sets it to ../shared/data)")
+        pytest.skip(
+            "SIMCSE_DATA_DIR with senteval/downstream is not set (make test sets it to ../shared/data)"
+        )
     return Path(value)
 
 

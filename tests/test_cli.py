@@ -133,7 +133,7 @@ def test_non_empty_output_dir_without_resume_is_refused_and_untouched(tmp_path, 
 def test_train_help_lists_every_config_key(capsys):
     code, out, _ = run(capsys, ["train", "--help"])
     assert code == 0
-    keys = TrainConfig.keys()
+    keys = TrainConfig.field_names()
     for key in keys:
         assert f"--{key} " in out, key
     assert "--resume" in out

@@ -152,7 +152,7 @@ def test_extra_as_a_flag():
 
 
 def test_every_key_is_a_flag():
-    keys = TrainConfig.keys()
+    keys = TrainConfig.field_names()
     assert parse_flags([f"--{key}=x" for key in keys]) == dict.fromkeys(keys, "x")
     dashed = [arg for key in keys for arg in (f"--{key.replace('_', '-')}", "x")]
     assert parse_flags(dashed) == dict.fromkeys(keys, "x")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import make_tiny_bert
 
 HERE = Path(__file__).parent

@@ -33,8 +33,17 @@ def test_packed_forward_equals_hf_forward(kind, tiny_bert):
         pad = 0
     else:
         torch.manual_seed(0)
-        model = RobertaModel(RobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                                           intermediate_size=64, max_position_embeddings=40, pad_token_id=1))
+        model = RobertaModel(
+            RobertaConfig(
+                vocab_size=99,
+                hidden_size=32,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                intermediate_size=64,
+                max_position_embeddings=40,
+                pad_token_id=1,
+            )
+        )
         pad = 1
     assert supports_packing(model)
     model.eval()
@@ -108,11 +117,19 @@ def test_encode_is_in_input_order_and_batch_independent(tiny_bert, sentences):
 
 
 @pytest.mark.parametrize(
-    "pooler,mlp_only_train", [("cls", False), ("cls", True), ("cls_before_pooler", False), ("avg", False),
-                              ("avg_top2", False), ("avg_first_last", False)]
+    "pooler,mlp_only_train",
+    [
+        ("cls", False),
+        ("cls", True),
+        ("cls_before_pooler", False),
+        ("avg", False),
+        ("avg_top2", False),
+        ("avg_first_last", False),
+    ],
 )
-def test_saved_model_loads_in_sentence_transformers_with_equal_embeddings(tiny_bert, tmp_path, sentences, pooler,
-                                                                         mlp_only_train):
+def test_saved_model_loads_in_sentence_transformers_with_equal_embeddings(
+    tiny_bert, tmp_path, sentences, pooler, mlp_only_train
+):
     st = pytest.importorskip("sentence_transformers")
     enc = Encoder.for_training(str(tiny_bert), pooler, mlp_only_train)
     with torch.no_grad():  # make the MLP non-trivial
@@ -146,9 +163,8 @@ def test_mlp_is_written_into_bert_pooler_like_released_checkpoints(tiny_bert, tm
 
 
 def test_plain_hf_model_without_pooler_needs_explicit_pooler(tmp_path, sentences):
-    from transformers import BertModel
-
     from conftest import make_tiny_bert
+    from transformers import BertModel
 
     path = make_tiny_bert(tmp_path / "m")
     model = BertModel.from_pretrained(str(path), add_pooling_layer=False)

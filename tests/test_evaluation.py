@@ -77,7 +77,7 @@ def test_malformed_lines_name_file_and_line(tmp_path):
 def _fake_task():
     rng = np.random.default_rng(0)
     subsets = {}
-    for name, n, noise in (("s1", 30, 0.1), ("s2", 50, 1.0), ("s3", 20, 0.5)):
+    for name, n, _noise in (("s1", 30, 0.1), ("s2", 50, 1.0), ("s3", 20, 0.5)):
         gold = rng.uniform(0, 5, n)
         a = [f"{name}-a{i}" for i in range(n)]
         b = [f"{name}-b{i}" for i in range(n)]
@@ -163,7 +163,14 @@ def test_resolve_tasks():
 def _result():
     tasks = {t: {"spearman": 70.0 + i, "pearson": 60.0 + i, "n": 10} for i, t in enumerate(sts.STS_TASKS)}
     tasks["MRPC"] = {"acc": 70.5, "devacc": 71.0, "f1": 80.1, "n": 5}
-    return {"model": "m", "name": "m", "mode": "test", "aggregate": "all", "tasks": tasks, "avg": {"sts": 73.0}}
+    return {
+        "model": "m",
+        "name": "m",
+        "mode": "test",
+        "aggregate": "all",
+        "tasks": tasks,
+        "avg": {"sts": 73.0},
+    }
 
 
 def test_markdown_table_json_and_csv(tmp_path):
@@ -171,7 +178,15 @@ def test_markdown_table_json_and_csv(tmp_path):
     table = report.markdown_tables([result, {**result, "name": "other"}])
     lines = table.splitlines()
     assert lines[0].split("|")[1:-1] == [
-        " Model ", " STS12 ", " STS13 ", " STS14 ", " STS15 ", " STS16 ", " STS-B ", " SICK-R ", " Avg.  "
+        " Model ",
+        " STS12 ",
+        " STS13 ",
+        " STS14 ",
+        " STS15 ",
+        " STS16 ",
+        " STS-B ",
+        " SICK-R ",
+        " Avg.  ",
     ]
     assert "| m " in lines[2] and "70.00" in lines[2] and "73.00" in lines[2]
     assert "| other" in lines[3]

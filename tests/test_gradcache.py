@@ -7,8 +7,8 @@ import weakref
 
 import pytest
 import torch
-
 from conftest import make_tiny_bert
+
 from simcse.data import Collator
 from simcse.encoder import Encoder
 from simcse.gradcache import _chunks, gradcache_step
@@ -36,7 +36,9 @@ def _grads(model):
 def _run_gradcache(model, batch, chunk):
     loss_fn = ContrastiveLoss(0.05)
     torch.manual_seed(123)
-    loss, _ = gradcache_step(model, batch, 2, chunk, loss_fn, 0.1, torch.device("cpu"), contextlib.nullcontext())
+    loss, _ = gradcache_step(
+        model, batch, 2, chunk, loss_fn, 0.1, torch.device("cpu"), contextlib.nullcontext()
+    )
     return loss, _grads(model)
 
 
@@ -109,7 +111,9 @@ def _peak_saved_bytes(fn) -> int:
 def test_gradcache_holds_activations_for_one_chunk_only(bert_dropout):
     model, batch = _setup(bert_dropout)
     full = _peak_saved_bytes(
-        lambda: ContrastiveLoss()(model(batch["input_ids"], batch["attention_mask"])[0].view(12, 2, -1)).backward()
+        lambda: ContrastiveLoss()(
+            model(batch["input_ids"], batch["attention_mask"])[0].view(12, 2, -1)
+        ).backward()
     )
     model.zero_grad(set_to_none=True)
     chunked = _peak_saved_bytes(lambda: _run_gradcache(model, batch, chunk=2))

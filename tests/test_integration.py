@@ -45,7 +45,9 @@ def test_dev_evaluator_and_cls_baseline(data_dir, embedded_model):
     evaluator = DevEvaluator(data_dir / "senteval" / "downstream")
     scores = evaluator(Encoder.load(None, "cls_before_pooler"))
     assert round(scores["stsb_spearman"], 2) == 79.73  # the CLS embedding before any training
-    same = evaluate(None, "STSBenchmark,SICKRelatedness", mode="dev", data_dir=data_dir, pooler="cls_before_pooler")
+    same = evaluate(
+        None, "STSBenchmark,SICKRelatedness", mode="dev", data_dir=data_dir, pooler="cls_before_pooler"
+    )
     assert scores["stsb_spearman"] == pytest.approx(same["tasks"]["STSBenchmark"]["spearman"], abs=1e-6)
     assert scores["sickr_spearman"] == pytest.approx(same["tasks"]["SICKRelatedness"]["spearman"], abs=1e-6)
 
@@ -56,13 +58,22 @@ def test_short_quickstart_training_raises_stsb_dev(data_dir, embedded_model, tmp
     from simcse.train import train
 
     config = TrainConfig.from_yaml("configs/quickstart.yaml").override(
-        {"output_dir": str(tmp_path / "run"), "max_steps": 30, "eval_steps": 15, "save_steps": 0, "final_eval": "none",
-         "progress_bar": False, "data_dir": str(data_dir)}  # fmt: skip
+        {
+            "output_dir": str(tmp_path / "run"),
+            "max_steps": 30,
+            "eval_steps": 15,
+            "save_steps": 0,
+            "final_eval": "none",
+            "progress_bar": False,
+            "data_dir": str(data_dir),
+        }  # fmt: skip
     )
     result = train(config)
     assert result.dev_before["stsb_spearman"] == pytest.approx(79.73, abs=0.01)
     assert result.best_metric > result.dev_before["stsb_spearman"] + 0.5
     meta = json.loads((tmp_path / "run" / "simcse.json").read_text())
-    assert meta["pooler"] == "cls_before_pooler" and meta["dev"]["stsb_spearman"] == pytest.approx(result.best_metric)
+    assert meta["pooler"] == "cls_before_pooler" and meta["dev"]["stsb_spearman"] == pytest.approx(
+        result.best_metric
+    )
     reloaded = evaluate(str(tmp_path / "run"), "STSBenchmark", mode="dev", data_dir=data_dir)
     assert reloaded["tasks"]["STSBenchmark"]["spearman"] == pytest.approx(result.best_metric, abs=1e-4)

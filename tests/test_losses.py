@@ -22,7 +22,10 @@ def original_simcse_loss(z1, z2, z3=None, temp=0.05, hard_negative_weight=0.0):
     if z3 is not None:
         n = z1_z3_cos.size(-1)
         weights = torch.tensor(
-            [[0.0] * (cos_sim.size(-1) - n) + [0.0] * i + [hard_negative_weight] + [0.0] * (n - i - 1) for i in range(n)]
+            [
+                [0.0] * (cos_sim.size(-1) - n) + [0.0] * i + [hard_negative_weight] + [0.0] * (n - i - 1)
+                for i in range(n)
+            ]
         )
         cos_sim = cos_sim + weights
     return F.cross_entropy(cos_sim, labels)
@@ -72,6 +75,7 @@ def test_perfect_positives_give_low_loss():
 
 def test_mlm_masking_copies_and_follows_80_10_10():
     from conftest import tiny_vocab
+
     from simcse.data import MLMMasker
 
     class Tok:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import SENTENCES, make_tiny_bert
+from safetensors.torch import load_file
 
 STEPS, SAVE_EVERY = 48, 4
 
@@ -44,7 +43,9 @@ def setup(tmp_path_factory):
     lines = [" ".join(random.sample(s.split() * 3, k=min(12, len(s.split()) * 2))) for s in SENTENCES * 20]
     train_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     reference = root / "reference"
-    proc = subprocess.run(_cmd(model, train_file, reference), capture_output=True, text=True, env=_env(), timeout=600)
+    proc = subprocess.run(
+        _cmd(model, train_file, reference), capture_output=True, text=True, env=_env(), timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return model, train_file, load_file(str(reference / "model.safetensors"))
 
@@ -85,7 +86,9 @@ def test_sigkill_at_several_points_then_resume_gives_identical_weights(setup, tm
 def test_corrupted_latest_checkpoint_falls_back_to_previous(setup, tmp_path):
     model, train_file, reference = setup
     out = tmp_path / "run"
-    proc = subprocess.Popen(_cmd(model, train_file, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    proc = subprocess.Popen(
+        _cmd(model, train_file, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env()
+    )
     _wait_for(out / "checkpoints" / "step-00000016", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import SENTENCES, make_tiny_bert
+
 from simcse.config import TrainConfig
 from simcse.errors import ConfigError
 from simcse.train import TrainingError, build_model, train
@@ -30,7 +30,9 @@ def txt(tmp_path):
 
 @pytest.fixture
 def triples(tmp_path):
-    rows = ["sent0,sent1,hard_neg"] + [f'"{a}","{b}","{c}"' for a, b, c in zip(SENTENCES, SENTENCES[1:], SENTENCES[2:])]
+    rows = ["sent0,sent1,hard_neg"] + [
+        f'"{a}","{b}","{c}"' for a, b, c in zip(SENTENCES, SENTENCES[1:], SENTENCES[2:])
+    ]
     path = tmp_path / "train.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
@@ -43,7 +45,9 @@ def _records(out):
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_sup_hard_negatives_with_mlm_in_every_precision(tiny_bert_mlm, triples, tmp_path, precision):
     out = tmp_path / "run"
-    result = train(_config(tiny_bert_mlm, triples, out, do_mlm=True, hard_negative_weight=2.0, precision=precision))
+    result = train(
+        _config(tiny_bert_mlm, triples, out, do_mlm=True, hard_negative_weight=2.0, precision=precision)
+    )
     assert result.global_step == 4
     records = [r for r in _records(out) if r["kind"] == "train"]
     assert len(records) == 4 and all(np.isfinite(r["loss"]) and "mlm_loss" in r for r in records)
@@ -60,9 +64,13 @@ def test_mlm_head_comes_from_the_checkpoint(tiny_bert_mlm, tiny_bert, txt, tmp_p
     saved = load_file(str(tiny_bert_mlm / "model.safetensors"))
     head = dict(model.mlm_head.named_parameters())
     assert pretrained is True
-    assert torch.equal(head["predictions.transform.dense.weight"], saved["cls.predictions.transform.dense.weight"])
+    assert torch.equal(
+        head["predictions.transform.dense.weight"], saved["cls.predictions.transform.dense.weight"]
+    )
     # the decoder is tied to the word embeddings the encoder trains
-    assert model.mlm_head.predictions.decoder.weight is model.encoder.backbone.embeddings.word_embeddings.weight
+    assert (
+        model.mlm_head.predictions.decoder.weight is model.encoder.backbone.embeddings.word_embeddings.weight
+    )
     _, pretrained = build_model(_config(tiny_bert, txt, tmp_path / "o", do_mlm=True))
     assert pretrained is False
 
@@ -70,10 +78,15 @@ def test_mlm_head_comes_from_the_checkpoint(tiny_bert_mlm, tiny_bert, txt, tmp_p
 def test_gradcache_training_runs_and_matches_plain_training_without_dropout(tmp_path, txt):
     model = make_tiny_bert(tmp_path / "m", dropout=0.0)
     plain = train(_config(model, txt, tmp_path / "a", batch_size=8, max_steps=3, seed=1))
-    cached = train(_config(model, txt, tmp_path / "b", batch_size=8, max_steps=3, seed=1, gradcache_chunk_size=3))
+    cached = train(
+        _config(model, txt, tmp_path / "b", batch_size=8, max_steps=3, seed=1, gradcache_chunk_size=3)
+    )
     from safetensors.torch import load_file
 
-    a, b = load_file(str(plain.output_dir / "model.safetensors")), load_file(str(cached.output_dir / "model.safetensors"))
+    a, b = (
+        load_file(str(plain.output_dir / "model.safetensors")),
+        load_file(str(cached.output_dir / "model.safetensors")),
+    )
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 

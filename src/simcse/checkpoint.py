@@ -81,7 +81,11 @@ def checkpoint_dirs(output_dir: Path) -> list[Path]:
     root = Path(output_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit()]
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit()
+    ]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
@@ -148,7 +152,9 @@ def save_checkpoint(
                 with file.open("rb") as f:
                     os.fsync(f.fileno())
                 files[file.name] = {"size": file.stat().st_size, "sha256": _sha256(file)}
-            (tmp / "manifest.json").write_text(json.dumps({"step": step, "files": files}, indent=2), encoding="utf-8")
+            (tmp / "manifest.json").write_text(
+                json.dumps({"step": step, "files": files}, indent=2), encoding="utf-8"
+            )
             _fsync_dir(tmp)
             if final.exists():
                 shutil.rmtree(final)
@@ -178,7 +184,9 @@ def load_checkpoint(
     """Restore weights, optimiser and this rank's RNG state; return the trainer state."""
     missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
     if unexpected or [k for k in missing if not _tied(model, k)]:
-        raise SimCSEError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise SimCSEError(
+            f"{path}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
     set_rng_state(torch.load(path / f"rng-rank{rank}.pt", weights_only=True))
     return json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))

@@ -19,7 +19,7 @@ def _train_help() -> str:
     from simcse.config import TrainConfig
 
     lines = ["options (every config key; YAML values are overridden by flags):"]
-    left = set(TrainConfig.keys())
+    left = set(TrainConfig.field_names())
     for line in inspect.getsource(TrainConfig).splitlines():
         if not left:
             break  # the method section headings that follow are not option groups
@@ -27,7 +27,9 @@ def _train_help() -> str:
         if m and m.group(1) in left:
             left.discard(m.group(1))
             default = "{}" if m.group(1) == "extra" else m.group(2).rstrip()
-            lines.append(f"  --{m.group(1):<28} default {default}" + (f"; {m.group(3)}" if m.group(3) else ""))
+            lines.append(
+                f"  --{m.group(1):<28} default {default}" + (f"; {m.group(3)}" if m.group(3) else "")
+            )
         elif re.match(r"\s{4}# ---", line):
             lines.append(line.strip().lstrip("# -").strip() + ":")
     return "\n".join(lines)
@@ -101,19 +103,37 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", nargs="?", help="YAML recipe (configs/*.yaml); optional")
-    p.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint in output_dir")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest intact checkpoint in output_dir"
+    )
 
     p = sub.add_parser("eval", help="evaluate encoders on STS, transfer tasks and geometry")
-    p.add_argument("models", nargs="*", help="saved simcse model, sentence-transformers dir or HF model (default: embedded)")
-    p.add_argument("--tasks", default="sts", help="sts | transfer | full | geometry | comma-separated SentEval names")
+    p.add_argument(
+        "models",
+        nargs="*",
+        help="saved simcse model, sentence-transformers dir or HF model (default: embedded)",
+    )
+    p.add_argument(
+        "--tasks", default="sts", help="sts | transfer | full | geometry | comma-separated SentEval names"
+    )
     p.add_argument("--mode", default="test", choices=("test", "dev", "fasttest"))
-    p.add_argument("--aggregate", default="all", choices=("all", "mean", "wmean"), help="STS12-16 aggregation")
-    p.add_argument("--metric", default="spearman", choices=("spearman", "pearson"), help="STS metric in the table")
-    p.add_argument("--pooler", default=None, help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last)")
+    p.add_argument(
+        "--aggregate", default="all", choices=("all", "mean", "wmean"), help="STS12-16 aggregation"
+    )
+    p.add_argument(
+        "--metric", default="spearman", choices=("spearman", "pearson"), help="STS metric in the table"
+    )
+    p.add_argument(
+        "--pooler",
+        default=None,
+        help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last)",
+    )
     p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
-    p.add_argument("--cache-dir", default=None, help="cache embeddings here, keyed by model fingerprint and sentences")
+    p.add_argument(
+        "--cache-dir", default=None, help="cache embeddings here, keyed by model fingerprint and sentences"
+    )
     p.add_argument("--whiten", default=None, metavar="CORPUS", help="fit whitening on a text file, or 'self'")
     p.add_argument("--whiten-dim", type=int, default=None, metavar="K", help="keep K whitened dimensions")
     p.add_argument("--seed", type=int, default=1111, help="seed of the transfer-task folds")
@@ -124,9 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="data sets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    d = data_sub.add_parser("download", help="download SentEval, wiki1m or NLI data from princeton-nlp/datasets-for-simcse")
+    d = data_sub.add_parser(
+        "download", help="download SentEval, wiki1m or NLI data from princeton-nlp/datasets-for-simcse"
+    )
     d.add_argument("names", nargs="+", choices=("senteval", "wiki1m", "nli", "all"))
-    d.add_argument("--dir", default=None, help="data directory (default $SIMCSE_DATA_DIR, then ~/.cache/simcse/data)")
+    d.add_argument(
+        "--dir", default=None, help="data directory (default $SIMCSE_DATA_DIR, then ~/.cache/simcse/data)"
+    )
     d.add_argument("--base-url", default=None, help="mirror of the Hugging Face dataset")
     d.add_argument("--force", action="store_true", help="download again even if present")
     return parser
@@ -137,7 +161,9 @@ def split_train_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     config = argv[0] if argv and not argv[0].startswith("-") else None
     rest = argv[1:] if config else argv
     resume = "--resume" in rest
-    return argparse.Namespace(command="train", config=config, resume=resume), [a for a in rest if a != "--resume"]
+    return argparse.Namespace(command="train", config=config, resume=resume), [
+        a for a in rest if a != "--resume"
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -73,6 +73,7 @@ class TrainConfig:
     metric_for_best_model: str = "stsb_spearman"
     eval_batch_size: int = 128
     final_eval: str = "sts"  # test-set evaluation of the best model at the end: none | sts | transfer | full
+    final_eval_baseline: bool = False  # also evaluate the untrained model (same pooler) for comparison
     save_steps: int = 250  # resumable checkpoint every N steps; 0 = none
     save_total_limit: int = 2
     logging_steps: int = 10
@@ -88,15 +89,15 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def keys(cls) -> list[str]:
+    def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        unknown = [k for k in values if k not in cls.keys()]
+        unknown = [k for k in values if k not in cls.field_names()]
         if unknown:
             key = unknown[0]
-            raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(str(key), cls.keys())}")
+            raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(str(key), cls.field_names())}")
         kwargs = {k: _coerce(k, v, source) for k, v in values.items()}
         return cls(**kwargs)
 
@@ -143,7 +144,9 @@ class TrainConfig:
         if self.max_seq_len < 3:
             raise ConfigError(f"max_seq_len must be at least 3, got {self.max_seq_len}")
         if not (self.hard_negative_weight >= 0 and math.isfinite(self.hard_negative_weight)):
-            raise ConfigError(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}")
+            raise ConfigError(
+                f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}"
+            )
         if not 0 < self.mlm_probability < 1:
             raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if not (self.mlm_weight >= 0 and math.isfinite(self.mlm_weight)):
@@ -152,8 +155,18 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.warmup_steps and self.warmup_ratio:
             raise ConfigError("set warmup_steps or warmup_ratio, not both")
-        for name in ("num_epochs", "max_steps", "eval_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
-                     "max_train_samples", "num_threads", "logging_steps", "seed"):
+        for name in (
+            "num_epochs",
+            "max_steps",
+            "eval_steps",
+            "save_steps",
+            "gradcache_chunk_size",
+            "warmup_steps",
+            "max_train_samples",
+            "num_threads",
+            "logging_steps",
+            "seed",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_epochs == 0 and self.max_steps == 0:
@@ -209,8 +222,8 @@ def parse_flags(args: list[str]) -> dict[str, Any]:
             raise ConfigError(f"unexpected argument {arg!r}; options are written --key value")
         key, eq, value = arg[2:].partition("=")
         key = key.replace("-", "_")
-        if key not in TrainConfig.keys():
-            raise ConfigError(f"unknown option --{key}{_suggest(key, TrainConfig.keys())}")
+        if key not in TrainConfig.field_names():
+            raise ConfigError(f"unknown option --{key}{_suggest(key, TrainConfig.field_names())}")
         if not eq:
             nxt = args[i + 1] if i + 1 < len(args) else None
             if key in bools and (nxt is None or nxt.startswith("--")):
@@ -250,7 +263,11 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if key in ("model_name_or_path", "data_dir"):
             return None
         raise ConfigError(f"{source}: {key} needs a value")
-    if isinstance(value, str) and key in ("model_name_or_path", "data_dir") and value.lower() in ("", "none", "null"):
+    if (
+        isinstance(value, str)
+        and key in ("model_name_or_path", "data_dir")
+        and value.lower() in ("", "none", "null")
+    ):
         return None
     try:
         if target is bool:

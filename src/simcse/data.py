@@ -164,13 +164,17 @@ class BatchPlan:
             return np.arange(self.num_rows)
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
 
-    def batch(self, epoch: int, step: int, rank: int = 0, world_size: int = 1, order: np.ndarray | None = None):
+    def batch(
+        self, epoch: int, step: int, rank: int = 0, world_size: int = 1, order: np.ndarray | None = None
+    ):
         order = self.order(epoch) if order is None else order
         rows = order[step * self.batch_size : (step + 1) * self.batch_size]
         per_rank = len(rows) // world_size
         return rows[rank * per_rank : (rank + 1) * per_rank]
 
-    def iterate(self, start_epoch: int, start_step: int, rank: int = 0, world_size: int = 1) -> Iterator[tuple]:
+    def iterate(
+        self, start_epoch: int, start_step: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple]:
         """Yield (epoch, step_in_epoch, row indices) forever from the given position."""
         epoch, step = start_epoch, start_step
         while True:
@@ -187,13 +191,17 @@ class MLMMasker:
 
     def __init__(self, tokenizer, probability: float = 0.15):
         if tokenizer.mask_token_id is None:
-            raise DataError(getattr(tokenizer, "name_or_path", "tokenizer"), "has no [MASK] token; MLM is impossible")
+            raise DataError(
+                getattr(tokenizer, "name_or_path", "tokenizer"), "has no [MASK] token; MLM is impossible"
+            )
         self.mask_id = tokenizer.mask_token_id
         self.vocab_size = len(tokenizer)
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         self.probability = probability
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ids = input_ids.clone()
         labels = input_ids.clone()
         maskable = attention_mask.bool() & ~torch.isin(input_ids, self.special)
@@ -231,5 +239,7 @@ class Collator:
         batch = pad_batch(ids, self.tokenizer.pad_token_id)
         batch["views"] = torch.tensor(self.views)
         if self.masker is not None:
-            batch["mlm_input_ids"], batch["mlm_labels"] = self.masker(batch["input_ids"], batch["attention_mask"])
+            batch["mlm_input_ids"], batch["mlm_labels"] = self.masker(
+                batch["input_ids"], batch["attention_mask"]
+            )
         return batch

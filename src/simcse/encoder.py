@@ -222,7 +222,11 @@ class Encoder(nn.Module):
 
     # ------------------------------------------------------------------ save / load
     def save(
-        self, path: str | os.PathLike, extra: dict | None = None, readme: str | None = None, merge: bool = False
+        self,
+        path: str | os.PathLike,
+        extra: dict | None = None,
+        readme: str | None = None,
+        merge: bool = False,
     ) -> Path:
         """Write the self-describing model directory (see module docstring). ``merge`` writes into an
         existing directory, keeping its other files."""
@@ -249,7 +253,11 @@ class Encoder(nn.Module):
         from simcse.model_files import load_encoder
 
         enc = load_encoder(
-            name_or_path, pooler, max_length=max_length, packed=packed, attn_implementation=attn_implementation
+            name_or_path,
+            pooler,
+            max_length=max_length,
+            packed=packed,
+            attn_implementation=attn_implementation,
         )
         if device is not None:
             enc.to(device)
@@ -285,7 +293,9 @@ class Encoder(nn.Module):
     ) -> Encoder:
         mlp = None
         if pooler == "cls":
-            mlp = MLP(int(backbone.config.hidden_size), float(getattr(backbone.config, "initializer_range", 0.02)))
+            mlp = MLP(
+                int(backbone.config.hidden_size), float(getattr(backbone.config, "initializer_range", 0.02))
+            )
         return cls(
             backbone,
             tokenizer,

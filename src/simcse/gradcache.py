@@ -65,7 +65,9 @@ def gradcache_step(
         for chunk in chunks:
             states.append(_rng_state(device))
             with autocast:
-                reps.append(forward(**{k: v for k, v in chunk.items() if not k.startswith("mlm_")})[0].float())
+                reps.append(
+                    forward(**{k: v for k, v in chunk.items() if not k.startswith("mlm_")})[0].float()
+                )
     end_state = _rng_state(device)
     cache = torch.cat(reps).detach().requires_grad_()
     loss = loss_fn(cache.view(-1, views, cache.shape[-1]))

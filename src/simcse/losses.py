@@ -75,7 +75,9 @@ class ContrastiveLoss(nn.Module):
         if num_views == 3 and self.hard_negative_weight != 1.0:
             own = rank * per_rank + rows + local
             bias = torch.zeros_like(logits)
-            bias[local, own] = math.log(self.hard_negative_weight) if self.hard_negative_weight > 0 else -math.inf
+            bias[local, own] = (
+                math.log(self.hard_negative_weight) if self.hard_negative_weight > 0 else -math.inf
+            )
             logits = logits + bias
         return F.cross_entropy(logits, labels)
 

@@ -8,7 +8,8 @@ from typing import Any
 def _scores_table(test: dict) -> str:
     from simcse.evaluation.report import markdown_tables
 
-    return markdown_tables([{**test, "name": "this model"}])
+    rows = [test["baseline"]] if test.get("baseline") else []
+    return markdown_tables([*rows, {**test, "name": "this model"}])
 
 
 def model_card(meta: dict[str, Any], test: dict | None) -> str:
@@ -42,8 +43,12 @@ def model_card(meta: dict[str, Any], test: dict | None) -> str:
     if dev:
         lines += ["## Development set (Spearman x 100)", "", "| | STS-B dev | SICK-R dev |", "|---|---|---|"]
         if before:
-            lines.append(f"| before training | {before.get('stsb_spearman', 0):.2f} | {before.get('sickr_spearman', 0):.2f} |")
-        lines.append(f"| this model | {dev.get('stsb_spearman', 0):.2f} | {dev.get('sickr_spearman', 0):.2f} |")
+            lines.append(
+                f"| before training | {before.get('stsb_spearman', 0):.2f} | {before.get('sickr_spearman', 0):.2f} |"
+            )
+        lines.append(
+            f"| this model | {dev.get('stsb_spearman', 0):.2f} | {dev.get('sickr_spearman', 0):.2f} |"
+        )
         lines.append("")
     if test:
         lines += ["## Test sets", "", "STS: Spearman x 100 of cosine similarity, STS12-16 pooled over subsets (\"all\").",

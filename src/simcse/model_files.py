@@ -104,7 +104,9 @@ def _from_pretrained(auto_cls: Any, path: Path, **kwargs: Any) -> Any:
                 return auto_cls.from_pretrained(str(path), **kwargs)
             except ValueError as e:
                 # SDPA is a preference: architectures without it (MPNet...) use their default attention.
-                if kwargs.get("attn_implementation") != "sdpa" or "scaled_dot_product_attention" not in str(e):
+                if kwargs.get("attn_implementation") != "sdpa" or "scaled_dot_product_attention" not in str(
+                    e
+                ):
                     raise
                 kwargs.pop("attn_implementation")
                 return auto_cls.from_pretrained(str(path), **kwargs)
@@ -138,7 +140,9 @@ def load_backbone(
     if masked_lm:
         mlm_model, loading = _from_pretrained(AutoModelForMaskedLM, hf_dir, **kwargs)
         backbone = getattr(mlm_model, mlm_model.base_model_prefix)
-        head_missing = [k for k in loading["missing_keys"] if not k.startswith(mlm_model.base_model_prefix + ".")]
+        head_missing = [
+            k for k in loading["missing_keys"] if not k.startswith(mlm_model.base_model_prefix + ".")
+        ]
         info["mlm_model"] = mlm_model
         info["mlm_head_pretrained"] = not head_missing
         # The MLM model has no pooler; read the pretrained one from the plain model's weights if present.
@@ -171,7 +175,7 @@ def _pooler_state_from_files(hf_dir: Path) -> dict[str, torch.Tensor] | None:
 
     state = {}
     with safe_open(str(path), "pt") as f:
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
             match = re.search(r"(?:^|\.)pooler\.(dense\.(?:weight|bias))$", key)
             if match:
                 state[match.group(1)] = f.get_tensor(key).float()
@@ -228,7 +232,9 @@ def _describe_st_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, An
             mode = cfg.get("pooling_mode")
             if mode is None:
                 mode = [k for k in ("cls_token", "mean_tokens") if cfg.get(f"pooling_mode_{k}")]
-                other = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k[13:] not in mode]
+                other = [
+                    k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k[13:] not in mode
+                ]
                 if other or len(mode) != 1:
                     raise SimCSEError(f"{path}: unsupported sentence-transformers pooling {cfg}")
                 mode = {"cls_token": "cls", "mean_tokens": "mean"}[mode[0]]
@@ -241,7 +247,9 @@ def _describe_st_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, An
         elif kind == "Dense":
             cfg = _read_json(path / "config.json")
             if cfg.get("activation_function") != ST_TANH or cfg.get("in_features") != cfg.get("out_features"):
-                raise SimCSEError(f"{path}: only a square Linear+Tanh Dense module (SimCSE's MLP) is supported")
+                raise SimCSEError(
+                    f"{path}: only a square Linear+Tanh Dense module (SimCSE's MLP) is supported"
+                )
             state = load_file(str(path / "model.safetensors"))
             desc["mlp_state"] = {"dense.weight": state["linear.weight"], "dense.bias": state["linear.bias"]}
         elif kind == "Normalize":
@@ -330,7 +338,12 @@ def _st_files(encoder: Any) -> dict[str, Any]:
         layer_weights = [0.0] * (num_layers + 1 - start)
         layer_weights[0] = layer_weights[-1] = 1.0
         modules.append(
-            {"idx": 1, "name": "1", "path": "1_WeightedLayerPooling", "type": "sentence_transformers.models.WeightedLayerPooling"}
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_WeightedLayerPooling",
+                "type": "sentence_transformers.models.WeightedLayerPooling",
+            }
         )
         files["1_WeightedLayerPooling/config.json"] = {
             "word_embedding_dimension": dim,
@@ -339,7 +352,14 @@ def _st_files(encoder: Any) -> dict[str, Any]:
         }
         weights["1_WeightedLayerPooling/model.safetensors"] = {"layer_weights": torch.tensor(layer_weights)}
     idx = len(modules)
-    modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Pooling", "type": "sentence_transformers.models.Pooling"})
+    modules.append(
+        {
+            "idx": idx,
+            "name": str(idx),
+            "path": f"{idx}_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        }
+    )
     is_cls = pooler in ("cls", "cls_before_pooler")
     files[f"{idx}_Pooling/config.json"] = {
         "word_embedding_dimension": dim,
@@ -353,7 +373,14 @@ def _st_files(encoder: Any) -> dict[str, Any]:
     }
     if encoder.mlp is not None and encoder.mlp_at_inference:
         idx = len(modules)
-        modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Dense", "type": "sentence_transformers.models.Dense"})
+        modules.append(
+            {
+                "idx": idx,
+                "name": str(idx),
+                "path": f"{idx}_Dense",
+                "type": "sentence_transformers.models.Dense",
+            }
+        )
         files[f"{idx}_Dense/config.json"] = {
             "in_features": dim,
             "out_features": dim,
@@ -369,7 +396,11 @@ def _st_files(encoder: Any) -> dict[str, Any]:
     import transformers
 
     files["config_sentence_transformers.json"] = {
-        "__version__": {"simcse": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__},
+        "__version__": {
+            "simcse": __version__,
+            "transformers": transformers.__version__,
+            "pytorch": torch.__version__,
+        },
         "prompts": {},
         "default_prompt_name": None,
         "similarity_fn_name": "cosine",

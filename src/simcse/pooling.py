@@ -35,7 +35,9 @@ def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def pool(pooler: str, hidden: dict[int, torch.Tensor], attention_mask: torch.Tensor, num_layers: int) -> torch.Tensor:
+def pool(
+    pooler: str, hidden: dict[int, torch.Tensor], attention_mask: torch.Tensor, num_layers: int
+) -> torch.Tensor:
     """Pool token states (``hidden`` maps a layer index to (batch, length, dim)) into (batch, dim)."""
     if pooler in ("cls", "cls_before_pooler"):
         return hidden[num_layers][:, 0]

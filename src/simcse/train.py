@@ -150,7 +150,9 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
     """Views per row: 2 for unsup (the sentence twice) and sup pairs, 3 with a hard-negative column."""
     where = data.path
     if config.objective == "unsup" and data.columns != 1:
-        raise DataError(where, f"objective unsup takes one sentence per row; this file has {data.columns} columns")
+        raise DataError(
+            where, f"objective unsup takes one sentence per row; this file has {data.columns} columns"
+        )
     if config.objective == "sup" and data.columns == 1:
         raise DataError(where, "objective sup needs 2 columns (anchor, positive) or 3 (with a hard negative)")
     if config.hard_negative_weight != 1.0 and data.columns != 3:
@@ -213,22 +215,32 @@ def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
     )
     limit = position_limit(backbone.config)
     if limit is not None and config.max_seq_len > limit:
-        raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds what {info['source']} supports ({limit})")
-    encoder = Encoder.from_backbone(backbone, tokenizer, info, config.pooler, config.mlp_only_train, None, packed)
+        raise ConfigError(
+            f"max_seq_len {config.max_seq_len} exceeds what {info['source']} supports ({limit})"
+        )
+    encoder = Encoder.from_backbone(
+        backbone, tokenizer, info, config.pooler, config.mlp_only_train, None, packed
+    )
     if config.packed == "on" and not encoder.packed:
         raise ConfigError(f"packed execution is not available for model type {backbone.config.model_type!r}")
     head = mlm_head_of(info["mlm_model"]) if config.do_mlm else None
     return SimCSEModel(encoder, head), info.get("mlm_head_pretrained")
 
 
-def build_optimizer(config: TrainConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(
+    config: TrainConfig, model: torch.nn.Module, device: torch.device
+) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and LayerNorm weights (1-D parameters), as Hugging Face's Trainer."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    kwargs = {"lr": config.learning_rate, "betas": (config.adam_beta1, config.adam_beta2), "eps": config.adam_epsilon}
+    kwargs = {
+        "lr": config.learning_rate,
+        "betas": (config.adam_beta1, config.adam_beta2),
+        "eps": config.adam_epsilon,
+    }
     try:
         return torch.optim.AdamW(groups, fused=device.type in ("cuda", "cpu"), **kwargs)
     except (RuntimeError, TypeError):
@@ -295,9 +307,13 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if config.batch_size % ctx.world_size:
-        raise ConfigError(f"batch_size {config.batch_size} is not divisible by the {ctx.world_size} processes")
+        raise ConfigError(
+            f"batch_size {config.batch_size} is not divisible by the {ctx.world_size} processes"
+        )
     if config.gradcache_chunk_size and config.gradcache_chunk_size >= config.batch_size // ctx.world_size:
-        raise ConfigError("gradcache_chunk_size must be smaller than the per-process batch (batch_size / processes)")
+        raise ConfigError(
+            "gradcache_chunk_size must be smaller than the per-process batch (batch_size / processes)"
+        )
 
     # 1. everything that can fail on input, before anything is written
     data = read_training_file(resolve_train_file(config), config.max_train_samples)
@@ -311,7 +327,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     out, checkpoint = find_resume_point(config, resume, ctx)
     plan = BatchPlan(len(data), config.batch_size, config.seed, config.shuffle, drop_last=ctx.world_size > 1)
     if plan.steps_per_epoch == 0:
-        raise DataError(data.path, f"{len(data)} rows make no batch of {config.batch_size // ctx.world_size}+")
+        raise DataError(
+            data.path, f"{len(data)} rows make no batch of {config.batch_size // ctx.world_size}+"
+        )
     total_steps = config.max_steps or config.num_epochs * plan.steps_per_epoch
 
     seed_everything(config.seed)
@@ -380,7 +398,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if ctx.main and config.progress_bar:
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=total_steps, initial=state.global_step, desc="train", unit="step", dynamic_ncols=True)
+        progress = tqdm(
+            total=total_steps, initial=state.global_step, desc="train", unit="step", dynamic_ncols=True
+        )
     batches = plan.iterate(state.epoch, state.step_in_epoch, ctx.rank, ctx.world_size)
     window_rows, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
     model.train()
@@ -398,7 +418,10 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             else:
                 with autocast:
                     emb, mlm_sum, masked = forward(
-                        batch["input_ids"], batch["attention_mask"], batch.get("mlm_input_ids"), batch.get("mlm_labels")
+                        batch["input_ids"],
+                        batch["attention_mask"],
+                        batch.get("mlm_input_ids"),
+                        batch.get("mlm_labels"),
                     )
                 cl = loss_fn(emb.float().view(-1, views, emb.shape[-1]))
                 mlm = mlm_sum.float() / max(masked, 1)
@@ -449,7 +472,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
                 if progress is not None:
                     progress.write(f"step {step}: dev {format_scores(scores)} (best {state.best_metric:.2f})")
             if config.save_steps and step % config.save_steps == 0 and step < total_steps:
-                save_state(out, step, model, optimizer, scheduler, scaler, state, ctx, config.save_total_limit)
+                save_state(
+                    out, step, model, optimizer, scheduler, scaler, state, ctx, config.save_total_limit
+                )
     finally:
         if progress is not None:
             progress.close()
@@ -459,7 +484,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         scores = evaluate_dev(state.global_step)
         state.last_eval_step = state.global_step
         save_best(state.global_step, _broadcast(scores, ctx))
-    result = TrainResult(out, state.global_step, state.best_metric, state.best_step, state.dev_before, None, None)
+    result = TrainResult(
+        out, state.global_step, state.best_metric, state.best_step, state.dev_before, None, None
+    )
     if ctx.main:
         result = finish(config, out, model, data, views, state, log)
     log.close()
@@ -489,7 +516,9 @@ def save_state(out, step, model, optimizer, scheduler, scaler, state, ctx, keep)
     ctx.barrier()
 
 
-def run_facts(config: TrainConfig, data: TrainingData, views: int, state: TrainerState, dev: dict | None) -> dict:
+def run_facts(
+    config: TrainConfig, data: TrainingData, views: int, state: TrainerState, dev: dict | None
+) -> dict:
     return {
         "objective": "unsup" if data.columns == 1 else "sup",
         "views": views,
@@ -520,7 +549,8 @@ def describe_run(config, data, views, total_steps, device, precision, ctx, encod
         f"simcse: model {encoder.source}, pooler {config.pooler}"
         f"{' (MLP in training only)' if config.mlp_only_train else ''}, packed={encoder.packed}\n"
         f"simcse: {total_steps} steps of {config.batch_size} rows x {views} views on {ctx.world_size} x {device} "
-        f"in {precision}" + (f", GradCache chunks of {config.gradcache_chunk_size}" if config.gradcache_chunk_size else ""),
+        f"in {precision}"
+        + (f", GradCache chunks of {config.gradcache_chunk_size}" if config.gradcache_chunk_size else ""),
         file=sys.stderr,
     )
 
@@ -545,12 +575,21 @@ def finish(config, out, model, data, views, state, log) -> TrainResult:
         from simcse.evaluation.report import markdown_tables, write_json
         from simcse.evaluation.suite import evaluate
 
+        rows = []
+        if config.final_eval_baseline:
+            baseline_pooler = "cls_before_pooler" if config.pooler == "cls" else config.pooler
+            baseline = Encoder.load(config.model_name_or_path, baseline_pooler)
+            rows.append(evaluate(baseline, config.final_eval, mode="test", data_dir=config.data_dir,
+                                 batch_size=config.eval_batch_size))  # fmt: skip
+            rows[0]["name"] = f"before training ({baseline_pooler})"
         test = evaluate(str(out), config.final_eval, mode="test", data_dir=config.data_dir,
                         batch_size=config.eval_batch_size)  # fmt: skip
         test["name"] = out.name
+        if rows:
+            test["baseline"] = rows[0]
         write_json(test, out / "results.json")
         log.log(state.global_step, {"avg_sts": test["avg"].get("sts", float("nan"))}, "test")
-        print(markdown_tables([test]))
+        print(markdown_tables([*rows, test]))
     meta_path = out / "simcse.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta.update({"step": state.global_step, "best_step": state.best_step, "dev": dev_best, "test": _brief(test),
@@ -562,11 +601,15 @@ def finish(config, out, model, data, views, state, log) -> TrainResult:
         f"before training: {format_scores(state.dev_before)})",
         file=sys.stderr,
     )
-    return TrainResult(out, state.global_step, state.best_metric, state.best_step, state.dev_before, dev_best, test)
+    return TrainResult(
+        out, state.global_step, state.best_metric, state.best_step, state.dev_before, dev_best, test
+    )
 
 
 def _brief(test: dict | None) -> dict | None:
     if not test:
         return None
-    tasks = {k: {m: v[m] for m in ("spearman", "pearson", "acc", "f1") if m in v} for k, v in test["tasks"].items()}
+    tasks = {
+        k: {m: v[m] for m in ("spearman", "pearson", "acc", "f1") if m in v} for k, v in test["tasks"].items()
+    }
     return {"mode": test["mode"], "aggregate": test["aggregate"], "tasks": tasks, "avg": test["avg"]}

@@ -37,7 +37,9 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def _table(rows: list[tuple[str, list[str]]], header: list[str]) -> str:
-    widths = [max(len(header[i]), *(len(r[1][i - 1]) if i else len(r[0]) for r in rows)) for i in range(len(header))]
+    widths = [
+        max(len(header[i]), *(len(r[1][i - 1]) if i else len(r[0]) for r in rows)) for i in range(len(header))
+    ]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |"]
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for name, cells in rows:
@@ -75,7 +77,10 @@ def markdown_tables(results: list[dict], metric: str = "spearman") -> str:
         blocks.append(_table(rows, header))
     if any("geometry" in r["tasks"] for r in results):
         rows = [
-            (r.get("name", r.get("model", "model")), [_fmt(r["tasks"]["geometry"].get(k), 4) for k, _ in GEOMETRY_COLUMNS])
+            (
+                r.get("name", r.get("model", "model")),
+                [_fmt(r["tasks"]["geometry"].get(k), 4) for k, _ in GEOMETRY_COLUMNS],
+            )
             for r in results
             if "geometry" in r["tasks"]
         ]

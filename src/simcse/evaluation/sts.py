@@ -27,7 +27,10 @@ STS_YEARS = {
     "STS13": ("STS13-en-test", ("FNWN", "headlines", "OnWN")),
     "STS14": ("STS14-en-test", ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news")),
     "STS15": ("STS15-en-test", ("answers-forums", "answers-students", "belief", "headlines", "images")),
-    "STS16": ("STS16-en-test", ("answer-answer", "headlines", "plagiarism", "postediting", "question-question")),
+    "STS16": (
+        "STS16-en-test",
+        ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
+    ),
 }
 STS_TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICKRelatedness")
 AGGREGATES = ("all", "mean", "wmean")
@@ -100,7 +103,9 @@ def read_sts_subset(input_path: Path, gold_path: Path) -> Pairs:
     """One SemEval subset: ``STS.input.X.txt`` (tab-separated pair) + ``STS.gs.X.txt`` (score or empty)."""
     inputs, golds = read_lines(input_path), read_lines(gold_path)
     if len(golds) > len(inputs):
-        raise DataError(gold_path, f"{len(golds)} gold lines but {input_path.name} has only {len(inputs)} pairs")
+        raise DataError(
+            gold_path, f"{len(golds)} gold lines but {input_path.name} has only {len(inputs)} pairs"
+        )
     a, b, gold, lines = [], [], [], []
     for i, (pair, score) in enumerate(zip(inputs, golds), start=1):
         if score.strip() == "":
@@ -124,7 +129,9 @@ def read_tabular_pairs(path: Path, cols: tuple[int, int, int], skip_header: bool
             continue
         fields = line.strip().split("\t")
         if len(fields) <= max(cols):
-            raise DataError(path, f"expected at least {max(cols) + 1} tab-separated fields, found {len(fields)}", line=i)
+            raise DataError(
+                path, f"expected at least {max(cols) + 1} tab-separated fields, found {len(fields)}", line=i
+            )
         a.append(normalize_space(fields[ia]))
         b.append(normalize_space(fields[ib]))
         gold.append(_parse_score(fields[iscore], path, i))

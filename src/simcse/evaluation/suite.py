@@ -45,7 +45,9 @@ def resolve_tasks(spec: str | Sequence[str], mode: str = "test") -> list[str]:
             tasks.extend(group)
         elif item in ALL_TASKS:
             if mode == "dev" and item in sts.STS_YEARS:
-                raise ConfigError(f"{item} has no dev split; in dev mode use STSBenchmark and SICKRelatedness")
+                raise ConfigError(
+                    f"{item} has no dev split; in dev mode use STSBenchmark and SICKRelatedness"
+                )
             tasks.append(item)
         else:
             raise ConfigError(
@@ -86,7 +88,9 @@ class EmbeddingTable:
                 raise SimCSEError(f"{cache_file}: embedding cache does not match the sentences; delete it")
             return
         start = perf_counter()
-        self.matrix = encoder.encode(self.sentences, batch_size=batch_size, dtype=dtype, show_progress=show_progress)
+        self.matrix = encoder.encode(
+            self.sentences, batch_size=batch_size, dtype=dtype, show_progress=show_progress
+        )
         self.encode_seconds = perf_counter() - start
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
