@@ -24,7 +24,7 @@ def model_card(meta: dict[str, Any], test: dict | None) -> str:
         "",
         f"# SimCSE model ({meta.get('objective', '?')})",
         "",
-        f"Trained with [simcse](https://github.com/) {meta.get('simcse_version', '')} from "
+        f"Trained with simcse {meta.get('simcse_version', '')} from "
         f"`{cfg.get('model_name_or_path') or meta.get('source', '')}` on `{meta.get('train_file', '?')}` "
         f"({meta.get('train_rows', '?')} rows).",
         "",

@@ -1,0 +1,72 @@
+"""A 1M-line training file (the size of the paper's wiki1m): time to the first training step and memory.
+
+Builds a 1,000,000-line file by sampling the Wikipedia sentences of the data directory, then
+1. reads it with ``read_training_file`` and reports the time and the memory the data side holds
+   (tracemalloc: every Python allocation of the reader, the rows included);
+2. runs ``simcse train --max_steps 1`` on it in a subprocess on the embedded model and reports the wall time
+   from process start to the end of the first step (imports, model load, reading, batching, one step).
+
+    python benchmarks/data_scale.py [--lines 1000000] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
+    args = parser.parse_args()
+
+    from simcse.data import BatchPlan, read_training_file
+
+    source = Path(args.data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"
+    sentences = [s for s in source.read_text(encoding="utf-8").splitlines() if s.strip()]
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "wiki1m_like.txt"
+        with path.open("w", encoding="utf-8") as f:
+            for _ in range(args.lines):
+                f.write(rng.choice(sentences) + "\n")
+        size_mb = path.stat().st_size / 2**20
+
+        tracemalloc.start()
+        start = time.perf_counter()
+        data = read_training_file(path)
+        plan = BatchPlan(len(data), 64, seed=42)
+        first = plan.batch(0, 0)
+        read_s = time.perf_counter() - start
+        held, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del data, first
+
+        out = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "simcse.cli", "train", "--train_file", str(path), "--output_dir", str(out),
+               "--max_steps", "1", "--dev_eval", "false", "--final_eval", "none", "--save_steps", "0",
+               "--progress_bar", "false", "--logging_steps", "1"]  # fmt: skip
+        start = time.time()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(proc.stderr[-3000:])
+        first_step = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["time"]
+
+    print(f"\n{args.lines:,} lines, {size_mb:.0f} MB")
+    print("| measure | value |\n|---|---|")
+    print(f"| read + validate + first batch plan | {read_s:.1f} s |")
+    print(f"| data-side memory held (peak during reading) | {held / 2**20:.0f} MB ({peak / 2**20:.0f} MB) |")
+    print(f"| `simcse train` process start to end of first step | {first_step - start:.1f} s |")
+
+
+if __name__ == "__main__":
+    main()
