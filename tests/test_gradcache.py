@@ -119,3 +119,17 @@ def test_gradcache_holds_activations_for_one_chunk_only(bert_dropout):
     chunked = _peak_saved_bytes(lambda: _run_gradcache(model, batch, chunk=2))
     # activations of 2 rows instead of 12 (plus the cached embeddings, which are tiny)
     assert chunked < full / 3
+
+
+def test_gradcache_replays_fast_dropout_too(bert_dropout):
+    from simcse.dropout import use_fast_dropout
+
+    model, batch = _setup(bert_dropout)
+    assert use_fast_dropout(model.encoder.backbone) > 0
+    _, grads_gc = _run_gradcache(model, batch, chunk=5)
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(123)
+    embs = [model(c["input_ids"], c["attention_mask"])[0] for c in _chunks(batch, 2, 5)]
+    ContrastiveLoss(0.05)(torch.cat(embs).view(-1, 2, embs[0].shape[-1])).backward()
+    for k, g in _grads(model).items():
+        assert torch.allclose(grads_gc[k], g, atol=1e-5), k

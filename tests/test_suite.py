@@ -29,17 +29,27 @@ def test_dev_mode_geometry_whitening_and_cache(tiny, data_dir, tmp_path):
     assert cached["tasks"]["STSBenchmark"]["spearman"] == plain["tasks"]["STSBenchmark"]["spearman"]
     whitened = evaluate(tiny, "STSBenchmark", mode="dev", data_dir=data_dir, whiten="self", whiten_dim=8)
     assert whitened["whiten"] == "self" and whitened["whiten_dim"] == 8
-    assert whitened["tasks"]["STSBenchmark"]["spearman"] != pytest.approx(plain["tasks"]["STSBenchmark"]["spearman"])
+    assert whitened["tasks"]["STSBenchmark"]["spearman"] != pytest.approx(
+        plain["tasks"]["STSBenchmark"]["spearman"]
+    )
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("a man plays\nthe dog runs\nthree birds\nthe old man said no\n", encoding="utf-8")
-    from_file = evaluate(tiny, "STSBenchmark", mode="dev", data_dir=data_dir, whiten=str(corpus), whiten_dim=3)
+    from_file = evaluate(
+        tiny, "STSBenchmark", mode="dev", data_dir=data_dir, whiten=str(corpus), whiten_dim=3
+    )
     assert np.isfinite(from_file["tasks"]["STSBenchmark"]["spearman"])
 
 
 def test_aggregate_changes_only_multi_subset_years(tiny, data_dir):
-    results = {agg: evaluate(tiny, "STS12,STSBenchmark", data_dir=data_dir, aggregate=agg) for agg in ("all", "wmean")}
+    results = {
+        agg: evaluate(tiny, "STS12,STSBenchmark", data_dir=data_dir, aggregate=agg)
+        for agg in ("all", "wmean")
+    }
     assert results["all"]["tasks"]["STS12"]["spearman"] != results["wmean"]["tasks"]["STS12"]["spearman"]
-    assert results["all"]["tasks"]["STSBenchmark"]["spearman"] == results["wmean"]["tasks"]["STSBenchmark"]["spearman"]
+    assert (
+        results["all"]["tasks"]["STSBenchmark"]["spearman"]
+        == results["wmean"]["tasks"]["STSBenchmark"]["spearman"]
+    )
     assert set(results["all"]["tasks"]["STS12"]["subsets"]) == {
         "MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"
     }  # fmt: skip

@@ -17,6 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 PACKED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
+# The packed row count is rounded up to a multiple of this (with padding positions, which are computed and
+# ignored). Without it every step allocates activations of a new size and glibc's heap fragments: the
+# resident size of CPU training grew by ~700 MB over 60 steps; with it, it stays flat. Costs < 256 rows.
+ROW_BUCKET = 256
 
 
 def supports_packing(model: nn.Module) -> bool:
@@ -64,8 +68,13 @@ def _layer_forward(
     qkv = F.linear(x, weight, bias)
     padded = qkv.new_zeros(batch * length, 3 * dim).index_copy(0, index, qkv)
     q, k, v = padded.view(batch, length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4).unbind(0)
-    dropout_p = sa.dropout.p if sa.training else 0.0
-    context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
+    if sa.training and sa.dropout.p > 0:
+        # SDPA would draw its own dropout mask; this is its math path with the model's dropout module.
+        scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+        scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+        context = sa.dropout(scores.softmax(-1)) @ v
+    else:
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
     context = context.transpose(1, 2).reshape(batch * length, dim).index_select(0, index)
 
     ao = layer.attention.output
@@ -78,13 +87,19 @@ def _layer_forward(
 def packed_hidden_states(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]
 ) -> dict[int, torch.Tensor]:
-    """Hidden states (batch, length, dim) of the requested layers; padding positions hold zeros."""
+    """Hidden states (batch, length, dim) of the requested layers; padding positions hold arbitrary values
+    (every pooler masks them)."""
     batch, length = input_ids.shape
     embeddings = model.embeddings(input_ids=input_ids)
     dim = embeddings.shape[-1]
     mask = attention_mask.bool()
-    index = mask.reshape(-1).nonzero().squeeze(1)
     key_mask = mask[:, None, None, :]
+    rows = mask.reshape(-1)
+    extra = -int(rows.sum()) % ROW_BUCKET
+    if extra:
+        rows = rows.clone()
+        rows[(~rows).nonzero().squeeze(1)[:extra]] = True
+    index = rows.nonzero().squeeze(1)
     x = embeddings.reshape(batch * length, dim).index_select(0, index)
 
     def unpack(t: torch.Tensor) -> torch.Tensor:

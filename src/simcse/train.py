@@ -11,8 +11,9 @@ train(config):
   5. write the best model to the output directory and evaluate it on the test sets.
 
 Performance switches (all in TrainConfig): ``precision`` (bf16 / fp16 autocast, fp32), ``packed``
-(unpadded BERT execution), ``attn_implementation`` (SDPA), ``compile``, ``num_threads``; TF32 matmuls are
-enabled on GPUs; AdamW is the fused implementation where the device has it.
+(unpadded BERT execution), ``attn_implementation`` (SDPA), ``compile``, ``num_threads``, ``fast_dropout``
+(CPU dropout masks from cheaper random draws); TF32 matmuls are enabled on GPUs; AdamW is the fused
+implementation where the device has it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from simcse import __version__
 from simcse.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from simcse.config import TrainConfig
 from simcse.data import BatchPlan, Collator, MLMMasker, TrainingData, read_training_file
+from simcse.dropout import use_fast_dropout
 from simcse.encoder import Encoder
 from simcse.errors import ConfigError, DataError, SimCSEError
 from simcse.gradcache import gradcache_step
@@ -341,6 +343,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
     # 3. optimiser, schedule, resumed state
     model.to(device)
+    if config.fast_dropout and device.type == "cpu":
+        use_fast_dropout(model.encoder.backbone)
     if ctx.main and config.do_mlm and not mlm_head_pretrained:
         print("simcse: the checkpoint has no MLM head; it starts freshly initialised", file=sys.stderr)
     optimizer = build_optimizer(config, model, device)
