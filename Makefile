@@ -36,8 +36,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/eval_speed.py
+	$(BIN)/python benchmarks/data_scale.py
+	$(BIN)/python benchmarks/gradcache_memory.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache src/*.egg-info

@@ -163,3 +163,15 @@ def test_train_file_is_looked_up_in_the_data_dir(tiny_bert, tmp_path):
     (data / "wiki" / "w.txt").write_text("\n".join(SENTENCES), encoding="utf-8")
     result = train(_config(tiny_bert, "wiki/w.txt", tmp_path / "run", data_dir=str(data), max_steps=1))
     assert result.global_step == 1
+
+
+def test_metrics_reach_tensorboard_when_installed(tiny_bert, txt, tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard logging is used only when tensorboard is installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(_config(tiny_bert, txt, out, tensorboard=True, max_steps=3))
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "train/sentences_per_s"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
