@@ -175,3 +175,33 @@ def test_metrics_reach_tensorboard_when_installed(tiny_bert, txt, tmp_path):
     events.Reload()
     assert {"train/loss", "train/lr", "train/sentences_per_s"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+
+
+def test_roberta_trains_packed_and_loads_in_sentence_transformers(tmp_path, txt):
+    st = pytest.importorskip("sentence_transformers")
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    from simcse.encoder import Encoder
+
+    path = tmp_path / "roberta"
+    path.mkdir()
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(SENTENCES * 5, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])  # fmt: skip
+    bpe.save_model(str(path))
+    tokenizer = RobertaTokenizerFast(vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt"))
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=66, pad_token_id=1, bos_token_id=0,
+                           eos_token_id=2)  # fmt: skip
+    RobertaModel(config).save_pretrained(str(path))
+    out = tmp_path / "run"
+    train(_config(path, txt, out, pooler="cls", mlp_only_train=True))
+    enc = Encoder.load(out)
+    assert enc.packed and enc.pooler == "cls_before_pooler"
+    theirs = st.SentenceTransformer(str(out), device="cpu").encode(SENTENCES)
+    assert np.allclose(enc.encode(SENTENCES), theirs, atol=1e-5)
+    packed_off = Encoder.load(out, packed=False)
+    assert np.allclose(packed_off.encode(SENTENCES), theirs, atol=1e-5)
