@@ -166,7 +166,9 @@ def test_train_file_is_looked_up_in_the_data_dir(tiny_bert, tmp_path):
 
 
 def test_metrics_reach_tensorboard_when_installed(tiny_bert, txt, tmp_path):
-    pytest.importorskip("tensorboard", reason="TensorBoard logging is used only when tensorboard is installed")
+    pytest.importorskip(
+        "tensorboard", reason="TensorBoard logging is used only when tensorboard is installed"
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
@@ -190,7 +192,9 @@ def test_roberta_trains_packed_and_loads_in_sentence_transformers(tmp_path, txt)
     bpe.train_from_iterator(SENTENCES * 5, vocab_size=400, min_frequency=1,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])  # fmt: skip
     bpe.save_model(str(path))
-    tokenizer = RobertaTokenizerFast(vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt"))
+    tokenizer = RobertaTokenizerFast(
+        vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt")
+    )
     tokenizer.save_pretrained(str(path))
     torch.manual_seed(0)
     config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -14,7 +14,6 @@ A saved encoder is one self-describing directory:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -57,11 +56,9 @@ class Tokenized:
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int, pad_to_multiple_of: int = 1) -> dict:
+def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int) -> dict:
     """Right-pad token id lists into ``input_ids`` and ``attention_mask`` tensors."""
     longest = max(len(s) for s in sequences)
-    if pad_to_multiple_of > 1:
-        longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
     ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for i, s in enumerate(sequences):
@@ -321,10 +318,3 @@ class Encoder(nn.Module):
             "dim": self.dim,
             "source": self.source,
         }
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SimCSEError(f"{path}: cannot read JSON ({e})") from e

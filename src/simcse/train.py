@@ -26,7 +26,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class TrainerState:
     best_step: int | None = None
     dev_before: dict[str, float] | None = None
     last_eval_step: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
