@@ -95,7 +95,8 @@ def packed_hidden_states(
     mask = attention_mask.bool()
     key_mask = mask[:, None, None, :]
     rows = mask.reshape(-1)
-    extra = -int(rows.sum()) % ROW_BUCKET if torch.is_grad_enabled() else 0
+    # Training mode, not grad mode: GradCache's no-grad pass must draw dropout masks of the same shapes.
+    extra = -int(rows.sum()) % ROW_BUCKET if model.training else 0
     if extra:
         rows = rows.clone()
         rows[(~rows).nonzero().squeeze(1)[:extra]] = True
