@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Encoder", "TrainConfig", "__version__", "evaluate", "train"]
+__all__ = ["Encoder", "SimCSE", "TrainConfig", "__version__", "evaluate", "train"]
 
 
 def __getattr__(name: str):
@@ -13,6 +13,10 @@ def __getattr__(name: str):
         from simcse.encoder import Encoder
 
         return Encoder
+    if name == "SimCSE":
+        from simcse.api import SimCSE
+
+        return SimCSE
     if name == "TrainConfig":
         from simcse.config import TrainConfig
 
