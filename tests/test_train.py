@@ -209,3 +209,32 @@ def test_roberta_trains_packed_and_loads_in_sentence_transformers(tmp_path, txt)
     assert np.allclose(enc.encode(SENTENCES), theirs, atol=1e-5)
     packed_off = Encoder.load(out, packed=False)
     assert np.allclose(packed_off.encode(SENTENCES), theirs, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_pads_to_one_shape_and_traces_one_graph(tiny_bert, txt, tmp_path):
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    # aot_eager: the whole torch.compile path (dynamo capture, AOT autograd) without C++ codegen time
+    result = train(_config(tiny_bert, txt, tmp_path / "run", compile=True, compile_backend="aot_eager",
+                           max_steps=5, batch_size=4))  # fmt: skip
+    assert result.global_step == 5
+    assert counters["stats"]["unique_graphs"] == 1  # every batch padded to max_seq_len: no recompiles
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+              if '"loss"' in line]  # fmt: skip
+    assert losses and all(np.isfinite(losses))
+
+
+def test_compile_rejects_packed_and_unknown_backends(tiny_bert, txt, tmp_path):
+    with pytest.raises(ConfigError, match="packed"):
+        _config(tiny_bert, txt, tmp_path / "a", compile=True, packed="on").validate()
+    with pytest.raises(ConfigError, match="not a torch.compile backend"):
+        _config(tiny_bert, txt, tmp_path / "b", compile=True, compile_backend="nope").validate()
+
+
+def test_sdpa_attention_is_selected_by_default(tiny_bert, txt, tmp_path):
+    model, _ = build_model(_config(tiny_bert, txt, tmp_path / "run", packed="off"))
+    assert model.encoder.backbone.config._attn_implementation == "sdpa"
+    model, _ = build_model(_config(tiny_bert, txt, tmp_path / "run", packed="off", attn_implementation="eager"))
+    assert model.encoder.backbone.config._attn_implementation == "eager"

@@ -83,7 +83,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     packed: str = "auto"  # unpadded execution of BERT-style models: auto | on | off
     attn_implementation: str = "sdpa"  # sdpa | eager
-    compile: bool = False  # torch.compile the encoder
+    compile: bool = False  # torch.compile the encoder (batches padded to max_seq_len: one graph)
+    compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | cudagraphs ...
     fast_dropout: bool = (
         True  # CPU: dropout masks from 32-bit draws, ~2x cheaper than bernoulli_ (no GPU effect)
     )
@@ -187,6 +188,16 @@ class TrainConfig:
             )
         if self.objective == "unsup" and self.hard_negative_weight != 1.0:
             raise ConfigError("hard_negative_weight applies to sup training with a hard-negative column")
+        if self.compile and self.packed == "on":
+            raise ConfigError("compile needs static shapes and packed execution has data-dependent ones; set packed off or auto")
+        if self.compile:
+            from torch import _dynamo
+
+            if self.compile_backend not in _dynamo.list_backends(exclude_tags=()):
+                raise ConfigError(
+                    f"compile_backend {self.compile_backend!r} is not a torch.compile backend; "
+                    f"choose from {', '.join(_dynamo.list_backends())}"
+                )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self

@@ -219,13 +219,16 @@ class Collator:
 
     unsup: every sentence appears twice (two dropout masks = the positive pair), tokenised once.
     sup: the columns are the views (anchor, positive[, hard negative]).
+    ``pad_to_length`` pads every batch to one length (static shapes for ``torch.compile``); otherwise
+    batches are padded to their longest sequence. No randomness here (it may run in a prefetch thread):
+    MLM masking happens in the training loop.
     """
 
-    def __init__(self, tokenizer, max_seq_len: int, views: int, masker: MLMMasker | None = None):
+    def __init__(self, tokenizer, max_seq_len: int, views: int, pad_to_length: int | None = None):
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.views = views
-        self.masker = masker
+        self.pad_to_length = pad_to_length
 
     def __call__(self, rows: Sequence[tuple[str, ...]]) -> dict[str, torch.Tensor]:
         columns = len(rows[0])
@@ -236,10 +239,49 @@ class Collator:
             ids = [x for x in ids for _ in range(2)]
         from simcse.encoder import pad_batch
 
-        batch = pad_batch(ids, self.tokenizer.pad_token_id)
+        batch = pad_batch(ids, self.tokenizer.pad_token_id, self.pad_to_length)
         batch["views"] = torch.tensor(self.views)
-        if self.masker is not None:
-            batch["mlm_input_ids"], batch["mlm_labels"] = self.masker(
-                batch["input_ids"], batch["attention_mask"]
-            )
         return batch
+
+
+class Prefetcher:
+    """Collates the next batches in a background thread (tokenisers release the GIL), optionally into
+    pinned memory for non-blocking copies to the GPU, so the accelerator does not wait for the data."""
+
+    def __init__(self, batches: Iterator[tuple], rows: list[tuple[str, ...]], collate: Collator, depth: int = 4,
+                 pin_memory: bool = False):  # fmt: skip
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for epoch, step, idx in batches:
+                    batch = collate([rows[i] for i in idx])
+                    if pin_memory:
+                        batch = {k: v.pin_memory() for k, v in batch.items()}
+                    while not self._stop.is_set():
+                        try:
+                            self._queue.put((epoch, step, idx, batch), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if self._stop.is_set():
+                        return
+            except BaseException as e:  # surfaced in the training loop
+                self._queue.put(e)
+
+        self._thread = threading.Thread(target=work, name="simcse-prefetch", daemon=True)
+        self._thread.start()
+
+    def __next__(self) -> tuple:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

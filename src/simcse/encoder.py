@@ -56,9 +56,11 @@ class Tokenized:
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int) -> dict:
-    """Right-pad token id lists into ``input_ids`` and ``attention_mask`` tensors."""
+def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int, length: int | None = None) -> dict:
+    """Right-pad token id lists into ``input_ids`` and ``attention_mask`` tensors (to ``length`` if given,
+    else to the longest sequence)."""
     longest = max(len(s) for s in sequences)
+    longest = max(longest, length or 0)
     ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for i, s in enumerate(sequences):

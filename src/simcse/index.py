@@ -7,7 +7,8 @@ Backends:
 - ``auto``: ``flat`` below ``AUTO_EXACT_LIMIT`` vectors, ``hnsw`` above (when faiss is installed).
 
 The NumPy backend keeps the vectors in the chunks they were added in (no concatenated copy) and searches
-chunk by chunk, so 1M x 384 floats use ~1.5 GB, the raw size. It returns the same top-k as faiss' exact index.
+chunk by chunk, so 1M x 384 floats use ~1.5 GB, the raw size. It returns the same top-k as faiss' exact index
+(on exact ties it keeps the lowest ids, in id order; faiss orders ties its own way).
 """
 
 from __future__ import annotations
@@ -69,10 +70,15 @@ class NumpyExact:
                 scores = queries @ block.T
                 kk = min(k, block.shape[0])
                 top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+                # argpartition keeps arbitrary members of a tie at the k-th score: redo such rows with a
+                # stable sort so ties keep the lowest ids, whatever the chunking
+                kth = np.take_along_axis(scores, top, axis=1).min(axis=1, keepdims=True)
+                for row in np.flatnonzero((scores >= kth).sum(axis=1) > kk):
+                    top[row] = np.argsort(-scores[row], kind="stable")[:kk]
                 cand_scores = np.take_along_axis(scores, top, axis=1)
                 merged_scores = np.concatenate([best_scores, cand_scores], axis=1)
                 merged_ids = np.concatenate([best_ids, top + offset + start], axis=1)
-                # stable order: higher score first, then lower id (faiss' tie-breaking)
+                # higher score first, then lower id (faiss orders exact ties its own way)
                 order = np.lexsort((merged_ids, -merged_scores), axis=1)[:, :k]
                 best_scores = np.take_along_axis(merged_scores, order, axis=1)
                 best_ids = np.take_along_axis(merged_ids, order, axis=1)
@@ -168,7 +174,11 @@ class VectorIndex:
             os.replace(tmp, directory / INDEX_FILE)
         elif self.backend is not None:
             tmp = directory / "vectors.tmp.npy"
-            np.save(tmp, self.backend.vectors())
+            with tmp.open("wb") as f:  # chunk by chunk: no concatenated copy of all the vectors
+                header = {"descr": "<f4", "fortran_order": False, "shape": (len(self), self.dim)}
+                np.lib.format.write_array_header_1_0(f, header)
+                for chunk in self.backend.chunks:
+                    np.ascontiguousarray(chunk, dtype="<f4").tofile(f)
             os.replace(tmp, directory / VECTORS_FILE)
         (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
@@ -179,12 +189,13 @@ class VectorIndex:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             dim, kind, with_faiss = int(meta["dim"]), str(meta["kind"]), bool(meta["faiss"])
+            nprobe, ef_search = int(meta.get("nprobe", 16)), int(meta.get("ef_search", 128))
         except FileNotFoundError as e:
             raise SimCSEError(f"{meta_path}: not found; is {directory} an index directory?") from e
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SimCSEError(f"{meta_path}: cannot read the index description ({e})") from e
-        index = cls(dim, kind if kind in KINDS else "flat", use_faiss=with_faiss,
-                    nprobe=int(meta.get("nprobe", 16)), ef_search=int(meta.get("ef_search", 128)))  # fmt: skip
+        index = cls(dim, kind if kind in KINDS else "flat", use_faiss=with_faiss, nprobe=nprobe,
+                    ef_search=ef_search)  # fmt: skip
         index._resolved = kind
         if meta.get("size", 0) == 0:
             return index
@@ -206,8 +217,12 @@ class VectorIndex:
                 )
             except (OSError, ValueError) as e:
                 raise SimCSEError(f"{directory / VECTORS_FILE}: cannot read the vectors ({e})") from e
+            if vectors.ndim != 2 or vectors.shape[1] != dim:
+                raise SimCSEError(
+                    f"{directory / VECTORS_FILE}: vectors of shape {vectors.shape}, expected (n, {dim})"
+                )
             backend = NumpyExact(dim)
-            backend.add(_as_matrix(vectors, dim) if not mmap else vectors)
+            backend.add(_as_matrix(vectors, dim))  # no copy: a memory map stays one
             index.backend = backend
         if len(index) != meta.get("size", len(index)):
             raise SimCSEError(

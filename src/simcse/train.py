@@ -19,6 +19,7 @@ implementation where the device has it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -37,7 +38,7 @@ import torch.distributed as dist
 from simcse import __version__
 from simcse.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from simcse.config import TrainConfig
-from simcse.data import BatchPlan, Collator, MLMMasker, TrainingData, read_training_file
+from simcse.data import BatchPlan, Collator, MLMMasker, Prefetcher, TrainingData, read_training_file
 from simcse.dropout import use_fast_dropout
 from simcse.encoder import Encoder
 from simcse.errors import ConfigError, DataError, SimCSEError
@@ -210,7 +211,8 @@ def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
     """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the checkpoint's LM head."""
     from simcse.model_files import load_backbone, position_limit
 
-    packed = {"auto": None, "on": True, "off": False}[config.packed]
+    # torch.compile wants static shapes; packed execution has data-dependent ones.
+    packed = {"auto": None if not config.compile else False, "on": True, "off": False}[config.packed]
     backbone, tokenizer, info = load_backbone(
         config.model_name_or_path, attn_implementation=config.attn_implementation, masked_lm=config.do_mlm
     )
@@ -350,12 +352,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     scheduler = build_scheduler(config, optimizer, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight)
-    collate = Collator(
-        model.encoder.tokenizer,
-        config.max_seq_len,
-        views,
-        MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None,
-    )
+    # the collator's own tokenizer copy: it runs in the prefetch thread while the dev evaluation may be
+    # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
+    collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, views,
+                       pad_to_length=config.max_seq_len if config.compile else None)  # fmt: skip
+    masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
     autocast = autocast_for(precision, device)
     state = TrainerState()
     if checkpoint is not None:
@@ -371,7 +372,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if config.compile:
-        forward = torch.compile(forward, dynamic=True)
+        forward = torch.compile(forward, backend=config.compile_backend)
     log = MetricsLog(out, ctx.main, config.tensorboard)
 
     def evaluate_dev(step: int) -> dict[str, float] | None:
@@ -404,13 +405,15 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         progress = tqdm(
             total=total_steps, initial=state.global_step, desc="train", unit="step", dynamic_ncols=True
         )
-    batches = plan.iterate(state.epoch, state.step_in_epoch, ctx.rank, ctx.world_size)
+    batches = Prefetcher(plan.iterate(state.epoch, state.step_in_epoch, ctx.rank, ctx.world_size), data.rows,
+                         collate, pin_memory=device.type == "cuda")  # fmt: skip
     window_rows, window_start, window_loss, window_steps = 0, time.perf_counter(), 0.0, 0
     model.train()
     try:
         while state.global_step < total_steps:
-            epoch, step_in_epoch, rows = next(batches)
-            batch = collate([data.rows[i] for i in rows])
+            epoch, step_in_epoch, rows, batch = next(batches)
+            if masker is not None:  # here, not in the prefetch thread: it draws from the global generator
+                batch["mlm_input_ids"], batch["mlm_labels"] = masker(batch["input_ids"], batch["attention_mask"])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             if config.gradcache_chunk_size:
                 cl, mlm = gradcache_step(
@@ -479,6 +482,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
                     out, step, model, optimizer, scheduler, scaler, state, ctx, config.save_total_limit
                 )
     finally:
+        batches.close()
         if progress is not None:
             progress.close()
 
