@@ -10,7 +10,7 @@ export SIMCSE_DATA_DIR
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install browser run test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -25,7 +25,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/simcse train configs/quickstart.yaml --overwrite_output_dir true
 
-test: $(STAMP)
+# the demo page's end-to-end test drives Debian's chromium (installed here when missing and apt is usable)
+browser:
+	@bash scripts/install_browser.sh
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 test-fast: $(STAMP)
@@ -41,6 +45,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/data_scale.py
 	$(BIN)/python benchmarks/gradcache_memory.py
+	$(BIN)/python benchmarks/encode_speed.py
+	$(BIN)/python benchmarks/search_speed.py
+	$(BIN)/python benchmarks/serve_load.py
+	$(BIN)/python benchmarks/serve_load.py --mixed --duration 60
+	bash benchmarks/gpu_bench.sh --cpu --steps 5 --skip compile
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache src/*.egg-info

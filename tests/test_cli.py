@@ -184,3 +184,94 @@ def test_train_from_flags_alone_end_to_end(tmp_path, capsys, tiny_bert, train_tx
         json.loads(line) for line in (out_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     ]
     assert records and records[-1]["step"] == 3 and records[-1]["kind"] == "train"
+
+
+# ---------------------------------------------------------------------------------------------- using a model
+def use_case(tmp_path: Path, model: Path, case: str) -> tuple[list[str], list[str]]:
+    """(arguments, strings the one-line error must name) for bad input to the model-using subcommands."""
+    text = tmp_path / "in.txt"
+    text.write_text("a man plays\na dog runs\n", encoding="utf-8")
+    out = tmp_path / "out.npy"
+    nowhere = tmp_path / "no-model"
+    if case == "encode missing input":
+        missing = tmp_path / "missing.txt"
+        return ["encode", str(model), "--input", str(missing), "--output", str(out)], [
+            f"{missing}: input file not found"
+        ]
+    if case == "encode not utf-8":
+        text.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+        return ["encode", str(model), "--input", str(text), "--output", str(out)], [
+            f"{text}:2: not valid UTF-8"
+        ]
+    if case == "encode existing output":
+        out.write_bytes(b"precious")
+        return ["encode", str(model), "--input", str(text), "--output", str(out)], [
+            f"{out}: already exists",
+            "--overwrite",
+        ]
+    if case == "encode bad model":
+        return ["encode", str(nowhere), "--input", str(text), "--output", str(out)], [
+            f"{nowhere}: model directory not found"
+        ]
+    if case == "similarity bad model":
+        return ["similarity", str(nowhere), "a", "b"], [f"{nowhere}: model directory not found"]
+    if case == "similarity model is a file":
+        return ["similarity", str(text), "a", "b"], [f"{text}: is a file"]
+    if case == "index build missing input":
+        missing = tmp_path / "missing.txt"
+        return ["index", "build", str(model), "--input", str(missing), "--out", str(tmp_path / "idx")], [
+            f"{missing}: input file not found"
+        ]
+    if case == "export bad model":
+        return ["export", str(nowhere), "--to", "hf", str(tmp_path / "exp")], [
+            f"{nowhere}: model directory not found"
+        ]
+    if case == "search not an index":
+        (tmp_path / "idx").mkdir()
+        from simcse.encoder import Encoder
+
+        fingerprint = Encoder.load(str(model)).fingerprint()
+        described = {"source": str(model), "dim": 32, "fingerprint": fingerprint}
+        (tmp_path / "idx" / "model.json").write_text(json.dumps(described), encoding="utf-8")
+        return ["search", str(tmp_path / "idx"), "query"], [str(tmp_path / "idx" / "index.json"), "not found"]
+    raise AssertionError(case)
+
+
+USE_CASES = ["encode missing input", "encode not utf-8", "encode existing output", "encode bad model",
+             "similarity bad model", "similarity model is a file", "index build missing input", "export bad model",
+             "search not an index"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", USE_CASES)
+def test_model_commands_bad_input_is_one_line_exit_2(tmp_path, capsys, tiny_bert, case):
+    args, names = use_case(tmp_path, tiny_bert, case)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, args)
+    assert_one_line_error(code, err, *names)
+    assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    if case == "encode existing output":
+        assert (tmp_path / "out.npy").read_bytes() == b"precious"
+
+
+def test_encode_refuses_another_models_shards_in_one_line(tmp_path, capsys, tiny_bert):
+    from conftest import make_tiny_bert
+
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    out = tmp_path / "out.npy"
+    shards = tmp_path / "out.npy.shards"
+    shards.mkdir()
+    manifest = {"version": 1, "input": {}, "model": {"fingerprint": "0123", "source": "x"}, "settings": {},
+                "shard_size": 5, "lines": 12, "dim": 32, "shards": []}  # fmt: skip
+    (shards / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    other = make_tiny_bert(tmp_path / "m", seed=5)
+    capsys.readouterr()
+    code, _, err = run(capsys, ["encode", str(other), "--input", str(text), "--output", str(out), "--quiet"])
+    assert_one_line_error(code, err, f"{shards / 'manifest.json'}: left by a run with a different", "model.fingerprint",
+                          "--overwrite")  # fmt: skip
+    assert not out.exists() and json.loads((shards / "manifest.json").read_text(encoding="utf-8")) == manifest
+    code, _, err = run(capsys, ["encode", str(other), "--input", str(text), "--output", str(out), "--quiet",
+                                "--overwrite"])  # fmt: skip
+    assert code == 0, err
+    assert out.is_file() and not shards.exists()

@@ -10,7 +10,7 @@ from conftest import SENTENCES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simcse.data import BatchPlan, Collator, TrainingData, read_training_file
+from simcse.data import BatchPlan, Collator, Prefetcher, TrainingData, read_training_file
 from simcse.errors import DataError
 
 
@@ -348,3 +348,44 @@ def test_padding_to_the_longest_in_the_batch_not_max_seq_len(tokenizer):
         batch["input_ids"].shape[1]
         != Collator(tokenizer, 32, views=2)([("a dog",)] * 2)["input_ids"].shape[1]
     )
+
+
+def test_pad_to_length_gives_one_shape_for_compile(tokenizer):
+    collate = Collator(tokenizer, 16, views=2, pad_to_length=16)
+    assert collate([("a dog",)])["input_ids"].shape == (2, 16)
+    assert collate([("a man is playing a guitar",)])["input_ids"].shape == (2, 16)
+
+
+def test_prefetcher_yields_the_plans_batches_in_order_and_stops(tokenizer):
+    rows = [(s,) for s in SENTENCES[:12]]
+    collate = Collator(tokenizer, 32, views=2)
+    plan = [(0, step, list(range(3 * step, 3 * step + 3))) for step in range(4)]
+    prefetch = Prefetcher(iter(plan), rows, collate, depth=2)
+    for epoch, step, idx in plan:
+        got = next(prefetch)
+        assert got[:3] == (epoch, step, idx)
+        assert got[3]["input_ids"].tolist() == collate([rows[i] for i in idx])["input_ids"].tolist()
+    prefetch.close()
+    assert not prefetch._thread.is_alive()
+
+
+def test_prefetcher_surfaces_errors_of_its_thread(tokenizer):
+    def broken():
+        yield 0, 0, [0]
+        raise DataError("train.txt", "bad row", 7)
+
+    prefetch = Prefetcher(broken(), [("a dog",)], Collator(tokenizer, 32, views=2))
+    next(prefetch)
+    with pytest.raises(DataError, match="train.txt:7"):
+        next(prefetch)
+    prefetch.close()
+
+
+def test_prefetcher_close_does_not_hang_on_a_full_queue(tokenizer):
+    import itertools
+
+    endless = ((0, i, [0]) for i in itertools.count())
+    prefetch = Prefetcher(endless, [("a dog",)], Collator(tokenizer, 32, views=2), depth=1)
+    next(prefetch)
+    prefetch.close()
+    assert not prefetch._thread.is_alive()

@@ -236,5 +236,7 @@ def test_compile_rejects_packed_and_unknown_backends(tiny_bert, txt, tmp_path):
 def test_sdpa_attention_is_selected_by_default(tiny_bert, txt, tmp_path):
     model, _ = build_model(_config(tiny_bert, txt, tmp_path / "run", packed="off"))
     assert model.encoder.backbone.config._attn_implementation == "sdpa"
-    model, _ = build_model(_config(tiny_bert, txt, tmp_path / "run", packed="off", attn_implementation="eager"))
+    model, _ = build_model(
+        _config(tiny_bert, txt, tmp_path / "run", packed="off", attn_implementation="eager")
+    )
     assert model.encoder.backbone.config._attn_implementation == "eager"

@@ -10,27 +10,98 @@
 A checkpoint is written into ``step-N.tmp`` and renamed when complete; one without a valid manifest (a
 killed or failed write, a truncated or corrupted file) is skipped on resume with a warning and the previous
 good one is used.
+
+Every file is serialised in memory and written by Python (``_write_bytes``): ``torch.save`` and safetensors'
+``save_file`` report a full disk as a bare RuntimeError / SafetensorError without the errno (torch even
+swallows the OSError of a Python file object), so a failed write would otherwise escape as a traceback
+and leave a half-written directory. Here it is an ``OSError`` with its errno, the temporary directory is
+removed, and the caller gets a one-line ``CheckpointError``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+import pickle
 import random
+import re
 import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors.torch
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError
+from safetensors.torch import load_model
 
 from simcse.errors import SimCSEError
 
 CHECKPOINTS = "checkpoints"
 PREFIX = "step-"
+REQUIRED = ("model.safetensors", "optimizer.pt", "trainer_state.json")
+
+
+class CheckpointError(SimCSEError):
+    """A checkpoint could not be written, or refused to load (e.g. it holds pickled code)."""
+
+
+def write_error_reason(error: BaseException) -> str | None:
+    """'no space left on device' and the like for a failed write; None when ``error`` is no I/O failure.
+
+    safetensors reports I/O errors as ``SafetensorError('... I/O error: No space left on device (os error
+    28)')``; the errno is recovered from that text.
+    """
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error) or errno.errorcode.get(error.errno or 0, "I/O error")
+        return reason[:1].lower() + reason[1:]
+    if isinstance(error, SafetensorError):
+        m = re.search(r"os error (\d+)", str(error))
+        if m:
+            reason = os.strerror(int(m.group(1)))
+            return reason[:1].lower() + reason[1:]
+        if "I/O error" in str(error):
+            return " ".join(str(error).split())
+    return None
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write and fsync one file; a full disk raises OSError(ENOSPC) here, not somewhere inside a library."""
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _remove(path: Path) -> None:
+    """Delete a directory of ours; a symlink in its place is unlinked, never followed."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _model_bytes(model: torch.nn.Module) -> bytes:
+    """safetensors bytes of the state dict, tied weights stored once (as ``safetensors.torch.save_model``)."""
+    state = model.state_dict()
+    removed = safetensors.torch._remove_duplicate_names(state)
+    metadata = {}
+    for kept, names in removed.items():
+        for name in names:
+            metadata[name] = kept
+            del state[name]
+    state = {k: v.contiguous() for k, v in state.items()}
+    return safetensors.torch.save(state, metadata=metadata or None)
 
 
 def _sha256(path: Path) -> str:
@@ -96,17 +167,29 @@ def verify(path: Path) -> str | None:
         return "no manifest (the write did not finish)"
     try:
         entries = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError) as e:
-        return f"unreadable manifest ({e})"
-    for name, meta in entries.items():
+        entries = {str(name): (int(meta["size"]), str(meta["sha256"])) for name, meta in entries.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"unreadable manifest ({type(e).__name__}: {e})"
+    for name in REQUIRED:
+        if name not in entries:
+            return f"the manifest does not list {name}"
+    for name, (size, sha256) in entries.items():
         file = path / name
-        if not file.exists():
-            return f"{name} is missing"
-        if file.stat().st_size != meta["size"]:
-            return f"{name} has {file.stat().st_size} bytes, expected {meta['size']}"
-        if _sha256(file) != meta["sha256"]:
+        if "/" in name or "\\" in name or name in ("", ".", "..") or not file.is_file():
+            return f"{name!r} is missing"
+        if file.stat().st_size != size:
+            return f"{name} has {file.stat().st_size} bytes, expected {size}"
+        if _sha256(file) != sha256:
             return f"{name} fails its checksum"
     return None
+
+
+def last_good_checkpoint(output_dir: Path) -> str:
+    """The newest intact checkpoint directory, for error messages."""
+    for path in reversed(checkpoint_dirs(output_dir)):
+        if verify(path) is None:
+            return str(path)
+    return "none (no checkpoint was written yet)"
 
 
 def latest_checkpoint(output_dir: Path, world_size: int = 1) -> Path | None:
@@ -136,46 +219,49 @@ def save_checkpoint(
     tmp = root / f"{PREFIX}{step:08d}.tmp"
     try:
         if rank == 0:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            _remove(tmp)
             tmp.mkdir(parents=True)
         barrier()
-        torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+        _write_bytes(tmp / f"rng-rank{rank}.pt", _torch_bytes(rng_state()))
         if rank == 0:
-            save_model(model, str(tmp / "model.safetensors"))
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
+            _write_bytes(tmp / "model.safetensors", _model_bytes(model))
+            _write_bytes(tmp / "optimizer.pt", _torch_bytes(optimizer.state_dict()))
+            _write_bytes(tmp / "trainer_state.json", json.dumps(trainer_state, indent=2).encode("utf-8"))
         barrier()
         if rank == 0:
             files = {}
             for file in sorted(tmp.iterdir()):
-                with file.open("rb") as f:
-                    os.fsync(f.fileno())
                 files[file.name] = {"size": file.stat().st_size, "sha256": _sha256(file)}
-            (tmp / "manifest.json").write_text(
-                json.dumps({"step": step, "files": files}, indent=2), encoding="utf-8"
-            )
+            manifest = {"step": step, "files": files}
+            _write_bytes(tmp / "manifest.json", json.dumps(manifest, indent=2).encode("utf-8"))
             _fsync_dir(tmp)
-            if final.exists():
-                shutil.rmtree(final)
+            _remove(final)
             os.replace(tmp, final)
             _fsync_dir(root)
     except OSError as e:
-        if rank == 0 and tmp.exists():
+        if rank == 0 and tmp.exists() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
-        raise SimCSEError(
-            f"{tmp}: cannot write the checkpoint ({e.strerror or e}); the previous checkpoint is intact"
+        raise CheckpointError(
+            f"{tmp}: cannot write the checkpoint ({write_error_reason(e)}) at step {step}; "
+            f"the last good checkpoint is {last_good_checkpoint(Path(output_dir))}"
         ) from e
     return final
 
 
-def prune_checkpoints(output_dir: Path, keep: int) -> None:
-    for path in checkpoint_dirs(output_dir)[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+def prune_checkpoints(output_dir: Path, keep: int, current_step: int | None = None) -> None:
+    """Keep the ``keep`` newest checkpoints up to ``current_step``. Newer ones are stale: left by the run
+    this one resumed, which skipped them as broken; kept, they would outrank (and prune) the good ones.
+    A symlink is unlinked, never followed: nothing outside the output directory is deleted."""
+    dirs = checkpoint_dirs(output_dir)
+    stale = [p for p in dirs if current_step is not None and int(p.name[len(PREFIX) :]) > current_step]
+    live = [p for p in dirs if p not in stale]
     root = Path(output_dir) / CHECKPOINTS
-    if root.is_dir():
-        for leftover in root.glob(f"{PREFIX}*.tmp"):
-            shutil.rmtree(leftover, ignore_errors=True)
+    leftovers = list(root.glob(f"{PREFIX}*.tmp")) if root.is_dir() else []
+    for path in [*stale, *live[:-keep], *leftovers]:
+        if path.is_symlink():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def load_checkpoint(
@@ -187,9 +273,20 @@ def load_checkpoint(
         raise SimCSEError(
             f"{path}: checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
-    set_rng_state(torch.load(path / f"rng-rank{rank}.pt", weights_only=True))
+    optimizer.load_state_dict(_load_tensors(path / "optimizer.pt", map_location="cpu"))
+    set_rng_state(_load_tensors(path / f"rng-rank{rank}.pt"))
     return json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+
+
+def _load_tensors(file: Path, **kwargs: Any) -> Any:
+    """``torch.load`` with ``weights_only=True``: a pickle that asks to run code is refused, not run."""
+    try:
+        return torch.load(file, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{file}: refused to load: it is not plain tensor data (it asks to run code or build objects "
+            "that a checkpoint never holds); delete this checkpoint directory"
+        ) from e
 
 
 def _tied(model: torch.nn.Module, key: str) -> bool:

@@ -8,6 +8,7 @@ are rejected before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -62,7 +63,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0  # 0 = no clipping
-    precision: str = "auto"  # auto (bf16 on GPUs that have it, else fp32) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (GPU bf16, else fp16 + scaling; CPU fp32) | fp32 | bf16 | fp16
     seed: int = 42
     # --- evaluation, checkpoints, logging
     output_dir: str = "runs/simcse"
@@ -81,9 +82,10 @@ class TrainConfig:
     progress_bar: bool = True
     # --- performance switches
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    packed: str = "auto"  # unpadded execution of BERT-style models: auto | on | off
+    packed: str = "auto"  # unpadded execution of BERT-style models: auto (CPU only) | on | off
     attn_implementation: str = "sdpa"  # sdpa | eager
     compile: bool = False  # torch.compile the encoder (batches padded to max_seq_len: one graph)
+    tf32: bool = True  # GPUs: TF32 tensor cores for the fp32 matmuls
     compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | cudagraphs ...
     fast_dropout: bool = (
         True  # CPU: dropout masks from 32-bit draws, ~2x cheaper than bernoulli_ (no GPU effect)
@@ -101,7 +103,8 @@ class TrainConfig:
         unknown = [k for k in values if k not in cls.field_names()]
         if unknown:
             key = unknown[0]
-            raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(str(key), cls.field_names())}")
+            suggestion = _suggest(str(key)[:100], cls.field_names())
+            raise ConfigError(f"{source}: unknown config key {_short(repr(key), 80)}{suggestion}")
         kwargs = {k: _coerce(k, v, source) for k, v in values.items()}
         return cls(**kwargs)
 
@@ -189,7 +192,9 @@ class TrainConfig:
         if self.objective == "unsup" and self.hard_negative_weight != 1.0:
             raise ConfigError("hard_negative_weight applies to sup training with a hard-negative column")
         if self.compile and self.packed == "on":
-            raise ConfigError("compile needs static shapes and packed execution has data-dependent ones; set packed off or auto")
+            raise ConfigError(
+                "compile needs static shapes and packed execution has data-dependent ones; set packed off or auto"
+            )
         if self.compile:
             from torch import _dynamo
 
@@ -211,18 +216,74 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e})") from e
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: invalid YAML ({problem})") from e
+    values = safe_load_yaml(text, str(path))
     if values is None:
         return {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys to values")
     return values
+
+
+MAX_YAML_NODES = 100_000  # a recipe has ~60 keys; more is an alias bomb ("billion laughs")
+MAX_YAML_DEPTH = 50
+
+
+def safe_load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` (no ``!!python`` tags: nothing is constructed but plain data) that turns every
+    failure into a one-line ConfigError naming ``source``: syntax errors (with the line), nesting deep enough
+    to exhaust the stack, integers too long to convert, alias bombs and self-referencing aliases."""
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML ({_short(str(problem), 200)})") from e
+    except RecursionError as e:
+        raise ConfigError(f"{source}: invalid YAML (nested too deeply)") from e
+    except Exception as e:  # noqa: BLE001 - PyYAML's constructors fail on odd scalars in many ways:
+        # ValueError (an integer of 5000 digits), IndexError (``!!float`` of nothing), AttributeError
+        # (``!!timestamp`` of a non-date), ...
+        raise ConfigError(f"{source}: invalid YAML ({_short(str(e) or type(e).__name__)})") from e
+    _check_yaml_size(values, source)
+    return values
+
+
+def _check_yaml_size(values: Any, source: str) -> None:
+    """Count the nodes ``values`` expands to (shared aliases counted each time they are used, once per
+    object thanks to the memo), refusing cycles and more than MAX_YAML_NODES / MAX_YAML_DEPTH."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: invalid YAML (nested more than {MAX_YAML_DEPTH} levels deep)")
+        key = id(node)
+        if key in active:
+            raise ConfigError(f"{source}: invalid YAML (an alias refers to its own parent: a cycle)")
+        if key not in sizes:
+            active.add(key)
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            total = 1
+            for child in children:
+                total += size(child, depth + 1)
+                if total > MAX_YAML_NODES:
+                    raise ConfigError(
+                        f"{source}: invalid YAML (expands to more than {MAX_YAML_NODES:,} values; "
+                        "an alias bomb?)"
+                    )
+            active.discard(key)
+            sizes[key] = total
+        return sizes[key]
+
+    size(values, 0)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_flags(args: list[str]) -> dict[str, Any]:
@@ -233,11 +294,11 @@ def parse_flags(args: list[str]) -> dict[str, Any]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--") or arg == "--":
-            raise ConfigError(f"unexpected argument {arg!r}; options are written --key value")
+            raise ConfigError(f"unexpected argument {_short(repr(arg), 80)}; options are written --key value")
         key, eq, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key not in TrainConfig.field_names():
-            raise ConfigError(f"unknown option --{key}{_suggest(key, TrainConfig.field_names())}")
+            raise ConfigError(f"unknown option --{_short(key, 80)}{_suggest(key, TrainConfig.field_names())}")
         if not eq:
             nxt = args[i + 1] if i + 1 < len(args) else None
             if key in bools and (nxt is None or nxt.startswith("--")):
@@ -253,9 +314,13 @@ def parse_flags(args: list[str]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+@functools.cache
+def _type_hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)  # ~1 ms: worth caching, it is asked once per key
+
+
 def _base_type(name: str) -> type:
-    hints = typing.get_type_hints(TrainConfig)
-    hint = hints[name]
+    hint = _type_hints()[name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
         return args[0]
@@ -265,10 +330,9 @@ def _base_type(name: str) -> type:
 def _coerce(key: str, value: Any, source: str) -> Any:
     if key == "extra":
         if isinstance(value, str):  # from a flag: --extra '{note: baseline}'
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{source}: extra must be a mapping, got {value!r}") from e
+            value = safe_load_yaml(value, f"{source}: extra")
+        else:
+            _check_yaml_size(value, f"{source}: extra")
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: extra must be a mapping")
         return value
@@ -304,11 +368,13 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 raise ValueError
             return float(value)
         if target is str:
-            if isinstance(value, (dict, list)):
+            if not isinstance(value, (str, int, float)):  # lists, mappings, !!binary, !!set, ...
+                raise ValueError
+            if "\x00" in str(value):
                 raise ValueError
             return str(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{source}: {key} must be {target.__name__}, got {value!r}") from e
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ConfigError(f"{source}: {key} must be {target.__name__}, got {_short(repr(value), 80)}") from e
     return value
 
 

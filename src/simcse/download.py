@@ -427,8 +427,17 @@ def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
 
 
 def _check_members(tar: tarfile.TarFile, tar_path: Path) -> None:
+    links: set[PurePosixPath] = set()
     for member in tar.getmembers():
         reason = _unsafe_reason(member)
+        name = PurePosixPath(member.name)
+        if reason is None and any(parent in links for parent in name.parents):
+            # a chain of links (up -> .., up/up2 -> ..) escapes even when each link looks local
+            reason = (
+                "its path goes through a link of the archive, which may point outside the extraction folder"
+            )
+        if member.issym() or member.islnk():
+            links.add(name)
         if reason is not None:
             raise SimCSEError(f"{tar_path}: refusing to extract member {member.name!r}: {reason}")
 
@@ -451,6 +460,8 @@ def _extract_tar(tar_path: Path, final: Path) -> None:
                     tar.extractall(tmp, filter="data")
                 else:
                     tar.extractall(tmp)
+        except getattr(tarfile, "FilterError", ()) as err:  # the "data" filter's refusal
+            raise SimCSEError(f"{tar_path}: refusing to extract member: {err}") from None
         except (tarfile.TarError, EOFError) as err:
             raise SimCSEError(f"{tar_path}: not a valid tar archive ({err}); run the command again") from None
         except OSError as err:

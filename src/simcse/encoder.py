@@ -98,6 +98,9 @@ class Encoder(nn.Module):
         self.mlp_at_inference = mlp_at_inference and mlp is not None
         self.max_length = max_length
         self.packed = supports_packing(backbone) if packed is None else packed and supports_packing(backbone)
+        # auto (None) packs on CPUs only: on GPUs the unpadded layout's data-dependent shapes cost a host sync
+        # per layer stack and padded SDPA kernels are cheap; packed=True forces it everywhere.
+        self.packed_on_gpu = packed is True
         self.source = source
         # The checkpoint's own pretrained pooler layer (not trained here), written back on save.
         self.pooler_state = pooler_state
@@ -114,7 +117,7 @@ class Encoder(nn.Module):
         return next(self.backbone.parameters()).device
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[int, torch.Tensor]:
-        if self.packed:
+        if self.packed and (self.packed_on_gpu or input_ids.device.type == "cpu"):
             return packed_hidden_states(self.backbone, input_ids, attention_mask, self._layers)
         need_all = self._layers != (self.num_layers,)
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=need_all)

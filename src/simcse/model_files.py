@@ -420,20 +420,7 @@ def _backbone_state(encoder: Any) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_model_dir(
-    encoder: Any, path: Path, extra: dict[str, Any], readme: str | None, merge: bool = False
-) -> Path:
-    """Write the model directory into a temporary sibling, then swap it into place atomically.
-
-    With ``merge`` the model's files replace their namesakes inside an existing directory one by one and
-    other files there (checkpoints, logs) stay; each file still appears complete or not at all.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+def _write_files(encoder: Any, tmp: Path, extra: dict[str, Any], readme: str | None) -> None:
     config = encoder.backbone.config
     config.output_hidden_states = encoder.pooler in ("avg_top2", "avg_first_last")
     try:
@@ -456,6 +443,27 @@ def write_model_dir(
     (tmp / SIMCSE_JSON).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     if readme:
         (tmp / "README.md").write_text(readme, encoding="utf-8")
+
+
+def write_model_dir(
+    encoder: Any, path: Path, extra: dict[str, Any], readme: str | None, merge: bool = False
+) -> Path:
+    """Write the model directory into a temporary sibling, then swap it into place atomically.
+
+    With ``merge`` the model's files replace their namesakes inside an existing directory one by one and
+    other files there (checkpoints, logs) stay; each file still appears complete or not at all.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        _write_files(encoder, tmp, extra, readme)
+    except BaseException:  # a full disk or an interrupt: leave no half-written directory behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if merge and path.is_dir():
         for entry in sorted(tmp.iterdir()):
             target = path / entry.name

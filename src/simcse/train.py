@@ -12,8 +12,11 @@ train(config):
 
 Performance switches (all in TrainConfig): ``precision`` (bf16 / fp16 autocast, fp32), ``packed``
 (unpadded BERT execution), ``attn_implementation`` (SDPA), ``compile``, ``num_threads``, ``fast_dropout``
-(CPU dropout masks from cheaper random draws); TF32 matmuls are enabled on GPUs; AdamW is the fused
-implementation where the device has it.
+(CPU dropout masks from cheaper random draws), ``tf32`` (TF32 matmuls on GPUs, on by default). Always on:
+fused AdamW where the device has it; batches collated in a background thread into pinned memory and
+copied with ``non_blocking``; the contrastive similarities and cross-entropy in fp32 under autocast.
+Defaults per device (``precision auto``): bf16 on GPUs that have it, else fp16 with loss scaling; fp32 on
+CPUs. ``compile`` pads every batch to ``max_seq_len`` so one graph serves the whole run.
 """
 
 from __future__ import annotations
@@ -34,9 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 
 from simcse import __version__
-from simcse.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from simcse.checkpoint import (
+    last_good_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    write_error_reason,
+)
 from simcse.config import TrainConfig
 from simcse.data import BatchPlan, Collator, MLMMasker, Prefetcher, TrainingData, read_training_file
 from simcse.dropout import use_fast_dropout
@@ -120,6 +131,16 @@ def resolve_precision(pref: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
+
+
+def enable_tf32() -> None:
+    """TF32 tensor cores for fp32 matmuls and convolutions (Ampere and later; no effect elsewhere)."""
+    if hasattr(torch.backends, "fp32_precision"):  # torch >= 2.9: the legacy allow_tf32 flags are deprecated
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -307,8 +328,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         torch.set_num_threads(config.num_threads)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        if config.tf32:
+            enable_tf32()
     if config.batch_size % ctx.world_size:
         raise ConfigError(
             f"batch_size {config.batch_size} is not divisible by the {ctx.world_size} processes"
@@ -388,7 +409,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         if state.best_metric is None or metric > state.best_metric:
             state.best_metric, state.best_step = metric, step
             if ctx.main:
-                model.encoder.save(out / BEST_DIR, extra=run_facts(config, data, views, state, scores))
+                with _model_write_errors(out, "the best model", step):
+                    model.encoder.save(out / BEST_DIR, extra=run_facts(config, data, views, state, scores))
 
     if ctx.main:
         describe_run(config, data, views, total_steps, device, precision, ctx, model.encoder)
@@ -413,7 +435,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         while state.global_step < total_steps:
             epoch, step_in_epoch, rows, batch = next(batches)
             if masker is not None:  # here, not in the prefetch thread: it draws from the global generator
-                batch["mlm_input_ids"], batch["mlm_labels"] = masker(batch["input_ids"], batch["attention_mask"])
+                batch["mlm_input_ids"], batch["mlm_labels"] = masker(
+                    batch["input_ids"], batch["attention_mask"]
+                )
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             if config.gradcache_chunk_size:
                 cl, mlm = gradcache_step(
@@ -433,14 +457,38 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
                 mlm = mlm_sum.float() / max(masked, 1)
                 loss = cl + config.mlm_weight * mlm if config.do_mlm else cl
                 scaler.scale(loss).backward()
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss is {loss.item()} at step {state.global_step + 1}; stopping. The last good checkpoint "
-                    f"is kept in {out / 'checkpoints'}; lower the learning rate or use precision fp32/bf16"
-                )
+            grad_norm = None
             if config.max_grad_norm:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            # fp16's scaler skips a step with inf/NaN gradients by itself; fp32/bf16 must not take one
+            if not scaler.is_enabled() and grad_norm is None:
+                grad_norm = torch.nn.utils.get_total_norm(
+                    [p.grad for p in model.parameters() if p.grad is not None]
+                )
+            finite_grad = (
+                torch.isfinite(grad_norm) if not scaler.is_enabled() else torch.ones((), dtype=torch.bool)
+            )
+            bad = torch.stack([~torch.isfinite(loss.detach()), ~finite_grad.to(loss.device)]).float()
+            if ctx.world_size > 1:  # all processes stop together: a lone raise would leave the others waiting
+                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+            bad_loss, bad_grad = bad.bool().tolist()  # the step's one host sync
+            if bad_loss:
+                value = (
+                    loss.item()
+                    if ctx.world_size == 1
+                    else f"not finite on a process (here {loss.item():.4g})"
+                )
+                raise TrainingError(
+                    f"loss is {value} at step {state.global_step + 1}; stopping. The last good checkpoint is "
+                    f"kept in {out / 'checkpoints'}; lower the learning rate or use precision fp32/bf16"
+                )
+            if bad_grad:
+                raise TrainingError(
+                    f"gradient norm is {grad_norm.item()} (loss {loss.item():.4g}) at step "
+                    f"{state.global_step + 1}; stopping before the weights are updated. The last good "
+                    f"checkpoint is kept in {out / 'checkpoints'}; lower the learning rate or check the model"
+                )
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -451,7 +499,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             if state.step_in_epoch >= plan.steps_per_epoch:
                 state.epoch, state.step_in_epoch = epoch + 1, 0
             window_rows += len(rows) * ctx.world_size
-            window_loss += loss.item()
+            window_loss += loss.detach()  # summed on the device: no sync until it is logged
             window_steps += 1
             step = state.global_step
             if progress is not None:
@@ -459,7 +507,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             if step % max(config.logging_steps, 1) == 0 or step == total_steps:
                 elapsed = time.perf_counter() - window_start
                 record = {
-                    "loss": window_loss / window_steps,
+                    "loss": float(window_loss) / window_steps,
                     "lr": scheduler.get_last_lr()[0],
                     "sentences_per_s": window_rows / max(elapsed, 1e-9),
                     "epoch": state.epoch + state.step_in_epoch / plan.steps_per_epoch,
@@ -495,7 +543,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         out, state.global_step, state.best_metric, state.best_step, state.dev_before, None, None
     )
     if ctx.main:
-        result = finish(config, out, model, data, views, state, log)
+        with _model_write_errors(out, "the final model", state.global_step):
+            result = finish(config, out, model, data, views, state, log)
     log.close()
     ctx.barrier()
     if ctx.world_size > 1:
@@ -511,6 +560,45 @@ def _broadcast(scores: dict[str, float] | None, ctx: Dist) -> dict[str, float]:
     return box[0]
 
 
+@contextlib.contextmanager
+def _model_write_errors(out: Path, what: str, step: int):
+    """A failed model write (full disk...) becomes a one-line TrainingError; the half-written temporary
+    directories are removed and what was in the output directory before stays as it was."""
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        reason = write_error_reason(e)
+        if reason is None:
+            raise
+        for leftover in (out.with_name(out.name + ".tmp"), out / (BEST_DIR + ".tmp"), *out.glob("*.partial")):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        where = getattr(e, "filename", None) or out
+        raise TrainingError(
+            f"{where}: cannot write {what} ({reason}) at step {step}; the last good checkpoint is "
+            f"{last_good_checkpoint(out)}"
+        ) from e
+
+
+def _replace_with_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` over ``target`` so that ``target`` is always the old or the new version, never a
+    half-written one: copy beside it, then rename."""
+    staged = target.with_name(target.name + ".partial")
+    if staged.is_dir():
+        shutil.rmtree(staged)
+    shutil.copytree(source, staged) if source.is_dir() else shutil.copy2(source, staged)
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staged, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(staged, target)
+
+
 def save_state(out, step, model, optimizer, scheduler, scaler, state, ctx, keep) -> None:
     trainer_state = {
         **{k: v for k, v in state.__dict__.items()},
@@ -519,7 +607,7 @@ def save_state(out, step, model, optimizer, scheduler, scaler, state, ctx, keep)
     }
     save_checkpoint(out, step, model, optimizer, trainer_state, ctx.rank, ctx.barrier)
     if ctx.main:
-        prune_checkpoints(out, keep)
+        prune_checkpoints(out, keep, step)
     ctx.barrier()
 
 
@@ -570,10 +658,7 @@ def finish(config, out, model, data, views, state, log) -> TrainResult:
     if best.is_dir():
         dev_best = json.loads((best / "simcse.json").read_text(encoding="utf-8")).get("dev")
         for entry in best.iterdir():
-            target = out / entry.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            shutil.copytree(entry, target) if entry.is_dir() else shutil.copy2(entry, target)
+            _replace_with_copy(entry, out / entry.name)
     else:
         dev_best = None
         model.encoder.save(out, extra=run_facts(config, data, views, state, None), merge=True)

@@ -84,8 +84,9 @@ def read_lines(path: Path) -> list[str]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(path, f"not valid UTF-8 (byte {data[e.start]:#04x})", line=line) from e
+        raw = e.object  # without the BOM when there is one: e.start indexes this, not ``data``
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(path, f"not valid UTF-8 (byte {raw[e.start]:#04x})", line=line) from e
     return text.splitlines()
 
 

@@ -1,0 +1,159 @@
+"""Export a model for use without simcse: a sentence-transformers directory or a plain Hugging Face one.
+
+- ``sentence-transformers``: the full simcse model directory (:meth:`Encoder.save`): HF weights and
+  tokenizer at the top level plus the module files (``modules.json``, ``1_Pooling``, ``2_Dense`` for the
+  MLP ...), so ``SentenceTransformer(dir).encode`` gives the simcse embeddings (before normalisation).
+- ``hf``: only what ``transformers.AutoModel`` / ``AutoTokenizer`` read (``config.json``,
+  ``model.safetensors``, tokenizer files) and ``simcse.json`` (the pooler, so simcse reloads it exactly).
+  As in princeton-nlp's released checkpoints, the MLP of a ``cls`` model is BERT's pooler layer, so
+  ``AutoModel(...).pooler_output`` is the SimCSE embedding; for the other poolers the pooling is applied to
+  ``last_hidden_state`` / ``hidden_states`` by the user (``simcse.json`` says which).
+
+Every export is written into a temporary sibling directory, checked (the exported model is loaded back with
+the target library and must reproduce the embeddings of a few probe sentences), then moved into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simcse.encoder import Encoder
+from simcse.errors import SimCSEError
+
+FORMATS = ("sentence-transformers", "hf")
+PROBES = ["A man is playing a guitar.", "Two dogs run in the park, chasing a red ball.", "Hello!"]
+HF_KEEP_SUFFIXES = (".json", ".txt", ".model", ".safetensors")
+ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+ATOL = 1e-4
+GPU_ATOL = 5e-3
+
+
+def _hf_embeddings(path: Path, pooler: str, sentences: list[str], max_length: int) -> np.ndarray:
+    """Embeddings computed with transformers alone from an ``hf`` export (the recipe in the docstring)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from simcse.model_files import _from_pretrained
+    from simcse.pooling import layers_needed, pool
+
+    model = _from_pretrained(AutoModel, path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    batch = tokenizer(sentences, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.inference_mode():
+        out = model(**batch, output_hidden_states=True)
+    if pooler == "cls":
+        return out.pooler_output.float().numpy()
+    layers = model.config.num_hidden_layers
+    hidden = {i: out.hidden_states[i] for i in layers_needed(pooler, layers)}
+    return pool(pooler, hidden, batch["attention_mask"], layers).float().numpy()
+
+
+def _st_embeddings(path: Path, sentences: list[str]) -> np.ndarray | None:
+    """Embeddings from ``SentenceTransformer(path)``; None when sentence-transformers is not installed."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        return None
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the middle of the command's output
+    try:
+        model = SentenceTransformer(str(path), device="cpu")
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    return np.asarray(model.encode(sentences, convert_to_numpy=True, normalize_embeddings=False))
+
+
+def _prune_to_hf(directory: Path) -> None:
+    """Remove the sentence-transformers module files, keeping HF weights, config, tokenizer, simcse.json."""
+    for entry in list(directory.iterdir()):
+        if entry.is_dir():
+            shutil.rmtree(entry)  # 1_Pooling, 2_Dense, ...
+        elif entry.name in ST_FILES or not entry.name.endswith(HF_KEEP_SUFFIXES):
+            entry.unlink()
+
+
+def verify_export(directory: Path, to: str, encoder: Encoder) -> float | None:
+    """Largest absolute difference between the exported model's embeddings and ``encoder``'s (None when
+    the target library is not installed here, so the export cannot be checked)."""
+    expected = encoder.encode(PROBES, normalize=False)
+    if to == "hf":
+        got = _hf_embeddings(directory, encoder.inference_pooler, PROBES, encoder.max_length)
+    else:
+        got = _st_embeddings(directory, PROBES)
+        if got is None:
+            return None
+    if got.shape != expected.shape:
+        return float("inf")
+    return float(np.abs(got - expected).max())
+
+
+def export_model(
+    model: Encoder | str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    to: str = "sentence-transformers",
+    *,
+    pooler: str | None = None,
+    overwrite: bool = False,
+    verify: bool = True,
+) -> Path:
+    """Write ``model`` (an Encoder, a model path / hub id, or None for the embedded model) to ``out_dir`` in
+    format ``to`` (``sentence-transformers`` or ``hf``). A non-empty ``out_dir`` is refused unless
+    ``overwrite``; nothing is written at ``out_dir`` unless the export checks out."""
+    if to not in FORMATS:
+        raise SimCSEError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SimCSEError(f"{out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise SimCSEError(f"{out_dir}: exists and is not empty; pass --overwrite to replace it")
+    if isinstance(model, Encoder):
+        encoder = model
+    else:
+        encoder = Encoder.load(None if model in (None, "") else model, pooler)
+    encoder.eval()
+    mlp_used = encoder.mlp is not None and encoder.mlp_at_inference
+    if to == "hf" and mlp_used and not hasattr(encoder.backbone, "pooler"):
+        raise SimCSEError(
+            f"{encoder.source}: a {encoder.backbone.config.model_type} model has no pooler layer to hold "
+            "the MLP; export --to sentence-transformers instead"
+        )
+    staging = out_dir.with_name(f".{out_dir.name}.export")
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        encoder.save(staging)
+        if to == "hf":
+            _prune_to_hf(staging)
+        if verify:
+            diff = verify_export(staging, to, encoder)
+            # the check runs on the CPU; a model on a GPU (TF32, other kernels) differs a little more
+            tolerance = ATOL if encoder.device.type == "cpu" else GPU_ATOL
+            if diff is None:
+                warnings.warn(
+                    "sentence-transformers is not installed: the export was not checked", stacklevel=2
+                )
+            elif not diff <= tolerance:
+                raise SimCSEError(
+                    f"{out_dir}: the exported {to} model does not reproduce the embeddings "
+                    f"(max difference {diff:.2e}); nothing was written"
+                )
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if out_dir.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir

@@ -1,0 +1,501 @@
+"""The FastAPI application: OpenAI-style embeddings, similarity, search, health and the demo page.
+
+Request bodies are read and checked here, not by FastAPI's body parsing, so every limit is enforced before
+any work (size while streaming, text count, text length) and every failure has the OpenAI error shape
+``{"error": {"message", "type", "code"}}``. Texts are encoded by the single :class:`EncodeBatcher` thread;
+index search runs on one other thread; the event loop only parses, validates and routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import math
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from simcse.api import SimCSE
+from simcse.serve.batcher import EncodeBatcher, QueueFull, ShuttingDown
+from simcse.serve.settings import ServeSettings
+
+MAX_TOP_K = 100
+RETRY_AFTER_S = "1"
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    500: "server_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+# The page loads its script and style from this server only and may only call this server.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class ApiError(Exception):
+    """A request the service refuses: answered as ``status`` with the OpenAI error body."""
+
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+
+
+def error_response(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "error": {"message": message, "type": ERROR_TYPES.get(status, "invalid_request_error"), "code": code}
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+             dict: "an object", type(None): "null"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- guard
+class GuardMiddleware:
+    """Checks the Host header (DNS-rebinding defence for a loopback server) and adds security headers."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]):
+        self.app = app
+        self.any_host = "*" in allowed_hosts
+        self.allowed = {h.lower().strip("[]") for h in allowed_hosts}
+
+    def host_allowed(self, scope: Scope) -> bool:
+        if self.any_host:
+            return True
+        raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+        host = raw[1:].split("]")[0] if raw.startswith("[") else raw.rsplit(":", 1)[0] if ":" in raw else raw
+        return host in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self.host_allowed(scope):
+            response = error_response(
+                400, "this Host header is not accepted (see --allowed-hosts)", "invalid_host"
+            )
+            await response(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def check_api_key(request: Request, key: str | None) -> None:
+    """``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, compared in constant time."""
+    if key is None:
+        return
+    supplied = None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        supplied = token.strip()
+    elif request.headers.get("x-api-key"):
+        supplied = request.headers["x-api-key"]
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if supplied is None:
+        raise ApiError(
+            401,
+            "missing API key: send Authorization: Bearer KEY or X-API-Key: KEY",
+            "missing_api_key",
+            challenge,
+        )
+    # headers arrive as latin-1 text; compare the raw bytes with the key's UTF-8 bytes
+    if not hmac.compare_digest(supplied.encode("latin-1", "replace"), key.encode("utf-8")):
+        raise ApiError(401, "invalid API key", "invalid_api_key", challenge)
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object; 415/413/422 otherwise. Size is checked on Content-Length and while
+    streaming (a chunked or lying client cannot send more than ``max_bytes``)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(415, "Content-Type must be application/json", "unsupported_media_type")
+    too_large = {"Connection": "close"}
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(
+            413,
+            f"the request body is {int(declared)} bytes; the limit is {max_bytes} (--max-body-bytes)",
+            "body_too_large",
+            too_large,
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(
+                413,
+                f"the request body exceeds {max_bytes} bytes (--max-body-bytes)",
+                "body_too_large",
+                too_large,
+            )
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise ApiError(422, "the request body is empty: send a JSON object", "invalid_json")
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ApiError(422, "the request body is nested too deeply", "invalid_json") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, too many integer digits
+        raise ApiError(422, f"the request body is not valid JSON: {e}", "invalid_json") from None
+    if not isinstance(value, dict):
+        raise ApiError(
+            422, f"the request body must be a JSON object, got {_json_type(value)}", "invalid_type"
+        )
+    return value
+
+
+def check_fields(body: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
+    unknown = [k for k in body if k not in allowed]
+    if unknown:
+        raise ApiError(422, f"unknown field {unknown[0]!r}; expected {', '.join(allowed)}", "unknown_field")
+    for name in required:
+        if name not in body:
+            raise ApiError(422, f"missing field {name!r}", "missing_field")
+
+
+def texts_field(body: dict[str, Any], name: str, settings: ServeSettings) -> tuple[list[str], bool]:
+    """(texts, single) for a field holding a string or a non-empty list of strings, within the limits."""
+    if name not in body:
+        raise ApiError(422, f"missing field {name!r}", "missing_field")
+    value = body[name]
+    single = isinstance(value, str)
+    if single:
+        texts = [value]
+    elif isinstance(value, list):
+        if not value:
+            raise ApiError(422, f"{name!r} is an empty list: send at least one text", "empty_input")
+        if len(value) > settings.max_batch:
+            raise ApiError(
+                413,
+                f"{name!r} has {len(value)} texts; the limit is {settings.max_batch} per request (--max-batch)",
+                "too_many_inputs",
+            )
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                continue
+            if (isinstance(item, int) and not isinstance(item, bool)) or (
+                isinstance(item, list) and item and all(isinstance(x, int) for x in item)
+            ):
+                raise ApiError(
+                    422, f"'{name}[{i}]': token-id inputs are not supported; send text", "invalid_type"
+                )
+            raise ApiError(422, f"'{name}[{i}]' must be a string, got {_json_type(item)}", "invalid_type")
+        texts = value
+    else:
+        raise ApiError(
+            422, f"{name!r} must be a string or a list of strings, got {_json_type(value)}", "invalid_type"
+        )
+    for i, text in enumerate(texts):
+        where = name if single else f"{name}[{i}]"
+        if not text:
+            raise ApiError(422, f"{where!r} is an empty string", "empty_input")
+        if len(text) > settings.max_text_chars:
+            raise ApiError(
+                413,
+                f"{where!r} has {len(text)} characters; the limit is {settings.max_text_chars} (--max-text-chars)",
+                "text_too_long",
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(
+                422, f"{where!r} is not valid Unicode (a lone surrogate)", "invalid_text"
+            ) from None
+    return texts, single
+
+
+def optional_string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(422, f"{name!r} must be a string, got {_json_type(value)}", "invalid_type")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(422, f"{name!r} is not valid Unicode (a lone surrogate)", "invalid_text") from None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- app
+def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
+    """The service around an already loaded model (and its index, if any)."""
+    settings.validate()
+    model_name = (
+        settings.model_name or model.encoder.source.split(" (")[0].rstrip("/").split("/")[-1] or "simcse"
+    )
+    dim = model.dim
+
+    def encode_texts(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        # the same steps as SimCSE.encode (tokenize, length-sorted batches, unit vectors), plus token counts
+        tokens = model.encoder.tokenize(texts)
+        vectors = model.encoder.encode_tokenized(
+            tokens, settings.batch_size, normalize=True, dtype=model.dtype
+        )
+        return vectors.numpy(), tokens.lengths()
+
+    batcher = EncodeBatcher(encode_texts, settings.batch_size, settings.queue_size)
+    searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simcse-search")
+    static = resources.files("simcse.serve") / "static"
+    page = (static / "index.html").read_bytes()
+    script = (static / "app.js").read_bytes()
+    style = (static / "style.css").read_bytes()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()
+        searcher.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="simcse", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )  # no docs pages: they load scripts from a CDN
+    app.state.batcher = batcher
+    app.state.settings = settings
+    app.add_middleware(GuardMiddleware, allowed_hosts=settings.allowed_hosts)
+
+    # ------------------------------------------------------------------ error handlers
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.code, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message, code = f"no such endpoint: {request.method} {request.url.path}", "not_found"
+        elif exc.status_code == 405:
+            allow = (exc.headers or {}).get("Allow", "")
+            message, code = (
+                f"method {request.method} is not allowed on {request.url.path} (allowed: {allow})",
+                ("method_not_allowed"),
+            )
+        else:
+            message, code = str(exc.detail), "http_error"
+        return error_response(exc.status_code, message, code, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # not reached by the endpoints below (they read their bodies themselves); kept so that any
+        # FastAPI-validated parameter answers in the same error shape
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+        return error_response(422, "; ".join(parts) or "invalid request", "invalid_request")
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, "internal server error", "internal_error")
+
+    # ------------------------------------------------------------------ helpers
+    async def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            future = batcher.submit(texts)
+        except QueueFull as e:
+            raise ApiError(
+                503, f"the server is busy ({e}); retry later", "queue_full", {"Retry-After": RETRY_AFTER_S}
+            ) from None
+        except ShuttingDown:
+            raise ApiError(503, "the server is shutting down", "shutting_down") from None
+        try:
+            return await asyncio.wrap_future(future)
+        except ShuttingDown:
+            raise ApiError(503, "the server is shutting down", "shutting_down") from None
+
+    async def handle(request: Request, work: Callable[[dict[str, Any]], Awaitable[Any]]) -> Response:
+        """Authorise, read the body, run ``work`` under the per-request timeout, render JSON off the loop."""
+        check_api_key(request, settings.api_key)
+
+        async def steps() -> Any:
+            body = await read_json_object(request, settings.max_body_bytes)
+            return await work(body)
+
+        try:  # cancelling steps() cancels the queued job too: a request that times out is never encoded
+            payload = await asyncio.wait_for(steps(), settings.timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(
+                504,
+                f"the request took longer than {settings.timeout:g} s (--timeout)",
+                "timeout",
+                {"Connection": "close"},
+            ) from None
+        return Response(await run_in_threadpool(_dumps, payload), media_type="application/json")
+
+    # ------------------------------------------------------------------ endpoints
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        """OpenAI's embeddings API. Unknown fields (e.g. ``user``) are ignored, as OpenAI clients send them."""
+
+        async def work(body: dict[str, Any]) -> dict[str, Any]:
+            texts, _ = texts_field(body, "input", settings)
+            name = optional_string(body, "model") or model_name
+            fmt = body.get("encoding_format") or "float"
+            if fmt not in ("float", "base64"):
+                raise ApiError(
+                    422, f"'encoding_format' must be 'float' or 'base64', got {fmt!r}", "invalid_value"
+                )
+            dims = body.get("dimensions")
+            if dims is not None and (isinstance(dims, bool) or dims != dim):
+                raise ApiError(
+                    422,
+                    f"'dimensions' must be {dim} for this model (no truncation), got {dims!r}",
+                    "invalid_value",
+                )
+            vectors, counts = await encode(texts)
+            if fmt == "base64":
+                rows = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+            else:
+                rows = vectors.tolist()
+            tokens = int(counts.sum())
+            return {
+                "object": "list",
+                "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
+                "model": name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+
+        return await handle(request, work)
+
+    @app.post("/similarity")
+    async def similarity(request: Request) -> Response:
+        """Cosine similarity: a number for two strings, else a len(a) x len(b) matrix (a string counts as
+        a list of one)."""
+
+        async def work(body: dict[str, Any]) -> dict[str, Any]:
+            check_fields(body, ("a", "b", "model"), ("a", "b"))
+            a, single_a = texts_field(body, "a", settings)
+            b, single_b = texts_field(body, "b", settings)
+            if len(a) + len(b) > settings.max_batch:
+                raise ApiError(
+                    413,
+                    f"'a' and 'b' have {len(a) + len(b)} texts together; the limit is {settings.max_batch} (--max-batch)",
+                    "too_many_inputs",
+                )
+            name = optional_string(body, "model") or model_name
+            vectors, _ = await encode(a + b)
+            scores = np.clip(vectors[: len(a)] @ vectors[len(a) :].T, -1.0, 1.0)
+            result = float(scores[0, 0]) if single_a and single_b else scores.tolist()
+            return {"object": "similarity", "model": name, "scores": result}
+
+        return await handle(request, work)
+
+    @app.post("/search")
+    async def search(request: Request) -> Response:
+        """Nearest indexed sentences, best first: a list of hits for a string, a list of lists for a list."""
+
+        async def work(body: dict[str, Any]) -> dict[str, Any]:
+            check_fields(body, ("query", "top_k", "threshold", "model"), ("query",))
+            queries, single = texts_field(body, "query", settings)
+            top_k = body.get("top_k", 5)
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+                raise ApiError(
+                    422, f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", "invalid_value"
+                )
+            threshold = body.get("threshold")
+            if threshold is not None and (
+                isinstance(threshold, bool)
+                or not isinstance(threshold, (int, float))
+                or not math.isfinite(threshold)
+            ):
+                raise ApiError(
+                    422, f"'threshold' must be a number, got {_json_type(threshold)}", "invalid_value"
+                )
+            name = optional_string(body, "model") or model_name
+            index = model.index
+            if index is None or len(index) == 0:
+                raise ApiError(409, "no index is loaded: start the server with --index DIR", "no_index")
+            vectors, _ = await encode(queries)
+            loop = asyncio.get_running_loop()
+            scores, ids = await loop.run_in_executor(searcher, index.search, vectors, top_k)
+            results = []
+            for row_scores, row_ids in zip(scores, ids):
+                hits = [
+                    {"sentence": model.sentences[i], "score": float(s), "id": int(i)}
+                    for s, i in zip(row_scores, row_ids)
+                    if i >= 0 and (threshold is None or s >= threshold)
+                ]
+                results.append(hits)
+            return {"object": "search", "model": name, "results": results[0] if single else results}
+
+        return await handle(request, work)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """Open without the API key (for load balancers and the demo page); shows no indexed text."""
+        return JSONResponse(
+            {
+                "status": "ok",
+                "model": model_name,
+                "dim": dim,
+                "index_size": 0 if model.index is None else len(model.index),
+                "queue_depth": batcher.depth,
+                "queue_size": settings.queue_size,
+                "api_key_required": settings.api_key is not None,
+                "limits": {
+                    "max_batch": settings.max_batch,
+                    "max_text_chars": settings.max_text_chars,
+                    "max_body_bytes": settings.max_body_bytes,
+                    "timeout": settings.timeout,
+                    "max_top_k": MAX_TOP_K,
+                },
+            }
+        )
+
+    @app.get("/")
+    async def demo_page() -> Response:
+        return Response(
+            page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": PAGE_CSP}
+        )
+
+    @app.get("/app.js")
+    async def demo_script() -> Response:
+        return Response(script, media_type="text/javascript; charset=utf-8")
+
+    @app.get("/style.css")
+    async def demo_style() -> Response:
+        return Response(style, media_type="text/css; charset=utf-8")
+
+    return app
