@@ -67,3 +67,20 @@ def test_simcse_train_under_torchrun(bert_no_dropout, tmp_path):
     ckpt = out / "checkpoints" / "step-00000002"
     assert (ckpt / "rng-rank0.pt").exists() and (ckpt / "rng-rank1.pt").exists()
     assert "2 x cpu" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_process_stops_every_process(bert_no_dropout, tmp_path):
+    from conftest import SENTENCES
+
+    train_file = tmp_path / "train.txt"
+    train_file.write_text("\n".join(SENTENCES * 3) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    args = [str(HERE / "ddp_nan.py"), "train", "--model_name_or_path", str(bert_no_dropout), "--train_file",
+            str(train_file), "--output_dir", str(out), "--batch_size", "8", "--max_steps", "6", "--save_steps", "2",
+            "--dev_eval", "false", "--final_eval", "none", "--progress_bar", "false", "--tensorboard", "false"]  # fmt: skip
+    proc = _torchrun(args, timeout=180)  # a rank left waiting at a collective would hit the timeout
+    assert proc.returncode != 0
+    assert proc.stderr.count("simcse: error: loss is not finite on a process") == 2, proc.stderr[-3000:]
+    assert "at step 3" in proc.stderr
+    assert (out / "checkpoints" / "step-00000002" / "manifest.json").exists()
