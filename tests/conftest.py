@@ -154,18 +154,22 @@ WORDS = [
 def tiny_vocab() -> list[str]:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list(string.ascii_lowercase + string.digits + ".,;:!?'\"-()&%$/")
-    return specials + chars + [f"##{c}" for c in string.ascii_lowercase + string.digits] + WORDS
+    return list(
+        dict.fromkeys(specials + chars + [f"##{c}" for c in string.ascii_lowercase + string.digits] + WORDS)
+    )
 
 
 def make_tiny_bert(
     path: Path, layers: int = 2, hidden: int = 32, seed: int = 0, dropout: float = 0.1
 ) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     path.mkdir(parents=True, exist_ok=True)
     vocab = tiny_vocab()
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    # positional vocab file: transformers 5 ignores ``vocab_file=`` and would leave only the special tokens
+    tokenizer = BertTokenizer(str(path / "vocab.txt"), do_lower_case=True)
+    assert len(tokenizer) == len(vocab), "the tiny tokenizer lost its vocabulary"
     tokenizer.save_pretrained(str(path))
     config = BertConfig(
         vocab_size=len(vocab),

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SENTENCES
+from conftest import SENTENCES, make_tiny_bert
 from test_cli import assert_one_line_error, run
-from test_corpus import make_word_bert
 
 from simcse.api import SimCSE
 from simcse.encoder import Encoder
@@ -21,7 +20,7 @@ HERE = Path(__file__).parent
 
 @pytest.fixture(scope="module")
 def word_bert(tmp_path_factory) -> Path:
-    return make_word_bert(tmp_path_factory.mktemp("word-bert"))
+    return make_tiny_bert(tmp_path_factory.mktemp("word-bert"))
 
 
 @pytest.fixture
@@ -104,7 +103,7 @@ def test_index_build_then_search_from_another_directory(tmp_path, capsys, word_b
 
 
 def test_search_with_another_model_is_refused(tmp_path, capsys, word_bert, corpus):
-    other = make_word_bert(tmp_path / "other", seed=3)
+    other = make_tiny_bert(tmp_path / "other", seed=3)
     idx = tmp_path / "idx"
     code, _, err = run(capsys, ["index", "build", str(word_bert), "--input", str(corpus), "--out", str(idx),
                                 "--pooler", "avg", "--quiet"])  # fmt: skip
@@ -163,7 +162,10 @@ def test_help_does_not_import_the_server():
 
 
 def test_serve_without_its_dependencies_is_one_line(capsys, monkeypatch):
+    import simcse
+
     monkeypatch.setitem(sys.modules, "simcse.serve", None)  # import simcse.serve raises ImportError
+    monkeypatch.delattr(simcse, "serve", raising=False)  # (an earlier test may have imported it)
     code, _, err = run(capsys, ["serve", "--port", "0"])
     assert_one_line_error(code, err, "simcse serve is unavailable", "pip install 'simcse[serve]'")
 

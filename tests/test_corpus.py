@@ -29,20 +29,9 @@ def shards_of(output: Path) -> Path:
     return output.with_name(output.name + ".shards")
 
 
-def make_word_bert(path: Path, seed: int = 0) -> Path:
-    """``make_tiny_bert`` with a tokenizer that knows its vocabulary. (Under transformers 5 the conftest's
-    ``BertTokenizerFast(vocab_file=...)`` ignores the file and maps every word to [UNK], so all sentences of
-    one length get the same embedding; ``BertTokenizer(path)`` reads the vocabulary under 4.x and 5.x.)"""
-    from transformers import BertTokenizer
-
-    make_tiny_bert(path, seed=seed)
-    BertTokenizer(str(path / "vocab.txt"), do_lower_case=True).save_pretrained(str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def word_bert(tmp_path_factory) -> Path:
-    return make_word_bert(tmp_path_factory.mktemp("word-bert"))
+    return make_tiny_bert(tmp_path_factory.mktemp("word-bert"))
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +43,7 @@ def encoder(word_bert) -> Encoder:
 
 @pytest.fixture(scope="module")
 def other_bert(tmp_path_factory) -> Path:
-    return make_word_bert(tmp_path_factory.mktemp("other-bert"), seed=7)
+    return make_tiny_bert(tmp_path_factory.mktemp("other-bert"), seed=7)
 
 
 def write_lines(path: Path, lines: list[str], newline: str = "\n", trailing: bool = True) -> Path:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SENTENCES
-from test_corpus import make_word_bert
+from conftest import SENTENCES, make_tiny_bert
 
 from simcse.api import SimCSE
 from simcse.errors import SimCSEError
@@ -15,7 +14,7 @@ from simcse.export import export_model
 
 @pytest.fixture(scope="module")
 def word_bert(tmp_path_factory):
-    return make_word_bert(tmp_path_factory.mktemp("word-bert"))
+    return make_tiny_bert(tmp_path_factory.mktemp("word-bert"))
 
 
 @pytest.mark.parametrize("pooler", ["cls", "avg", "avg_first_last"])

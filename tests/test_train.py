@@ -100,10 +100,10 @@ def test_other_architectures_train_and_load_in_sentence_transformers(kind, tmp_p
     path = tmp_path / kind
     torch.manual_seed(0)
     if kind == "distilbert":
-        model = DistilBertModel(DistilBertConfig(vocab_size=200, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+        model = DistilBertModel(DistilBertConfig(vocab_size=256, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
                                                  max_position_embeddings=64))  # fmt: skip
     else:
-        model = MPNetModel(MPNetConfig(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        model = MPNetModel(MPNetConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                        intermediate_size=64, max_position_embeddings=66))  # fmt: skip
     model.save_pretrained(str(path))
     AutoTokenizer.from_pretrained(str(bert)).save_pretrained(str(path))

@@ -1,19 +1,41 @@
 """``SimCSE``: encode, compare and search sentences with a trained encoder.
 
-Method names and meanings follow the original princeton-nlp ``simcse.SimCSE`` tool (``encode``,
-``similarity``, ``build_index``, ``add_to_index``, ``search``) so its users can switch, with the
-sentence-transformers conventions where they differ (``encode`` returns NumPy by default).
-
     model = SimCSE()                                  # the embedded all-MiniLM-L6-v2
     model = SimCSE("runs/quickstart")                 # a saved simcse model, ST directory or HF model
     model.similarity("A man plays.", "Someone plays.")        # float
     model.build_index(["...", "..."]); model.search("query")  # [(sentence, score), ...]
+    model.save_index("idx/"); SimCSE("runs/quickstart").load_index("idx/")
+
+Method and argument names follow the original princeton-nlp tool (``simcse/tool.py``: ``SimCSE(model,
+device, num_cells, num_cells_in_search, pooler)``, ``encode(..., device, return_numpy, normalize_to_unit,
+keepdim, batch_size, max_length)``, ``similarity(queries, keys, device)``, ``build_index(..., use_faiss,
+faiss_fast, device, batch_size)``, ``add_to_index``, ``search(..., device, threshold, top_k)``) so its users
+can switch. Differences from the original:
+
+- ``encode`` returns NumPy by default (sentence-transformers' convention); ask for torch with
+  ``return_numpy=False``, ``output="torch"`` or ``**{"return": "torch"}``. Batches are length-sorted (less
+  padding), the output keeps input order. ``max_length`` defaults to the model's, not 128.
+- Positional order: ``encode(sentences, batch_size, normalize, max_length, device, ...)`` and
+  ``search(queries, top_k, threshold, device)``; pass the original's arguments by keyword.
+- ``search`` has no score threshold by default (the original's is 0.6); ``threshold=0.6`` restores it.
+- ``build_index(use_faiss=True)`` without faiss installed warns and uses the exact NumPy search, as the
+  original does; ``faiss_fast=True`` is ``index="ivf"``. Index kinds: ``auto`` (exact, HNSW past
+  ``simcse.index.AUTO_EXACT_LIMIT`` vectors), ``flat``, ``ivf``, ``hnsw`` (see :mod:`simcse.index`).
+- ``num_cells``/``num_cells_in_search`` (IVF lists and lists probed) default to a size-based choice.
+- A file given to ``build_index`` must exist (a string that is not a file is an error, not a sentence);
+  blank lines are skipped.
+- New: ``save_index``/``load_index`` (refusing an index built by another model), bf16 encoding
+  (``dtype=torch.bfloat16`` or ``bf16=True``) and MTEB compatibility: ``mteb.evaluate(SimCSE(...), tasks)``
+  works (``encode`` takes MTEB's DataLoader, ``similarity``/``similarity_pairwise`` take embeddings,
+  ``mteb_model_meta`` describes the model).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +45,14 @@ import torch
 
 from simcse.encoder import Encoder
 from simcse.errors import SimCSEError
-from simcse.index import VectorIndex
+from simcse.index import VectorIndex, faiss_available
+
+logger = logging.getLogger(__name__)
 
 SENTENCES_FILE = "sentences.jsonl"
 MODEL_FILE = "model.json"
+# Keyword arguments MTEB passes to ``encode`` along with its DataLoader; they do not change the embeddings.
+_MTEB_KWARGS = ("task_metadata", "hf_split", "hf_subset", "prompt_type", "task_name", "request_qid")
 
 
 def read_sentence_file(path: str | os.PathLike) -> list[str]:
@@ -36,32 +62,77 @@ def read_sentence_file(path: str | os.PathLike) -> list[str]:
     return [row[0] for row in read_txt(Path(path)).rows]
 
 
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, torch.Tensor))
+
+
+def _unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float()
+    if t.ndim == 1:
+        t = t[None, :]
+    return torch.nn.functional.normalize(t, dim=-1)
+
+
 class SimCSE:
+    """Sentence embeddings, similarity and semantic search with one encoder.
+
+    ``model_name_or_path``: a saved simcse model directory, a sentence-transformers directory, any Hugging
+    Face model (id or directory, with ``pooler``), an :class:`~simcse.encoder.Encoder`, or ``None`` for the
+    embedded all-MiniLM-L6-v2. ``dtype=torch.bfloat16`` encodes under bf16 autocast (outputs stay float32).
+    """
+
     def __init__(
         self,
         model_name_or_path: str | os.PathLike | Encoder | None = None,
-        pooler: str | None = None,
         device: str | torch.device | None = None,
+        num_cells: int | None = None,
+        num_cells_in_search: int | None = None,
+        pooler: str | None = None,
+        *,
         batch_size: int = 64,
         max_length: int | None = None,
         dtype: torch.dtype | None = None,
     ):
         if isinstance(model_name_or_path, Encoder):
+            if pooler is not None or max_length is not None:
+                raise SimCSEError("pooler and max_length apply when loading a model, not to an Encoder")
             self.encoder = model_name_or_path
         else:
             self.encoder = Encoder.load(model_name_or_path, pooler, max_length=max_length)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = str(device)
         self.encoder.to(device)
         self.encoder.eval()
+        if batch_size < 1:
+            raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.dtype = dtype
+        self.num_cells = num_cells
+        self.num_cells_in_search = num_cells_in_search
         self.index: VectorIndex | None = None
         self.sentences: list[str] = []
+        self._fingerprint: tuple[tuple, str] | None = None
 
     @property
     def dim(self) -> int:
         return self.encoder.dim
+
+    def fingerprint(self) -> str:
+        """The encoder's weights fingerprint, cached until a weight tensor is replaced or modified in place
+        (hashing a large model takes seconds, and MTEB reads ``mteb_model_meta`` several times per task)."""
+        enc = self.encoder
+        key = (enc.pooler, enc.mlp_at_inference, enc.max_length) + tuple(
+            (name, t.data_ptr(), t._version) for name, t in enc.state_dict().items()
+        )
+        if self._fingerprint is None or self._fingerprint[0] != key:
+            self._fingerprint = (key, self.encoder.fingerprint())
+        return self._fingerprint[1]
+
+    @property
+    def is_faiss_index(self) -> bool:
+        """As the original tool: whether the current index uses faiss."""
+        return self.index is not None and self.index.use_faiss
 
     # ------------------------------------------------------------------ encode / similarity
     def encode(
@@ -73,82 +144,175 @@ class SimCSE:
         device: str | torch.device | None = None,
         show_progress: bool = False,
         output: str = "numpy",
+        dtype: torch.dtype | None = None,
+        bf16: bool = False,
         **kwargs: Any,
     ) -> np.ndarray | torch.Tensor:
-        """Embeddings in input order (length-sorted batches inside). One string gives one vector (dim,);
-        a list gives (n, dim). ``output`` is ``"numpy"`` or ``"torch"``.
+        """Embeddings in input order (length-sorted batches inside): one string gives a vector ``(dim,)``
+        (``(1, dim)`` with ``keepdim=True``), a list gives ``(n, dim)``; float32 on the CPU.
 
-        MTEB calls ``encode(DataLoader, task_metadata=..., ...)``; that form is accepted too.
+        ``output`` (or ``return``, passed as ``**{"return": "torch"}``) is ``"numpy"`` or ``"torch"``; the
+        original tool's ``return_numpy``, ``normalize_to_unit`` and ``keepdim`` are accepted too.
+        ``dtype``/``bf16`` run the model under autocast in that precision. MTEB's call
+        ``encode(DataLoader, task_metadata=..., hf_split=..., ...)`` is accepted as well.
         """
-        if not isinstance(sentences, (str, list, tuple)) and _looks_like_mteb_loader(sentences):
+        from_mteb = not isinstance(sentences, (str, list, tuple)) and _looks_like_mteb_loader(sentences)
+        if from_mteb:
             sentences = _texts_from_mteb_loader(sentences)
+            for key in _MTEB_KWARGS:
+                kwargs.pop(key, None)
+            precision = kwargs.pop("precision", None)
+            if precision not in (None, "float32", "float"):
+                raise SimCSEError(f"MTEB precision {precision!r} is not supported; SimCSE gives float32")
+        if "return" in kwargs:
+            output = kwargs.pop("return")
         if "return_numpy" in kwargs:  # the original tool's flag
             output = "numpy" if kwargs.pop("return_numpy") else "torch"
+        if "convert_to_tensor" in kwargs:  # sentence-transformers' flags
+            output = "torch" if kwargs.pop("convert_to_tensor") else output
+        if "convert_to_numpy" in kwargs:
+            output = "numpy" if kwargs.pop("convert_to_numpy") else "torch"
         if "normalize_to_unit" in kwargs:
             normalize = bool(kwargs.pop("normalize_to_unit"))
+        if "normalize_embeddings" in kwargs:
+            normalize = bool(kwargs.pop("normalize_embeddings"))
+        if "show_progress_bar" in kwargs:
+            show_progress = bool(kwargs.pop("show_progress_bar"))
+        keepdim = bool(kwargs.pop("keepdim", False))
+        if kwargs:
+            if not from_mteb:
+                raise TypeError(f"encode() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+            logger.debug("encode: ignoring MTEB arguments %s", sorted(kwargs))
         if output not in ("numpy", "torch"):
             raise SimCSEError(f"output must be 'numpy' or 'torch', got {output!r}")
         single = isinstance(sentences, str)
         texts = [sentences] if single else list(sentences)
         if any(not isinstance(t, str) for t in texts):
             raise SimCSEError("encode() takes a string or a list of strings")
+        batch_size = self.batch_size if batch_size is None else int(batch_size)
+        if batch_size < 1:
+            raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
+        if bf16:
+            dtype = torch.bfloat16
         if device is not None:
             self.encoder.to(device)
         matrix = self.encoder.encode(
-            texts, batch_size or self.batch_size, normalize, max_length, self.dtype, show_progress
+            texts, batch_size, normalize, max_length, dtype or self.dtype, show_progress
         )
-        result = matrix[0] if single else matrix
+        result = matrix[0] if single and not keepdim else matrix
         return torch.from_numpy(result) if output == "torch" else result
 
-    def similarity(self, queries: str | Sequence[str], keys: str | Sequence[str]) -> float | np.ndarray:
-        """Cosine similarity: a float for two strings, else a (len(queries), len(keys)) matrix."""
-        q = self.encode([queries] if isinstance(queries, str) else queries)
-        k = self.encode([keys] if isinstance(keys, str) else keys)
-        scores = q @ k.T
-        if isinstance(queries, str) and isinstance(keys, str):
-            return float(scores[0, 0])
-        if isinstance(queries, str):
-            return scores[0]
-        if isinstance(keys, str):
-            return scores[:, 0]
+    def similarity(
+        self,
+        queries: str | Sequence[str] | np.ndarray | torch.Tensor,
+        keys: str | Sequence[str] | np.ndarray | torch.Tensor,
+        device: str | torch.device | None = None,
+    ) -> float | np.ndarray | torch.Tensor:
+        """Cosine similarity.
+
+        With sentences (as the original tool): a float for two strings, a vector ``(M,)`` for one query
+        and M keys, else an ``(N, M)`` NumPy matrix (``(N, 1)`` for one key); ``keys`` may also be an array
+        of embeddings. With two arrays of embeddings (sentence-transformers' and MTEB's ``similarity``):
+        an ``(N, M)`` torch tensor.
+        """
+        if _is_array(queries) and _is_array(keys):
+            return _unit_rows(queries) @ _unit_rows(keys).T
+        single_query = isinstance(queries, str) or (_is_array(queries) and queries.ndim == 1)
+        single_key = isinstance(keys, str) or (_is_array(keys) and keys.ndim == 1)
+        q = _unit_rows(queries) if _is_array(queries) else self._embed_all(queries, device)
+        k = _unit_rows(keys) if _is_array(keys) else self._embed_all(keys, device)
+        if q.shape[1] != k.shape[1]:
+            raise SimCSEError(f"embeddings of dimension {q.shape[1]} and {k.shape[1]} cannot be compared")
+        scores = (q @ k.T).numpy()
+        if single_query:
+            return float(scores[0, 0]) if single_key else scores[0]
         return scores
+
+    def similarity_pairwise(
+        self, embeddings1: np.ndarray | torch.Tensor, embeddings2: np.ndarray | torch.Tensor
+    ) -> torch.Tensor:
+        """Cosine of each pair of rows (sentence-transformers' and MTEB's ``similarity_pairwise``)."""
+        a, b = _unit_rows(embeddings1), _unit_rows(embeddings2)
+        if a.shape != b.shape:
+            raise SimCSEError(
+                f"pairwise similarity needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
+        return (a * b).sum(dim=-1)
+
+    def _embed_all(self, texts: str | Sequence[str], device: str | torch.device | None) -> torch.Tensor:
+        vectors = self.encode([texts] if isinstance(texts, str) else list(texts), device=device)
+        return torch.from_numpy(vectors)
 
     # ------------------------------------------------------------------ index
     def build_index(
         self,
         sentences_or_file_path: str | os.PathLike | Sequence[str],
-        index: str = "auto",
         use_faiss: bool | None = None,
+        faiss_fast: bool = False,
+        device: str | torch.device | None = None,
         batch_size: int | None = None,
+        *,
+        index: str = "auto",
         show_progress: bool = False,
         **index_options: Any,
     ) -> SimCSE:
-        """Encode a collection (a list, or a text file with one sentence per line) into a new index."""
+        """Encode a collection (a list, or a text file with one sentence per line) into a new index,
+        replacing the current one only once the new one is complete.
+
+        ``index``: ``auto``/``flat``/``ivf``/``hnsw``; ``index_options`` go to
+        :class:`~simcse.index.VectorIndex` (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``...).
+        """
+        if use_faiss and not faiss_available():
+            logger.warning("faiss is not installed (pip install faiss-cpu): using exact NumPy search")
+            use_faiss = False
+        if faiss_fast:
+            if index not in ("auto", "ivf"):
+                raise SimCSEError(f"faiss_fast=True means index='ivf', not {index!r}")
+            index = "ivf"
         sentences = self._collection(sentences_or_file_path)
-        vectors = self.encode(sentences, batch_size=batch_size, show_progress=show_progress)
-        self.index = VectorIndex(self.dim, index, use_faiss=use_faiss, **index_options)
-        self.index.add(vectors)
-        self.sentences = list(sentences)
+        if index == "ivf":
+            if self.num_cells is not None:
+                index_options.setdefault("nlist", min(self.num_cells, len(sentences)))
+            if self.num_cells_in_search is not None:
+                index_options.setdefault("nprobe", self.num_cells_in_search)
+        new_index = VectorIndex(self.dim, index, use_faiss=use_faiss, **index_options)  # checks first
+        vectors = self.encode(sentences, batch_size=batch_size, device=device, show_progress=show_progress)
+        new_index.add(vectors)
+        self.index, self.sentences = new_index, sentences
         return self
 
     def add_to_index(
-        self, sentences_or_file_path: str | os.PathLike | Sequence[str], batch_size: int | None = None
+        self,
+        sentences_or_file_path: str | os.PathLike | Sequence[str],
+        device: str | torch.device | None = None,
+        batch_size: int | None = None,
     ) -> SimCSE:
+        """Encode more sentences into the current index (a new index if there is none)."""
         if self.index is None:
-            return self.build_index(sentences_or_file_path, batch_size=batch_size)
+            return self.build_index(sentences_or_file_path, device=device, batch_size=batch_size)
         sentences = self._collection(sentences_or_file_path)
-        self.index.add(self.encode(sentences, batch_size=batch_size))
+        self.index.add(self.encode(sentences, batch_size=batch_size, device=device))
         self.sentences.extend(sentences)
         return self
 
     def search(
-        self, queries: str | Sequence[str], top_k: int = 5, threshold: float | None = None
+        self,
+        queries: str | Sequence[str],
+        top_k: int = 5,
+        threshold: float | None = None,
+        device: str | torch.device | None = None,
     ) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
-        """Most similar indexed sentences, best first, as (sentence, cosine); a list per query for a list."""
+        """The ``top_k`` most similar indexed sentences, best first, as (sentence, cosine), keeping those
+        scoring at least ``threshold`` when given; for a list of queries, one such list per query."""
         if self.index is None or len(self.index) == 0:
             raise SimCSEError("no index: call build_index() or load_index() first")
+        if int(top_k) < 1:
+            raise SimCSEError(f"top_k must be at least 1, got {top_k}")
         single = isinstance(queries, str)
-        scores, ids = self.index.search(self.encode([queries] if single else list(queries)), top_k)
+        texts = [queries] if single else list(queries)
+        if not texts:
+            return []
+        scores, ids = self.index.search(self.encode(texts, device=device), top_k)
         results = []
         for row_scores, row_ids in zip(scores, ids):
             hits = [(self.sentences[i], float(s)) for s, i in zip(row_scores, row_ids) if i >= 0]
@@ -157,64 +321,146 @@ class SimCSE:
             results.append(hits)
         return results[0] if single else results
 
+    # ------------------------------------------------------------------ persistence
     def save_index(self, directory: str | os.PathLike) -> Path:
+        """Save the index, its sentences and which model built it into ``directory``. Every file is
+        written under a temporary name first and renamed into place only when all are written, so a
+        failure midway leaves a previous index in ``directory`` intact."""
         if self.index is None:
-            raise SimCSEError("no index to save")
+            raise SimCSEError("no index to save: call build_index() first")
         directory = Path(directory)
-        self.index.save(directory)
-        tmp = directory / (SENTENCES_FILE + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            for s in self.sentences:
-                f.write(json.dumps(s, ensure_ascii=False) + "\n")
-        os.replace(tmp, directory / SENTENCES_FILE)
-        model = {
-            "source": self.encoder.source,
-            "fingerprint": self.encoder.fingerprint(),
-            **self.encoder.describe(),
-        }
-        (directory / MODEL_FILE).write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
+        staged = self.index.stage(directory)  # the index description is last
+        ours: list[tuple[Path, Path]] = []
+        try:
+            tmp = directory / (SENTENCES_FILE + ".tmp")
+            ours.append((tmp, directory / SENTENCES_FILE))
+            with tmp.open("w", encoding="utf-8") as f:
+                for s in self.sentences:
+                    f.write(json.dumps(s, ensure_ascii=False) + "\n")
+            model = {"source": self.encoder.source, "fingerprint": self.fingerprint(),
+                     **self.encoder.describe()}  # fmt: skip
+            tmp = directory / (MODEL_FILE + ".tmp")
+            ours.append((tmp, directory / MODEL_FILE))
+            tmp.write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
+        except BaseException as e:
+            for tmp, _ in staged + ours:
+                tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise SimCSEError(f"{directory}: cannot save the index ({e})") from e
+            raise
+        for tmp, final in staged[:-1] + ours + staged[-1:]:
+            os.replace(tmp, final)
+        self.index._remove_stale(directory)
         return directory
 
     def load_index(self, directory: str | os.PathLike, check_model: bool = True) -> SimCSE:
+        """Load an index saved by :meth:`save_index`. With ``check_model`` an index built by another
+        model (weights, pooler or dimension) is refused: its vectors would not match this model's queries."""
         directory = Path(directory)
-        index = VectorIndex.load(directory)
-        path = directory / SENTENCES_FILE
-        try:
-            with path.open(encoding="utf-8") as f:
-                sentences = [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError as e:
-            raise SimCSEError(f"{path}: not found; is {directory} an index directory?") from e
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SimCSEError(f"{path}: cannot read the indexed sentences ({e})") from e
-        if len(sentences) != len(index):
-            raise SimCSEError(f"{directory}: {len(sentences)} sentences but {len(index)} vectors")
-        if check_model and (directory / MODEL_FILE).exists():
-            saved = json.loads((directory / MODEL_FILE).read_text(encoding="utf-8"))
+        if not directory.is_dir():
+            raise SimCSEError(f"{directory}: not found or not a directory")
+        model_path = directory / MODEL_FILE
+        if check_model:
+            try:
+                saved = json.loads(model_path.read_text(encoding="utf-8"))
+                if not isinstance(saved, dict):
+                    raise ValueError("not a JSON object")
+            except FileNotFoundError as e:
+                raise SimCSEError(
+                    f"{model_path}: not found, so the model that built this index is unknown; "
+                    "pass check_model=False to load it anyway"
+                ) from e
+            except (OSError, ValueError) as e:
+                raise SimCSEError(f"{model_path}: cannot read the model description ({e})") from e
             if saved.get("dim") != self.dim:
                 raise SimCSEError(
-                    f"{directory}: built with a {saved.get('dim')}-dim model, this one has {self.dim}"
+                    f"{directory}: built with a {saved.get('dim')}-dim model, this one has {self.dim} dims"
                 )
-            if saved.get("fingerprint") != self.encoder.fingerprint():
+            if saved.get("fingerprint") != self.fingerprint():
                 raise SimCSEError(
                     f"{directory}: built with another model ({saved.get('source')}); "
-                    "load the same model or pass check_model=False"
+                    "load that model, or pass check_model=False"
                 )
+        index = VectorIndex.load(directory)
+        if index.dim != self.dim:
+            raise SimCSEError(f"{directory}: {index.dim}-dim vectors, this model gives {self.dim}")
+        sentences = _read_sentences(directory / SENTENCES_FILE)
+        if len(sentences) != len(index):
+            raise SimCSEError(f"{directory}: {len(sentences)} sentences but {len(index)} vectors")
         self.index, self.sentences = index, sentences
         return self
 
     def _collection(self, sentences_or_file_path: str | os.PathLike | Sequence[str]) -> list[str]:
-        if isinstance(sentences_or_file_path, (str, os.PathLike)) and not isinstance(
-            sentences_or_file_path, str
-        ):
-            return read_sentence_file(sentences_or_file_path)
-        if isinstance(sentences_or_file_path, str):
-            if Path(sentences_or_file_path).is_file():
-                return read_sentence_file(sentences_or_file_path)
-            raise SimCSEError(f"{sentences_or_file_path}: file not found (pass a list to index sentences)")
+        if isinstance(sentences_or_file_path, (str, os.PathLike)):
+            path = Path(sentences_or_file_path)
+            if not path.is_file():
+                raise SimCSEError(f"{path}: file not found (pass a list to index sentences)")
+            return read_sentence_file(path)
         sentences = list(sentences_or_file_path)
         if not sentences:
-            raise SimCSEError("nothing to index")
+            raise SimCSEError("nothing to index: the list of sentences is empty")
+        if any(not isinstance(s, str) for s in sentences):
+            raise SimCSEError("build_index() takes a list of strings or a text file")
         return sentences
+
+    # ------------------------------------------------------------------ MTEB
+    @property
+    def mteb_model_meta(self) -> Any:
+        """``mteb.models.ModelMeta`` for ``mteb.evaluate``; the revision is the weights' fingerprint, so
+        MTEB's result cache never mixes two different models of the same name."""
+        from mteb.models import ModelMeta
+
+        source = str(self.encoder.source or "model")
+        if _is_embedded(source):
+            name = "sentence-transformers/all-MiniLM-L6-v2"
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not Path(source).exists():
+            name = source  # a hub id
+        else:
+            name = "simcse-local/" + (re.sub(r"[^\w.-]+", "-", Path(source).name).strip("-") or "model")
+        return ModelMeta.create_empty(
+            overwrites={
+                "name": name,
+                "revision": self.fingerprint(),
+                "embed_dim": self.dim,
+                "max_tokens": self.encoder.max_length,
+                "n_parameters": sum(p.numel() for p in self.encoder.parameters()),
+                "similarity_fn_name": "cosine",
+                "framework": ["PyTorch"],
+                "open_weights": True,
+            }
+        )
+
+
+def _is_embedded(source: str) -> bool:
+    from simcse.encoder import EMBEDDED_MODEL, embedded_model_path
+
+    if source == EMBEDDED_MODEL:
+        return True
+    try:
+        return Path(source).resolve() == embedded_model_path().resolve()
+    except (SimCSEError, OSError):
+        return False
+
+
+def _read_sentences(path: Path) -> list[str]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            sentences = []
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise SimCSEError(f"{path}:{number}: not a JSON string ({e.msg})") from e
+                if not isinstance(value, str):
+                    raise SimCSEError(f"{path}:{number}: not a JSON string")
+                sentences.append(value)
+    except FileNotFoundError as e:
+        raise SimCSEError(f"{path}: not found; the index directory is incomplete") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SimCSEError(f"{path}: cannot read the indexed sentences ({e})") from e
+    return sentences
 
 
 # ---------------------------------------------------------------------------------------------- MTEB
@@ -225,7 +471,7 @@ def _looks_like_mteb_loader(obj: Any) -> bool:
 def _texts_from_mteb_loader(loader: Iterable[dict]) -> list[str]:
     texts: list[str] = []
     for batch in loader:
-        if "text" not in batch:
+        if not isinstance(batch, dict) or "text" not in batch:
             raise SimCSEError("SimCSE encodes text only; this MTEB task gives no 'text' field")
         texts.extend(batch["text"])
     return texts

@@ -2,18 +2,28 @@
 
 Backends:
 - ``flat``: exact search (faiss ``IndexFlatIP`` when faiss is installed, else NumPy);
-- ``ivf``: faiss inverted lists (``IndexIVFFlat``), trained on the first vectors added;
+- ``ivf``: faiss inverted lists (``IndexIVFFlat``), trained on the vectors of the first ``add``: give the
+  first ``add`` a representative sample (at least ~40 vectors per list), later adds only fill the lists;
 - ``hnsw``: faiss HNSW graph (``IndexHNSWFlat``, inner product);
-- ``auto``: ``flat`` below ``AUTO_EXACT_LIMIT`` vectors, ``hnsw`` above (when faiss is installed).
+- ``auto``: exact ``flat`` up to ``AUTO_EXACT_LIMIT`` vectors; when an ``add`` takes the collection past it
+  (and faiss is installed) the vectors move into an HNSW graph. Without faiss it stays exact (NumPy).
 
-The NumPy backend keeps the vectors in the chunks they were added in (no concatenated copy) and searches
-chunk by chunk, so 1M x 384 floats use ~1.5 GB, the raw size. It returns the same top-k as faiss' exact index
-(on exact ties it keeps the lowest ids, in id order; faiss orders ties its own way).
+Memory. The NumPy backend keeps the vectors in the chunks they were added in (no concatenated copy; it
+keeps a reference to float32 C-contiguous input, so do not modify an array after adding it) and searches
+chunk by chunk, so 1M x 384 floats use ~1.5 GB, the raw size. faiss copies the vectors into its own storage
+once (the caller's array can then be freed); HNSW adds its graph links (~2 x ``hnsw_m`` x 4 bytes a vector).
+
+The NumPy backend returns the same top-k as faiss' exact index (on exact ties it keeps the lowest ids, in id
+order; faiss orders ties its own way).
+
+Saving is crash-safe: every file is written under a temporary name first and renamed into place only once
+all are written, ``index.json`` last; a failure while writing leaves the previous index untouched.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -21,11 +31,14 @@ import numpy as np
 
 from simcse.errors import SimCSEError
 
+logger = logging.getLogger(__name__)
+
 KINDS = ("auto", "flat", "ivf", "hnsw")
 AUTO_EXACT_LIMIT = 100_000
 INDEX_FILE = "index.faiss"
 VECTORS_FILE = "vectors.npy"
 META_FILE = "index.json"
+_SEARCH_BLOCK = 65536  # NumPy backend: rows scored at a time (bounds the score matrix)
 
 
 def faiss_available() -> bool:
@@ -37,6 +50,7 @@ def faiss_available() -> bool:
 
 
 def _as_matrix(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
+    """float32, C-contiguous, 2-D; no copy when the input already is."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim == 1:
         x = x[None, :]
@@ -65,8 +79,8 @@ class NumpyExact:
         best_ids = np.full((n, k), -1, dtype=np.int64)
         offset = 0
         for chunk in self.chunks:
-            for start in range(0, len(chunk), 65536):
-                block = chunk[start : start + 65536]
+            for start in range(0, len(chunk), _SEARCH_BLOCK):
+                block = chunk[start : start + _SEARCH_BLOCK]
                 scores = queries @ block.T
                 kk = min(k, block.shape[0])
                 top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
@@ -85,8 +99,16 @@ class NumpyExact:
             offset += len(chunk)
         return best_scores, best_ids
 
-    def vectors(self) -> np.ndarray:
-        return np.concatenate(self.chunks) if self.chunks else np.zeros((0, self.dim), np.float32)
+
+def _replace_all(staged: list[tuple[Path, Path]]) -> None:
+    """Rename staged temporary files into place, in order (the description file comes last)."""
+    for tmp, final in staged:
+        os.replace(tmp, final)
+
+
+def _discard(staged: list[tuple[Path, Path]]) -> None:
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
 
 
 class VectorIndex:
@@ -101,6 +123,7 @@ class VectorIndex:
         nprobe: int = 16,
         hnsw_m: int = 32,
         ef_search: int = 128,
+        ef_construction: int = 80,
     ):
         if kind not in KINDS:
             raise SimCSEError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -109,22 +132,25 @@ class VectorIndex:
             raise SimCSEError("faiss is not installed: pip install faiss-cpu (or use the NumPy index)")
         if kind in ("ivf", "hnsw") and not self.use_faiss:
             raise SimCSEError(f"index kind {kind!r} needs faiss: pip install faiss-cpu")
-        self.dim, self.kind = dim, kind
-        self.nlist, self.nprobe, self.hnsw_m, self.ef_search = nlist, nprobe, hnsw_m, ef_search
+        self.dim, self.kind = int(dim), kind
+        self.nlist, self.nprobe, self.hnsw_m = nlist, nprobe, hnsw_m
+        self.ef_search, self.ef_construction = ef_search, ef_construction
         self.backend = None  # created on the first add, when the size is known
+        self._resolved = kind
 
     def __len__(self) -> int:
         return 0 if self.backend is None else int(self.backend.ntotal)
 
     @property
     def resolved_kind(self) -> str:
-        return self._resolved if self.backend is not None else self.kind
+        """The kind in use: ``auto`` resolves to ``flat`` or ``hnsw`` on the first ``add``."""
+        return self._resolved
 
-    def _create(self, first: np.ndarray):
-        kind = self.kind
-        if kind == "auto":
-            kind = "hnsw" if self.use_faiss and len(first) >= AUTO_EXACT_LIMIT else "flat"
-        self._resolved = kind
+    @property
+    def backend_name(self) -> str:
+        return f"faiss-{self._resolved}" if self.use_faiss else "numpy-flat"
+
+    def _new_backend(self, kind: str, first: np.ndarray):
         if not self.use_faiss:
             return NumpyExact(self.dim)
         import faiss
@@ -133,9 +159,14 @@ class VectorIndex:
             return faiss.IndexFlatIP(self.dim)
         if kind == "hnsw":
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = self.ef_construction
             index.hnsw.efSearch = self.ef_search
             return index
         nlist = self.nlist or max(1, min(int(4 * np.sqrt(len(first))), len(first) // 39))
+        if nlist > len(first):
+            raise SimCSEError(
+                f"an IVF index with {nlist} lists needs at least {nlist} vectors in its first add"
+            )
         quantizer = faiss.IndexFlatIP(self.dim)
         index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(first)
@@ -148,11 +179,37 @@ class VectorIndex:
         if len(x) == 0:
             return
         if self.backend is None:
-            self.backend = self._create(x)
+            kind = self.kind
+            if kind == "auto":
+                kind = "hnsw" if self.use_faiss and len(x) > AUTO_EXACT_LIMIT else "flat"
+            self._resolved = kind
+            self.backend = self._new_backend(kind, x)
+        elif (
+            self.kind == "auto"
+            and self._resolved == "flat"
+            and self.use_faiss
+            and len(self) + len(x) > AUTO_EXACT_LIMIT
+        ):
+            self._flat_to_hnsw()
         self.backend.add(x)
 
+    def _flat_to_hnsw(self) -> None:
+        """``auto`` crossing its limit: move the vectors of the exact index into an HNSW graph."""
+        import faiss
+
+        n = len(self)
+        logger.info("index: %d vectors, past %d: switching from exact to HNSW", n, AUTO_EXACT_LIMIT)
+        flat = self.backend
+        stored = np.asarray(faiss.rev_swig_ptr(flat.get_xb(), n * self.dim)).reshape(n, self.dim)  # a view
+        hnsw = self._new_backend("hnsw", stored)
+        for start in range(0, n, _SEARCH_BLOCK):
+            hnsw.add(stored[start : start + _SEARCH_BLOCK])
+        self.backend, self._resolved = hnsw, "hnsw"
+        del stored, flat
+
     def search(self, queries: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (n_queries, k'), k' = min(k, size); best first."""
+        """(scores, ids), each (n_queries, k'), k' = min(k, size); best first. Approximate indexes may
+        return fewer hits than k': the missing ones have id -1."""
         q = _as_matrix(queries, self.dim)
         if len(self) == 0:
             raise SimCSEError("the index is empty; build it first")
@@ -161,71 +218,106 @@ class VectorIndex:
         return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | os.PathLike) -> None:
-        directory = Path(directory)
+    def stage(self, directory: Path) -> list[tuple[Path, Path]]:
+        """Write this index's files under temporary names in ``directory``; returns (temporary, final)
+        pairs, the description file last. :meth:`save` renames them into place."""
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"dim": self.dim, "kind": self.resolved_kind, "faiss": self.use_faiss, "size": len(self),
-                "nprobe": self.nprobe, "ef_search": self.ef_search}  # fmt: skip
-        if self.backend is not None and self.use_faiss:
-            import faiss
+        staged: list[tuple[Path, Path]] = []
+        try:
+            if self.backend is not None and self.use_faiss:
+                import faiss
 
-            tmp = directory / (INDEX_FILE + ".tmp")
-            faiss.write_index(self.backend, str(tmp))
-            os.replace(tmp, directory / INDEX_FILE)
-        elif self.backend is not None:
-            tmp = directory / "vectors.tmp.npy"
-            with tmp.open("wb") as f:  # chunk by chunk: no concatenated copy of all the vectors
-                header = {"descr": "<f4", "fortran_order": False, "shape": (len(self), self.dim)}
-                np.lib.format.write_array_header_1_0(f, header)
-                for chunk in self.backend.chunks:
-                    np.ascontiguousarray(chunk, dtype="<f4").tofile(f)
-            os.replace(tmp, directory / VECTORS_FILE)
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+                tmp = directory / (INDEX_FILE + ".tmp")
+                staged.append((tmp, directory / INDEX_FILE))
+                faiss.write_index(self.backend, str(tmp))
+            elif self.backend is not None:
+                tmp = directory / "vectors.tmp.npy"
+                staged.append((tmp, directory / VECTORS_FILE))
+                with tmp.open("wb") as f:  # chunk by chunk: no concatenated copy of all the vectors
+                    header = {"descr": "<f4", "fortran_order": False, "shape": (len(self), self.dim)}
+                    np.lib.format.write_array_header_1_0(f, header)
+                    for chunk in self.backend.chunks:
+                        np.ascontiguousarray(chunk, dtype="<f4").tofile(f)
+            meta = {"dim": self.dim, "kind": self.resolved_kind, "requested_kind": self.kind,
+                    "faiss": self.use_faiss, "size": len(self), "nprobe": self.nprobe,
+                    "ef_search": self.ef_search}  # fmt: skip
+            tmp = directory / (META_FILE + ".tmp")
+            staged.append((tmp, directory / META_FILE))
+            tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        except (OSError, RuntimeError) as e:
+            _discard(staged)
+            raise SimCSEError(f"{directory}: cannot save the index ({e})") from e
+        except BaseException:
+            _discard(staged)
+            raise
+        return staged
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        directory = Path(directory)
+        _replace_all(self.stage(directory))
+        self._remove_stale(directory)
+        return directory
+
+    def _remove_stale(self, directory: Path) -> None:
+        """A file of the other backend left by an earlier save."""
+        stale = directory / (VECTORS_FILE if self.use_faiss else INDEX_FILE)
+        stale.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, mmap: bool = True) -> VectorIndex:
+        """Load a saved index. ``mmap``: the NumPy backend maps the vectors file instead of reading it."""
         directory = Path(directory)
         meta_path = directory / META_FILE
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             dim, kind, with_faiss = int(meta["dim"]), str(meta["kind"]), bool(meta["faiss"])
+            size = int(meta.get("size", -1))
             nprobe, ef_search = int(meta.get("nprobe", 16)), int(meta.get("ef_search", 128))
+            requested = str(meta.get("requested_kind", kind))
         except FileNotFoundError as e:
             raise SimCSEError(f"{meta_path}: not found; is {directory} an index directory?") from e
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise SimCSEError(f"{meta_path}: cannot read the index description ({e})") from e
-        index = cls(dim, kind if kind in KINDS else "flat", use_faiss=with_faiss, nprobe=nprobe,
-                    ef_search=ef_search)  # fmt: skip
+        if kind not in KINDS or requested not in KINDS or dim <= 0:
+            raise SimCSEError(f"{meta_path}: unknown index kind {kind!r} or dimension {dim}")
+        if with_faiss and not faiss_available():
+            raise SimCSEError(f"{meta_path}: this index was built with faiss, which is not installed")
+        index = cls(dim, requested, use_faiss=with_faiss, nprobe=nprobe, ef_search=ef_search)
         index._resolved = kind
-        if meta.get("size", 0) == 0:
+        if size == 0:
             return index
         if with_faiss:
             import faiss
 
+            path = directory / INDEX_FILE
+            if not path.is_file():
+                raise SimCSEError(f"{path}: not found; the index directory is incomplete")
             try:
-                index.backend = faiss.read_index(str(directory / INDEX_FILE))
+                index.backend = faiss.read_index(str(path))
             except RuntimeError as e:
-                raise SimCSEError(f"{directory / INDEX_FILE}: cannot read the faiss index ({e})") from e
+                first = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
+                raise SimCSEError(f"{path}: cannot read the faiss index ({first})") from e
+            if index.backend.d != dim:
+                raise SimCSEError(f"{path}: vectors of dimension {index.backend.d}, {meta_path} says {dim}")
             if hasattr(index.backend, "nprobe"):
                 index.backend.nprobe = index.nprobe
             if hasattr(index.backend, "hnsw"):
                 index.backend.hnsw.efSearch = index.ef_search
         else:
+            path = directory / VECTORS_FILE
             try:
-                vectors = np.load(
-                    directory / VECTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False
-                )
-            except (OSError, ValueError) as e:
-                raise SimCSEError(f"{directory / VECTORS_FILE}: cannot read the vectors ({e})") from e
-            if vectors.ndim != 2 or vectors.shape[1] != dim:
+                vectors = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except FileNotFoundError as e:
+                raise SimCSEError(f"{path}: not found; the index directory is incomplete") from e
+            except (OSError, ValueError, EOFError) as e:
+                raise SimCSEError(f"{path}: cannot read the vectors ({e})") from e
+            if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
                 raise SimCSEError(
-                    f"{directory / VECTORS_FILE}: vectors of shape {vectors.shape}, expected (n, {dim})"
+                    f"{path}: vectors of shape {vectors.shape} ({vectors.dtype}), expected (n, {dim}) float32"
                 )
             backend = NumpyExact(dim)
-            backend.add(_as_matrix(vectors, dim))  # no copy: a memory map stays one
+            backend.add(vectors)  # a memory map stays one
             index.backend = backend
-        if len(index) != meta.get("size", len(index)):
-            raise SimCSEError(
-                f"{directory}: the index holds {len(index)} vectors, its description says {meta['size']}"
-            )
+        if size >= 0 and len(index) != size:
+            raise SimCSEError(f"{directory}: the index holds {len(index)} vectors, {meta_path} says {size}")
         return index
