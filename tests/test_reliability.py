@@ -23,6 +23,7 @@ from simcse import train as train_module
 from simcse.cli import main
 from simcse.config import TrainConfig
 from simcse.errors import SimCSEError
+from simcse.files import sha256_file
 from simcse.train import TrainingError, train
 
 QUIET = ["--dev_eval", "false", "--final_eval", "none", "--progress_bar", "false", "--tensorboard", "false"]
@@ -384,7 +385,7 @@ def _rewrite_manifest(path: Path) -> None:
     """What an attacker who can replace a file can also do: make the checksums match again."""
     manifest = json.loads((path / "manifest.json").read_text())
     for name in manifest["files"]:
-        manifest["files"][name] = {"size": (path / name).stat().st_size, "sha256": ckpt._sha256(path / name)}
+        manifest["files"][name] = {"size": (path / name).stat().st_size, "sha256": sha256_file(path / name)}
     (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 

@@ -21,7 +21,6 @@ removed, and the caller gets a one-line ``CheckpointError``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import os
@@ -40,6 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 
 from simcse.errors import SimCSEError
+from simcse.files import sha256_file
 
 CHECKPOINTS = "checkpoints"
 PREFIX = "step-"
@@ -102,14 +102,6 @@ def _model_bytes(model: torch.nn.Module) -> bytes:
             del state[name]
     state = {k: v.contiguous() for k, v in state.items()}
     return safetensors.torch.save(state, metadata=metadata or None)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -179,7 +171,7 @@ def verify(path: Path) -> str | None:
             return f"{name!r} is missing"
         if file.stat().st_size != size:
             return f"{name} has {file.stat().st_size} bytes, expected {size}"
-        if _sha256(file) != sha256:
+        if sha256_file(file) != sha256:
             return f"{name} fails its checksum"
     return None
 
@@ -231,7 +223,7 @@ def save_checkpoint(
         if rank == 0:
             files = {}
             for file in sorted(tmp.iterdir()):
-                files[file.name] = {"size": file.stat().st_size, "sha256": _sha256(file)}
+                files[file.name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
             manifest = {"step": step, "files": files}
             _write_bytes(tmp / "manifest.json", json.dumps(manifest, indent=2).encode("utf-8"))
             _fsync_dir(tmp)

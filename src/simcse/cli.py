@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simcse.errors import SimCSEError
+from simcse.files import replace_directory
 
 
 def _train_help() -> str:
@@ -155,18 +155,6 @@ def _refuse_non_empty(directory: Path, overwrite: bool) -> None:
         raise SimCSEError(f"{directory}: exists and is not empty; pass --overwrite to replace it")
 
 
-def _swap_in(staging: Path, target: Path) -> None:
-    """Move a finished directory into place; the old one is removed only once the new one is there."""
-    old = target.with_name(f".{target.name}.old")
-    if target.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def cmd_index_build(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
 
@@ -183,7 +171,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         shutil.rmtree(staging)
     try:
         model.save_index(staging)
-        _swap_in(staging, out)
+        replace_directory(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

@@ -42,6 +42,7 @@ import torch
 
 from simcse.encoder import Encoder
 from simcse.errors import DataError, SimCSEError
+from simcse.files import sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -169,14 +170,6 @@ def _npy_shape_and_offset(path: Path) -> tuple[tuple[int, ...], int]:
         return shape, f.tell()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -279,7 +272,7 @@ def shard_is_complete(shard_dir: Path, k: int, plan: Plan) -> bool:
         meta = json.loads(side.read_text(encoding="utf-8"))
         shape, _ = _npy_shape_and_offset(path)
         ok = meta.get("lines") == plan.shard_lines(k) and shape == (plan.shard_lines(k), plan.dim)
-        return ok and meta.get("sha256") == _sha256_file(path)
+        return ok and meta.get("sha256") == sha256_file(path)
     except (OSError, ValueError, SimCSEError):
         return False
 

@@ -14,7 +14,6 @@ Layout of a data directory::
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -36,6 +35,7 @@ from typing import IO
 from tqdm import tqdm
 
 from simcse.errors import MissingDataError, SimCSEError
+from simcse.files import sha256_file
 
 DEFAULT_BASE_URL = "https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main"
 DATA_URL_ENV = "SIMCSE_DATA_URL"
@@ -244,14 +244,6 @@ def _content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(match.group(1)), total
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verify(part: Path, url: str, expected: _Expected) -> None:
     size = part.stat().st_size
     if expected.size is not None and size != expected.size:
@@ -261,7 +253,7 @@ def _verify(part: Path, url: str, expected: _Expected) -> None:
             f"the partial file was deleted, run the command again"
         )
     if expected.sha256 is not None:
-        actual = _sha256_of(part)
+        actual = sha256_file(part)
         if actual != expected.sha256:
             part.unlink(missing_ok=True)
             raise SimCSEError(

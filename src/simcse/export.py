@@ -25,6 +25,7 @@ import torch
 
 from simcse.encoder import Encoder
 from simcse.errors import SimCSEError
+from simcse.files import replace_directory
 
 FORMATS = ("sentence-transformers", "hf")
 PROBES = ["A man is playing a guitar.", "Two dogs run in the park, chasing a red ball.", "Hello!"]
@@ -145,14 +146,7 @@ def export_model(
                     f"{out_dir}: the exported {to} model does not reproduce the embeddings "
                     f"(max difference {diff:.2e}); nothing was written"
                 )
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        if out_dir.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        if old.exists():
-            shutil.rmtree(old)
+        replace_directory(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

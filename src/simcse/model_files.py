@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from simcse import __version__
 from simcse.errors import SimCSEError
+from simcse.files import replace_directory
 from simcse.pooling import MLP, POOLERS
 
 SIMCSE_JSON = "simcse.json"
@@ -472,12 +473,5 @@ def write_model_dir(
             os.replace(entry, target)
         tmp.rmdir()
         return path
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_directory(tmp, path)
     return path
