@@ -134,7 +134,7 @@ def test_approximate_recall_at_10(kind):
 
 
 @needs_faiss
-def test_auto_switches_from_exact_to_hnsw_past_the_limit(monkeypatch):
+def test_auto_switches_from_exact_to_ivf_past_the_limit(monkeypatch):
     monkeypatch.setattr(index_mod, "AUTO_EXACT_LIMIT", 1000)
     x = random_unit(1600, 32, seed=6)
     idx = VectorIndex(32, "auto")
@@ -143,13 +143,13 @@ def test_auto_switches_from_exact_to_hnsw_past_the_limit(monkeypatch):
     idx.add(x[600:1000])  # exactly at the limit: still exact
     assert idx.resolved_kind == "flat"
     idx.add(x[1000:])
-    assert idx.resolved_kind == "hnsw" and len(idx) == 1600
+    assert idx.resolved_kind == "ivf" and len(idx) == 1600
     _, ids = idx.search(x[::100], 1)  # every vector is its own nearest neighbour, wherever it came from
     np.testing.assert_array_equal(ids[:, 0], np.arange(0, 1600, 100))
 
     big = VectorIndex(32, "auto")
     big.add(x)  # a first add already past the limit
-    assert big.resolved_kind == "hnsw"
+    assert big.resolved_kind == "ivf"
 
     no_faiss = VectorIndex(32, "auto", use_faiss=False)
     no_faiss.add(x)

@@ -19,7 +19,7 @@ can switch. Differences from the original:
   ``search(queries, top_k, threshold, device)``; pass the original's arguments by keyword.
 - ``search`` has no score threshold by default (the original's is 0.6); ``threshold=0.6`` restores it.
 - ``build_index(use_faiss=True)`` without faiss installed warns and uses the exact NumPy search, as the
-  original does; ``faiss_fast=True`` is ``index="ivf"``. Index kinds: ``auto`` (exact, HNSW past
+  original does; ``faiss_fast=True`` is ``index="ivf"``. Index kinds: ``auto`` (exact, IVF past
   ``simcse.index.AUTO_EXACT_LIMIT`` vectors), ``flat``, ``ivf``, ``hnsw`` (see :mod:`simcse.index`).
 - ``num_cells``/``num_cells_in_search`` (IVF lists and lists probed) default to a size-based choice.
 - A file given to ``build_index`` must exist (a string that is not a file is an error, not a sentence);

@@ -411,7 +411,7 @@ def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
     d.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
     d.add_argument("--out", required=True, help="index directory to write")
     d.add_argument("--index", default="auto", choices=("auto", "flat", "ivf", "hnsw"),
-                   help="auto: exact below 100k sentences, HNSW above (faiss)")  # fmt: skip
+                   help="auto: exact up to 100k sentences, IVF above (faiss)")  # fmt: skip
     d.add_argument("--batch-size", type=int, default=64)
     d.add_argument("--pooler", default=None, help="override the pooler")
     d.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")

@@ -6,7 +6,10 @@ Backends:
   first ``add`` a representative sample (at least ~40 vectors per list), later adds only fill the lists;
 - ``hnsw``: faiss HNSW graph (``IndexHNSWFlat``, inner product);
 - ``auto``: exact ``flat`` up to ``AUTO_EXACT_LIMIT`` vectors; when an ``add`` takes the collection past it
-  (and faiss is installed) the vectors move into an HNSW graph. Without faiss it stays exact (NumPy).
+  (and faiss is installed) the vectors move into an IVF index trained on them. Without faiss it stays exact
+  (NumPy). IVF rather than HNSW: on clustered 384-dim data (`benchmarks/search_speed.py --data clustered`)
+  it reached recall@10 0.99 against HNSW's 0.76 at a lower latency, and builds 1M vectors in about a minute
+  against HNSW's quarter of an hour on two cores.
 
 Memory. The NumPy backend keeps the vectors in the chunks they were added in (no concatenated copy; it
 keeps a reference to float32 C-contiguous input, so do not modify an array after adding it) and searches
@@ -143,7 +146,7 @@ class VectorIndex:
 
     @property
     def resolved_kind(self) -> str:
-        """The kind in use: ``auto`` resolves to ``flat`` or ``hnsw`` on the first ``add``."""
+        """The kind in use: ``auto`` resolves to ``flat``, then ``ivf`` past ``AUTO_EXACT_LIMIT``."""
         return self._resolved
 
     @property
@@ -181,7 +184,7 @@ class VectorIndex:
         if self.backend is None:
             kind = self.kind
             if kind == "auto":
-                kind = "hnsw" if self.use_faiss and len(x) > AUTO_EXACT_LIMIT else "flat"
+                kind = "ivf" if self.use_faiss and len(x) > AUTO_EXACT_LIMIT else "flat"
             self._resolved = kind
             self.backend = self._new_backend(kind, x)
         elif (
@@ -190,21 +193,22 @@ class VectorIndex:
             and self.use_faiss
             and len(self) + len(x) > AUTO_EXACT_LIMIT
         ):
-            self._flat_to_hnsw()
+            self._flat_to_ivf(x)
         self.backend.add(x)
 
-    def _flat_to_hnsw(self) -> None:
-        """``auto`` crossing its limit: move the vectors of the exact index into an HNSW graph."""
+    def _flat_to_ivf(self, incoming: np.ndarray) -> None:
+        """``auto`` crossing its limit: move the vectors of the exact index into an IVF index, trained on
+        the larger of the stored and the incoming vectors."""
         import faiss
 
         n = len(self)
-        logger.info("index: %d vectors, past %d: switching from exact to HNSW", n, AUTO_EXACT_LIMIT)
+        logger.info("index: %d vectors, past %d: switching from exact to IVF", n, AUTO_EXACT_LIMIT)
         flat = self.backend
         stored = np.asarray(faiss.rev_swig_ptr(flat.get_xb(), n * self.dim)).reshape(n, self.dim)  # a view
-        hnsw = self._new_backend("hnsw", stored)
+        ivf = self._new_backend("ivf", stored if n >= len(incoming) else incoming)
         for start in range(0, n, _SEARCH_BLOCK):
-            hnsw.add(stored[start : start + _SEARCH_BLOCK])
-        self.backend, self._resolved = hnsw, "hnsw"
+            ivf.add(stored[start : start + _SEARCH_BLOCK])
+        self.backend, self._resolved = ivf, "ivf"
         del stored, flat
 
     def search(self, queries: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
