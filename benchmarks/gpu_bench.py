@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cpu", action="store_true", help="run on the CPU (small budget)")
     parser.add_argument("--steps", type=int, default=None, help="measured steps per run (GPU 100, CPU 5)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per run (GPU 10, CPU 2)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per run (GPU 10, CPU 3)")
     parser.add_argument("--model", default=None, help="model directory (default: the embedded MiniLM)")
     parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR"))
     parser.add_argument("--compile-backend", default="inductor")
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no CUDA device; pass --cpu to run on the CPU")
     args.device = "cpu" if args.cpu else "cuda"
     args.steps = args.steps or (5 if args.cpu else 100)
-    args.warmup = args.warmup or (2 if args.cpu else 10)
+    args.warmup = args.warmup or (3 if args.cpu else 10)
     args.encode_precision = "fp32" if args.cpu else "bf16"  # CPUs without bf16 units are slower in bf16
     n_encode = args.encode_sentences or (1000 if args.cpu else 20000)
     skip = {s for s in args.skip.split(",") if s}
