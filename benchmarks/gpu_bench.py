@@ -69,14 +69,17 @@ def synthetic_sentences(model_dir: Path, n: int, seed: int) -> list[str]:
     return [" ".join(rng.choices(vocab, k=rng.randint(6, 40))) + "." for _ in range(n)]
 
 
+def repeat_to(items: list, n: int) -> list:
+    """The first n items of ``items`` repeated (a small sample standing in for a large file)."""
+    return [items[i % len(items)] for i in range(n)]
+
+
 def training_sentences(model_dir: Path, data_dir: Path | None, n: int) -> list[str]:
     path = data_dir / "wiki" / "wiki1m_for_simcse.head11914.txt" if data_dir else None
     if path and path.is_file():
         lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
         random.Random(0).shuffle(lines)
-        while len(lines) < n:
-            lines += lines
-        return lines[:n]
+        return repeat_to(lines, n)
     return synthetic_sentences(model_dir, n, seed=0)
 
 
@@ -88,9 +91,7 @@ def training_triples(model_dir: Path, data_dir: Path | None, n: int) -> list[tup
         path = found[0]
         with path.open(encoding="utf-8", newline="") as f:
             rows = [tuple(r[:3]) for r in list(csv.reader(f))[1:] if len(r) >= 3]
-        while len(rows) < n:
-            rows += rows
-        return rows[:n]
+        return repeat_to(rows, n)
     s = synthetic_sentences(model_dir, 3 * n, seed=1)
     return list(zip(s[0::3], s[1::3], s[2::3]))
 

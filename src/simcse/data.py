@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -250,7 +252,6 @@ class Prefetcher:
 
     def __init__(self, batches: Iterator[tuple], rows: list[tuple[str, ...]], collate: Collator, depth: int = 4,
                  pin_memory: bool = False):  # fmt: skip
-        import queue
         import threading
 
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -262,19 +263,23 @@ class Prefetcher:
                     batch = collate([rows[i] for i in idx])
                     if pin_memory:
                         batch = {k: v.pin_memory() for k, v in batch.items()}
-                    while not self._stop.is_set():
-                        try:
-                            self._queue.put((epoch, step, idx, batch), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if self._stop.is_set():
+                    if not self._put((epoch, step, idx, batch)):
                         return
             except BaseException as e:  # surfaced in the training loop
-                self._queue.put(e)
+                self._put(e)
 
         self._thread = threading.Thread(target=work, name="simcse-prefetch", daemon=True)
         self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        """Wait for room in the queue; False once closed (so a full queue never blocks the thread's exit)."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def __next__(self) -> tuple:
         item = self._queue.get()

@@ -105,9 +105,8 @@ def _from_pretrained(auto_cls: Any, path: Path, **kwargs: Any) -> Any:
                 return auto_cls.from_pretrained(str(path), **kwargs)
             except ValueError as e:
                 # SDPA is a preference: architectures without it (MPNet...) use their default attention.
-                if kwargs.get("attn_implementation") != "sdpa" or "scaled_dot_product_attention" not in str(
-                    e
-                ):
+                sdpa_missing = "scaled_dot_product_attention" in str(e)
+                if kwargs.get("attn_implementation") != "sdpa" or not sdpa_missing:
                     raise
                 kwargs.pop("attn_implementation")
                 return auto_cls.from_pretrained(str(path), **kwargs)

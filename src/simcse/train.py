@@ -53,6 +53,7 @@ from simcse.data import BatchPlan, Collator, MLMMasker, Prefetcher, TrainingData
 from simcse.dropout import use_fast_dropout
 from simcse.encoder import Encoder
 from simcse.errors import ConfigError, DataError, SimCSEError
+from simcse.files import replace_directory
 from simcse.gradcache import gradcache_step
 from simcse.losses import ContrastiveLoss
 from simcse.model import SimCSEModel, mlm_head_of
@@ -461,19 +462,18 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             if config.max_grad_norm:
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            # fp16's scaler skips a step with inf/NaN gradients by itself; fp32/bf16 must not take one
-            if not scaler.is_enabled() and grad_norm is None:
-                grad_norm = torch.nn.utils.get_total_norm(
-                    [p.grad for p in model.parameters() if p.grad is not None]
-                )
-            finite_grad = (
-                torch.isfinite(grad_norm) if not scaler.is_enabled() else torch.ones((), dtype=torch.bool)
-            )
-            bad = torch.stack([~torch.isfinite(loss.detach()), ~finite_grad.to(loss.device)]).float()
+            finite = [torch.isfinite(loss.detach())]
+            if not scaler.is_enabled():  # fp16's scaler skips a step with inf/NaN gradients by itself
+                if grad_norm is None:
+                    grad_norm = torch.nn.utils.get_total_norm(
+                        [p.grad for p in model.parameters() if p.grad is not None]
+                    )
+                finite.append(torch.isfinite(grad_norm).to(loss.device))
+            finite = torch.stack(finite).float()
             if ctx.world_size > 1:  # all processes stop together: a lone raise would leave the others waiting
-                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-            bad_loss, bad_grad = bad.bool().tolist()  # the step's one host sync
-            if bad_loss:
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            ok = finite.bool().tolist()  # [loss finite, gradient finite]: the step's one host sync
+            if not ok[0]:
                 value = (
                     loss.item()
                     if ctx.world_size == 1
@@ -483,7 +483,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
                     f"loss is {value} at step {state.global_step + 1}; stopping. The last good checkpoint is "
                     f"kept in {out / 'checkpoints'}; lower the learning rate or use precision fp32/bf16"
                 )
-            if bad_grad:
+            if not all(ok):
                 raise TrainingError(
                     f"gradient norm is {grad_norm.item()} (loss {loss.item():.4g}) at step "
                     f"{state.global_step + 1}; stopping before the weights are updated. The last good "
@@ -562,19 +562,14 @@ def _broadcast(scores: dict[str, float] | None, ctx: Dist) -> dict[str, float]:
 
 @contextlib.contextmanager
 def _model_write_errors(out: Path, what: str, step: int):
-    """A failed model write (full disk...) becomes a one-line TrainingError; the half-written temporary
-    directories are removed and what was in the output directory before stays as it was."""
+    """A failed model write (full disk...) becomes a one-line TrainingError. The writers remove their own
+    half-written temporary files, so what was in the output directory before stays as it was."""
     try:
         yield
     except (OSError, SafetensorError) as e:
         reason = write_error_reason(e)
         if reason is None:
             raise
-        for leftover in (out.with_name(out.name + ".tmp"), out / (BEST_DIR + ".tmp"), *out.glob("*.partial")):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
         where = getattr(e, "filename", None) or out
         raise TrainingError(
             f"{where}: cannot write {what} ({reason}) at step {step}; the last good checkpoint is "
@@ -588,15 +583,16 @@ def _replace_with_copy(source: Path, target: Path) -> None:
     staged = target.with_name(target.name + ".partial")
     if staged.is_dir():
         shutil.rmtree(staged)
-    shutil.copytree(source, staged) if source.is_dir() else shutil.copy2(source, staged)
-    if target.is_dir() and not target.is_symlink():
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(staged, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(staged, target)
+    try:
+        if source.is_dir():
+            shutil.copytree(source, staged)
+            replace_directory(staged, target)
+        else:
+            shutil.copy2(source, staged)
+            os.replace(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True) if staged.is_dir() else staged.unlink(missing_ok=True)
+        raise
 
 
 def save_state(out, step, model, optimizer, scheduler, scaler, state, ctx, keep) -> None:
@@ -667,21 +663,20 @@ def finish(config, out, model, data, views, state, log) -> TrainResult:
         from simcse.evaluation.report import markdown_tables, write_json
         from simcse.evaluation.suite import evaluate
 
-        rows = []
+        baseline = None
         if config.final_eval_baseline:
             baseline_pooler = "cls_before_pooler" if config.pooler == "cls" else config.pooler
-            baseline = Encoder.load(config.model_name_or_path, baseline_pooler)
-            rows.append(evaluate(baseline, config.final_eval, mode="test", data_dir=config.data_dir,
-                                 batch_size=config.eval_batch_size))  # fmt: skip
-            rows[0]["name"] = f"before training ({baseline_pooler})"
+            baseline = evaluate(Encoder.load(config.model_name_or_path, baseline_pooler), config.final_eval,
+                                mode="test", data_dir=config.data_dir, batch_size=config.eval_batch_size)  # fmt: skip
+            baseline["name"] = f"before training ({baseline_pooler})"
         test = evaluate(str(out), config.final_eval, mode="test", data_dir=config.data_dir,
                         batch_size=config.eval_batch_size)  # fmt: skip
         test["name"] = out.name
-        if rows:
-            test["baseline"] = rows[0]
+        if baseline is not None:
+            test["baseline"] = baseline
         write_json(test, out / "results.json")
         log.log(state.global_step, {"avg_sts": test["avg"].get("sts", float("nan"))}, "test")
-        print(markdown_tables([*rows, test]))
+        print(markdown_tables([baseline, test] if baseline is not None else [test]))
     meta_path = out / "simcse.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta.update({"step": state.global_step, "best_step": state.best_step, "dev": dev_best, "test": _brief(test),
