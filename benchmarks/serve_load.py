@@ -143,7 +143,6 @@ def check_body(plan: Planned, status: int, body: bytes) -> str | None:
 
 @dataclass
 class Stats:
-    latencies: list[float] = field(default_factory=list)
     by_kind_latency: dict[str, list[float]] = field(default_factory=dict)
     by_kind: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
@@ -163,7 +162,6 @@ async def send(client, plan: Planned, stats: Stats) -> None:
         stats.errors[f"{plan.kind}: transport error {type(e).__name__}"] += 1
         return
     latency = time.perf_counter() - start
-    stats.latencies.append(latency)
     stats.by_kind_latency.setdefault(plan.kind.split(":")[0], []).append(latency)
     stats.by_kind[plan.kind] += 1
     stats.statuses[status] += 1
@@ -296,8 +294,9 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    served = len(stats.latencies)
-    lat = np.array(stats.latencies) * 1000 if stats.latencies else np.zeros(1)
+    latencies = [x for values in stats.by_kind_latency.values() for x in values]
+    served = len(latencies)
+    lat = np.array(latencies) * 1000 if latencies else np.zeros(1)
     five_xx = sum(n for s, n in stats.statuses.items() if s >= 500)
     errors = sum(stats.errors.values())
     mode = f"mixed, {args.duration:g} s" if args.mixed else f"embeddings, {args.requests} requests"

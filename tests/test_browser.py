@@ -100,7 +100,7 @@ def by_id(driver, element_id: str):
 def wait_for(driver, condition):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S).until(lambda d: condition(d))
+    return WebDriverWait(driver, WAIT_S).until(condition)
 
 
 def open_page(driver, url: str) -> None:

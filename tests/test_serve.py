@@ -64,16 +64,16 @@ def index_dir(model, tmp_path_factory) -> Path:
     return model.save_index(tmp_path_factory.mktemp("serve-index"))
 
 
-@pytest.fixture(scope="module")
-def client(model):
-    with TestClient(create_app(model, ServeSettings())) as c:
-        yield c
-
-
 @contextmanager
 def make_client(model: SimCSE, raise_server_exceptions: bool = True, **options):
     app = create_app(model, ServeSettings(**options))
     with TestClient(app, raise_server_exceptions=raise_server_exceptions) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(model):
+    with make_client(model) as c:
         yield c
 
 
@@ -101,6 +101,13 @@ def gate(model, monkeypatch) -> Gate:
     monkeypatch.setattr(model.encoder, "encode_tokenized", g)
     yield g
     g.release.set()
+
+
+def post_in_thread(c: TestClient, results: list, body: dict) -> threading.Thread:
+    """POST ``body`` to /v1/embeddings from a new thread, appending the response to ``results``."""
+    thread = threading.Thread(target=lambda: results.append(c.post("/v1/embeddings", json=body)))
+    thread.start()
+    return thread
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:
@@ -510,15 +517,9 @@ def test_queue_full_is_503_with_retry_after(model, gate):
     with make_client(model, max_batch=2, queue_size=2) as c:
         batcher = c.app.state.batcher
         results = []
-        first = threading.Thread(
-            target=lambda: results.append(c.post("/v1/embeddings", json={"input": "one"}))
-        )
-        first.start()
+        first = post_in_thread(c, results, {"input": "one"})
         assert gate.started.wait(10)
-        second = threading.Thread(
-            target=lambda: results.append(c.post("/v1/embeddings", json={"input": ["two", "three"]}))
-        )
-        second.start()
+        second = post_in_thread(c, results, {"input": ["two", "three"]})
         wait_until(lambda: batcher.depth == 2)
         r = c.post("/similarity", json={"a": "four", "b": "five"})
         assert_error(r, 503, "queue_full")
@@ -534,10 +535,7 @@ def test_timeout_is_504_and_unstarted_work_is_dropped(model, gate):
     with make_client(model, timeout=0.5) as c:
         batcher = c.app.state.batcher
         results = []
-        first = threading.Thread(
-            target=lambda: results.append(c.post("/v1/embeddings", json={"input": "one"}))
-        )
-        first.start()
+        first = post_in_thread(c, results, {"input": "one"})
         assert gate.started.wait(10)
         r = c.post("/v1/embeddings", json={"input": ["never", "encoded"]})
         assert_error(r, 504, "timeout")

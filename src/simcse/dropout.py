@@ -9,15 +9,15 @@ checkpoints and GradCache's replay still restore it). On other devices it is ``F
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     words = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64)
     bits = words.view(torch.int32)[:n]
     return (bits >= (-(2**31) + round(p * 2**32))).view(shape)

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         print(
             f"simcse serve: http://{host}:{sock.getsockname()[1]}/ (demo page and API), "
-            f"model {settings.model_name} ({model.dim} dims), {index_note}"
+            f"model {app.state.model_name} ({model.dim} dims), {index_note}"
             + (", API key required" if settings.api_key else ""),
             file=sys.stderr,
             flush=True,

@@ -199,6 +199,23 @@ def check_fields(body: dict[str, Any], allowed: tuple[str, ...], required: tuple
             raise ApiError(422, f"missing field {name!r}", "missing_field")
 
 
+def check_count(count: int, what: str, settings: ServeSettings) -> None:
+    """``what`` ("'input' has") names the texts counted against --max-batch."""
+    if count > settings.max_batch:
+        raise ApiError(
+            413,
+            f"{what} {count} texts; the limit is {settings.max_batch} per request (--max-batch)",
+            "too_many_inputs",
+        )
+
+
+def check_unicode(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(422, f"{where!r} is not valid Unicode (a lone surrogate)", "invalid_text") from None
+
+
 def texts_field(body: dict[str, Any], name: str, settings: ServeSettings) -> tuple[list[str], bool]:
     """(texts, single) for a field holding a string or a non-empty list of strings, within the limits."""
     if name not in body:
@@ -210,12 +227,7 @@ def texts_field(body: dict[str, Any], name: str, settings: ServeSettings) -> tup
     elif isinstance(value, list):
         if not value:
             raise ApiError(422, f"{name!r} is an empty list: send at least one text", "empty_input")
-        if len(value) > settings.max_batch:
-            raise ApiError(
-                413,
-                f"{name!r} has {len(value)} texts; the limit is {settings.max_batch} per request (--max-batch)",
-                "too_many_inputs",
-            )
+        check_count(len(value), f"{name!r} has", settings)
         for i, item in enumerate(value):
             if isinstance(item, str):
                 continue
@@ -241,12 +253,7 @@ def texts_field(body: dict[str, Any], name: str, settings: ServeSettings) -> tup
                 f"{where!r} has {len(text)} characters; the limit is {settings.max_text_chars} (--max-text-chars)",
                 "text_too_long",
             )
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(
-                422, f"{where!r} is not valid Unicode (a lone surrogate)", "invalid_text"
-            ) from None
+        check_unicode(text, where)
     return texts, single
 
 
@@ -256,10 +263,7 @@ def optional_string(body: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ApiError(422, f"{name!r} must be a string, got {_json_type(value)}", "invalid_type")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(422, f"{name!r} is not valid Unicode (a lone surrogate)", "invalid_text") from None
+    check_unicode(value, name)
     return value
 
 
@@ -267,6 +271,7 @@ def optional_string(body: dict[str, Any], name: str) -> str | None:
 def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
     """The service around an already loaded model (and its index, if any)."""
     settings.validate()
+    # the source's last path part: the directory or hub name, "all-MiniLM-L6-v2" for the embedded model
     model_name = (
         settings.model_name or model.encoder.source.split(" (")[0].rstrip("/").split("/")[-1] or "simcse"
     )
@@ -298,6 +303,7 @@ def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
     )  # no docs pages: they load scripts from a CDN
     app.state.batcher = batcher
     app.state.settings = settings
+    app.state.model_name = model_name
     app.add_middleware(GuardMiddleware, allowed_hosts=settings.allowed_hosts)
 
     # ------------------------------------------------------------------ error handlers
@@ -313,7 +319,7 @@ def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
             allow = (exc.headers or {}).get("Allow", "")
             message, code = (
                 f"method {request.method} is not allowed on {request.url.path} (allowed: {allow})",
-                ("method_not_allowed"),
+                "method_not_allowed",
             )
         else:
             message, code = str(exc.detail), "http_error"
@@ -332,16 +338,12 @@ def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
 
     # ------------------------------------------------------------------ helpers
     async def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            future = batcher.submit(texts)
+        try:  # ShuttingDown: raised by submit, or set on a queued job by close
+            return await asyncio.wrap_future(batcher.submit(texts))
         except QueueFull as e:
             raise ApiError(
                 503, f"the server is busy ({e}); retry later", "queue_full", {"Retry-After": RETRY_AFTER_S}
             ) from None
-        except ShuttingDown:
-            raise ApiError(503, "the server is shutting down", "shutting_down") from None
-        try:
-            return await asyncio.wrap_future(future)
         except ShuttingDown:
             raise ApiError(503, "the server is shutting down", "shutting_down") from None
 
@@ -386,7 +388,8 @@ def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
                 )
             vectors, counts = await encode(texts)
             if fmt == "base64":
-                rows = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+                little_endian = vectors.astype("<f4", copy=False)  # one conversion, not one per row
+                rows = [base64.b64encode(v.tobytes()).decode("ascii") for v in little_endian]
             else:
                 rows = vectors.tolist()
             tokens = int(counts.sum())
@@ -408,12 +411,7 @@ def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
             check_fields(body, ("a", "b", "model"), ("a", "b"))
             a, single_a = texts_field(body, "a", settings)
             b, single_b = texts_field(body, "b", settings)
-            if len(a) + len(b) > settings.max_batch:
-                raise ApiError(
-                    413,
-                    f"'a' and 'b' have {len(a) + len(b)} texts together; the limit is {settings.max_batch} (--max-batch)",
-                    "too_many_inputs",
-                )
+            check_count(len(a) + len(b), "'a' and 'b' have", settings)
             name = optional_string(body, "model") or model_name
             vectors, _ = await encode(a + b)
             scores = np.clip(vectors[: len(a)] @ vectors[len(a) :].T, -1.0, 1.0)

@@ -6,12 +6,10 @@ import argparse
 import ipaddress
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from simcse.errors import SimCSEError
 
 API_KEY_ENV = "SIMCSE_API_KEY"
-EMBEDDED_NAME = "all-MiniLM-L6-v2"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -116,12 +114,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def model_display_name(model: str | os.PathLike | None) -> str:
-    if model is None:
-        return EMBEDDED_NAME
-    return Path(model).name or str(model)
-
-
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     if args.allowed_hosts:
@@ -140,7 +132,6 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         timeout=args.timeout,
         queue_size=args.queue_size,
         batch_size=args.batch_size,
-        model_name=model_display_name(args.model),
         allowed_hosts=hosts,
         log_level=args.log_level,
     ).validate()

@@ -43,13 +43,12 @@
     try {
       const response = await fetch("health");
       const h = await response.json();
-      const indexed = h.index_size > 0 ? h.index_size + " indexed sentences" : "no index loaded";
+      const hasIndex = h.index_size > 0;
+      const indexed = hasIndex ? h.index_size + " indexed sentences" : "no index loaded";
       say($("model-info"), "Model " + h.model + " (" + h.dim + " dimensions), " + indexed + ".");
       $("key-section").hidden = !h.api_key_required;
-      if (h.index_size > 0) {
-        setSearchEnabled(true);
-      } else {
-        setSearchEnabled(false);
+      setSearchEnabled(hasIndex);
+      if (!hasIndex) {
         say($("search-status"), "No index is loaded: start the server with --index DIR to search.", "notice");
       }
     } catch (e) {
