@@ -20,6 +20,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli import QUIET
 
 from simcse.cli import main
 from simcse.config import TrainConfig, parse_flags
@@ -29,7 +30,6 @@ from simcse.evaluation.sts import load_sts_task, read_sts_subset
 from simcse.evaluation.transfer import TransferData, load_transfer_task
 
 FIXTURE_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-QUIET = ["--dev_eval", "false", "--final_eval", "none", "--progress_bar", "false", "--tensorboard", "false"]
 
 # Byte chunks that break parsers: invalid UTF-8, NUL, BOMs, every line ending, quotes, separators, a huge
 # line (longer than the csv module's field limit), Unicode line separators.

@@ -11,21 +11,15 @@ from scipy.stats import pearsonr, spearmanr
 mteb = pytest.importorskip("mteb", reason="mteb is not installed (pip install 'simcse[mteb]')")
 
 from simcse import SimCSE  # noqa: E402
-from simcse.evaluation.sts import read_lines  # noqa: E402
+from simcse.evaluation.sts import load_sts_task  # noqa: E402
 
 N_PAIRS = 24
 
 
 def stsb_rows(data_dir: Path, n: int) -> tuple[list[str], list[str], list[float]]:
-    """The first n STS-B test rows: tab-separated, score in column 5, sentences in 6 and 7."""
-    path = data_dir / "senteval" / "downstream" / "STS" / "STSBenchmark" / "sts-test.csv"
-    a, b, scores = [], [], []
-    for line in read_lines(path)[:n]:
-        cols = line.split("\t")
-        scores.append(float(cols[4]))
-        a.append(cols[5])
-        b.append(cols[6])
-    return a, b, scores
+    """The first n STS-B test pairs and their scores."""
+    pairs = load_sts_task("STSBenchmark", data_dir / "senteval" / "downstream").subsets["test"]
+    return pairs.a[:n], pairs.b[:n], pairs.gold[:n].tolist()
 
 
 def make_task(a: list[str], b: list[str], scores: list[float]):

@@ -17,6 +17,8 @@ import pytest
 import torch
 from conftest import SENTENCES
 from safetensors import SafetensorError
+from test_cli import QUIET
+from test_train import _config as train_config
 
 from simcse import checkpoint as ckpt
 from simcse import train as train_module
@@ -26,15 +28,12 @@ from simcse.errors import SimCSEError
 from simcse.files import sha256_file
 from simcse.train import TrainingError, train
 
-QUIET = ["--dev_eval", "false", "--final_eval", "none", "--progress_bar", "false", "--tensorboard", "false"]
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 
 
 def _config(model, train_file, out, **overrides) -> TrainConfig:
-    values = {"model_name_or_path": str(model), "train_file": str(train_file), "output_dir": str(out),
-              "batch_size": 4, "max_seq_len": 16, "max_steps": 4, "dev_eval": False, "final_eval": "none",
-              "save_steps": 2, "progress_bar": False, "tensorboard": False, "logging_steps": 1}  # fmt: skip
-    return TrainConfig(**{**values, **overrides})
+    """test_train's tiny config, with a checkpoint every 2 steps."""
+    return train_config(model, train_file, out, **{"save_steps": 2, **overrides})
 
 
 @pytest.fixture

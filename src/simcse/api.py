@@ -45,7 +45,7 @@ import torch
 
 from simcse.encoder import Encoder
 from simcse.errors import SimCSEError
-from simcse.index import VectorIndex, faiss_available
+from simcse.index import VectorIndex, discard_staged, faiss_available
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _is_array(x: Any) -> bool:
 
 
 def _unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float()
+    t = torch.as_tensor(x).float()
     if t.ndim == 1:
         t = t[None, :]
     return torch.nn.functional.normalize(t, dim=-1)
@@ -126,7 +126,7 @@ class SimCSE:
             (name, t.data_ptr(), t._version) for name, t in enc.state_dict().items()
         )
         if self._fingerprint is None or self._fingerprint[0] != key:
-            self._fingerprint = (key, self.encoder.fingerprint())
+            self._fingerprint = (key, enc.fingerprint())
         return self._fingerprint[1]
 
     @property
@@ -240,8 +240,7 @@ class SimCSE:
         return (a * b).sum(dim=-1)
 
     def _embed_all(self, texts: str | Sequence[str], device: str | torch.device | None) -> torch.Tensor:
-        vectors = self.encode([texts] if isinstance(texts, str) else list(texts), device=device)
-        return torch.from_numpy(vectors)
+        return self.encode(texts, device=device, output="torch", keepdim=True)
 
     # ------------------------------------------------------------------ index
     def build_index(
@@ -343,14 +342,11 @@ class SimCSE:
             ours.append((tmp, directory / MODEL_FILE))
             tmp.write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
         except BaseException as e:
-            for tmp, _ in staged + ours:
-                tmp.unlink(missing_ok=True)
+            discard_staged(staged + ours)
             if isinstance(e, OSError):
                 raise SimCSEError(f"{directory}: cannot save the index ({e})") from e
             raise
-        for tmp, final in staged[:-1] + ours + staged[-1:]:
-            os.replace(tmp, final)
-        self.index._remove_stale(directory)
+        self.index.commit(directory, staged[:-1] + ours + staged[-1:])
         return directory
 
     def load_index(self, directory: str | os.PathLike, check_model: bool = True) -> SimCSE:

@@ -21,6 +21,7 @@ removed, and the caller gets a one-line ``CheckpointError``.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -58,15 +59,13 @@ def write_error_reason(error: BaseException) -> str | None:
     """
     if isinstance(error, OSError):
         reason = error.strerror or str(error) or errno.errorcode.get(error.errno or 0, "I/O error")
-        return reason[:1].lower() + reason[1:]
-    if isinstance(error, SafetensorError):
-        m = re.search(r"os error (\d+)", str(error))
-        if m:
-            reason = os.strerror(int(m.group(1)))
-            return reason[:1].lower() + reason[1:]
-        if "I/O error" in str(error):
-            return " ".join(str(error).split())
-    return None
+    elif isinstance(error, SafetensorError) and (m := re.search(r"os error (\d+)", str(error))):
+        reason = os.strerror(int(m.group(1)))
+    elif isinstance(error, SafetensorError) and "I/O error" in str(error):
+        return " ".join(str(error).split())
+    else:
+        return None
+    return reason[:1].lower() + reason[1:]
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -77,12 +76,16 @@ def _write_bytes(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _remove(path: Path) -> None:
+def _remove(path: Path, ignore_errors: bool = False) -> None:
     """Delete a directory of ours; a symlink in its place is unlinked, never followed."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        elif path.exists():
+            shutil.rmtree(path, ignore_errors=ignore_errors)
+    except OSError:
+        if not ignore_errors:
+            raise
 
 
 def _torch_bytes(obj: Any) -> bytes:
@@ -209,21 +212,28 @@ def save_checkpoint(
     root = Path(output_dir) / CHECKPOINTS
     final = root / f"{PREFIX}{step:08d}"
     tmp = root / f"{PREFIX}{step:08d}.tmp"
+    written: dict[str, dict[str, Any]] = {}  # this process's files, hashed from memory, not read back
+
+    def write(name: str, data: bytes) -> None:
+        _write_bytes(tmp / name, data)
+        written[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
     try:
         if rank == 0:
             _remove(tmp)
             tmp.mkdir(parents=True)
         barrier()
-        _write_bytes(tmp / f"rng-rank{rank}.pt", _torch_bytes(rng_state()))
+        write(f"rng-rank{rank}.pt", _torch_bytes(rng_state()))
         if rank == 0:
-            _write_bytes(tmp / "model.safetensors", _model_bytes(model))
-            _write_bytes(tmp / "optimizer.pt", _torch_bytes(optimizer.state_dict()))
-            _write_bytes(tmp / "trainer_state.json", json.dumps(trainer_state, indent=2).encode("utf-8"))
+            write("model.safetensors", _model_bytes(model))
+            write("optimizer.pt", _torch_bytes(optimizer.state_dict()))
+            write("trainer_state.json", json.dumps(trainer_state, indent=2).encode("utf-8"))
         barrier()
         if rank == 0:
-            files = {}
-            for file in sorted(tmp.iterdir()):
-                files[file.name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
+            files = {  # the other processes' RNG files are read from disk
+                f.name: written.get(f.name) or {"size": f.stat().st_size, "sha256": sha256_file(f)}
+                for f in sorted(tmp.iterdir())
+            }
             manifest = {"step": step, "files": files}
             _write_bytes(tmp / "manifest.json", json.dumps(manifest, indent=2).encode("utf-8"))
             _fsync_dir(tmp)
@@ -231,8 +241,8 @@ def save_checkpoint(
             os.replace(tmp, final)
             _fsync_dir(root)
     except OSError as e:
-        if rank == 0 and tmp.exists() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if rank == 0:
+            _remove(tmp, ignore_errors=True)
         raise CheckpointError(
             f"{tmp}: cannot write the checkpoint ({write_error_reason(e)}) at step {step}; "
             f"the last good checkpoint is {last_good_checkpoint(Path(output_dir))}"
@@ -250,10 +260,7 @@ def prune_checkpoints(output_dir: Path, keep: int, current_step: int | None = No
     root = Path(output_dir) / CHECKPOINTS
     leftovers = list(root.glob(f"{PREFIX}*.tmp")) if root.is_dir() else []
     for path in [*stale, *live[:-keep], *leftovers]:
-        if path.is_symlink():
-            path.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+        _remove(path, ignore_errors=True)
 
 
 def load_checkpoint(

@@ -103,13 +103,8 @@ class NumpyExact:
         return best_scores, best_ids
 
 
-def _replace_all(staged: list[tuple[Path, Path]]) -> None:
-    """Rename staged temporary files into place, in order (the description file comes last)."""
-    for tmp, final in staged:
-        os.replace(tmp, final)
-
-
-def _discard(staged: list[tuple[Path, Path]]) -> None:
+def discard_staged(staged: list[tuple[Path, Path]]) -> None:
+    """Delete the temporary files of a save that failed midway."""
     for tmp, _ in staged:
         tmp.unlink(missing_ok=True)
 
@@ -139,19 +134,15 @@ class VectorIndex:
         self.nlist, self.nprobe, self.hnsw_m = nlist, nprobe, hnsw_m
         self.ef_search, self.ef_construction = ef_search, ef_construction
         self.backend = None  # created on the first add, when the size is known
-        self._resolved = kind
+        # the kind in use: ``auto`` resolves to ``flat``, then ``ivf`` past ``AUTO_EXACT_LIMIT``
+        self.resolved_kind = kind
 
     def __len__(self) -> int:
         return 0 if self.backend is None else int(self.backend.ntotal)
 
     @property
-    def resolved_kind(self) -> str:
-        """The kind in use: ``auto`` resolves to ``flat``, then ``ivf`` past ``AUTO_EXACT_LIMIT``."""
-        return self._resolved
-
-    @property
     def backend_name(self) -> str:
-        return f"faiss-{self._resolved}" if self.use_faiss else "numpy-flat"
+        return f"faiss-{self.resolved_kind}" if self.use_faiss else "numpy-flat"
 
     def _new_backend(self, kind: str, first: np.ndarray):
         if not self.use_faiss:
@@ -185,11 +176,11 @@ class VectorIndex:
             kind = self.kind
             if kind == "auto":
                 kind = "ivf" if self.use_faiss and len(x) > AUTO_EXACT_LIMIT else "flat"
-            self._resolved = kind
+            self.resolved_kind = kind
             self.backend = self._new_backend(kind, x)
         elif (
             self.kind == "auto"
-            and self._resolved == "flat"
+            and self.resolved_kind == "flat"
             and self.use_faiss
             and len(self) + len(x) > AUTO_EXACT_LIMIT
         ):
@@ -208,7 +199,7 @@ class VectorIndex:
         ivf = self._new_backend("ivf", stored if n >= len(incoming) else incoming)
         for start in range(0, n, _SEARCH_BLOCK):
             ivf.add(stored[start : start + _SEARCH_BLOCK])
-        self.backend, self._resolved = ivf, "ivf"
+        self.backend, self.resolved_kind = ivf, "ivf"
         del stored, flat
 
     def search(self, queries: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +215,7 @@ class VectorIndex:
     # ------------------------------------------------------------------ persistence
     def stage(self, directory: Path) -> list[tuple[Path, Path]]:
         """Write this index's files under temporary names in ``directory``; returns (temporary, final)
-        pairs, the description file last. :meth:`save` renames them into place."""
+        pairs, the description file last. :meth:`commit` renames them into place."""
         directory.mkdir(parents=True, exist_ok=True)
         staged: list[tuple[Path, Path]] = []
         try:
@@ -249,23 +240,24 @@ class VectorIndex:
             staged.append((tmp, directory / META_FILE))
             tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         except (OSError, RuntimeError) as e:
-            _discard(staged)
+            discard_staged(staged)
             raise SimCSEError(f"{directory}: cannot save the index ({e})") from e
         except BaseException:
-            _discard(staged)
+            discard_staged(staged)
             raise
         return staged
 
     def save(self, directory: str | os.PathLike) -> Path:
         directory = Path(directory)
-        _replace_all(self.stage(directory))
-        self._remove_stale(directory)
+        self.commit(directory, self.stage(directory))
         return directory
 
-    def _remove_stale(self, directory: Path) -> None:
-        """A file of the other backend left by an earlier save."""
-        stale = directory / (VECTORS_FILE if self.use_faiss else INDEX_FILE)
-        stale.unlink(missing_ok=True)
+    def commit(self, directory: Path, staged: list[tuple[Path, Path]]) -> None:
+        """Rename staged files into place, in order (the description file last), then delete the file
+        of the other backend that an earlier save may have left."""
+        for tmp, final in staged:
+            os.replace(tmp, final)
+        (directory / (VECTORS_FILE if self.use_faiss else INDEX_FILE)).unlink(missing_ok=True)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, mmap: bool = True) -> VectorIndex:
@@ -287,7 +279,7 @@ class VectorIndex:
         if with_faiss and not faiss_available():
             raise SimCSEError(f"{meta_path}: this index was built with faiss, which is not installed")
         index = cls(dim, requested, use_faiss=with_faiss, nprobe=nprobe, ef_search=ef_search)
-        index._resolved = kind
+        index.resolved_kind = kind
         if size == 0:
             return index
         if with_faiss:

@@ -314,8 +314,10 @@ class MetricsLog:
     def close(self) -> None:
         if self.file:
             self.file.close()
+            self.file = None
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -529,23 +531,28 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
                 save_state(
                     out, step, model, optimizer, scheduler, scaler, state, ctx, config.save_total_limit
                 )
+    except BaseException:
+        log.close()
+        raise
     finally:
         batches.close()
         if progress is not None:
             progress.close()
 
     # 5. the final model
-    if evaluator is not None and state.last_eval_step != state.global_step:
-        scores = evaluate_dev(state.global_step)
-        state.last_eval_step = state.global_step
-        save_best(state.global_step, _broadcast(scores, ctx))
-    result = TrainResult(
-        out, state.global_step, state.best_metric, state.best_step, state.dev_before, None, None
-    )
-    if ctx.main:
-        with _model_write_errors(out, "the final model", state.global_step):
-            result = finish(config, out, model, data, views, state, log)
-    log.close()
+    try:
+        if evaluator is not None and state.last_eval_step != state.global_step:
+            scores = evaluate_dev(state.global_step)
+            state.last_eval_step = state.global_step
+            save_best(state.global_step, _broadcast(scores, ctx))
+        result = TrainResult(
+            out, state.global_step, state.best_metric, state.best_step, state.dev_before, None, None
+        )
+        if ctx.main:
+            with _model_write_errors(out, "the final model", state.global_step):
+                result = finish(config, out, model, data, views, state, log)
+    finally:
+        log.close()
     ctx.barrier()
     if ctx.world_size > 1:
         dist.destroy_process_group()
