@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SENTENCES
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from simcse.data import BatchPlan, Collator, Prefetcher, TrainingData, read_training_file
+from simcse.data import BatchPlan, Collator, Prefetcher, read_training_file
 from simcse.errors import DataError
 
 
@@ -206,27 +204,7 @@ def test_max_samples(tmp_path, max_samples, expected):
     assert data.rows == [(f"s{i}",) for i in range(expected)]
 
 
-# ---------------------------------------------------------------------------------------------- property
-CHUNKS = [b"a", b"b c", b",", b"\t", b'"', b"\n", b"\r\n", b"\r", b" ", b"\x00", b"\xff", b"\xc3\xa9",
-          b"\xef\xbb\xbf", b"sent0", b"sent1", b"hard_neg", b"\xe2\x82"]  # fmt: skip
-CONTENT = st.one_of(st.binary(max_size=200), st.lists(st.sampled_from(CHUNKS), max_size=40).map(b"".join))
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=CONTENT, suffix=st.sampled_from([".txt", ".csv", ".tsv"]))
-def test_reader_returns_data_or_raises_data_error(tmp_path, content, suffix):
-    path = tmp_path / f"train{suffix}"
-    path.write_bytes(content)
-    try:
-        data = read_training_file(path)
-    except DataError as e:
-        assert str(e).startswith(str(path)) and "\n" not in str(e).replace(str(path), "")
-        return
-    assert isinstance(data, TrainingData) and len(data) >= 1
-    assert 1 <= data.columns <= 3
-    for row in data.rows:
-        assert len(row) == data.columns
-        assert all(isinstance(s, str) and s.strip() and "\x00" not in s for s in row)
+# (property-based tests of the readers: tests/test_hostile_input.py)
 
 
 # ---------------------------------------------------------------------------------------------- BatchPlan
