@@ -18,11 +18,6 @@ from simcse.encoder import Encoder
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(scope="module")
-def word_bert(tmp_path_factory) -> Path:
-    return make_tiny_bert(tmp_path_factory.mktemp("word-bert"))
-
-
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     path = tmp_path / "corpus.txt"
@@ -30,12 +25,12 @@ def corpus(tmp_path) -> Path:
     return path
 
 
-def test_similarity_prints_the_cosine(capsys, word_bert):
+def test_similarity_prints_the_cosine(capsys, tiny_bert):
     code, out, err = run(
-        capsys, ["similarity", str(word_bert), "--pooler", "avg", SENTENCES[0], SENTENCES[1]]
+        capsys, ["similarity", str(tiny_bert), "--pooler", "avg", SENTENCES[0], SENTENCES[1]]
     )
     assert code == 0, err
-    expected = SimCSE(str(word_bert), pooler="avg", device="cpu").similarity(SENTENCES[0], SENTENCES[1])
+    expected = SimCSE(str(tiny_bert), pooler="avg", device="cpu").similarity(SENTENCES[0], SENTENCES[1])
     assert out == f"{expected:.4f}\n"
 
 
@@ -48,25 +43,25 @@ def test_similarity_with_the_embedded_model(capsys, embedded_model):
     assert 0.7 < float(out) <= 1.0
 
 
-def test_similarity_needs_two_sentences(capsys, word_bert):
-    code, _, err = run(capsys, ["similarity", str(word_bert), "only one"])
+def test_similarity_needs_two_sentences(capsys, tiny_bert):
+    code, _, err = run(capsys, ["similarity", str(tiny_bert), "only one"])
     assert code == 2 and "the following arguments are required: B" in err
 
 
-def test_encode_writes_the_matrix(tmp_path, capsys, word_bert, corpus):
+def test_encode_writes_the_matrix(tmp_path, capsys, tiny_bert, corpus):
     out = tmp_path / "emb.npy"
-    code, stdout, err = run(capsys, ["encode", str(word_bert), "--input", str(corpus), "--output", str(out),
+    code, stdout, err = run(capsys, ["encode", str(tiny_bert), "--input", str(corpus), "--output", str(out),
                                      "--pooler", "avg", "--no-normalize", "--shard-size", "5", "--quiet"])  # fmt: skip
     assert code == 0, err
     assert stdout == "" and err == f"wrote {out}: {len(SENTENCES)} x 32 float32\n"
-    expected = Encoder.load(str(word_bert), "avg").encode(SENTENCES)
+    expected = Encoder.load(str(tiny_bert), "avg").encode(SENTENCES)
     np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
 
 
-def test_index_build_then_search_from_another_directory(tmp_path, capsys, word_bert, corpus, monkeypatch):
+def test_index_build_then_search_from_another_directory(tmp_path, capsys, tiny_bert, corpus, monkeypatch):
     model_copy = tmp_path / "models" / "tiny"
     model_copy.parent.mkdir()
-    model_copy.symlink_to(word_bert, target_is_directory=True)
+    model_copy.symlink_to(tiny_bert, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, ["index", "build", "models/tiny", "--input", str(corpus), "--out", "idx",
                                   "--index", "flat", "--pooler", "avg", "--quiet"])  # fmt: skip
@@ -102,21 +97,21 @@ def test_index_build_then_search_from_another_directory(tmp_path, capsys, word_b
     assert [h["sentence"] for h in json.loads(out)[0]["results"]] == [SENTENCES[0]]
 
 
-def test_search_with_another_model_is_refused(tmp_path, capsys, word_bert, corpus):
+def test_search_with_another_model_is_refused(tmp_path, capsys, tiny_bert, corpus):
     other = make_tiny_bert(tmp_path / "other", seed=3)
     idx = tmp_path / "idx"
-    code, _, err = run(capsys, ["index", "build", str(word_bert), "--input", str(corpus), "--out", str(idx),
+    code, _, err = run(capsys, ["index", "build", str(tiny_bert), "--input", str(corpus), "--out", str(idx),
                                 "--pooler", "avg", "--quiet"])  # fmt: skip
     assert code == 0, err
     code, _, err = run(capsys, ["search", str(idx), "a dog", "--model", str(other), "--pooler", "avg"])
     assert_one_line_error(code, err, str(idx), "built with another model")
 
 
-def test_index_build_refuses_a_non_empty_out(tmp_path, capsys, word_bert, corpus):
+def test_index_build_refuses_a_non_empty_out(tmp_path, capsys, tiny_bert, corpus):
     out = tmp_path / "idx"
     out.mkdir()
     (out / "keep.txt").write_text("precious", encoding="utf-8")
-    code, _, err = run(capsys, ["index", "build", str(word_bert), "--input", str(corpus), "--out", str(out)])
+    code, _, err = run(capsys, ["index", "build", str(tiny_bert), "--input", str(corpus), "--out", str(out)])
     assert_one_line_error(code, err, str(out), "not empty", "--overwrite")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
@@ -135,19 +130,19 @@ def test_search_errors(tmp_path, capsys):
                           "pass --model")  # fmt: skip
 
 
-def test_export_round_trip(tmp_path, capsys, word_bert):
+def test_export_round_trip(tmp_path, capsys, tiny_bert):
     st = pytest.importorskip("sentence_transformers")
     out = tmp_path / "exported"
-    code, stdout, err = run(capsys, ["export", str(word_bert), "--to", "sentence-transformers", str(out)])
+    code, stdout, err = run(capsys, ["export", str(tiny_bert), "--to", "sentence-transformers", str(out)])
     assert code == 0, err
-    assert stdout == f"exported {word_bert} as sentence-transformers: {out}\n"
-    ours = SimCSE(str(word_bert), device="cpu").encode(SENTENCES)
+    assert stdout == f"exported {tiny_bert} as sentence-transformers: {out}\n"
+    ours = SimCSE(str(tiny_bert), device="cpu").encode(SENTENCES)
     theirs = st.SentenceTransformer(str(out), device="cpu").encode(SENTENCES, normalize_embeddings=True)
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
     capsys.readouterr()
-    code, _, err = run(capsys, ["export", str(word_bert), "--to", "hf", str(out)])
+    code, _, err = run(capsys, ["export", str(tiny_bert), "--to", "hf", str(out)])
     assert_one_line_error(code, err, str(out), "not empty", "--overwrite")
-    code, _, err = run(capsys, ["export", str(word_bert), "--to", "hf", str(out), "--overwrite"])
+    code, _, err = run(capsys, ["export", str(tiny_bert), "--to", "hf", str(out), "--overwrite"])
     assert code == 0, err
     assert not (out / "modules.json").exists() and (out / "config.json").exists()
 
@@ -177,13 +172,13 @@ def test_serve_help_lists_the_server_options(capsys):
     assert "--port" in out
 
 
-def test_encode_with_world_size_one_needs_no_process_group(tmp_path, capsys, word_bert, corpus, monkeypatch):
+def test_encode_with_world_size_one_needs_no_process_group(tmp_path, capsys, tiny_bert, corpus, monkeypatch):
     """``torchrun --nproc_per_node 1`` sets WORLD_SIZE=1: a plain single-process run."""
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("RANK", "0")
     out = tmp_path / "emb.npy"
     code, _, err = run(
-        capsys, ["encode", str(word_bert), "--input", str(corpus), "--output", str(out), "--quiet"]
+        capsys, ["encode", str(tiny_bert), "--input", str(corpus), "--output", str(out), "--quiet"]
     )
     assert code == 0, err
     assert np.load(out).shape == (len(SENTENCES), 32)

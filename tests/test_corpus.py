@@ -30,13 +30,8 @@ def shards_of(output: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def word_bert(tmp_path_factory) -> Path:
-    return make_tiny_bert(tmp_path_factory.mktemp("word-bert"))
-
-
-@pytest.fixture(scope="module")
-def encoder(word_bert) -> Encoder:
-    enc = Encoder.load(str(word_bert), "avg")
+def encoder(tiny_bert) -> Encoder:
+    enc = Encoder.load(str(tiny_bert), "avg")
     assert len(set(enc.tokenize(SENTENCES[:1]).input_ids[0])) > 3  # words, not only [UNK]s
     return enc
 
@@ -124,10 +119,10 @@ def test_corpus_equals_encode_of_the_whole_file(tmp_path, encoder, normalize):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.npy"]
 
 
-def test_model_by_path_with_pooler_and_max_length(tmp_path, word_bert):
+def test_model_by_path_with_pooler_and_max_length(tmp_path, tiny_bert):
     path = write_lines(tmp_path / "in.txt", LINES)
-    out = encode_corpus(str(word_bert), path, tmp_path / "sub" / "out.npy", pooler="cls", max_length=8)
-    expected = Encoder.load(str(word_bert), "cls", max_length=8).encode(LINES, normalize=True)
+    out = encode_corpus(str(tiny_bert), path, tmp_path / "sub" / "out.npy", pooler="cls", max_length=8)
+    expected = Encoder.load(str(tiny_bert), "cls", max_length=8).encode(LINES, normalize=True)
     np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
 
 
@@ -240,10 +235,10 @@ def test_a_corrupted_shard_is_encoded_again(tmp_path):
     check_numbered(out, 400)
 
 
-def test_a_manifest_from_another_model_or_input_is_refused(tmp_path, word_bert, other_bert):
+def test_a_manifest_from_another_model_or_input_is_refused(tmp_path, tiny_bert, other_bert):
     path = write_lines(tmp_path / "in.txt", LINES * 4)
     out = tmp_path / "out.npy"
-    first = Encoder.load(str(word_bert), "avg")
+    first = Encoder.load(str(tiny_bert), "avg")
     with pytest.raises(KeyboardInterrupt):
         encode_corpus(Interrupting(first, 1), path, out, shard_size=10, block_size=10)
     shard_dir = shards_of(out)
@@ -321,12 +316,12 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_continues_from_finished_shards(tmp_path, word_bert):
+def test_sigkill_then_rerun_continues_from_finished_shards(tmp_path, tiny_bert):
     n = 4000
     lines = [SENTENCES[i % len(SENTENCES)] + f" {i}" for i in range(n)]
     path = write_lines(tmp_path / "in.txt", lines)
     out = tmp_path / "out.npy"
-    cmd = [sys.executable, "-m", "simcse.cli", "encode", str(word_bert), "--input", str(path), "--output", str(out),
+    cmd = [sys.executable, "-m", "simcse.cli", "encode", str(tiny_bert), "--input", str(path), "--output", str(out),
            "--pooler", "avg", "--shard-size", "100", "--block-size", "50", "--quiet"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = shards_of(out) / "shard-00000.json"
@@ -343,21 +338,21 @@ def test_sigkill_then_rerun_continues_from_finished_shards(tmp_path, word_bert):
     rerun = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"resuming: {done} of 40 shards ({done * 100} lines) already encoded and verified" in rerun.stderr
-    expected = Encoder.load(str(word_bert), "avg").encode(lines, normalize=True)
+    expected = Encoder.load(str(tiny_bert), "avg").encode(lines, normalize=True)
     np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
     assert not shards_of(out).exists()
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_equal_one(tmp_path, word_bert):
+def test_torchrun_two_processes_equal_one(tmp_path, tiny_bert):
     lines = (LINES * 30)[:331]  # 5 shards of 70: rank 0 takes 0, 2, 4 and rank 1 takes 1, 3
     path = write_lines(tmp_path / "in.txt", lines)
     single = encode_corpus(
-        str(word_bert), path, tmp_path / "single.npy", pooler="avg", shard_size=70, block_size=32
+        str(tiny_bert), path, tmp_path / "single.npy", pooler="avg", shard_size=70, block_size=32
     )
     out = tmp_path / "dist.npy"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "simcse.cli", "encode", str(word_bert), "--input", str(path),
+           "--master_port", str(_free_port()), "-m", "simcse.cli", "encode", str(tiny_bert), "--input", str(path),
            "--output", str(out), "--pooler", "avg", "--shard-size", "70", "--block-size", "32"]  # fmt: skip
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

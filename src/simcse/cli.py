@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simcse.errors import SimCSEError
-from simcse.files import replace_directory
+from simcse.files import refuse_non_empty, replace_directory
 
 
 def _train_help() -> str:
@@ -148,18 +148,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_non_empty(directory: Path, overwrite: bool) -> None:
-    if directory.exists() and not directory.is_dir():
-        raise SimCSEError(f"{directory}: exists and is not a directory")
-    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
-        raise SimCSEError(f"{directory}: exists and is not empty; pass --overwrite to replace it")
-
-
 def cmd_index_build(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
 
     out = Path(args.out)
-    _refuse_non_empty(out, args.overwrite)
+    refuse_non_empty(out, args.overwrite)
     if not Path(args.input).is_file():
         raise SimCSEError(f"{args.input}: input file not found")
     start = time.perf_counter()
@@ -236,10 +229,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from simcse.export import export_model
 
-    out = export_model(
-        model_arg(args.model), args.out_dir, args.to, pooler=args.pooler, overwrite=args.overwrite
-    )
-    name = args.model if model_arg(args.model) is not None else "the embedded model"
+    model = model_arg(args.model)
+    out = export_model(model, args.out_dir, args.to, pooler=args.pooler, overwrite=args.overwrite)
+    name = args.model if model is not None else "the embedded model"
     print(f"exported {name} as {args.to}: {out}")
     return 0
 
@@ -280,6 +272,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if (e.name or "").split(".")[0] in ("fastapi", "uvicorn", "starlette", "pydantic", "httpx"):
             raise SimCSEError(f"simcse serve needs {e.name}: {SERVE_EXTRA}") from e
         raise
+
+
+def _add_model_options(
+    p: argparse.ArgumentParser, batch_size: int | None = None, bf16_help: str | None = None
+) -> None:
+    """--pooler, plus --batch-size and --bf16 for the commands that encode (when given)."""
+    if batch_size is not None:
+        p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--pooler", default=None, help="override the pooler")
+    if bf16_help is not None:
+        p.add_argument("--bf16", action="store_true", help=bf16_help)
+
+
+BF16_HELP = "encode under bf16 autocast"
 
 
 def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
@@ -360,8 +366,7 @@ def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("sentence_a", metavar="A")
     p.add_argument("sentence_b", metavar="B")
-    p.add_argument("--pooler", default=None, help="override the pooler")
-    p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
+    _add_model_options(p, bf16_help=BF16_HELP)
 
     p = sub.add_parser(
         "encode",
@@ -375,10 +380,8 @@ def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", nargs="?", default=None, help=MODEL_HELP + " (default: default)")
     p.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
     p.add_argument("--output", required=True, help="the .npy file to write")
-    p.add_argument("--batch-size", type=int, default=128)
+    _add_model_options(p, batch_size=128, bf16_help=BF16_HELP + " (output stays float32)")
     p.add_argument("--max-length", type=int, default=None, help="truncate to this many tokens")
-    p.add_argument("--pooler", default=None, help="override the pooler")
-    p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast (output stays float32)")
     p.add_argument("--no-normalize", action="store_true", help="keep raw embeddings (default: unit length)")
     p.add_argument(
         "--shard-size", type=int, default=None, metavar="N",
@@ -412,9 +415,7 @@ def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="index directory to write")
     d.add_argument("--index", default="auto", choices=("auto", "flat", "ivf", "hnsw"),
                    help="auto: exact up to 100k sentences, IVF above (faiss)")  # fmt: skip
-    d.add_argument("--batch-size", type=int, default=64)
-    d.add_argument("--pooler", default=None, help="override the pooler")
-    d.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
+    _add_model_options(d, batch_size=64, bf16_help=BF16_HELP)
     d.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -429,7 +430,7 @@ def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--threshold", type=float, default=None, help="only results with a cosine >= this")
     p.add_argument("--model", default=None, help="the model to encode queries with (default: the index's)")
-    p.add_argument("--pooler", default=None, help="override the pooler")
+    _add_model_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser(
@@ -443,7 +444,7 @@ def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--to", required=True, choices=("sentence-transformers", "hf"))
     p.add_argument("out_dir", metavar="DIR")
-    p.add_argument("--pooler", default=None, help="override the pooler")
+    _add_model_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
 
     _add_serve_parser(sub, serve_options)

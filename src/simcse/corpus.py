@@ -105,15 +105,11 @@ def scan_input(path: str | os.PathLike, shard_size: int) -> InputScan:
                 part, pending = buf[:cut], buf[cut:]
                 _check_text(path, part, newlines)
                 count = part.count(b"\n")
-                # shard starts: the line after newline number k*shard_size
-                next_start = len(offsets) * shard_size
-                while newlines + count >= next_start:
-                    need = next_start - newlines
-                    idx = -1
-                    for _ in range(need):
-                        idx = part.index(b"\n", idx + 1)
-                    offsets.append(pos + idx + 1)
-                    next_start += shard_size
+                # shard starts: the byte after newline number k*shard_size (1-based ``first`` in this part)
+                first = len(offsets) * shard_size - newlines
+                if first <= count:
+                    ends = np.flatnonzero(np.frombuffer(part, dtype=np.uint8) == ord("\n"))
+                    offsets.extend((pos + ends[first - 1 :: shard_size] + 1).tolist())
                 newlines += count
                 pos += len(part)
             _check_text(path, pending, newlines)
@@ -203,6 +199,10 @@ class Plan:
         return cls(key, int(data["shard_size"]), int(data["lines"]), int(data["dim"]), offsets)
 
 
+def shard_dir_for(output_path: Path) -> Path:
+    return output_path.with_name(output_path.name + ".shards")
+
+
 def shard_path(shard_dir: Path, k: int) -> Path:
     return shard_dir / f"shard-{k:05d}.npy"
 
@@ -224,14 +224,13 @@ def _mismatch(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> lis
 
 def prepare_plan(
     input_path: Path,
-    output_path: Path,
+    shard_dir: Path,
     key_without_input: dict[str, Any],
     dim: int,
     shard_size: int | None,
     overwrite: bool,
 ) -> Plan:
     """Scan the input and create or check ``OUTPUT.shards/manifest.json`` (rank 0 only)."""
-    shard_dir = output_path.with_name(output_path.name + ".shards")
     manifest_path = shard_dir / MANIFEST
     old: dict[str, Any] | None = None
     if manifest_path.exists() and not overwrite:
@@ -384,10 +383,15 @@ class Dist:
         dist.all_gather_object(out, obj)
         return out
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         if self.owns_group:
             import torch.distributed as dist
 
+            # Every rank leaves together: a rank tearing gloo down while a peer was still in its last
+            # collective made that peer abort at exit ("terminate called without an active exception").
+            # Not after an error: a peer that died would leave this rank waiting.
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -452,12 +456,15 @@ def encode_corpus(
         )
     dist = dist_from_env()
     try:
-        return _encode_corpus(
+        result = _encode_corpus(
             dist, model, input_path, output_path, batch_size, max_length, pooler, dtype, normalize,
             shard_size, block_size, overwrite, device, show_progress, log,
         )  # fmt: skip
-    finally:
-        dist.close()
+    except BaseException:
+        dist.close(wait=False)
+        raise
+    dist.close()
+    return result
 
 
 def _encode_corpus(
@@ -481,7 +488,7 @@ def _encode_corpus(
     if device is None:
         device = f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"
     if model is None or isinstance(model, (str, os.PathLike)):
-        encoder = Encoder.load(None if model in (None, "") else model, pooler, max_length=max_length)
+        encoder = Encoder.load(model, pooler, max_length=max_length)  # "" or None: the embedded model
         encoder.to(device)
     else:  # an Encoder (or an object with its encode / fingerprint / dim interface)
         encoder = model
@@ -497,14 +504,12 @@ def _encode_corpus(
             "dtype": str(dtype or torch.float32).removeprefix("torch."),
         },
     }
-    shard_dir = output_path.with_name(output_path.name + ".shards")
+    shard_dir = shard_dir_for(output_path)
     plan_json: dict | str
     if dist.rank == 0:
         try:
             output_path.parent.mkdir(parents=True, exist_ok=True)
-            plan_json = prepare_plan(
-                input_path, output_path, key, encoder.dim, shard_size, overwrite
-            ).to_json()
+            plan_json = prepare_plan(input_path, shard_dir, key, encoder.dim, shard_size, overwrite).to_json()
         except SimCSEError as e:
             plan_json = str(e)
             dist.broadcast(plan_json)

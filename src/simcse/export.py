@@ -25,7 +25,7 @@ import torch
 
 from simcse.encoder import Encoder
 from simcse.errors import SimCSEError
-from simcse.files import replace_directory
+from simcse.files import refuse_non_empty, replace_directory
 
 FORMATS = ("sentence-transformers", "hf")
 PROBES = ["A man is playing a guitar.", "Two dogs run in the park, chasing a red ball.", "Hello!"]
@@ -111,14 +111,8 @@ def export_model(
     if to not in FORMATS:
         raise SimCSEError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SimCSEError(f"{out_dir}: exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise SimCSEError(f"{out_dir}: exists and is not empty; pass --overwrite to replace it")
-    if isinstance(model, Encoder):
-        encoder = model
-    else:
-        encoder = Encoder.load(None if model in (None, "") else model, pooler)
+    refuse_non_empty(out_dir, overwrite)
+    encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler)  # None, "": embedded
     encoder.eval()
     mlp_used = encoder.mlp is not None and encoder.mlp_at_inference
     if to == "hf" and mlp_used and not hasattr(encoder.backbone, "pooler"):

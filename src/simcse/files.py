@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+from simcse.errors import SimCSEError
+
 
 def sha256_file(path: Path, block: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -26,3 +28,11 @@ def replace_directory(staging: Path, target: Path) -> None:
     os.replace(staging, target)
     if old.exists():
         shutil.rmtree(old)
+
+
+def refuse_non_empty(directory: Path, overwrite: bool) -> None:
+    """Refuse to replace a file, or a non-empty directory unless ``overwrite``."""
+    if directory.exists() and not directory.is_dir():
+        raise SimCSEError(f"{directory}: exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+        raise SimCSEError(f"{directory}: exists and is not empty; pass --overwrite to replace it")
