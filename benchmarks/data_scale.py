@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
     args = parser.parse_args()
 
-    from simcse.data import BatchPlan, read_training_file
+    from simcse.sentence_files import read_training_file
+    from simcse.training.data import BatchPlan
 
     source = Path(args.data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"
     sentences = [s for s in source.read_text(encoding="utf-8").splitlines() if s.strip()]

@@ -58,7 +58,7 @@ def main() -> int:
     from sentence_transformers import SentenceTransformer
 
     from simcse import SimCSE
-    from simcse.encoder import embedded_model_path
+    from simcse.modeling.model_dir import embedded_model_path
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -34,7 +34,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
 
-    from simcse.encoder import Encoder
+    from simcse.modeling.encoder import Encoder
     from simcse.evaluation import evaluate, sts
 
     senteval = Path(args.data_dir) / "senteval" / "downstream"

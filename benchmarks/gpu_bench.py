@@ -52,7 +52,7 @@ def find_model(arg: str | None) -> Path:
     carried = REPO / ".device" / "all-MiniLM-L6-v2"
     if carried.is_dir():
         return carried
-    from simcse.encoder import embedded_model_path
+    from simcse.modeling.model_dir import embedded_model_path
 
     return embedded_model_path()
 
@@ -129,7 +129,7 @@ def sync(device: torch.device) -> None:
 def run_ours(args, model_dir: Path, train_file: Path, objective: str, batch: int, precision: str,
              compile_model: bool, tmp: Path) -> dict:  # fmt: skip
     from simcse.config import TrainConfig
-    from simcse.train import train
+    from simcse.training.loop import train
 
     every = math.gcd(args.warmup, args.steps)  # a sync (loss.item) only every `every` steps
     out = tmp / f"ours-{objective}-{precision}-{int(compile_model)}"

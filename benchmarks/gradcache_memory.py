@@ -21,7 +21,7 @@ from pathlib import Path
 
 def child(batch: int, chunk: int, data_dir: str) -> None:
     from simcse.config import TrainConfig
-    from simcse.train import train
+    from simcse.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(

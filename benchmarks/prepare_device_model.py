@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "src"))
 def main() -> int:
     from safetensors.torch import load_file, save_file
 
-    from simcse.encoder import embedded_model_path
+    from simcse.modeling.model_dir import embedded_model_path
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -37,7 +37,7 @@ def wiki_sentences(data_dir: Path) -> list[str]:
 
 def run_ours(args: argparse.Namespace, precision: str) -> dict:
     from simcse.config import TrainConfig
-    from simcse.train import train
+    from simcse.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.txt"
@@ -69,7 +69,7 @@ def run_ours(args: argparse.Namespace, precision: str) -> dict:
 
 def time_dev_evaluation(model_dir: Path, data_dir: Path) -> list[float]:
     """Seconds of the trainer's in-training evaluation (STS-B dev + SICK-R dev): first call, then later calls."""
-    from simcse.encoder import Encoder
+    from simcse.modeling.encoder import Encoder
     from simcse.evaluation.dev import DevEvaluator
 
     evaluator = DevEvaluator(data_dir / "senteval" / "downstream")

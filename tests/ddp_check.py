@@ -10,10 +10,10 @@ import sys
 import torch
 import torch.distributed as dist
 
-from simcse.data import Collator
-from simcse.encoder import Encoder
-from simcse.losses import ContrastiveLoss
-from simcse.model import SimCSEModel
+from simcse.training.data import Collator
+from simcse.modeling.encoder import Encoder
+from simcse.training.losses import ContrastiveLoss
+from simcse.training.model import SimCSEModel
 
 ROWS = [("a man is playing a guitar", "a man plays music", "a woman is eating"),
         ("two dogs run in the park", "dogs are running", "a cat is sitting"),

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from simcse import losses
+from simcse.training import losses
 from simcse.cli import main
 
 original = losses.ContrastiveLoss.forward

@@ -228,7 +228,7 @@ def use_case(tmp_path: Path, model: Path, case: str) -> tuple[list[str], list[st
         ]
     if case == "search not an index":
         (tmp_path / "idx").mkdir()
-        from simcse.encoder import Encoder
+        from simcse.modeling.encoder import Encoder
 
         fingerprint = Encoder.load(str(model)).fingerprint()
         described = {"source": str(model), "dim": 32, "fingerprint": fingerprint}

@@ -13,7 +13,7 @@ from conftest import SENTENCES, make_tiny_bert
 from test_cli import assert_one_line_error, run
 
 from simcse.api import SimCSE
-from simcse.encoder import Encoder
+from simcse.modeling.encoder import Encoder
 
 HERE = Path(__file__).parent
 

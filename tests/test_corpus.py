@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simcse.corpus import encode_corpus, iter_line_blocks, scan_input
-from simcse.encoder import Encoder
+from simcse.modeling.encoder import Encoder
 from simcse.errors import DataError, SimCSEError
 
 HERE = Path(__file__).parent

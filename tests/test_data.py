@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import SENTENCES
 
-from simcse.data import BatchPlan, Collator, Prefetcher, read_training_file
+from simcse.sentence_files import read_training_file
+from simcse.training.data import BatchPlan, Collator, Prefetcher
 from simcse.errors import DataError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simcse.dropout import FastDropout, keep_mask, use_fast_dropout
+from simcse.modeling.dropout import FastDropout, keep_mask, use_fast_dropout
 
 
 def test_keep_rate_and_scaling():

@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModel, RobertaConfig, RobertaModel
 
-from simcse.encoder import Encoder, pad_batch
+from simcse.modeling.encoder import Encoder, pad_batch
 from simcse.errors import SimCSEError
-from simcse.packed import packed_hidden_states, supports_packing
-from simcse.pooling import POOLERS, masked_mean
+from simcse.modeling.packed import packed_hidden_states, supports_packing
+from simcse.modeling.pooling import POOLERS, masked_mean
 
 
 def _batch(vocab: int, pad: int, lengths=(9, 4, 7, 2), start: int = 5, seed: int = 0) -> dict:

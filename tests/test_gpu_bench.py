@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import make_tiny_bert
 
-from simcse.train import enable_tf32
+from simcse.runtime import enable_tf32
 
 ROOT = Path(__file__).resolve().parents[1]
 

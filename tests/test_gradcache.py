@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import make_tiny_bert
 
-from simcse.data import Collator
-from simcse.encoder import Encoder
-from simcse.gradcache import _chunks, gradcache_step
-from simcse.losses import ContrastiveLoss
-from simcse.model import SimCSEModel
+from simcse.training.data import Collator
+from simcse.modeling.encoder import Encoder
+from simcse.training.steps import _chunks, gradcache_step
+from simcse.training.losses import ContrastiveLoss
+from simcse.training.model import SimCSEModel
 
 ROWS = ["a man is playing a guitar", "two dogs run in the park", "the children eat food", "a boy plays",
         "a cat is sitting under the tree", "young women ride bikes near the water", "he said no",
@@ -122,7 +122,7 @@ def test_gradcache_holds_activations_for_one_chunk_only(bert_dropout):
 
 
 def test_gradcache_replays_fast_dropout_too(bert_dropout):
-    from simcse.dropout import use_fast_dropout
+    from simcse.modeling.dropout import use_fast_dropout
 
     model, batch = _setup(bert_dropout)
     assert use_fast_dropout(model.encoder.backbone) > 0

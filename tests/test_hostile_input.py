@@ -24,7 +24,7 @@ from test_cli import QUIET
 
 from simcse.cli import main
 from simcse.config import TrainConfig, parse_flags
-from simcse.data import HEADER_NAMES, TrainingData, read_training_file
+from simcse.sentence_files import HEADER_NAMES, TrainingData, read_training_file
 from simcse.errors import ConfigError, DataError, SimCSEError
 from simcse.evaluation.sts import load_sts_task, read_sts_subset
 from simcse.evaluation.transfer import TransferData, load_transfer_task

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from simcse.encoder import Encoder
+from simcse.modeling.encoder import Encoder
 from simcse.evaluation import evaluate, sts
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def test_dev_evaluator_and_cls_baseline(data_dir, embedded_model):
 @pytest.mark.slow
 def test_short_quickstart_training_raises_stsb_dev(data_dir, embedded_model, tmp_path):
     from simcse.config import TrainConfig
-    from simcse.train import train
+    from simcse.training.loop import train
 
     config = TrainConfig.from_yaml("configs/quickstart.yaml").override(
         {

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simcse.losses import ContrastiveLoss
+from simcse.training.losses import ContrastiveLoss
 
 
 def original_simcse_loss(z1, z2, z3=None, temp=0.05, hard_negative_weight=0.0):
@@ -76,7 +76,7 @@ def test_perfect_positives_give_low_loss():
 def test_mlm_masking_copies_and_follows_80_10_10():
     from conftest import tiny_vocab
 
-    from simcse.data import MLMMasker
+    from simcse.training.data import MLMMasker
 
     class Tok:
         mask_token_id, all_special_ids = 4, [0, 1, 2, 3, 4]

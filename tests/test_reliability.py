@@ -20,13 +20,14 @@ from safetensors import SafetensorError
 from test_cli import QUIET
 from test_train import _config as train_config
 
-from simcse import checkpoint as ckpt
-from simcse import train as train_module
+from simcse.training import checkpoint as ckpt
+from simcse.training import loop as train_module
+from simcse.training import run_dir
 from simcse.cli import main
 from simcse.config import TrainConfig
 from simcse.errors import SimCSEError
 from simcse.files import sha256_file
-from simcse.train import TrainingError, train
+from simcse.training.loop import TrainingError, train
 
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 
@@ -169,7 +170,7 @@ def test_full_disk_while_writing_the_final_model_keeps_the_previous_model(
     out = tmp_path / "run"
     train(_config(tiny_bert, txt, out))
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    from simcse import model_files
+    from simcse.modeling import model_dir as model_files
 
     real_save_file = model_files.save_file
 
@@ -206,10 +207,10 @@ def test_copying_the_best_model_over_the_output_never_leaves_a_half_file(tmp_pat
 
     monkeypatch.setattr(shutil, "copy2", copy2)
     with pytest.raises(OSError):
-        train_module._replace_with_copy(source, target)
+        run_dir.replace_with_copy(source, target)
     assert target.read_bytes() == b"old" * 1000
     monkeypatch.undo()
-    train_module._replace_with_copy(source, target)
+    run_dir.replace_with_copy(source, target)
     assert target.read_bytes() == b"new" * 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "model.safetensors"]
 

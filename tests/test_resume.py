@@ -92,7 +92,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(setup, tmp_path):
     _wait_for(out / "checkpoints" / "step-00000016", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    from simcse.checkpoint import checkpoint_dirs
+    from simcse.training.checkpoint import checkpoint_dirs
 
     newest = checkpoint_dirs(out)[-1]
     weights = newest / "model.safetensors"

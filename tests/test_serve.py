@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from simcse.api import SimCSE  # noqa: E402
-from simcse.encoder import Encoder  # noqa: E402
+from simcse.modeling.encoder import Encoder  # noqa: E402
 from simcse.errors import SimCSEError  # noqa: E402
 from simcse.serve import ServeSettings, add_arguments, create_app, run  # noqa: E402
 from simcse.serve.settings import LOOPBACK_HOSTS, settings_from_args  # noqa: E402

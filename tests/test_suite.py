@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simcse.cli import main
-from simcse.encoder import Encoder
+from simcse.modeling.encoder import Encoder
 from simcse.evaluation import evaluate
 
 

@@ -11,7 +11,8 @@ from conftest import SENTENCES, make_tiny_bert
 
 from simcse.config import TrainConfig
 from simcse.errors import ConfigError
-from simcse.train import TrainingError, build_model, train
+from simcse.training.loop import TrainingError, train
+from simcse.training.setup import build_model, resolve
 
 
 def _config(model, train_file, out, **overrides) -> TrainConfig:
@@ -109,7 +110,7 @@ def test_other_architectures_train_and_load_in_sentence_transformers(kind, tmp_p
     AutoTokenizer.from_pretrained(str(bert)).save_pretrained(str(path))
     out = tmp_path / "run"
     train(_config(path, txt, out, pooler="avg"))
-    from simcse.encoder import Encoder
+    from simcse.modeling.encoder import Encoder
 
     enc = Encoder.load(out)
     assert not enc.packed
@@ -133,7 +134,7 @@ def test_dev_selection_final_eval_and_outputs(tiny_bert, txt, tmp_path, data_dir
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tiny_bert, txt, tmp_path, monkeypatch):
-    from simcse import losses
+    from simcse.training import losses
 
     original = losses.ContrastiveLoss.forward
     calls = {"n": 0}
@@ -184,7 +185,7 @@ def test_roberta_trains_packed_and_loads_in_sentence_transformers(tmp_path, txt)
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
-    from simcse.encoder import Encoder
+    from simcse.modeling.encoder import Encoder
 
     path = tmp_path / "roberta"
     path.mkdir()
@@ -229,8 +230,12 @@ def test_compile_pads_to_one_shape_and_traces_one_graph(tiny_bert, txt, tmp_path
 def test_compile_rejects_packed_and_unknown_backends(tiny_bert, txt, tmp_path):
     with pytest.raises(ConfigError, match="packed"):
         _config(tiny_bert, txt, tmp_path / "a", compile=True, packed="on").validate()
+    config = _config(tiny_bert, txt, tmp_path / "b", compile=True, compile_backend="nope").validate()
+    with pytest.raises(ConfigError, match="not a torch.compile backend"):  # the environment's check
+        resolve(config)
     with pytest.raises(ConfigError, match="not a torch.compile backend"):
-        _config(tiny_bert, txt, tmp_path / "b", compile=True, compile_backend="nope").validate()
+        train(config)
+    assert not (tmp_path / "b").exists()
 
 
 def test_sdpa_attention_is_selected_by_default(tiny_bert, txt, tmp_path):

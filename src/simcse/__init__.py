@@ -1,32 +1,28 @@
-"""simcse: train, evaluate and use SimCSE sentence embeddings."""
+"""simcse: train, evaluate and use SimCSE sentence embeddings.
+
+The public names load lazily, so ``import simcse`` and ``simcse --help`` do not import torch. This facade
+sits above every layer (see ARCHITECTURE.md); nothing inside the package imports it.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from simcse.version import __version__
 
 __all__ = ["Encoder", "SimCSE", "TrainConfig", "__version__", "evaluate", "train"]
 
+_PUBLIC = {
+    "Encoder": ("simcse.modeling.encoder", "Encoder"),
+    "SimCSE": ("simcse.api", "SimCSE"),
+    "TrainConfig": ("simcse.config", "TrainConfig"),
+    "train": ("simcse.training.loop", "train"),
+    "evaluate": ("simcse.evaluation.suite", "evaluate"),
+}
+
 
 def __getattr__(name: str):
-    # Lazy imports keep `import simcse` and `simcse --help` fast (torch loads only when needed).
-    if name == "Encoder":
-        from simcse.encoder import Encoder
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'simcse' has no attribute {name!r}")
+    import importlib
 
-        return Encoder
-    if name == "SimCSE":
-        from simcse.api import SimCSE
-
-        return SimCSE
-    if name == "TrainConfig":
-        from simcse.config import TrainConfig
-
-        return TrainConfig
-    if name == "train":
-        from simcse.train import train
-
-        return train
-    if name == "evaluate":
-        from simcse.evaluation import evaluate
-
-        return evaluate
-    raise AttributeError(f"module 'simcse' has no attribute {name!r}")
+    module, attribute = _PUBLIC[name]
+    return getattr(importlib.import_module(module), attribute)

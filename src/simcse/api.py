@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from simcse.encoder import Encoder
 from simcse.errors import SimCSEError
 from simcse.index import VectorIndex, discard_staged, faiss_available
+from simcse.modeling.encoder import Encoder
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ _MTEB_KWARGS = ("task_metadata", "hf_split", "hf_subset", "prompt_type", "task_n
 
 def read_sentence_file(path: str | os.PathLike) -> list[str]:
     """One sentence per line (UTF-8); blank lines are skipped."""
-    from simcse.data import read_txt
+    from simcse.sentence_files import read_txt
 
     return [row[0] for row in read_txt(Path(path)).rows]
 
@@ -77,7 +77,7 @@ class SimCSE:
     """Sentence embeddings, similarity and semantic search with one encoder.
 
     ``model_name_or_path``: a saved simcse model directory, a sentence-transformers directory, any Hugging
-    Face model (id or directory, with ``pooler``), an :class:`~simcse.encoder.Encoder`, or ``None`` for the
+    Face model (id or directory, with ``pooler``), an :class:`~simcse.modeling.encoder.Encoder`, or ``None`` for the
     embedded all-MiniLM-L6-v2. ``dtype=torch.bfloat16`` encodes under bf16 autocast (outputs stay float32).
     """
 
@@ -428,7 +428,7 @@ class SimCSE:
 
 
 def _is_embedded(source: str) -> bool:
-    from simcse.encoder import EMBEDDED_MODEL, embedded_model_path
+    from simcse.modeling.model_dir import EMBEDDED_MODEL, embedded_model_path
 
     if source == EMBEDDED_MODEL:
         return True

@@ -19,79 +19,125 @@ from typing import Any
 import yaml
 
 from simcse.errors import ConfigError
-from simcse.pooling import POOLERS
 
+POOLERS = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last")  # see simcse.modeling.pooling
 OBJECTIVES = ("auto", "unsup", "sup")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULERS = ("linear", "constant")
 BEST_METRICS = ("stsb_spearman", "sickr_spearman", "avg_sts")
 FINAL_EVALS = ("none", "sts", "transfer", "full")
 PACKED = ("auto", "on", "off")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def option(default: Any, help: str, group: str) -> Any:
+    """A config field: its default, the help line that ``simcse train --help`` prints, and its group."""
+    return field(default=default, metadata={"help": help, "group": group})
+
+
+MODEL, DATA, OBJECTIVE, OPTIM, EVAL, PERF = (
+    "model", "data", "objective", "optimisation", "evaluation, checkpoints, logging", "performance switches",
+)  # fmt: skip
 
 
 @dataclass
 class TrainConfig:
-    # --- model
-    model_name_or_path: str | None = None  # HF id or directory; None = embedded all-MiniLM-L6-v2
-    pooler: str = "cls"  # cls | cls_before_pooler | avg | avg_top2 | avg_first_last
-    mlp_only_train: bool = False  # train with the cls MLP, encode without it (paper's unsup setting)
-    # --- data
-    train_file: str = ""  # .txt (unsup) or .csv/.tsv (sup); relative paths also looked up in data_dir
-    data_dir: str | None = None  # default: $SIMCSE_DATA_DIR, then ~/.cache/simcse/data
-    max_seq_len: int = 32
-    max_train_samples: int = 0  # 0 = all
-    shuffle: bool = True
-    # --- objective
-    objective: str = "auto"  # auto (from the number of columns) | unsup | sup
-    temperature: float = 0.05
-    hard_negative_weight: float = 1.0  # alpha, multiplies exp(sim) of each anchor's own hard negative
-    do_mlm: bool = False
-    mlm_weight: float = 0.1
-    mlm_probability: float = 0.15
-    # --- optimisation
-    batch_size: int = 64  # global: sentences (rows) per step over all processes = in-batch negatives
-    gradcache_chunk_size: int = 0  # > 0: cached-gradient large batches, rows per chunk per process
-    gradient_accumulation_steps: int = 1  # only 1: accumulation does not add negatives (use GradCache)
-    num_epochs: int = 1
-    max_steps: int = 0  # > 0 overrides num_epochs
-    learning_rate: float = 3e-5
-    lr_scheduler: str = "linear"  # linear (decay to 0 after warmup) | constant
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0  # 0 = no clipping
-    precision: str = "auto"  # auto (GPU bf16, else fp16 + scaling; CPU fp32) | fp32 | bf16 | fp16
-    seed: int = 42
-    # --- evaluation, checkpoints, logging
-    output_dir: str = "runs/simcse"
-    overwrite_output_dir: bool = False
-    dev_eval: bool = True  # STS-B / SICK-R dev evaluation for checkpoint selection (needs the SentEval data)
-    eval_steps: int = 250  # dev evaluation every N steps; 0 = only at the end
-    eval_before_training: bool = True  # also score the untrained model, to report the gain
-    metric_for_best_model: str = "stsb_spearman"
-    eval_batch_size: int = 128
-    final_eval: str = "sts"  # test-set evaluation of the best model at the end: none | sts | transfer | full
-    final_eval_baseline: bool = False  # also evaluate the untrained model (same pooler) for comparison
-    save_steps: int = 250  # resumable checkpoint every N steps; 0 = none
-    save_total_limit: int = 2
-    logging_steps: int = 10
-    tensorboard: bool = True  # when the tensorboard package is installed
-    progress_bar: bool = True
-    # --- performance switches
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    packed: str = "auto"  # unpadded execution of BERT-style models: auto (CPU only) | on | off
-    attn_implementation: str = "sdpa"  # sdpa | eager
-    compile: bool = False  # torch.compile the encoder (batches padded to max_seq_len: one graph)
-    tf32: bool = True  # GPUs: TF32 tensor cores for the fp32 matmuls
-    compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | cudagraphs ...
-    fast_dropout: bool = (
-        True  # CPU: dropout masks from 32-bit draws, ~2x cheaper than bernoulli_ (no GPU effect)
+    """Every training option. ``validate()`` checks the options alone (all problems reported together);
+    what depends on the machine and the processes (device, world size, compile backend) is checked when a
+    run starts (:func:`simcse.training.setup.resolve`)."""
+
+    model_name_or_path: str | None = option(
+        None, "HF id or directory; none = the embedded all-MiniLM-L6-v2", MODEL
     )
-    num_threads: int = 0  # CPU threads for torch; 0 = torch's default
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # free-form notes kept with the run
+    pooler: str = option("cls", " | ".join(POOLERS), MODEL)
+    mlp_only_train: bool = option(
+        False, "train with the cls MLP, encode without it (the paper's unsup setting)", MODEL
+    )
+
+    train_file: str = option(
+        "",
+        ".txt (unsup) or .csv/.tsv (sup); relative paths also looked up in data_dir; wiki1m / nli: the paper's files",
+        DATA,
+    )
+    data_dir: str | None = option(None, "default: $SIMCSE_DATA_DIR, then ~/.cache/simcse/data", DATA)
+    max_seq_len: int = option(32, "tokens per sentence in training (longer ones are truncated)", DATA)
+    max_train_samples: int = option(0, "use only the first N rows; 0 = all", DATA)
+    shuffle: bool = option(True, "a seeded permutation of the rows every epoch", DATA)
+
+    objective: str = option("auto", "auto (from the number of columns) | unsup | sup", OBJECTIVE)
+    temperature: float = option(0.05, "tau: logits are cosine / tau", OBJECTIVE)
+    hard_negative_weight: float = option(
+        1.0, "alpha, multiplies exp(sim) of each anchor's own hard negative", OBJECTIVE
+    )
+    do_mlm: bool = option(False, "add the masked-language-model auxiliary loss", OBJECTIVE)
+    mlm_weight: float = option(0.1, "lambda: loss = contrastive + lambda * MLM", OBJECTIVE)
+    mlm_probability: float = option(0.15, "share of tokens masked for the MLM loss", OBJECTIVE)
+
+    batch_size: int = option(
+        64, "global: sentences (rows) per step over all processes = in-batch negatives", OPTIM
+    )
+    gradcache_chunk_size: int = option(
+        0, "> 0: cached-gradient large batches, rows per chunk per process", OPTIM
+    )
+    gradient_accumulation_steps: int = option(
+        1, "only 1: accumulation does not add negatives (use GradCache)", OPTIM
+    )
+    num_epochs: int = option(1, "passes over the training file", OPTIM)
+    max_steps: int = option(0, "> 0 overrides num_epochs", OPTIM)
+    learning_rate: float = option(3e-5, "AdamW peak learning rate", OPTIM)
+    lr_scheduler: str = option("linear", "linear (decay to 0 after warmup) | constant", OPTIM)
+    warmup_steps: int = option(0, "linear warmup steps", OPTIM)
+    warmup_ratio: float = option(0.0, "warmup as a share of all steps (instead of warmup_steps)", OPTIM)
+    weight_decay: float = option(0.0, "AdamW weight decay (never on biases and LayerNorm weights)", OPTIM)
+    adam_beta1: float = option(0.9, "AdamW beta1", OPTIM)
+    adam_beta2: float = option(0.999, "AdamW beta2", OPTIM)
+    adam_epsilon: float = option(1e-8, "AdamW epsilon", OPTIM)
+    max_grad_norm: float = option(1.0, "gradient clipping norm; 0 = no clipping", OPTIM)
+    precision: str = option(
+        "auto", "auto (GPU bf16, else fp16 + scaling; CPU fp32) | fp32 | bf16 | fp16", OPTIM
+    )
+    seed: int = option(42, "seeds the MLP, dropout, shuffling and masking", OPTIM)
+
+    output_dir: str = option("runs/simcse", "where the model, checkpoints and logs go", EVAL)
+    overwrite_output_dir: bool = option(False, "replace a non-empty output_dir", EVAL)
+    dev_eval: bool = option(
+        True, "STS-B / SICK-R dev evaluation for checkpoint selection (needs the SentEval data)", EVAL
+    )
+    eval_steps: int = option(250, "dev evaluation every N steps; 0 = only at the end", EVAL)
+    eval_before_training: bool = option(True, "also score the untrained model, to report the gain", EVAL)
+    metric_for_best_model: str = option("stsb_spearman", " | ".join(BEST_METRICS), EVAL)
+    eval_batch_size: int = option(128, "sentences per batch in evaluation", EVAL)
+    final_eval: str = option(
+        "sts", "test-set evaluation of the best model at the end: " + " | ".join(FINAL_EVALS), EVAL
+    )
+    final_eval_baseline: bool = option(
+        False, "also evaluate the untrained model (same pooler) for comparison", EVAL
+    )
+    save_steps: int = option(250, "resumable checkpoint every N steps; 0 = none", EVAL)
+    save_total_limit: int = option(2, "checkpoints kept", EVAL)
+    logging_steps: int = option(10, "a metrics.jsonl record every N steps", EVAL)
+    tensorboard: bool = option(True, "TensorBoard logs, when the tensorboard package is installed", EVAL)
+    progress_bar: bool = option(True, "a progress bar on the terminal", EVAL)
+
+    device: str = option("auto", " | ".join(DEVICES), PERF)
+    packed: str = option("auto", "unpadded execution of BERT-style models: auto (CPU only) | on | off", PERF)
+    attn_implementation: str = option("sdpa", "sdpa | eager", PERF)
+    compile: bool = option(
+        False, "torch.compile the encoder (batches padded to max_seq_len: one graph)", PERF
+    )
+    tf32: bool = option(True, "GPUs: TF32 tensor cores for the fp32 matmuls", PERF)
+    compile_backend: str = option(
+        "inductor", "torch.compile backend: inductor | aot_eager | cudagraphs ...", PERF
+    )
+    fast_dropout: bool = option(
+        True, "CPU: dropout masks from 32-bit draws, ~2x cheaper than bernoulli_ (no GPU effect)", PERF
+    )
+    num_threads: int = option(0, "CPU threads for torch; 0 = torch's default", PERF)
+    extra: dict[str, Any] = field(
+        default_factory=dict,
+        repr=False,
+        metadata={"help": "free-form notes kept with the run (a mapping)", "group": EVAL},
+    )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -100,12 +146,20 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        unknown = [k for k in values if k not in cls.field_names()]
-        if unknown:
-            key = unknown[0]
-            suggestion = _suggest(str(key)[:100], cls.field_names())
-            raise ConfigError(f"{source}: unknown config key {_short(repr(key), 80)}{suggestion}")
-        kwargs = {k: _coerce(k, v, source) for k, v in values.items()}
+        """A config from raw values (YAML or flags); every unknown key and bad value is reported at once."""
+        names = cls.field_names()
+        problems, kwargs = [], {}
+        for key, value in values.items():
+            if key not in names:
+                problems.append(
+                    f"unknown config key {_short(repr(key), 80)}{_suggest(str(key)[:100], names)}"
+                )
+                continue
+            try:
+                kwargs[key] = _coerce(key, value)
+            except ConfigError as e:
+                problems.append(str(e))
+        _raise_together(problems, source)
         return cls(**kwargs)
 
     @classmethod
@@ -124,88 +178,101 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> TrainConfig:
-        """Reject bad values and invalid combinations with a message that says what to do."""
-        _choice("pooler", self.pooler, POOLERS)
-        _choice("objective", self.objective, OBJECTIVES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
-        _choice("metric_for_best_model", self.metric_for_best_model, BEST_METRICS)
-        _choice("final_eval", self.final_eval, FINAL_EVALS)
-        _choice("packed", self.packed, PACKED)
-        _choice("attn_implementation", self.attn_implementation, ("sdpa", "eager"))
+        """Reject bad values and invalid combinations, every one at once, each with what to do. Only the
+        options are looked at: nothing here depends on the machine (see the class docstring)."""
+        problems = [p for p in (_choice(*c) for c in self._choices()) if p]
+        check = problems.append
         if not self.train_file:
-            raise ConfigError("train_file is required (a .txt file for unsup, .csv/.tsv for sup)")
+            check("train_file is required (a .txt file for unsup, .csv/.tsv for sup)")
         if self.gradient_accumulation_steps != 1:
-            raise ConfigError(
+            check(
                 "gradient_accumulation_steps must be 1: accumulating gradients over small batches does not add "
                 "in-batch negatives, so it does not train like a large batch. For a large batch that does not fit "
                 "in memory set batch_size to the full size and gradcache_chunk_size to what fits (GradCache)."
             )
         if self.mlp_only_train and self.pooler != "cls":
-            raise ConfigError("mlp_only_train needs pooler 'cls' (the only pooler with an MLP)")
-        _positive("temperature", self.temperature)
-        _positive("learning_rate", self.learning_rate)
-        _positive("eval_batch_size", self.eval_batch_size)
+            check("mlp_only_train needs pooler 'cls' (the only pooler with an MLP)")
+        for name in ("temperature", "learning_rate", "eval_batch_size"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                check(f"{name} must be > 0, got {value}")
         if self.batch_size < 2:
-            raise ConfigError(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}")
+            check(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}")
         if self.max_seq_len < 3:
-            raise ConfigError(f"max_seq_len must be at least 3, got {self.max_seq_len}")
+            check(f"max_seq_len must be at least 3, got {self.max_seq_len}")
         if not (self.hard_negative_weight >= 0 and math.isfinite(self.hard_negative_weight)):
-            raise ConfigError(
-                f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}"
-            )
+            check(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}")
         if not 0 < self.mlm_probability < 1:
-            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
+            check(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if not (self.mlm_weight >= 0 and math.isfinite(self.mlm_weight)):
-            raise ConfigError(f"mlm_weight must be >= 0, got {self.mlm_weight}")
+            check(f"mlm_weight must be >= 0, got {self.mlm_weight}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            check(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.warmup_steps and self.warmup_ratio:
-            raise ConfigError("set warmup_steps or warmup_ratio, not both")
-        for name in (
-            "num_epochs",
-            "max_steps",
-            "eval_steps",
-            "save_steps",
-            "gradcache_chunk_size",
-            "warmup_steps",
-            "max_train_samples",
-            "num_threads",
-            "logging_steps",
-            "seed",
-        ):
+            check("set warmup_steps or warmup_ratio, not both")
+        for name in NON_NEGATIVE:
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+                check(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_epochs == 0 and self.max_steps == 0:
-            raise ConfigError("set num_epochs or max_steps")
+            check("set num_epochs or max_steps")
         if self.save_total_limit < 1:
-            raise ConfigError(f"save_total_limit must be at least 1, got {self.save_total_limit}")
+            check(f"save_total_limit must be at least 1, got {self.save_total_limit}")
         if not (0 <= self.weight_decay < math.inf and self.max_grad_norm >= 0):
-            raise ConfigError("weight_decay and max_grad_norm must be >= 0")
+            check("weight_decay and max_grad_norm must be >= 0")
         if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1 and self.adam_epsilon > 0):
-            raise ConfigError("adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0")
+            check("adam_beta1 and adam_beta2 must be in [0, 1) and adam_epsilon > 0")
         if self.gradcache_chunk_size and self.gradcache_chunk_size >= self.batch_size:
-            raise ConfigError(
+            check(
                 f"gradcache_chunk_size ({self.gradcache_chunk_size}) must be smaller than batch_size "
                 f"({self.batch_size}); set it to 0 to train the batch in one pass"
             )
         if self.objective == "unsup" and self.hard_negative_weight != 1.0:
-            raise ConfigError("hard_negative_weight applies to sup training with a hard-negative column")
+            check("hard_negative_weight applies to sup training with a hard-negative column")
         if self.compile and self.packed == "on":
-            raise ConfigError(
+            check(
                 "compile needs static shapes and packed execution has data-dependent ones; set packed off or auto"
             )
-        if self.compile:
-            from torch import _dynamo
-
-            if self.compile_backend not in _dynamo.list_backends(exclude_tags=()):
-                raise ConfigError(
-                    f"compile_backend {self.compile_backend!r} is not a torch.compile backend; "
-                    f"choose from {', '.join(_dynamo.list_backends())}"
-                )
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.device not in DEVICES[:3] and not self.device.startswith("cuda:"):
+            check(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _raise_together(problems)
         return self
+
+    def _choices(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [("pooler", self.pooler, POOLERS), ("objective", self.objective, OBJECTIVES),
+                ("precision", self.precision, PRECISIONS), ("lr_scheduler", self.lr_scheduler, SCHEDULERS),
+                ("metric_for_best_model", self.metric_for_best_model, BEST_METRICS),
+                ("final_eval", self.final_eval, FINAL_EVALS), ("packed", self.packed, PACKED),
+                ("attn_implementation", self.attn_implementation, ("sdpa", "eager"))]  # fmt: skip
+
+
+NON_NEGATIVE = ("num_epochs", "max_steps", "eval_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
+                "max_train_samples", "num_threads", "logging_steps", "seed")  # fmt: skip
+
+
+def _raise_together(problems: list[str], source: str | None = None) -> None:
+    """One ConfigError for every problem found: one line, the problems separated by semicolons."""
+    if not problems:
+        return
+    where = f"{source}: " if source else ""
+    if len(problems) == 1:
+        raise ConfigError(where + problems[0])
+    raise ConfigError(f"{where}{len(problems)} problems: " + "; ".join(problems))
+
+
+def option_help() -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """(group, [(key, default, help)]) for ``simcse train --help``, from the fields' metadata."""
+    groups: dict[str, list[tuple[str, str, str]]] = {}
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = (
+            "none"
+            if default is None
+            else (
+                '""' if default == "" else str(default).lower() if isinstance(default, bool) else str(default)
+            )
+        )
+        groups.setdefault(f.metadata["group"], []).append((f.name, shown, f.metadata["help"]))
+    return list(groups.items())
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -327,20 +394,20 @@ def _base_type(name: str) -> type:
     return typing.get_origin(hint) or hint
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
+def _coerce(key: str, value: Any) -> Any:
     if key == "extra":
         if isinstance(value, str):  # from a flag: --extra '{note: baseline}'
-            value = safe_load_yaml(value, f"{source}: extra")
+            value = safe_load_yaml(value, "extra")
         else:
-            _check_yaml_size(value, f"{source}: extra")
+            _check_yaml_size(value, "extra")
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: extra must be a mapping")
+            raise ConfigError("extra must be a mapping")
         return value
     target = _base_type(key)
     if value is None:
         if key in ("model_name_or_path", "data_dir"):
             return None
-        raise ConfigError(f"{source}: {key} needs a value")
+        raise ConfigError(f"{key} needs a value")
     if (
         isinstance(value, str)
         and key in ("model_name_or_path", "data_dir")
@@ -374,18 +441,12 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 raise ValueError
             return str(value)
     except (TypeError, ValueError, OverflowError) as e:
-        raise ConfigError(f"{source}: {key} must be {target.__name__}, got {_short(repr(value), 80)}") from e
+        raise ConfigError(f"{key} must be {target.__name__}, got {_short(repr(value), 80)}") from e
     return value
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _positive(name: str, value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise ConfigError(f"{name} must be > 0, got {value}")
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str | None:
+    return None if value in choices else f"{name} must be one of {', '.join(choices)}, got {value!r}"
 
 
 def _suggest(key: str, keys: list[str]) -> str:

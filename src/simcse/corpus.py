@@ -40,9 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from simcse.encoder import Encoder
 from simcse.errors import DataError, SimCSEError
 from simcse.files import sha256_file
+from simcse.modeling.encoder import Encoder
+from simcse.runtime import Dist
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -357,63 +358,6 @@ def merge_shards(shard_dir: Path, plan: Plan, output_path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- distributed
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's value on every rank."""
-        if self.world == 1:
-            return obj
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def gather(self, obj: Any) -> list[Any]:
-        if self.world == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, obj)
-        return out
-
-    def close(self, wait: bool = True) -> None:
-        if self.owns_group:
-            import torch.distributed as dist
-
-            # Every rank leaves together: a rank tearing gloo down while a peer was still in its last
-            # collective made that peer abort at exit ("terminate called without an active exception").
-            # Not after an error: a peer that died would leave this rank waiting.
-            if wait:
-                dist.barrier()
-            dist.destroy_process_group()
-
-
-def dist_from_env() -> Dist:
-    """Join the torchrun process group (gloo on CPU, nccl on GPU) when ``WORLD_SIZE`` > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    owns = False
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-        # Ranks wait for each other between phases (a resumed run can leave one rank most of the work),
-        # so the collectives' timeout is long rather than the 10-30 minute default.
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=DIST_TIMEOUT)
-        owns = True
-    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, owns)
-
-
 def _raise_first(errors: list[str | None]) -> None:
     for e in errors:
         if e:
@@ -454,7 +398,9 @@ def encode_corpus(
         raise DataError(
             input_path, "is a directory, not a text file" if input_path.is_dir() else "input file not found"
         )
-    dist = dist_from_env()
+    # Ranks wait for each other between phases (a resumed run can leave one rank most of the work), so the
+    # collectives' timeout is long rather than the 10-30 minute default.
+    dist = Dist.from_env(torch.cuda.is_available(), timeout=DIST_TIMEOUT)
     try:
         result = _encode_corpus(
             dist, model, input_path, output_path, batch_size, max_length, pooler, dtype, normalize,
@@ -521,7 +467,7 @@ def _encode_corpus(
     if isinstance(plan_json, str):
         raise SimCSEError(plan_json)
     plan = Plan.from_json(plan_json)
-    mine = list(range(dist.rank, len(plan.offsets), dist.world))
+    mine = list(range(dist.rank, len(plan.offsets), dist.world_size))
 
     error: str | None = None
     todo: list[int] = []
@@ -556,10 +502,10 @@ def _encode_corpus(
             )
     except SimCSEError as e:
         error = str(e)
-        if dist.world == 1:
+        if dist.world_size == 1:
             raise
     except Exception as e:
-        if dist.world == 1:
+        if dist.world_size == 1:
             raise
         error = f"rank {dist.rank}: {type(e).__name__}: {e}"
     finally:
@@ -573,7 +519,7 @@ def _encode_corpus(
             merge_shards(shard_dir, plan, output_path)
         except SimCSEError as e:
             merged = str(e)
-            if dist.world == 1:
+            if dist.world_size == 1:
                 raise
     _raise_first([dist.broadcast(merged)])
     say(f"wrote {output_path}: {plan.lines} x {plan.dim} float32")

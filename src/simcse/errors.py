@@ -29,3 +29,7 @@ class MissingDataError(DataError):
     def __init__(self, path: str | Path, fetch_command: str, reason: str = "not found"):
         super().__init__(path, f"{reason}; fetch it with: {fetch_command}")
         self.fetch_command = fetch_command
+
+
+class TrainingError(SimCSEError):
+    """Training had to stop (non-finite loss, failed write); the last good checkpoint is kept."""

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simcse.encoder import Encoder
 from simcse.errors import SimCSEError
 from simcse.files import refuse_non_empty, replace_directory
+from simcse.modeling.encoder import Encoder
 
 FORMATS = ("sentence-transformers", "hf")
 PROBES = ["A man is playing a guitar.", "Two dogs run in the park, chasing a red ball.", "Hello!"]
@@ -39,8 +39,8 @@ def _hf_embeddings(path: Path, pooler: str, sentences: list[str], max_length: in
     """Embeddings computed with transformers alone from an ``hf`` export (the recipe in the docstring)."""
     from transformers import AutoModel, AutoTokenizer
 
-    from simcse.model_files import _from_pretrained
-    from simcse.pooling import layers_needed, pool
+    from simcse.modeling.model_dir import _from_pretrained
+    from simcse.modeling.pooling import layers_needed, pool
 
     model = _from_pretrained(AutoModel, path).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(path))

@@ -163,14 +163,14 @@ def evaluate(
     show_progress: bool = False,
     download: bool = True,
 ) -> dict:
-    """Evaluate a model (an :class:`~simcse.encoder.Encoder`, a path / hub id, or None for the embedded
+    """Evaluate a model (an :class:`~simcse.modeling.encoder.Encoder`, a path / hub id, or None for the embedded
     default) and return ``{"model", "mode", "aggregate", "tasks": {...}, "avg": {...}, "seconds": {...}}``.
 
     ``whiten`` is a text file (one sentence per line) to fit whitening on, or ``"self"`` to fit it on the
     evaluated sentences themselves; ``whiten_dim`` keeps the first k whitened dimensions.
     """
     from simcse.download import ensure_dataset
-    from simcse.encoder import Encoder
+    from simcse.modeling.encoder import Encoder
 
     if aggregate not in sts.AGGREGATES:
         raise ConfigError(f"aggregate must be one of {', '.join(sts.AGGREGATES)}, got {aggregate!r}")

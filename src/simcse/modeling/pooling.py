@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-POOLERS = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last")
+from simcse.config import POOLERS  # the names live with the options (torch-free)
+from simcse.errors import SimCSEError
 
 
 def layers_needed(pooler: str, num_layers: int) -> tuple[int, ...]:
@@ -56,6 +57,16 @@ class MLP(nn.Module):
         nn.init.normal_(self.dense.weight, std=init_std)
         nn.init.zeros_(self.dense.bias)
         self.activation = nn.Tanh()
+
+    @classmethod
+    def from_state(cls, dim: int, state: dict[str, torch.Tensor], where: str) -> MLP:
+        """An MLP holding saved weights (``dense.weight``, ``dense.bias``); ``where`` names their source."""
+        mlp = cls(dim)
+        try:
+            mlp.dense.load_state_dict({"weight": state["dense.weight"], "bias": state["dense.bias"]})
+        except (KeyError, RuntimeError) as e:
+            raise SimCSEError(f"{where}: MLP weights do not fit a {dim}-dim model ({e})") from e
+        return mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(self.dense(x))

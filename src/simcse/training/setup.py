@@ -1,0 +1,187 @@
+"""Everything a run needs before its first step, in the order it is checked: the environment (processes,
+device, precision), the inputs (training file, dev data, output directory), the model, the optimiser and
+its schedule.
+
+Each piece that can fail on the user's input fails here, before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simcse.config import TrainConfig
+from simcse.errors import ConfigError, DataError
+from simcse.runtime import Dist, autocast_for, enable_tf32, resolve_device, resolve_precision
+from simcse.sentence_files import TrainingData, read_training_file
+from simcse.training.data import BatchPlan
+from simcse.training.model import SimCSEModel
+from simcse.training.run_dir import find_resume_point
+
+
+@dataclass
+class Environment:
+    """Where the run executes: this process among the others, its device, and its numeric precision."""
+
+    dist: Dist
+    device: torch.device
+    precision: str
+    autocast: contextlib.AbstractContextManager
+
+
+def resolve(config: TrainConfig) -> Environment:
+    """Every check that depends on the machine or on the processes (``TrainConfig.validate`` has checked
+    the options alone), and the process-wide settings: threads, CUDA device, TF32."""
+    if config.compile:
+        from torch import _dynamo
+
+        if config.compile_backend not in _dynamo.list_backends(exclude_tags=()):
+            raise ConfigError(
+                f"compile_backend {config.compile_backend!r} is not a torch.compile backend; "
+                f"choose from {', '.join(_dynamo.list_backends())}"
+            )
+    dist = Dist.from_env(use_cuda=torch.cuda.is_available() and config.device != "cpu")
+    device = resolve_device(config.device, dist.local_rank)
+    precision = resolve_precision(config.precision, device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        if config.tf32:
+            enable_tf32()
+    if config.batch_size % dist.world_size:
+        raise ConfigError(
+            f"batch_size {config.batch_size} is not divisible by the {dist.world_size} processes"
+        )
+    if config.gradcache_chunk_size and config.gradcache_chunk_size >= config.batch_size // dist.world_size:
+        raise ConfigError(
+            "gradcache_chunk_size must be smaller than the per-process batch (batch_size / processes)"
+        )
+    return Environment(dist, device, precision, autocast_for(precision, device))
+
+
+@dataclass
+class Inputs:
+    """What the run reads: the training rows, views per row, the dev evaluator, the batch plan, and the
+    output directory with the checkpoint to resume (None: a fresh start)."""
+
+    data: TrainingData
+    views: int
+    evaluator: Any  # DevEvaluator | None
+    out: Path
+    checkpoint: Path | None
+    plan: BatchPlan
+    total_steps: int
+
+
+def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
+    """Read and check every input of the run. Writes nothing."""
+    data = read_training_file(resolve_train_file(config), config.max_train_samples)
+    views = resolve_views(config, data)
+    evaluator = None
+    if config.dev_eval:
+        from simcse.download import ensure_dataset
+        from simcse.evaluation.dev import DevEvaluator
+
+        evaluator = DevEvaluator(ensure_dataset("senteval", config.data_dir), config.eval_batch_size)
+    out, checkpoint = find_resume_point(config, resume, dist)
+    plan = BatchPlan(len(data), config.batch_size, config.seed, config.shuffle, drop_last=dist.world_size > 1)
+    if plan.steps_per_epoch == 0:
+        raise DataError(
+            data.path, f"{len(data)} rows make no batch of {config.batch_size // dist.world_size}+"
+        )
+    total_steps = config.max_steps or config.num_epochs * plan.steps_per_epoch
+    return Inputs(data, views, evaluator, out, checkpoint, plan, total_steps)
+
+
+def resolve_train_file(config: TrainConfig) -> Path:
+    """A path as given, else relative to the data directory; ``wiki1m`` and ``nli`` name the paper's files
+    (downloaded when missing and the network is reachable)."""
+    from simcse.download import DATASETS, ensure_dataset, resolve_data_dir
+
+    if config.train_file in DATASETS and config.train_file != "senteval":
+        return ensure_dataset(config.train_file, config.data_dir)
+    path = Path(config.train_file).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    in_data_dir = resolve_data_dir(config.data_dir) / path
+    return in_data_dir if in_data_dir.exists() else path
+
+
+def resolve_views(config: TrainConfig, data: TrainingData) -> int:
+    """Views per row: 2 for unsup (the sentence twice) and sup pairs, 3 with a hard-negative column."""
+    where = data.path
+    if config.objective == "unsup" and data.columns != 1:
+        raise DataError(
+            where, f"objective unsup takes one sentence per row; this file has {data.columns} columns"
+        )
+    if config.objective == "sup" and data.columns == 1:
+        raise DataError(where, "objective sup needs 2 columns (anchor, positive) or 3 (with a hard negative)")
+    if config.hard_negative_weight != 1.0 and data.columns != 3:
+        raise ConfigError("hard_negative_weight needs a third (hard negative) column in the training file")
+    return 2 if data.columns <= 2 else 3
+
+
+def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
+    """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the checkpoint's LM head; also whether that
+    head was pretrained (None without do_mlm)."""
+    from simcse.modeling.encoder import Encoder
+    from simcse.modeling.model_dir import position_limit, read_backbone
+    from simcse.training.model import mlm_head_of
+
+    # torch.compile wants static shapes; packed execution has data-dependent ones.
+    packed = {"auto": None if not config.compile else False, "on": True, "off": False}[config.packed]
+    files = read_backbone(
+        config.model_name_or_path, attn_implementation=config.attn_implementation, masked_lm=config.do_mlm
+    )
+    limit = position_limit(files.backbone.config)
+    if limit is not None and config.max_seq_len > limit:
+        raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds what {files.source} supports ({limit})")
+    encoder = Encoder.from_backbone(files, config.pooler, config.mlp_only_train, None, packed)
+    if config.packed == "on" and not encoder.packed:
+        raise ConfigError(
+            f"packed execution is not available for model type {files.backbone.config.model_type!r}"
+        )
+    head = mlm_head_of(files.mlm_model) if config.do_mlm else None
+    return SimCSEModel(encoder, head), files.mlm_head_pretrained
+
+
+def build_optimizer(
+    config: TrainConfig, model: torch.nn.Module, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and LayerNorm weights (1-D parameters), as Hugging Face's Trainer."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    kwargs = {
+        "lr": config.learning_rate,
+        "betas": (config.adam_beta1, config.adam_beta2),
+        "eps": config.adam_epsilon,
+    }
+    try:
+        return torch.optim.AdamW(groups, fused=device.type in ("cuda", "cpu"), **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, foreach=True, **kwargs)
+
+
+def build_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup, then linear decay to 0 (or constant)."""
+    warmup = config.warmup_steps or int(math.ceil(config.warmup_ratio * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1) if warmup else 1.0
+        if config.lr_scheduler == "constant":
+            return 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
