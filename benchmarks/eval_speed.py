@@ -34,8 +34,8 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
 
-    from simcse.modeling.encoder import Encoder
     from simcse.evaluation import evaluate, sts
+    from simcse.modeling.encoder import Encoder
 
     senteval = Path(args.data_dir) / "senteval" / "downstream"
     encoder = Encoder.load(None)

@@ -69,8 +69,8 @@ def run_ours(args: argparse.Namespace, precision: str) -> dict:
 
 def time_dev_evaluation(model_dir: Path, data_dir: Path) -> list[float]:
     """Seconds of the trainer's in-training evaluation (STS-B dev + SICK-R dev): first call, then later calls."""
-    from simcse.modeling.encoder import Encoder
     from simcse.evaluation.dev import DevEvaluator
+    from simcse.modeling.encoder import Encoder
 
     evaluator = DevEvaluator(data_dir / "senteval" / "downstream")
     encoder = Encoder.load(model_dir)

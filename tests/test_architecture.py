@@ -22,8 +22,10 @@ LAYERS = {
     "simcse.errors": "base",
     "simcse.files": "base",
     "simcse.config": "base",
+    "simcse.safe_yaml": "base",
     "simcse.runtime": "base",
     "simcse.download": "base",
+    "simcse.http_fetch": "base",
     "simcse.sentence_files": "base",
     "simcse.modeling": "modeling",
     "simcse.evaluation": "evaluation",
@@ -31,6 +33,7 @@ LAYERS = {
     "simcse.api": "use",
     "simcse.index": "use",
     "simcse.corpus": "use",
+    "simcse.corpus_files": "use",
     "simcse.export": "use",
     "simcse.serve": "serve",
     "simcse.cli": "cli",
@@ -156,3 +159,10 @@ def test_help_imports_no_torch(argv):
             "assert not heavy, heavy\n")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_package_directory_has_an_init():
+    # setuptools' find_packages skips a folder without __init__.py: its modules would be missing from a wheel
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    missing = sorted(str(f.relative_to(SRC)) for f in folders if not (f / "__init__.py").exists())
+    assert not missing, f"add __init__.py to {missing}"

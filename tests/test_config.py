@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from simcse.config import TrainConfig, parse_flags, read_yaml
+from simcse.config import TrainConfig, parse_flags
 from simcse.errors import ConfigError
+from simcse.safe_yaml import read_yaml
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 RECIPES = sorted(CONFIGS.glob("*.yaml")) + sorted(CONFIGS.glob("*.yml"))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from simcse import download as dl
+from simcse import http_fetch
 from simcse.errors import MissingDataError, SimCSEError
 
 WIKI = "/wiki1m_for_simcse.txt"
@@ -122,9 +123,9 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(socket, "create_connection", guarded)
     monkeypatch.setenv("SIMCSE_DATA_URL", f"http://127.0.0.1:{_closed_port()}/nowhere")
     monkeypatch.setenv("SIMCSE_DATA_DIR", str(tmp_path / "env-data"))
-    monkeypatch.setattr(dl, "RETRY_DELAY_S", 0.0)
-    monkeypatch.setattr(dl, "PROBE_TIMEOUT_S", 2.0)
-    monkeypatch.setattr(dl, "TIMEOUT_S", 5.0)
+    monkeypatch.setattr(http_fetch, "RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(http_fetch, "PROBE_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(http_fetch, "TIMEOUT_S", 5.0)
 
 
 @pytest.fixture
@@ -230,7 +231,7 @@ def test_full_download(server: FakeServer, tmp_path: Path) -> None:
 def test_cut_download_keeps_part_and_next_call_resumes(
     server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dl, "ATTEMPTS", 1)
+    monkeypatch.setattr(http_fetch, "ATTEMPTS", 1)
     data = _payload()
     server.routes[NLI] = Route(data, cuts=1, cut_at=100_000, headers={"X-Linked-Etag": f'"{_sha(data)}"'})
     final = tmp_path / "nli" / "nli_for_simcse.csv"

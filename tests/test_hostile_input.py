@@ -20,14 +20,14 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import QUIET
 
 from simcse.cli import main
 from simcse.config import TrainConfig, parse_flags
-from simcse.sentence_files import HEADER_NAMES, TrainingData, read_training_file
 from simcse.errors import ConfigError, DataError, SimCSEError
 from simcse.evaluation.sts import load_sts_task, read_sts_subset
 from simcse.evaluation.transfer import TransferData, load_transfer_task
+from simcse.sentence_files import HEADER_NAMES, TrainingData, read_training_file
+from tests.helpers import QUIET
 
 FIXTURE_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 

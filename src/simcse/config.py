@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from simcse.errors import ConfigError
+from simcse.safe_yaml import check_yaml_size, read_yaml, safe_load_yaml, shorten
 
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last")  # see simcse.modeling.pooling
 OBJECTIVES = ("auto", "unsup", "sup")
@@ -152,7 +153,7 @@ class TrainConfig:
         for key, value in values.items():
             if key not in names:
                 problems.append(
-                    f"unknown config key {_short(repr(key), 80)}{_suggest(str(key)[:100], names)}"
+                    f"unknown config key {shorten(repr(key), 80)}{_suggest(str(key)[:100], names)}"
                 )
                 continue
             try:
@@ -275,84 +276,6 @@ def option_help() -> list[tuple[str, list[tuple[str, str, str]]]]:
     return list(groups.items())
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: config file not found") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from e
-    values = safe_load_yaml(text, str(path))
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys to values")
-    return values
-
-
-MAX_YAML_NODES = 100_000  # a recipe has ~60 keys; more is an alias bomb ("billion laughs")
-MAX_YAML_DEPTH = 50
-
-
-def safe_load_yaml(text: str, source: str) -> Any:
-    """``yaml.safe_load`` (no ``!!python`` tags: nothing is constructed but plain data) that turns every
-    failure into a one-line ConfigError naming ``source``: syntax errors (with the line), nesting deep enough
-    to exhaust the stack, integers too long to convert, alias bombs and self-referencing aliases."""
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
-        raise ConfigError(f"{where}: invalid YAML ({_short(str(problem), 200)})") from e
-    except RecursionError as e:
-        raise ConfigError(f"{source}: invalid YAML (nested too deeply)") from e
-    except Exception as e:  # noqa: BLE001 - PyYAML's constructors fail on odd scalars in many ways:
-        # ValueError (an integer of 5000 digits), IndexError (``!!float`` of nothing), AttributeError
-        # (``!!timestamp`` of a non-date), ...
-        raise ConfigError(f"{source}: invalid YAML ({_short(str(e) or type(e).__name__)})") from e
-    _check_yaml_size(values, source)
-    return values
-
-
-def _check_yaml_size(values: Any, source: str) -> None:
-    """Count the nodes ``values`` expands to (shared aliases counted each time they are used, once per
-    object thanks to the memo), refusing cycles and more than MAX_YAML_NODES / MAX_YAML_DEPTH."""
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(node: Any, depth: int) -> int:
-        if not isinstance(node, (dict, list)):
-            return 1
-        if depth > MAX_YAML_DEPTH:
-            raise ConfigError(f"{source}: invalid YAML (nested more than {MAX_YAML_DEPTH} levels deep)")
-        key = id(node)
-        if key in active:
-            raise ConfigError(f"{source}: invalid YAML (an alias refers to its own parent: a cycle)")
-        if key not in sizes:
-            active.add(key)
-            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
-            total = 1
-            for child in children:
-                total += size(child, depth + 1)
-                if total > MAX_YAML_NODES:
-                    raise ConfigError(
-                        f"{source}: invalid YAML (expands to more than {MAX_YAML_NODES:,} values; "
-                        "an alias bomb?)"
-                    )
-            active.discard(key)
-            sizes[key] = total
-        return sizes[key]
-
-    size(values, 0)
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def parse_flags(args: list[str]) -> dict[str, Any]:
     """``--key value`` / ``--key=value`` / ``--flag`` (boolean true) into raw values (strings)."""
     values: dict[str, Any] = {}
@@ -361,11 +284,15 @@ def parse_flags(args: list[str]) -> dict[str, Any]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--") or arg == "--":
-            raise ConfigError(f"unexpected argument {_short(repr(arg), 80)}; options are written --key value")
+            raise ConfigError(
+                f"unexpected argument {shorten(repr(arg), 80)}; options are written --key value"
+            )
         key, eq, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key not in TrainConfig.field_names():
-            raise ConfigError(f"unknown option --{_short(key, 80)}{_suggest(key, TrainConfig.field_names())}")
+            raise ConfigError(
+                f"unknown option --{shorten(key, 80)}{_suggest(key, TrainConfig.field_names())}"
+            )
         if not eq:
             nxt = args[i + 1] if i + 1 < len(args) else None
             if key in bools and (nxt is None or nxt.startswith("--")):
@@ -399,7 +326,7 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, str):  # from a flag: --extra '{note: baseline}'
             value = safe_load_yaml(value, "extra")
         else:
-            _check_yaml_size(value, "extra")
+            check_yaml_size(value, "extra")
         if not isinstance(value, dict):
             raise ConfigError("extra must be a mapping")
         return value
@@ -441,7 +368,7 @@ def _coerce(key: str, value: Any) -> Any:
                 raise ValueError
             return str(value)
     except (TypeError, ValueError, OverflowError) as e:
-        raise ConfigError(f"{key} must be {target.__name__}, got {_short(repr(value), 80)}") from e
+        raise ConfigError(f"{key} must be {target.__name__}, got {shorten(repr(value), 80)}") from e
     return value
 
 

@@ -28,253 +28,32 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import io
-import json
 import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from simcse.corpus_files import (
+    DEFAULT_BLOCK_SIZE,
+    Plan,
+    iter_line_blocks,
+    merge_shards,
+    npy_header,
+    prepare_plan,
+    shard_dir_for,
+    shard_is_complete,
+    shard_path,
+    sidecar_path,
+    write_json,
+)
 from simcse.errors import DataError, SimCSEError
-from simcse.files import sha256_file
 from simcse.modeling.encoder import Encoder
 from simcse.runtime import Dist
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
-DEFAULT_SHARD_SIZE = 100_000
-DEFAULT_BLOCK_SIZE = 8192
-HEAD_BYTES = 1 << 20
-CHUNK = 1 << 20
 DIST_TIMEOUT = datetime.timedelta(hours=24)
-
-
-# ---------------------------------------------------------------------------------------------- input scan
-@dataclass
-class InputScan:
-    """What the scan learnt: line count, shard start offsets (bytes) and the input's identity."""
-
-    lines: int
-    offsets: list[int]
-    identity: dict[str, Any]
-
-
-def _input_identity(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    with path.open("rb") as f:
-        head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "head_sha256": head}
-
-
-def _check_text(path: Path, part: bytes, lines_before: int) -> None:
-    """Raise a file:line error for invalid UTF-8 or a NUL byte in ``part`` (whole lines)."""
-    try:
-        part.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = lines_before + part[: e.start].count(b"\n") + 1
-        message = f"not valid UTF-8 (byte {part[e.start]:#04x}); convert the file to UTF-8"
-        raise DataError(path, message, line=line) from e
-    nul = part.find(b"\x00")
-    if nul >= 0:
-        line = lines_before + part[:nul].count(b"\n") + 1
-        raise DataError(path, "contains a NUL byte; not a text file", line=line)
-
-
-def scan_input(path: str | os.PathLike, shard_size: int) -> InputScan:
-    """One pass over the file: count lines, validate the text, find each shard's first byte."""
-    path = Path(path)
-    if shard_size < 1:
-        raise SimCSEError(f"shard size must be at least 1, got {shard_size}")
-    if not path.exists():
-        raise DataError(path, "input file not found")
-    if path.is_dir():
-        raise DataError(path, "is a directory, not a text file")
-    offsets = [0]
-    newlines = 0
-    pos = 0  # bytes consumed before ``pending``
-    pending = b""  # bytes after the last newline seen (part of a line)
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                buf = pending + chunk
-                cut = buf.rfind(b"\n") + 1
-                part, pending = buf[:cut], buf[cut:]
-                _check_text(path, part, newlines)
-                count = part.count(b"\n")
-                # shard starts: the byte after newline number k*shard_size (1-based ``first`` in this part)
-                first = len(offsets) * shard_size - newlines
-                if first <= count:
-                    ends = np.flatnonzero(np.frombuffer(part, dtype=np.uint8) == ord("\n"))
-                    offsets.extend((pos + ends[first - 1 :: shard_size] + 1).tolist())
-                newlines += count
-                pos += len(part)
-            _check_text(path, pending, newlines)
-    except OSError as e:
-        raise DataError(path, f"cannot read ({e.strerror})") from e
-    lines = newlines + (1 if pending else 0)
-    if lines == 0:
-        raise DataError(path, "input file is empty; nothing to encode")
-    shards = -(-lines // shard_size)
-    return InputScan(lines, offsets[:shards], _input_identity(path))
-
-
-def iter_line_blocks(
-    path: Path, offset: int, first_line: int, count: int, block_size: int
-) -> Iterator[list[str]]:
-    """``count`` lines from byte ``offset`` (line number ``first_line``, 0-based) in lists of ``block_size``.
-    Line endings (``\\n``, ``\\r\\n``) and a UTF-8 BOM on the first line are dropped; other text is kept."""
-    block: list[str] = []
-    with path.open("rb") as f:
-        f.seek(offset)
-        for i in range(count):
-            raw = f.readline()
-            if not raw:
-                raise DataError(
-                    path, "shorter than when it was scanned; was it changed?", line=first_line + i + 1
-                )
-            text = raw.decode("utf-8")
-            if first_line + i == 0:
-                text = text.removeprefix("\ufeff")
-            block.append(text.rstrip("\n").removesuffix("\r"))
-            if len(block) == block_size:
-                yield block
-                block = []
-    if block:
-        yield block
-
-
-# ---------------------------------------------------------------------------------------------- npy files
-def npy_header(rows: int, dim: int) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
-    return buf.getvalue()
-
-
-def _npy_shape_and_offset(path: Path) -> tuple[tuple[int, ...], int]:
-    with path.open("rb") as f:
-        version = np.lib.format.read_magic(f)
-        read = (
-            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = read(f)
-        if fortran or dtype != np.dtype("<f4"):
-            raise SimCSEError(f"{path}: not a float32 C-order array")
-        return shape, f.tell()
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------- plan
-@dataclass
-class Plan:
-    """The shard layout and identity of a run (the content of manifest.json)."""
-
-    key: dict[str, Any]  # input, model and settings: must match to resume
-    shard_size: int
-    lines: int
-    dim: int
-    offsets: list[int]
-
-    def shard_lines(self, k: int) -> int:
-        return min(self.shard_size, self.lines - k * self.shard_size)
-
-    def to_json(self) -> dict[str, Any]:
-        shards = [{"first_line": k * self.shard_size, "offset": off, "lines": self.shard_lines(k)}
-                  for k, off in enumerate(self.offsets)]  # fmt: skip
-        return {"version": MANIFEST_VERSION, **self.key, "shard_size": self.shard_size, "lines": self.lines,
-                "dim": self.dim, "shards": shards}  # fmt: skip
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Plan:
-        key = {k: data[k] for k in ("input", "model", "settings")}
-        offsets = [int(s["offset"]) for s in data["shards"]]
-        return cls(key, int(data["shard_size"]), int(data["lines"]), int(data["dim"]), offsets)
-
-
-def shard_dir_for(output_path: Path) -> Path:
-    return output_path.with_name(output_path.name + ".shards")
-
-
-def shard_path(shard_dir: Path, k: int) -> Path:
-    return shard_dir / f"shard-{k:05d}.npy"
-
-
-def _sidecar(shard_dir: Path, k: int) -> Path:
-    return shard_dir / f"shard-{k:05d}.json"
-
-
-def _mismatch(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    diffs = []
-    for name in sorted(set(old) | set(new)):
-        a, b = old.get(name), new.get(name)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _mismatch(a, b, f"{prefix}{name}.")
-        elif a != b:
-            diffs.append(f"{prefix}{name}")
-    return diffs
-
-
-def prepare_plan(
-    input_path: Path,
-    shard_dir: Path,
-    key_without_input: dict[str, Any],
-    dim: int,
-    shard_size: int | None,
-    overwrite: bool,
-) -> Plan:
-    """Scan the input and create or check ``OUTPUT.shards/manifest.json`` (rank 0 only)."""
-    manifest_path = shard_dir / MANIFEST
-    old: dict[str, Any] | None = None
-    if manifest_path.exists() and not overwrite:
-        try:
-            old = json.loads(manifest_path.read_text(encoding="utf-8"))
-            Plan.from_json(old)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise SimCSEError(
-                f"{manifest_path}: unreadable manifest of an earlier run ({e}); pass --overwrite to start over"
-            ) from e
-    size = shard_size or (int(old["shard_size"]) if old else DEFAULT_SHARD_SIZE)
-    scan = scan_input(input_path, size)
-    key = {"input": scan.identity, **key_without_input}
-    plan = Plan(key, size, scan.lines, dim, scan.offsets)
-    if old is not None:
-        fields = ("input", "model", "settings", "shard_size")
-        new_json = plan.to_json()
-        diffs = _mismatch({k: old.get(k) for k in fields}, {k: new_json[k] for k in fields})
-        if diffs:
-            raise SimCSEError(
-                f"{manifest_path}: left by a run with a different {', '.join(diffs)}; "
-                "pass --overwrite to discard its shards and start over"
-            )
-        return plan
-    if shard_dir.exists():
-        shutil.rmtree(shard_dir)
-    shard_dir.mkdir(parents=True)
-    _write_json(manifest_path, plan.to_json())
-    return plan
-
-
-def shard_is_complete(shard_dir: Path, k: int, plan: Plan) -> bool:
-    """The shard, its sidecar and its sha256 agree with the plan (anything else is encoded again)."""
-    path, side = shard_path(shard_dir, k), _sidecar(shard_dir, k)
-    if not (path.is_file() and side.is_file()):
-        return False
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-        shape, _ = _npy_shape_and_offset(path)
-        ok = meta.get("lines") == plan.shard_lines(k) and shape == (plan.shard_lines(k), plan.dim)
-        return ok and meta.get("sha256") == sha256_file(path)
-    except (OSError, ValueError, SimCSEError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------- encoding
@@ -320,41 +99,7 @@ def encode_shard(
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, final)
-    _write_json(_sidecar(shard_dir, k), {"lines": rows, "dim": plan.dim, "sha256": h.hexdigest()})
-
-
-def merge_shards(shard_dir: Path, plan: Plan, output_path: Path) -> Path:
-    """Concatenate the shards into ``output_path`` (temp file, then rename), checking each sha256."""
-    tmp = output_path.with_name(output_path.name + ".tmp")
-    try:
-        with tmp.open("wb") as out:
-            out.write(npy_header(plan.lines, plan.dim))
-            for k in range(len(plan.offsets)):
-                path = shard_path(shard_dir, k)
-                expected = json.loads(_sidecar(shard_dir, k).read_text(encoding="utf-8"))["sha256"]
-                shape, data_start = _npy_shape_and_offset(path)
-                if shape != (plan.shard_lines(k), plan.dim):
-                    raise SimCSEError(f"{path}: shape {shape}, expected {(plan.shard_lines(k), plan.dim)}")
-                h = hashlib.sha256()
-                with path.open("rb") as f:
-                    header = f.read(data_start)
-                    h.update(header)
-                    while chunk := f.read(CHUNK):
-                        h.update(chunk)
-                        out.write(chunk)
-                if h.hexdigest() != expected:
-                    path.unlink()  # the rerun encodes it again
-                    raise SimCSEError(
-                        f"{path}: changed after it was written (sha256 mismatch); rerun to re-encode it"
-                    )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, output_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    shutil.rmtree(shard_dir)
-    return output_path
+    write_json(sidecar_path(shard_dir, k), {"lines": rows, "dim": plan.dim, "sha256": h.hexdigest()})
 
 
 # ---------------------------------------------------------------------------------------------- distributed
@@ -430,17 +175,15 @@ def _encode_corpus(
     show_progress: bool,
     log: Callable[[str], None] | None,
 ) -> Path:
+    """Plan (rank 0), check the shards of an earlier run, encode this rank's missing shards, merge
+    (rank 0). Every phase ends with the ranks agreeing on its outcome, so one rank's error stops them all."""
     say = log if (log is not None and dist.rank == 0) else (lambda message: None)
-    if device is None:
-        device = f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"
-    if model is None or isinstance(model, (str, os.PathLike)):
-        encoder = Encoder.load(model, pooler, max_length=max_length)  # "" or None: the embedded model
-        encoder.to(device)
-    else:  # an Encoder (or an object with its encode / fingerprint / dim interface)
-        encoder = model
-        if pooler is not None and pooler != encoder.pooler:
-            raise SimCSEError("pooler can only be chosen when the model is given by name or path")
-    encoder.eval()
+    encoder = _encoder(
+        model,
+        pooler,
+        max_length,
+        device or (f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"),
+    )
     key = {
         "model": {"fingerprint": encoder.fingerprint(), "source": str(encoder.source)},
         "settings": {
@@ -451,42 +194,9 @@ def _encode_corpus(
         },
     }
     shard_dir = shard_dir_for(output_path)
-    plan_json: dict | str
-    if dist.rank == 0:
-        try:
-            output_path.parent.mkdir(parents=True, exist_ok=True)
-            plan_json = prepare_plan(input_path, shard_dir, key, encoder.dim, shard_size, overwrite).to_json()
-        except SimCSEError as e:
-            plan_json = str(e)
-            dist.broadcast(plan_json)
-            raise
-        except Exception as e:
-            dist.broadcast(f"rank 0 failed: {type(e).__name__}: {e}")
-            raise
-    plan_json = dist.broadcast(plan_json if dist.rank == 0 else None)
-    if isinstance(plan_json, str):
-        raise SimCSEError(plan_json)
-    plan = Plan.from_json(plan_json)
+    plan = _agree_on_plan(dist, input_path, output_path, shard_dir, key, encoder.dim, shard_size, overwrite)
     mine = list(range(dist.rank, len(plan.offsets), dist.world_size))
-
-    error: str | None = None
-    todo: list[int] = []
-    reused_lines = 0
-    try:
-        for k in mine:
-            if shard_is_complete(shard_dir, k, plan):
-                reused_lines += plan.shard_lines(k)
-            else:
-                _sidecar(shard_dir, k).unlink(missing_ok=True)
-                todo.append(k)
-    except OSError as e:
-        error = f"{shard_dir}: cannot check the shards of an earlier run ({e})"
-    status = dist.gather((error, len(mine) - len(todo), reused_lines))
-    _raise_first([s[0] for s in status])
-    if sum(s[1] for s in status):
-        say(f"resuming: {sum(s[1] for s in status)} of {len(plan.offsets)} shards "
-            f"({sum(s[2] for s in status)} lines) already encoded and verified")  # fmt: skip
-
+    todo, reused_lines = _missing_shards(dist, shard_dir, plan, mine, say)
     settings = EncodeSettings(batch_size, block_size, normalize, max_length, dtype)
     bar = None
     if show_progress and dist.rank == 0:
@@ -495,6 +205,7 @@ def _encode_corpus(
         total = sum(plan.shard_lines(k) for k in mine)
         bar = tqdm(total=total, initial=reused_lines, desc="encode", unit="line", unit_scale=True,
                    dynamic_ncols=True)  # fmt: skip
+    error = None
     try:
         for k in todo:
             encode_shard(
@@ -524,3 +235,67 @@ def _encode_corpus(
     _raise_first([dist.broadcast(merged)])
     say(f"wrote {output_path}: {plan.lines} x {plan.dim} float32")
     return output_path
+
+
+def _encoder(
+    model: Encoder | str | os.PathLike | None,
+    pooler: str | None,
+    max_length: int | None,
+    device: str | torch.device,
+) -> Encoder:
+    if model is None or isinstance(model, (str, os.PathLike)):
+        encoder = Encoder.load(model, pooler, max_length=max_length)  # "" or None: the embedded model
+        encoder.to(device)
+    else:  # an Encoder (or an object with its encode / fingerprint / dim interface)
+        encoder = model
+        if pooler is not None and pooler != encoder.pooler:
+            raise SimCSEError("pooler can only be chosen when the model is given by name or path")
+    encoder.eval()
+    return encoder
+
+
+def _agree_on_plan(
+    dist: Dist, input_path: Path, output_path: Path, shard_dir: Path, key: dict, dim: int,
+    shard_size: int | None, overwrite: bool,
+) -> Plan:  # fmt: skip
+    """Rank 0 scans the input and writes (or checks) the manifest; every rank gets its plan or its error."""
+    plan_json: dict | str | None = None
+    if dist.rank == 0:
+        try:
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            plan_json = prepare_plan(input_path, shard_dir, key, dim, shard_size, overwrite).to_json()
+        except SimCSEError as e:
+            dist.broadcast(str(e))
+            raise
+        except Exception as e:
+            dist.broadcast(f"rank 0 failed: {type(e).__name__}: {e}")
+            raise
+    plan_json = dist.broadcast(plan_json)
+    if isinstance(plan_json, str):
+        raise SimCSEError(plan_json)
+    return Plan.from_json(plan_json)
+
+
+def _missing_shards(
+    dist: Dist, shard_dir: Path, plan: Plan, mine: list[int], say: Callable[[str], None]
+) -> tuple[list[int], int]:
+    """This rank's shards still to encode (a shard whose sidecar or checksum fails is encoded again), and
+    the lines of those already done."""
+    error: str | None = None
+    todo: list[int] = []
+    reused_lines = 0
+    try:
+        for k in mine:
+            if shard_is_complete(shard_dir, k, plan):
+                reused_lines += plan.shard_lines(k)
+            else:
+                sidecar_path(shard_dir, k).unlink(missing_ok=True)
+                todo.append(k)
+    except OSError as e:
+        error = f"{shard_dir}: cannot check the shards of an earlier run ({e})"
+    status = dist.gather((error, len(mine) - len(todo), reused_lines))
+    _raise_first([s[0] for s in status])
+    if sum(s[1] for s in status):
+        say(f"resuming: {sum(s[1] for s in status)} of {len(plan.offsets)} shards "
+            f"({sum(s[2] for s in status)} lines) already encoded and verified")  # fmt: skip
+    return todo, reused_lines

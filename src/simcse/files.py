@@ -1,11 +1,14 @@
-"""Small file-system helpers shared by the writers: checksums and swapping a finished directory in."""
+"""Small file-system helpers shared by the writers and readers: checksums, swapping a finished directory in,
+reading JSON with a one-line error."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from simcse.errors import SimCSEError
 
@@ -36,3 +39,11 @@ def refuse_non_empty(directory: Path, overwrite: bool) -> None:
         raise SimCSEError(f"{directory}: exists and is not a directory")
     if directory.is_dir() and any(directory.iterdir()) and not overwrite:
         raise SimCSEError(f"{directory}: exists and is not empty; pass --overwrite to replace it")
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content; an unreadable or malformed file is a one-line SimCSEError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SimCSEError(f"{path}: cannot read JSON ({e})") from e

@@ -8,12 +8,12 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import SENTENCES, make_tiny_bert
 
 from simcse import SimCSE
 from simcse import api as api_mod
 from simcse.errors import SimCSEError
 from simcse.index import faiss_available
+from tests.helpers import SENTENCES, make_tiny_bert
 
 
 @pytest.fixture(scope="module")

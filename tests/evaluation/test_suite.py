@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from simcse.cli import main
-from simcse.modeling.encoder import Encoder
 from simcse.evaluation import evaluate
+from simcse.modeling.encoder import Encoder
 
 
 @pytest.fixture(scope="module")

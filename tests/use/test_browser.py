@@ -15,10 +15,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("selenium")
 
-from conftest import SENTENCES  # noqa: E402
-
 from simcse.api import SimCSE  # noqa: E402
 from simcse.serve import ServeSettings, create_app  # noqa: E402
+from tests.helpers import SENTENCES  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

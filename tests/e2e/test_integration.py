@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from simcse.modeling.encoder import Encoder
 from simcse.evaluation import evaluate, sts
+from simcse.modeling.encoder import Encoder
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModel, RobertaConfig, RobertaModel
 
-from simcse.modeling.encoder import Encoder, pad_batch
 from simcse.errors import SimCSEError
+from simcse.modeling.encoder import Encoder, pad_batch
 from simcse.modeling.packed import packed_hidden_states, supports_packing
 from simcse.modeling.pooling import POOLERS, masked_mean
 
@@ -58,7 +58,7 @@ def test_packed_forward_equals_hf_forward(kind, tiny_bert):
 
 
 def test_packed_gradients_equal_hf_gradients_without_dropout(tmp_path):
-    from conftest import make_tiny_bert
+    from tests.helpers import make_tiny_bert
 
     path = make_tiny_bert(tmp_path / "m", dropout=0.0)
     grads = []
@@ -163,8 +163,9 @@ def test_mlp_is_written_into_bert_pooler_like_released_checkpoints(tiny_bert, tm
 
 
 def test_plain_hf_model_without_pooler_needs_explicit_pooler(tmp_path, sentences):
-    from conftest import make_tiny_bert
     from transformers import BertModel
+
+    from tests.helpers import make_tiny_bert
 
     path = make_tiny_bert(tmp_path / "m")
     model = BertModel.from_pretrained(str(path), add_pooling_layer=False)

@@ -15,19 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTENCES
 from safetensors import SafetensorError
-from test_cli import QUIET
-from test_train import _config as train_config
 
-from simcse.training import checkpoint as ckpt
-from simcse.training import loop as train_module
-from simcse.training import run_dir
 from simcse.cli import main
 from simcse.config import TrainConfig
 from simcse.errors import SimCSEError
 from simcse.files import sha256_file
+from simcse.training import checkpoint as ckpt
+from simcse.training import loop as train_module
+from simcse.training import run_dir
 from simcse.training.loop import TrainingError, train
+from tests.helpers import QUIET, SENTENCES, train_config
 
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 
@@ -412,7 +410,7 @@ def test_a_pickle_with_code_in_a_checkpoint_is_refused_and_not_run(tiny_bert, tx
 
 
 def test_every_torch_load_in_the_package_is_weights_only():
-    src = Path(__file__).resolve().parents[1] / "src" / "simcse"
+    src = Path(__file__).resolve().parents[2] / "src" / "simcse"
     calls = []
     for file in src.rglob("*.py"):
         text = file.read_text(encoding="utf-8")

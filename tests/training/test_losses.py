@@ -74,9 +74,8 @@ def test_perfect_positives_give_low_loss():
 
 
 def test_mlm_masking_copies_and_follows_80_10_10():
-    from conftest import tiny_vocab
-
     from simcse.training.data import MLMMasker
+    from tests.helpers import tiny_vocab
 
     class Tok:
         mask_token_id, all_special_ids = 4, [0, 1, 2, 3, 4]

@@ -11,11 +11,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from simcse.errors import ConfigError, DataError
+from simcse.evaluation.classifier import fit_penalty_path
 from simcse.evaluation.transfer import (
     KFOLD_BY_MODE,
     TRANSFER_TASKS,
     TransferData,
-    _fit_penalty_path,
     _senteval_order,
     evaluate_transfer_task,
     load_transfer_task,
@@ -147,7 +147,7 @@ def test_objective_matches_sklearn_with_penalised_bias(n_classes: int) -> None:
     """Mean CE + l2/2 ||W, b||^2 equals sklearn with a constant column and C = 1/(l2 n) (2/(l2 n) binary)."""
     x, y = _blobs(300, n_classes, dim=5, separation=1.0, seed=1)
     l2reg = 1e-2
-    params = _fit_penalty_path(x, y, n_classes, [l2reg])[0]
+    params = fit_penalty_path(x, y, n_classes, [l2reg])[0]
     c = (2.0 if n_classes == 2 else 1.0) / (l2reg * len(y))
     reference = LogisticRegression(C=c, fit_intercept=False, tol=1e-12, max_iter=10_000)
     reference.fit(np.c_[x, np.ones(len(y))], y)
@@ -159,9 +159,9 @@ def test_objective_matches_sklearn_with_penalised_bias(n_classes: int) -> None:
 
 def test_warm_started_penalty_path_equals_separate_fits() -> None:
     x, y = _blobs(200, 3, dim=4, separation=1.5, seed=2)
-    path = _fit_penalty_path(x, y, 3, [1e-5, 1e-4, 1e-3, 1e-2])
+    path = fit_penalty_path(x, y, 3, [1e-5, 1e-4, 1e-3, 1e-2])
     for l2reg, params in zip([1e-5, 1e-4, 1e-3, 1e-2], path):
-        np.testing.assert_allclose(params, _fit_penalty_path(x, y, 3, [l2reg])[0], rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(params, fit_penalty_path(x, y, 3, [l2reg])[0], rtol=1e-3, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------- loaders

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SENTENCES, make_tiny_bert
-from test_cli import assert_one_line_error, run
 
 from simcse.api import SimCSE
 from simcse.modeling.encoder import Encoder
+from tests.helpers import SENTENCES, assert_one_line_error, make_tiny_bert, run
 
 HERE = Path(__file__).parent
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SENTENCES
 
 from simcse.api import SimCSE
 from simcse.errors import SimCSEError
 from simcse.export import export_model
+from tests.helpers import SENTENCES
 
 
 @pytest.mark.parametrize("pooler", ["cls", "avg", "avg_first_last"])

@@ -10,8 +10,8 @@ import sys
 import torch
 import torch.distributed as dist
 
-from simcse.training.data import Collator
 from simcse.modeling.encoder import Encoder
+from simcse.training.data import Collator
 from simcse.training.losses import ContrastiveLoss
 from simcse.training.model import SimCSEModel
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SENTENCES, make_tiny_bert
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from simcse.corpus import encode_corpus, iter_line_blocks, scan_input
-from simcse.modeling.encoder import Encoder
+from simcse.corpus import encode_corpus
+from simcse.corpus_files import iter_line_blocks, scan_input
 from simcse.errors import DataError, SimCSEError
+from simcse.modeling.encoder import Encoder
+from tests.helpers import SENTENCES, make_tiny_bert
 
 HERE = Path(__file__).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
@@ -58,6 +59,9 @@ def write_lines(path: Path, lines: list[str], newline: str = "\n", trailing: boo
 def test_scan_and_read_back_every_line_in_its_shard(tmp_path_factory, lines, shard_size, trailing, crlf):
     if not trailing and lines[-1] == "":
         trailing = True  # "a\n" and "a\n" + "" are the same file: the last line is the one before
+    # a first line starting with U+FEFF is written as the bytes of a BOM, which the reader drops (as it must:
+    # test_scan_chunk_boundaries_and_bom); such a file cannot hold that line, so it is not a case here
+    assume(not lines[0].startswith("\ufeff"))
     path = write_lines(tmp_path_factory.mktemp("scan") / "in.txt", lines, "\r\n" if crlf else "\n", trailing)
     scan = scan_input(path, shard_size)
     assert scan.lines == len(lines)
@@ -72,7 +76,7 @@ def test_scan_and_read_back_every_line_in_its_shard(tmp_path_factory, lines, sha
 
 
 def test_scan_chunk_boundaries_and_bom(tmp_path, monkeypatch):
-    import simcse.corpus as corpus
+    import simcse.corpus_files as corpus
 
     monkeypatch.setattr(corpus, "CHUNK", 5)  # lines and multibyte characters cut across chunks
     lines = ["héllo wörld", "", "€uro", "abc", "a longer line than one chunk", "z"]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_bert
+
+from tests.helpers import make_tiny_bert
 
 HERE = Path(__file__).parent
 
@@ -36,8 +37,7 @@ def bert_no_dropout(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("views,alpha", [(2, 1.0), (3, 1.0), (3, 2.0)])
 def test_two_processes_equal_one_process_on_concatenated_batch(bert_no_dropout, tmp_path, views, alpha):
-    sys.path.insert(0, str(HERE))
-    from ddp_check import ROWS, step
+    from tests.training.ddp_check import ROWS, step
 
     out = tmp_path / "ddp.pt"
     proc = _torchrun([str(HERE / "ddp_check.py"), str(bert_no_dropout), str(views), str(alpha), str(out)])
@@ -53,8 +53,7 @@ def test_two_processes_equal_one_process_on_concatenated_batch(bert_no_dropout, 
 @pytest.mark.slow
 def test_simcse_train_under_torchrun(bert_no_dropout, tmp_path):
     train_file = tmp_path / "train.txt"
-    sys.path.insert(0, str(HERE))
-    from conftest import SENTENCES
+    from tests.helpers import SENTENCES
 
     train_file.write_text("\n".join(SENTENCES * 3) + "\n", encoding="utf-8")
     out = tmp_path / "run"
@@ -71,7 +70,7 @@ def test_simcse_train_under_torchrun(bert_no_dropout, tmp_path):
 
 @pytest.mark.slow
 def test_a_non_finite_loss_on_one_process_stops_every_process(bert_no_dropout, tmp_path):
-    from conftest import SENTENCES
+    from tests.helpers import SENTENCES
 
     train_file = tmp_path / "train.txt"
     train_file.write_text("\n".join(SENTENCES * 3) + "\n", encoding="utf-8")

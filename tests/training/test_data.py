@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SENTENCES
 
+from simcse.errors import DataError
 from simcse.sentence_files import read_training_file
 from simcse.training.data import BatchPlan, Collator, Prefetcher
-from simcse.errors import DataError
+from tests.helpers import SENTENCES
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

@@ -9,31 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SENTENCES
 
-from simcse.cli import main
 from simcse.config import TrainConfig
-
-QUIET = ["--dev_eval", "false", "--final_eval", "none", "--progress_bar", "false", "--tensorboard", "false"]
-
-
-def run(capsys, args: list[str]) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as e:  # argparse: --help, usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *names: str) -> str:
-    assert code == 2
-    assert "Traceback" not in err
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    assert err.startswith("simcse: error: ")
-    for name in names:
-        assert name in err, (name, err)
-    return err
+from tests.helpers import QUIET, SENTENCES, assert_one_line_error, run
 
 
 @pytest.fixture
@@ -255,7 +233,7 @@ def test_model_commands_bad_input_is_one_line_exit_2(tmp_path, capsys, tiny_bert
 
 
 def test_encode_refuses_another_models_shards_in_one_line(tmp_path, capsys, tiny_bert):
-    from conftest import make_tiny_bert
+    from tests.helpers import make_tiny_bert
 
     text = tmp_path / "in.txt"
     text.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")

@@ -7,19 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import SENTENCES, make_tiny_bert
 
-from simcse.config import TrainConfig
 from simcse.errors import ConfigError
 from simcse.training.loop import TrainingError, train
 from simcse.training.setup import build_model, resolve
-
-
-def _config(model, train_file, out, **overrides) -> TrainConfig:
-    values = {"model_name_or_path": str(model), "train_file": str(train_file), "output_dir": str(out),
-              "batch_size": 4, "max_seq_len": 16, "max_steps": 4, "dev_eval": False, "final_eval": "none",
-              "save_steps": 0, "progress_bar": False, "tensorboard": False, "logging_steps": 1}  # fmt: skip
-    return TrainConfig(**{**values, **overrides})
+from tests.helpers import SENTENCES, make_tiny_bert, train_config
 
 
 @pytest.fixture
@@ -47,7 +39,7 @@ def _records(out):
 def test_sup_hard_negatives_with_mlm_in_every_precision(tiny_bert_mlm, triples, tmp_path, precision):
     out = tmp_path / "run"
     result = train(
-        _config(tiny_bert_mlm, triples, out, do_mlm=True, hard_negative_weight=2.0, precision=precision)
+        train_config(tiny_bert_mlm, triples, out, do_mlm=True, hard_negative_weight=2.0, precision=precision)
     )
     assert result.global_step == 4
     records = [r for r in _records(out) if r["kind"] == "train"]
@@ -61,7 +53,7 @@ def test_sup_hard_negatives_with_mlm_in_every_precision(tiny_bert_mlm, triples, 
 def test_mlm_head_comes_from_the_checkpoint(tiny_bert_mlm, tiny_bert, txt, tmp_path):
     from safetensors.torch import load_file
 
-    model, pretrained = build_model(_config(tiny_bert_mlm, txt, tmp_path / "o", do_mlm=True))
+    model, pretrained = build_model(train_config(tiny_bert_mlm, txt, tmp_path / "o", do_mlm=True))
     saved = load_file(str(tiny_bert_mlm / "model.safetensors"))
     head = dict(model.mlm_head.named_parameters())
     assert pretrained is True
@@ -72,15 +64,15 @@ def test_mlm_head_comes_from_the_checkpoint(tiny_bert_mlm, tiny_bert, txt, tmp_p
     assert (
         model.mlm_head.predictions.decoder.weight is model.encoder.backbone.embeddings.word_embeddings.weight
     )
-    _, pretrained = build_model(_config(tiny_bert, txt, tmp_path / "o", do_mlm=True))
+    _, pretrained = build_model(train_config(tiny_bert, txt, tmp_path / "o", do_mlm=True))
     assert pretrained is False
 
 
 def test_gradcache_training_runs_and_matches_plain_training_without_dropout(tmp_path, txt):
     model = make_tiny_bert(tmp_path / "m", dropout=0.0)
-    plain = train(_config(model, txt, tmp_path / "a", batch_size=8, max_steps=3, seed=1))
+    plain = train(train_config(model, txt, tmp_path / "a", batch_size=8, max_steps=3, seed=1))
     cached = train(
-        _config(model, txt, tmp_path / "b", batch_size=8, max_steps=3, seed=1, gradcache_chunk_size=3)
+        train_config(model, txt, tmp_path / "b", batch_size=8, max_steps=3, seed=1, gradcache_chunk_size=3)
     )
     from safetensors.torch import load_file
 
@@ -109,7 +101,7 @@ def test_other_architectures_train_and_load_in_sentence_transformers(kind, tmp_p
     model.save_pretrained(str(path))
     AutoTokenizer.from_pretrained(str(bert)).save_pretrained(str(path))
     out = tmp_path / "run"
-    train(_config(path, txt, out, pooler="avg"))
+    train(train_config(path, txt, out, pooler="avg"))
     from simcse.modeling.encoder import Encoder
 
     enc = Encoder.load(out)
@@ -120,7 +112,7 @@ def test_other_architectures_train_and_load_in_sentence_transformers(kind, tmp_p
 
 def test_dev_selection_final_eval_and_outputs(tiny_bert, txt, tmp_path, data_dir):
     out = tmp_path / "run"
-    result = train(_config(tiny_bert, txt, out, dev_eval=True, eval_steps=2, max_steps=4, final_eval="sts",
+    result = train(train_config(tiny_bert, txt, out, dev_eval=True, eval_steps=2, max_steps=4, final_eval="sts",
                            data_dir=str(data_dir), save_steps=2, learning_rate=1e-3))  # fmt: skip
     evals = [r for r in _records(out) if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [0, 2, 4]  # before training, then every eval_steps
@@ -147,14 +139,14 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tiny_bert,
     monkeypatch.setattr(losses.ContrastiveLoss, "forward", flaky)
     out = tmp_path / "run"
     with pytest.raises(TrainingError, match="at step 3"):
-        train(_config(tiny_bert, txt, out, save_steps=2))
+        train(train_config(tiny_bert, txt, out, save_steps=2))
     assert (out / "checkpoints" / "step-00000002" / "manifest.json").exists()
 
 
 def test_max_seq_len_beyond_the_model_is_refused_before_writing(tiny_bert, txt, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match="max_seq_len 100"):
-        train(_config(tiny_bert, txt, out, max_seq_len=100))
+        train(train_config(tiny_bert, txt, out, max_seq_len=100))
     assert not out.exists()
 
 
@@ -162,7 +154,7 @@ def test_train_file_is_looked_up_in_the_data_dir(tiny_bert, tmp_path):
     data = tmp_path / "data"
     (data / "wiki").mkdir(parents=True)
     (data / "wiki" / "w.txt").write_text("\n".join(SENTENCES), encoding="utf-8")
-    result = train(_config(tiny_bert, "wiki/w.txt", tmp_path / "run", data_dir=str(data), max_steps=1))
+    result = train(train_config(tiny_bert, "wiki/w.txt", tmp_path / "run", data_dir=str(data), max_steps=1))
     assert result.global_step == 1
 
 
@@ -173,7 +165,7 @@ def test_metrics_reach_tensorboard_when_installed(tiny_bert, txt, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    train(_config(tiny_bert, txt, out, tensorboard=True, max_steps=3))
+    train(train_config(tiny_bert, txt, out, tensorboard=True, max_steps=3))
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     assert {"train/loss", "train/lr", "train/sentences_per_s"} <= set(events.Tags()["scalars"])
@@ -203,7 +195,7 @@ def test_roberta_trains_packed_and_loads_in_sentence_transformers(tmp_path, txt)
                            eos_token_id=2)  # fmt: skip
     RobertaModel(config).save_pretrained(str(path))
     out = tmp_path / "run"
-    train(_config(path, txt, out, pooler="cls", mlp_only_train=True))
+    train(train_config(path, txt, out, pooler="cls", mlp_only_train=True))
     enc = Encoder.load(out)
     assert enc.packed and enc.pooler == "cls_before_pooler"
     theirs = st.SentenceTransformer(str(out), device="cpu").encode(SENTENCES)
@@ -218,7 +210,7 @@ def test_compile_pads_to_one_shape_and_traces_one_graph(tiny_bert, txt, tmp_path
 
     counters.clear()
     # aot_eager: the whole torch.compile path (dynamo capture, AOT autograd) without C++ codegen time
-    result = train(_config(tiny_bert, txt, tmp_path / "run", compile=True, compile_backend="aot_eager",
+    result = train(train_config(tiny_bert, txt, tmp_path / "run", compile=True, compile_backend="aot_eager",
                            max_steps=5, batch_size=4))  # fmt: skip
     assert result.global_step == 5
     assert counters["stats"]["unique_graphs"] == 1  # every batch padded to max_seq_len: no recompiles
@@ -229,8 +221,8 @@ def test_compile_pads_to_one_shape_and_traces_one_graph(tiny_bert, txt, tmp_path
 
 def test_compile_rejects_packed_and_unknown_backends(tiny_bert, txt, tmp_path):
     with pytest.raises(ConfigError, match="packed"):
-        _config(tiny_bert, txt, tmp_path / "a", compile=True, packed="on").validate()
-    config = _config(tiny_bert, txt, tmp_path / "b", compile=True, compile_backend="nope").validate()
+        train_config(tiny_bert, txt, tmp_path / "a", compile=True, packed="on").validate()
+    config = train_config(tiny_bert, txt, tmp_path / "b", compile=True, compile_backend="nope").validate()
     with pytest.raises(ConfigError, match="not a torch.compile backend"):  # the environment's check
         resolve(config)
     with pytest.raises(ConfigError, match="not a torch.compile backend"):
@@ -239,9 +231,9 @@ def test_compile_rejects_packed_and_unknown_backends(tiny_bert, txt, tmp_path):
 
 
 def test_sdpa_attention_is_selected_by_default(tiny_bert, txt, tmp_path):
-    model, _ = build_model(_config(tiny_bert, txt, tmp_path / "run", packed="off"))
+    model, _ = build_model(train_config(tiny_bert, txt, tmp_path / "run", packed="off"))
     assert model.encoder.backbone.config._attn_implementation == "sdpa"
     model, _ = build_model(
-        _config(tiny_bert, txt, tmp_path / "run", packed="off", attn_implementation="eager")
+        train_config(tiny_bert, txt, tmp_path / "run", packed="off", attn_implementation="eager")
     )
     assert model.encoder.backbone.config._attn_implementation == "eager"

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTENCES, make_tiny_bert
 from safetensors.torch import load_file
+
+from tests.helpers import SENTENCES, make_tiny_bert
 
 STEPS, SAVE_EVERY = 48, 4
 

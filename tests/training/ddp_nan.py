@@ -3,8 +3,8 @@
 import os
 import sys
 
-from simcse.training import losses
 from simcse.cli import main
+from simcse.training import losses
 
 original = losses.ContrastiveLoss.forward
 calls = {"n": 0}

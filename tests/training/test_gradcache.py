@@ -7,13 +7,13 @@ import weakref
 
 import pytest
 import torch
-from conftest import make_tiny_bert
 
-from simcse.training.data import Collator
 from simcse.modeling.encoder import Encoder
-from simcse.training.steps import _chunks, gradcache_step
+from simcse.training.data import Collator
 from simcse.training.losses import ContrastiveLoss
 from simcse.training.model import SimCSEModel
+from simcse.training.steps import _chunks, gradcache_step
+from tests.helpers import make_tiny_bert
 
 ROWS = ["a man is playing a guitar", "two dogs run in the park", "the children eat food", "a boy plays",
         "a cat is sitting under the tree", "young women ride bikes near the water", "he said no",

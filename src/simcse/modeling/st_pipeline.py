@@ -1,0 +1,182 @@
+"""sentence-transformers' module files (``modules.json``, ``1_Pooling``, ``2_Dense`` ...): reading a
+pipeline as our pooler and MLP, and writing ours so that ``SentenceTransformer(dir)`` gives the same
+embeddings (legacy layout, read by sentence-transformers 2.x to 6.x)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from simcse.errors import SimCSEError
+from simcse.files import read_json
+from simcse.version import __version__
+
+ST_TANH = "torch.nn.modules.activation.Tanh"
+
+
+def st_modules(root: Path) -> list[dict]:
+    path = root / "modules.json"
+    if not path.exists():
+        return []
+    modules = read_json(path)
+    if not isinstance(modules, list):
+        raise SimCSEError(f"{path}: expected a list of modules")
+    return sorted(modules, key=lambda m: m.get("idx", 0))
+
+
+def module_kind(module: dict) -> str:
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def hf_dir_and_max_length(root: Path) -> tuple[Path, int | None]:
+    """Where the HF weights of a model directory are, and its sentence-transformers max_seq_length."""
+    modules = st_modules(root)
+    transformer = next((m for m in modules if module_kind(m) == "Transformer"), None)
+    hf_dir = root / transformer.get("path", "") if transformer else root
+    max_len = None
+    for candidate in (hf_dir / "sentence_bert_config.json", root / "sentence_bert_config.json"):
+        if candidate.exists():
+            max_len = read_json(candidate).get("max_seq_length")
+            break
+    return hf_dir, max_len
+
+
+def describe_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, Any]:
+    """Translate sentence-transformers modules into our pooler / MLP description."""
+    desc: dict[str, Any] = {"pooler": None, "mlp_state": None}
+    layer_pooling = None
+    for module in st_modules(root):
+        kind = module_kind(module)
+        path = root / module.get("path", "")
+        if kind == "Transformer":
+            continue
+        if kind == "WeightedLayerPooling":
+            cfg = read_json(path / "config.json")
+            weights = load_file(str(path / "model.safetensors"))["layer_weights"].tolist()
+            layer_pooling = (int(cfg.get("layer_start", 0)), weights)
+        elif kind == "Pooling":
+            cfg = read_json(path / "config.json")
+            mode = cfg.get("pooling_mode")
+            if mode is None:
+                mode = [k for k in ("cls_token", "mean_tokens") if cfg.get(f"pooling_mode_{k}")]
+                other = [
+                    k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k[13:] not in mode
+                ]
+                if other or len(mode) != 1:
+                    raise SimCSEError(f"{path}: unsupported sentence-transformers pooling {cfg}")
+                mode = {"cls_token": "cls", "mean_tokens": "mean"}[mode[0]]
+            if mode == "cls":
+                desc["pooler"] = "cls_before_pooler"
+            elif mode == "mean":
+                desc["pooler"] = "avg"
+            else:
+                raise SimCSEError(f"{path}: unsupported sentence-transformers pooling mode {mode!r}")
+        elif kind == "Dense":
+            cfg = read_json(path / "config.json")
+            if cfg.get("activation_function") != ST_TANH or cfg.get("in_features") != cfg.get("out_features"):
+                raise SimCSEError(
+                    f"{path}: only a square Linear+Tanh Dense module (SimCSE's MLP) is supported"
+                )
+            state = load_file(str(path / "model.safetensors"))
+            desc["mlp_state"] = {"dense.weight": state["linear.weight"], "dense.bias": state["linear.bias"]}
+        elif kind == "Normalize":
+            continue
+        else:
+            raise SimCSEError(f"{root / 'modules.json'}: unsupported sentence-transformers module {kind!r}")
+    if layer_pooling is not None:
+        start, weights = layer_pooling
+        full = [0.0] * start + list(weights)
+        used = [i for i, w in enumerate(full) if w != 0]
+        if used == [num_layers - 1, num_layers] and desc["pooler"] == "avg":
+            desc["pooler"] = "avg_top2"
+        elif used == [1, num_layers] and desc["pooler"] == "avg":
+            desc["pooler"] = "avg_first_last"
+        else:
+            raise SimCSEError(f"{root}: unsupported WeightedLayerPooling weights {weights}")
+    if desc["mlp_state"] is not None and desc["pooler"] == "cls_before_pooler":
+        desc["pooler"] = "cls"
+    return desc
+
+
+def pipeline_files(encoder: Any) -> dict[str, Any]:
+    """sentence-transformers module files (legacy layout, read by sentence-transformers 2.x to 6.x)."""
+    dim, pooler, num_layers = encoder.dim, encoder.pooler, encoder.num_layers
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+    files: dict[str, Any] = {}
+    weights: dict[str, dict[str, torch.Tensor]] = {}
+    if pooler in ("avg_top2", "avg_first_last"):
+        start = num_layers - 1 if pooler == "avg_top2" else 1
+        layer_weights = [0.0] * (num_layers + 1 - start)
+        layer_weights[0] = layer_weights[-1] = 1.0
+        modules.append(
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_WeightedLayerPooling",
+                "type": "sentence_transformers.models.WeightedLayerPooling",
+            }
+        )
+        files["1_WeightedLayerPooling/config.json"] = {
+            "word_embedding_dimension": dim,
+            "layer_start": start,
+            "num_hidden_layers": num_layers,
+        }
+        weights["1_WeightedLayerPooling/model.safetensors"] = {"layer_weights": torch.tensor(layer_weights)}
+    idx = len(modules)
+    modules.append(
+        {
+            "idx": idx,
+            "name": str(idx),
+            "path": f"{idx}_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        }
+    )
+    is_cls = pooler in ("cls", "cls_before_pooler")
+    files[f"{idx}_Pooling/config.json"] = {
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": is_cls,
+        "pooling_mode_mean_tokens": not is_cls,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False,
+        "include_prompt": True,
+    }
+    if encoder.mlp is not None and encoder.mlp_at_inference:
+        idx = len(modules)
+        modules.append(
+            {
+                "idx": idx,
+                "name": str(idx),
+                "path": f"{idx}_Dense",
+                "type": "sentence_transformers.models.Dense",
+            }
+        )
+        files[f"{idx}_Dense/config.json"] = {
+            "in_features": dim,
+            "out_features": dim,
+            "bias": True,
+            "activation_function": ST_TANH,
+        }
+        weights[f"{idx}_Dense/model.safetensors"] = {
+            "linear.weight": encoder.mlp.dense.weight.detach().float().cpu().contiguous(),
+            "linear.bias": encoder.mlp.dense.bias.detach().float().cpu().contiguous(),
+        }
+    files["modules.json"] = modules
+    files["sentence_bert_config.json"] = {"max_seq_length": encoder.max_length, "do_lower_case": False}
+    import transformers
+
+    files["config_sentence_transformers.json"] = {
+        "__version__": {
+            "simcse": __version__,
+            "transformers": transformers.__version__,
+            "pytorch": torch.__version__,
+        },
+        "prompts": {},
+        "default_prompt_name": None,
+        "similarity_fn_name": "cosine",
+    }
+    return {"json": files, "weights": weights}
