@@ -32,6 +32,7 @@ LAYERS = {
     "simcse.training": "training",
     "simcse.api": "use",
     "simcse.index": "use",
+    "simcse.index_dir": "use",
     "simcse.corpus": "use",
     "simcse.corpus_files": "use",
     "simcse.export": "use",

@@ -32,7 +32,6 @@ can switch. Differences from the original:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -44,13 +43,12 @@ import numpy as np
 import torch
 
 from simcse.errors import SimCSEError
-from simcse.index import VectorIndex, discard_staged, faiss_available
+from simcse.index import VectorIndex, faiss_available
+from simcse.index_dir import load_index_dir, read_index_model, save_index_dir
 from simcse.modeling.encoder import Encoder
 
 logger = logging.getLogger(__name__)
 
-SENTENCES_FILE = "sentences.jsonl"
-MODEL_FILE = "model.json"
 # Keyword arguments MTEB passes to ``encode`` along with its DataLoader; they do not change the embeddings.
 _MTEB_KWARGS = ("task_metadata", "hf_split", "hf_subset", "prompt_type", "task_name", "request_qid")
 
@@ -322,32 +320,12 @@ class SimCSE:
 
     # ------------------------------------------------------------------ persistence
     def save_index(self, directory: str | os.PathLike) -> Path:
-        """Save the index, its sentences and which model built it into ``directory``. Every file is
-        written under a temporary name first and renamed into place only when all are written, so a
-        failure midway leaves a previous index in ``directory`` intact."""
+        """Save the index, its sentences and which model built it into ``directory``
+        (:func:`simcse.index_dir.save_index_dir`: a failure midway leaves a previous index intact)."""
         if self.index is None:
             raise SimCSEError("no index to save: call build_index() first")
-        directory = Path(directory)
-        staged = self.index.stage(directory)  # the index description is last
-        ours: list[tuple[Path, Path]] = []
-        try:
-            tmp = directory / (SENTENCES_FILE + ".tmp")
-            ours.append((tmp, directory / SENTENCES_FILE))
-            with tmp.open("w", encoding="utf-8") as f:
-                for s in self.sentences:
-                    f.write(json.dumps(s, ensure_ascii=False) + "\n")
-            model = {"source": self.encoder.source, "fingerprint": self.fingerprint(),
-                     **self.encoder.describe()}  # fmt: skip
-            tmp = directory / (MODEL_FILE + ".tmp")
-            ours.append((tmp, directory / MODEL_FILE))
-            tmp.write_text(json.dumps(model, indent=2) + "\n", encoding="utf-8")
-        except BaseException as e:
-            discard_staged(staged + ours)
-            if isinstance(e, OSError):
-                raise SimCSEError(f"{directory}: cannot save the index ({e})") from e
-            raise
-        self.index.commit(directory, staged[:-1] + ours + staged[-1:])
-        return directory
+        model = {"source": self.encoder.source, "fingerprint": self.fingerprint(), **self.encoder.describe()}
+        return save_index_dir(Path(directory), self.index, self.sentences, model)
 
     def load_index(self, directory: str | os.PathLike, check_model: bool = True) -> SimCSE:
         """Load an index saved by :meth:`save_index`. With ``check_model`` an index built by another
@@ -355,19 +333,8 @@ class SimCSE:
         directory = Path(directory)
         if not directory.is_dir():
             raise SimCSEError(f"{directory}: not found or not a directory")
-        model_path = directory / MODEL_FILE
         if check_model:
-            try:
-                saved = json.loads(model_path.read_text(encoding="utf-8"))
-                if not isinstance(saved, dict):
-                    raise ValueError("not a JSON object")
-            except FileNotFoundError as e:
-                raise SimCSEError(
-                    f"{model_path}: not found, so the model that built this index is unknown; "
-                    "pass check_model=False to load it anyway"
-                ) from e
-            except (OSError, ValueError) as e:
-                raise SimCSEError(f"{model_path}: cannot read the model description ({e})") from e
+            saved = read_index_model(directory)
             if saved.get("dim") != self.dim:
                 raise SimCSEError(
                     f"{directory}: built with a {saved.get('dim')}-dim model, this one has {self.dim} dims"
@@ -377,13 +344,7 @@ class SimCSE:
                     f"{directory}: built with another model ({saved.get('source')}); "
                     "load that model, or pass check_model=False"
                 )
-        index = VectorIndex.load(directory)
-        if index.dim != self.dim:
-            raise SimCSEError(f"{directory}: {index.dim}-dim vectors, this model gives {self.dim}")
-        sentences = _read_sentences(directory / SENTENCES_FILE)
-        if len(sentences) != len(index):
-            raise SimCSEError(f"{directory}: {len(sentences)} sentences but {len(index)} vectors")
-        self.index, self.sentences = index, sentences
+        self.index, self.sentences = load_index_dir(directory, self.dim)
         return self
 
     def _collection(self, sentences_or_file_path: str | os.PathLike | Sequence[str]) -> list[str]:
@@ -436,27 +397,6 @@ def _is_embedded(source: str) -> bool:
         return Path(source).resolve() == embedded_model_path().resolve()
     except (SimCSEError, OSError):
         return False
-
-
-def _read_sentences(path: Path) -> list[str]:
-    try:
-        with path.open(encoding="utf-8") as f:
-            sentences = []
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise SimCSEError(f"{path}:{number}: not a JSON string ({e.msg})") from e
-                if not isinstance(value, str):
-                    raise SimCSEError(f"{path}:{number}: not a JSON string")
-                sentences.append(value)
-    except FileNotFoundError as e:
-        raise SimCSEError(f"{path}: not found; the index directory is incomplete") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise SimCSEError(f"{path}: cannot read the indexed sentences ({e})") from e
-    return sentences
 
 
 # ---------------------------------------------------------------------------------------------- MTEB

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,10 +255,14 @@ def test_failed_save_index_keeps_the_previous_index(tiny_bert, tmp_path, monkeyp
     m.save_index(tmp_path / "idx")
     m.build_index(SENTENCES, use_faiss=False)
 
-    def disk_full():
-        raise OSError(28, "No space left on device")
+    write_text = Path.write_text
 
-    monkeypatch.setattr(m, "fingerprint", disk_full)  # fails after the vectors and sentences are written
+    def disk_full(self, *args, **kwargs):
+        if self.name == "model.json.tmp":  # the last file: the vectors and sentences are written by then
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
     with pytest.raises(SimCSEError, match="cannot save the index"):
         m.save_index(tmp_path / "idx")
     monkeypatch.undo()

@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def index_model(directory: Path) -> tuple[str | None, str | None]:
     """The model an index was built with and the pooler it used, from DIR/model.json."""
-    from simcse.api import MODEL_FILE
+    from simcse.index_dir import MODEL_FILE
     from simcse.modeling.model_dir import EMBEDDED_MODEL
 
     path = directory / MODEL_FILE

@@ -95,45 +95,184 @@ class GuardMiddleware:
 
 
 # ---------------------------------------------------------------------------------------------- app
-def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
-    """The service around an already loaded model (and its index, if any)."""
-    settings.validate()
-    # the source's last path part: the directory or hub name, "all-MiniLM-L6-v2" for the embedded model
-    model_name = (
-        settings.model_name or model.encoder.source.split(" (")[0].rstrip("/").split("/")[-1] or "simcse"
-    )
-    dim = model.dim
+class Service:
+    """What the endpoints share: the model, the settings, the encoder thread and the search thread. Each
+    ``*_body`` method turns a checked request body into the response payload."""
 
-    def encode_texts(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def __init__(self, model: SimCSE, settings: ServeSettings):
+        self.model, self.settings, self.dim = model, settings, model.dim
+        # the source's last path part: the directory or hub name, "all-MiniLM-L6-v2" for the embedded model
+        self.model_name = (
+            settings.model_name or model.encoder.source.split(" (")[0].rstrip("/").split("/")[-1] or "simcse"
+        )
+        self.batcher = EncodeBatcher(self._encode_texts, settings.batch_size, settings.queue_size)
+        self.searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simcse-search")
+
+    def _encode_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         # the same steps as SimCSE.encode (tokenize, length-sorted batches, unit vectors), plus token counts
-        tokens = model.encoder.tokenize(texts)
-        vectors = model.encoder.encode_tokenized(
-            tokens, settings.batch_size, normalize=True, dtype=model.dtype
+        encoder = self.model.encoder
+        tokens = encoder.tokenize(texts)
+        vectors = encoder.encode_tokenized(
+            tokens, self.settings.batch_size, normalize=True, dtype=self.model.dtype
         )
         return vectors.numpy(), tokens.lengths()
 
-    batcher = EncodeBatcher(encode_texts, settings.batch_size, settings.queue_size)
-    searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simcse-search")
-    static = resources.files("simcse.serve") / "static"
-    page = (static / "index.html").read_bytes()
-    script = (static / "app.js").read_bytes()
-    style = (static / "style.css").read_bytes()
+    def close(self) -> None:
+        self.batcher.close()
+        self.searcher.shutdown(wait=False, cancel_futures=True)
+
+    async def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        try:  # ShuttingDown: raised by submit, or set on a queued job by close
+            return await asyncio.wrap_future(self.batcher.submit(texts))
+        except QueueFull as e:
+            raise ApiError(
+                503, f"the server is busy ({e}); retry later", "queue_full", {"Retry-After": RETRY_AFTER_S}
+            ) from None
+        except ShuttingDown:
+            raise ApiError(503, "the server is shutting down", "shutting_down") from None
+
+    async def handle(self, request: Request, work: Callable[[dict[str, Any]], Awaitable[Any]]) -> Response:
+        """Authorise, read the body, run ``work`` under the per-request timeout, render JSON off the loop."""
+        settings = self.settings
+        check_api_key(request, settings.api_key)
+
+        async def steps() -> Any:
+            body = await read_json_object(request, settings.max_body_bytes)
+            return await work(body)
+
+        try:  # cancelling steps() cancels the queued job too: a request that times out is never encoded
+            payload = await asyncio.wait_for(steps(), settings.timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(
+                504,
+                f"the request took longer than {settings.timeout:g} s (--timeout)",
+                "timeout",
+                {"Connection": "close"},
+            ) from None
+        return Response(await run_in_threadpool(_dumps, payload), media_type="application/json")
+
+    async def embeddings_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """OpenAI's embeddings API. Unknown fields (e.g. ``user``) are ignored, as OpenAI clients send them."""
+        texts, _ = texts_field(body, "input", self.settings)
+        name = optional_string(body, "model") or self.model_name
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise ApiError(
+                422, f"'encoding_format' must be 'float' or 'base64', got {fmt!r}", "invalid_value"
+            )
+        dims = body.get("dimensions")
+        if dims is not None and (isinstance(dims, bool) or dims != self.dim):
+            raise ApiError(
+                422,
+                f"'dimensions' must be {self.dim} for this model (no truncation), got {dims!r}",
+                "invalid_value",
+            )
+        vectors, counts = await self.encode(texts)
+        if fmt == "base64":
+            little_endian = vectors.astype("<f4", copy=False)  # one conversion, not one per row
+            rows = [base64.b64encode(v.tobytes()).decode("ascii") for v in little_endian]
+        else:
+            rows = vectors.tolist()
+        tokens = int(counts.sum())
+        return {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
+            "model": name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def similarity_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Cosine similarity: a number for two strings, else a len(a) x len(b) matrix (a string counts as
+        a list of one)."""
+        check_fields(body, ("a", "b", "model"), ("a", "b"))
+        a, single_a = texts_field(body, "a", self.settings)
+        b, single_b = texts_field(body, "b", self.settings)
+        check_count(len(a) + len(b), "'a' and 'b' have", self.settings)
+        name = optional_string(body, "model") or self.model_name
+        vectors, _ = await self.encode(a + b)
+        scores = np.clip(vectors[: len(a)] @ vectors[len(a) :].T, -1.0, 1.0)
+        result = float(scores[0, 0]) if single_a and single_b else scores.tolist()
+        return {"object": "similarity", "model": name, "scores": result}
+
+    async def search_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Nearest indexed sentences, best first: a list of hits for a string, a list of lists for a list."""
+        check_fields(body, ("query", "top_k", "threshold", "model"), ("query",))
+        queries, single = texts_field(body, "query", self.settings)
+        top_k = body.get("top_k", 5)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise ApiError(
+                422, f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", "invalid_value"
+            )
+        threshold = body.get("threshold")
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not math.isfinite(threshold)
+        ):
+            raise ApiError(422, f"'threshold' must be a number, got {json_type(threshold)}", "invalid_value")
+        name = optional_string(body, "model") or self.model_name
+        index = self.model.index
+        if index is None or len(index) == 0:
+            raise ApiError(409, "no index is loaded: start the server with --index DIR", "no_index")
+        vectors, _ = await self.encode(queries)
+        loop = asyncio.get_running_loop()
+        scores, ids = await loop.run_in_executor(self.searcher, index.search, vectors, top_k)
+        results = []
+        for row_scores, row_ids in zip(scores, ids):
+            hits = [
+                {"sentence": self.model.sentences[i], "score": float(s), "id": int(i)}
+                for s, i in zip(row_scores, row_ids)
+                if i >= 0 and (threshold is None or s >= threshold)
+            ]
+            results.append(hits)
+        return {"object": "search", "model": name, "results": results[0] if single else results}
+
+    def health_body(self) -> dict[str, Any]:
+        """Open without the API key (for load balancers and the demo page); shows no indexed text."""
+        settings, index = self.settings, self.model.index
+        return {
+            "status": "ok",
+            "model": self.model_name,
+            "dim": self.dim,
+            "index_size": 0 if index is None else len(index),
+            "queue_depth": self.batcher.depth,
+            "queue_size": settings.queue_size,
+            "api_key_required": settings.api_key is not None,
+            "limits": {
+                "max_batch": settings.max_batch,
+                "max_text_chars": settings.max_text_chars,
+                "max_body_bytes": settings.max_body_bytes,
+                "timeout": settings.timeout,
+                "max_top_k": MAX_TOP_K,
+            },
+        }
+
+
+def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
+    """The service around an already loaded model (and its index, if any)."""
+    settings.validate()
+    service = Service(model, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        batcher.close()
-        searcher.shutdown(wait=False, cancel_futures=True)
+        service.close()
 
     app = FastAPI(
         title="simcse", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )  # no docs pages: they load scripts from a CDN
-    app.state.batcher = batcher
+    app.state.batcher = service.batcher
     app.state.settings = settings
-    app.state.model_name = model_name
+    app.state.model_name = service.model_name
     app.add_middleware(GuardMiddleware, allowed_hosts=settings.allowed_hosts)
+    add_error_handlers(app)
+    add_routes(app, service)
+    return app
 
-    # ------------------------------------------------------------------ error handlers
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every failure answers in the OpenAI error shape."""
+
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.code, exc.headers)
@@ -163,151 +302,28 @@ def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return error_response(500, "internal server error", "internal_error")
 
-    # ------------------------------------------------------------------ helpers
-    async def encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        try:  # ShuttingDown: raised by submit, or set on a queued job by close
-            return await asyncio.wrap_future(batcher.submit(texts))
-        except QueueFull as e:
-            raise ApiError(
-                503, f"the server is busy ({e}); retry later", "queue_full", {"Retry-After": RETRY_AFTER_S}
-            ) from None
-        except ShuttingDown:
-            raise ApiError(503, "the server is shutting down", "shutting_down") from None
 
-    async def handle(request: Request, work: Callable[[dict[str, Any]], Awaitable[Any]]) -> Response:
-        """Authorise, read the body, run ``work`` under the per-request timeout, render JSON off the loop."""
-        check_api_key(request, settings.api_key)
+def add_routes(app: FastAPI, service: Service) -> None:
+    static = resources.files("simcse.serve") / "static"
+    page = (static / "index.html").read_bytes()
+    script = (static / "app.js").read_bytes()
+    style = (static / "style.css").read_bytes()
 
-        async def steps() -> Any:
-            body = await read_json_object(request, settings.max_body_bytes)
-            return await work(body)
-
-        try:  # cancelling steps() cancels the queued job too: a request that times out is never encoded
-            payload = await asyncio.wait_for(steps(), settings.timeout)
-        except asyncio.TimeoutError:
-            raise ApiError(
-                504,
-                f"the request took longer than {settings.timeout:g} s (--timeout)",
-                "timeout",
-                {"Connection": "close"},
-            ) from None
-        return Response(await run_in_threadpool(_dumps, payload), media_type="application/json")
-
-    # ------------------------------------------------------------------ endpoints
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
-        """OpenAI's embeddings API. Unknown fields (e.g. ``user``) are ignored, as OpenAI clients send them."""
-
-        async def work(body: dict[str, Any]) -> dict[str, Any]:
-            texts, _ = texts_field(body, "input", settings)
-            name = optional_string(body, "model") or model_name
-            fmt = body.get("encoding_format") or "float"
-            if fmt not in ("float", "base64"):
-                raise ApiError(
-                    422, f"'encoding_format' must be 'float' or 'base64', got {fmt!r}", "invalid_value"
-                )
-            dims = body.get("dimensions")
-            if dims is not None and (isinstance(dims, bool) or dims != dim):
-                raise ApiError(
-                    422,
-                    f"'dimensions' must be {dim} for this model (no truncation), got {dims!r}",
-                    "invalid_value",
-                )
-            vectors, counts = await encode(texts)
-            if fmt == "base64":
-                little_endian = vectors.astype("<f4", copy=False)  # one conversion, not one per row
-                rows = [base64.b64encode(v.tobytes()).decode("ascii") for v in little_endian]
-            else:
-                rows = vectors.tolist()
-            tokens = int(counts.sum())
-            return {
-                "object": "list",
-                "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
-                "model": name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-
-        return await handle(request, work)
+        return await service.handle(request, service.embeddings_body)
 
     @app.post("/similarity")
     async def similarity(request: Request) -> Response:
-        """Cosine similarity: a number for two strings, else a len(a) x len(b) matrix (a string counts as
-        a list of one)."""
-
-        async def work(body: dict[str, Any]) -> dict[str, Any]:
-            check_fields(body, ("a", "b", "model"), ("a", "b"))
-            a, single_a = texts_field(body, "a", settings)
-            b, single_b = texts_field(body, "b", settings)
-            check_count(len(a) + len(b), "'a' and 'b' have", settings)
-            name = optional_string(body, "model") or model_name
-            vectors, _ = await encode(a + b)
-            scores = np.clip(vectors[: len(a)] @ vectors[len(a) :].T, -1.0, 1.0)
-            result = float(scores[0, 0]) if single_a and single_b else scores.tolist()
-            return {"object": "similarity", "model": name, "scores": result}
-
-        return await handle(request, work)
+        return await service.handle(request, service.similarity_body)
 
     @app.post("/search")
     async def search(request: Request) -> Response:
-        """Nearest indexed sentences, best first: a list of hits for a string, a list of lists for a list."""
-
-        async def work(body: dict[str, Any]) -> dict[str, Any]:
-            check_fields(body, ("query", "top_k", "threshold", "model"), ("query",))
-            queries, single = texts_field(body, "query", settings)
-            top_k = body.get("top_k", 5)
-            if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-                raise ApiError(
-                    422, f"'top_k' must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}", "invalid_value"
-                )
-            threshold = body.get("threshold")
-            if threshold is not None and (
-                isinstance(threshold, bool)
-                or not isinstance(threshold, (int, float))
-                or not math.isfinite(threshold)
-            ):
-                raise ApiError(
-                    422, f"'threshold' must be a number, got {json_type(threshold)}", "invalid_value"
-                )
-            name = optional_string(body, "model") or model_name
-            index = model.index
-            if index is None or len(index) == 0:
-                raise ApiError(409, "no index is loaded: start the server with --index DIR", "no_index")
-            vectors, _ = await encode(queries)
-            loop = asyncio.get_running_loop()
-            scores, ids = await loop.run_in_executor(searcher, index.search, vectors, top_k)
-            results = []
-            for row_scores, row_ids in zip(scores, ids):
-                hits = [
-                    {"sentence": model.sentences[i], "score": float(s), "id": int(i)}
-                    for s, i in zip(row_scores, row_ids)
-                    if i >= 0 and (threshold is None or s >= threshold)
-                ]
-                results.append(hits)
-            return {"object": "search", "model": name, "results": results[0] if single else results}
-
-        return await handle(request, work)
+        return await service.handle(request, service.search_body)
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        """Open without the API key (for load balancers and the demo page); shows no indexed text."""
-        return JSONResponse(
-            {
-                "status": "ok",
-                "model": model_name,
-                "dim": dim,
-                "index_size": 0 if model.index is None else len(model.index),
-                "queue_depth": batcher.depth,
-                "queue_size": settings.queue_size,
-                "api_key_required": settings.api_key is not None,
-                "limits": {
-                    "max_batch": settings.max_batch,
-                    "max_text_chars": settings.max_text_chars,
-                    "max_body_bytes": settings.max_body_bytes,
-                    "timeout": settings.timeout,
-                    "max_top_k": MAX_TOP_K,
-                },
-            }
-        )
+        return JSONResponse(service.health_body())
 
     @app.get("/")
     async def demo_page() -> Response:
@@ -322,5 +338,3 @@ def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
     @app.get("/style.css")
     async def demo_style() -> Response:
         return Response(style, media_type="text/css; charset=utf-8")
-
-    return app
