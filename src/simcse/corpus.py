@@ -251,6 +251,8 @@ def _encoder(
         if pooler is not None and pooler != encoder.pooler:
             raise SimCSEError("pooler can only be chosen when the model is given by name or path")
     encoder.eval()
+    if hasattr(encoder, "check_max_length"):  # before any file is written
+        encoder.check_max_length(max_length)
     return encoder
 
 

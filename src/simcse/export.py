@@ -111,6 +111,12 @@ def export_model(
     if to not in FORMATS:
         raise SimCSEError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
+    if isinstance(model, (str, os.PathLike)) and Path(model).expanduser().is_dir():
+        source, target = Path(model).expanduser().resolve(), out_dir.expanduser().resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise SimCSEError(
+                f"{out_dir}: the export would replace its own source {model}; choose another directory"
+            )
     refuse_non_empty(out_dir, overwrite)
     encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler)  # None, "": embedded
     encoder.eval()

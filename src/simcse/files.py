@@ -33,6 +33,22 @@ def replace_directory(staging: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+def check_output_file(path: str | os.PathLike, option: str) -> Path:
+    """Refuse, before any work, a result path that cannot be written: an existing directory, a parent that
+    is a file, or a folder without write permission. ``option`` names the flag in the message."""
+    path = Path(path)
+    if path.is_dir():
+        raise SimCSEError(f"{path}: {option} is a directory; give a file path")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SimCSEError(f"{path}: {option} cannot be written ({parent} is not a directory)")
+    if not os.access(parent, os.W_OK):
+        raise SimCSEError(f"{path}: {option} cannot be written (no write permission in {parent})")
+    return path
+
+
 def refuse_non_empty(directory: Path, overwrite: bool) -> None:
     """Refuse to replace a file, or a non-empty directory unless ``overwrite``."""
     if directory.exists() and not directory.is_dir():

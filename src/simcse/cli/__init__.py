@@ -18,11 +18,19 @@ from simcse.errors import SimCSEError
 SUBCOMMANDS = (train, eval_command, data, similarity, encode, index, search, export)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the package's error discipline: a usage error is one line, ``simcse: error: ...``
+    naming the command, and exit status 2 (argparse's default prints the usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"simcse: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
     """The argument parser; ``serve_options`` imports :mod:`simcse.serve` for the ``serve`` options."""
     from simcse.version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="simcse", description="Train, evaluate and use SimCSE sentence embeddings.", allow_abbrev=False
     )
     parser.add_argument("--version", action="version", version=f"simcse {__version__}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simcse.cli.options import BF16_HELP, MODEL_HELP, add_model_options
+from simcse.cli.options import BF16_HELP, MODEL_HELP, add_model_options, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,14 +22,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
     p.add_argument("--output", required=True, help="the .npy file to write")
     add_model_options(p, batch_size=128, bf16_help=BF16_HELP + " (output stays float32)")
-    p.add_argument("--max-length", type=int, default=None, help="truncate to this many tokens")
+    p.add_argument("--max-length", type=positive_int, default=None,
+                   help="truncate to this many tokens (default: the model's limit)")  # fmt: skip
     p.add_argument("--no-normalize", action="store_true", help="keep raw embeddings (default: unit length)")
     p.add_argument(
-        "--shard-size", type=int, default=None, metavar="N",
+        "--shard-size", type=positive_int, default=None, metavar="N",
         help="lines per shard (default: the interrupted run's when resuming, else 100000)",
     )  # fmt: skip
     p.add_argument(
-        "--block-size", type=int, default=8192, metavar="N", help="lines read and length-sorted together"
+        "--block-size",
+        type=positive_int,
+        default=8192,
+        metavar="N",
+        help="lines read and length-sorted together (default 8192)",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument(

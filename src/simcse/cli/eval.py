@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from simcse.cli.options import MODEL_HELP, positive_int
+from simcse.errors import SimCSEError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate encoders on STS, transfer tasks and geometry")
     p.add_argument(
         "models",
         nargs="*",
-        help="saved simcse model, sentence-transformers dir or HF model (default: embedded)",
+        metavar="MODEL",
+        help=MODEL_HELP + " (default: default)",
     )
     p.add_argument(
         "--tasks", default="sts", help="sts | transfer | full | geometry | comma-separated SentEval names"
@@ -28,13 +32,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last)",
     )
     p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="sentences per batch (default 128)")
     p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
     p.add_argument(
         "--cache-dir", default=None, help="cache embeddings here, keyed by model fingerprint and sentences"
     )
     p.add_argument("--whiten", default=None, metavar="CORPUS", help="fit whitening on a text file, or 'self'")
-    p.add_argument("--whiten-dim", type=int, default=None, metavar="K", help="keep K whitened dimensions")
+    p.add_argument(
+        "--whiten-dim", type=positive_int, default=None, metavar="K", help="keep K whitened dimensions"
+    )
     p.add_argument("--seed", type=int, default=1111, help="seed of the transfer-task folds")
     p.add_argument("--output", default=None, help="write results as JSON")
     p.add_argument("--csv", default=None, help="append one row per model to this CSV")
@@ -44,12 +50,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.cli.options import dtype
+    from simcse.cli.options import dtype, model_arg
     from simcse.evaluation.report import append_csv, markdown_tables, write_json
     from simcse.evaluation.suite import evaluate
+    from simcse.files import check_output_file
 
+    # checked before the (possibly hour-long) evaluation, not after it
+    for path, option in ((args.output, "--output"), (args.csv, "--csv")):
+        if path:
+            check_output_file(path, option)
     results = []
-    for model in args.models or [None]:
+    for name in args.models or ["default"]:
+        model = model_arg(name)
         result = evaluate(
             model,
             tasks=args.tasks,
@@ -66,12 +78,15 @@ def run(args: argparse.Namespace) -> int:
             show_progress=not args.quiet,
             download=not args.no_download,
         )
-        result["name"] = model or "all-MiniLM-L6-v2"
+        result["name"] = "all-MiniLM-L6-v2" if model is None else name
         result["metric"] = args.metric
         results.append(result)
         if args.csv:
             append_csv(result, args.csv, args.metric)
     print(markdown_tables(results, args.metric))
     if args.output:
-        write_json(results[0] if len(results) == 1 else {"runs": results}, args.output)
+        try:
+            write_json(results[0] if len(results) == 1 else {"runs": results}, args.output)
+        except OSError as e:  # after the check: the disk filled up, say (the tables above are printed)
+            raise SimCSEError(f"{args.output}: cannot write --output ({e.strerror or e})") from e
     return 0

@@ -16,6 +16,17 @@ MODEL_HELP = (
 BF16_HELP = "encode under bf16 autocast"
 
 
+def positive_int(value: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {number}")
+    return number
+
+
 def model_arg(value: str | None) -> str | None:
     """The model as the library takes it: None for the embedded default."""
     return None if value is None or value in DEFAULT_MODEL_NAMES else value
@@ -41,7 +52,12 @@ def add_model_options(
 ) -> None:
     """--pooler, plus --batch-size and --bf16 for the commands that encode (when given)."""
     if batch_size is not None:
-        p.add_argument("--batch-size", type=int, default=batch_size)
+        p.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=batch_size,
+            help=f"sentences per batch (default {batch_size})",
+        )
     p.add_argument("--pooler", default=None, help="override the pooler")
     if bf16_help is not None:
         p.add_argument("--bf16", action="store_true", help=bf16_help)

@@ -92,8 +92,12 @@ def write_json(result: dict, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:  # nothing partial: the old file, if any, stays as it was
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from simcse.errors import SimCSEError
-from simcse.modeling.model_dir import LoadedBackbone, read_backbone, read_model_dir, write_model_dir
+from simcse.modeling.model_dir import (
+    LoadedBackbone,
+    position_limit,
+    read_backbone,
+    read_model_dir,
+    write_model_dir,
+)
 from simcse.modeling.packed import packed_hidden_states, supports_packing
 from simcse.modeling.pooling import MLP, POOLERS, layers_needed, pool
 
@@ -93,6 +99,7 @@ class Encoder(nn.Module):
         # The checkpoint's own pretrained pooler layer (not trained here), written back on save.
         self.pooler_state = pooler_state
         self.num_layers = int(backbone.config.num_hidden_layers)
+        self.position_limit = position_limit(backbone.config)  # the longest input the model can take
         self._layers = layers_needed(pooler, self.num_layers)
 
     # ------------------------------------------------------------------ forward
@@ -127,13 +134,26 @@ class Encoder(nn.Module):
         return pooled
 
     # ------------------------------------------------------------------ encode
+    def check_max_length(self, max_length: int | None) -> int:
+        """``max_length`` as given (None: the model's), refused unless an integer from 1 to the model's
+        position limit."""
+        if max_length is None:
+            return self.max_length
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise SimCSEError(f"max_length must be an integer >= 1, got {max_length!r}")
+        if self.position_limit is not None and max_length > self.position_limit:
+            raise SimCSEError(
+                f"max_length {max_length} exceeds what {self.source} supports ({self.position_limit} tokens)"
+            )
+        return max_length
+
     def tokenize(self, sentences: Sequence[str], max_length: int | None = None) -> Tokenized:
         if isinstance(sentences, str):
             raise TypeError("tokenize() takes a list of sentences, not a single string")
         enc = self.tokenizer(
             list(sentences),
             truncation=True,
-            max_length=max_length or self.max_length,
+            max_length=self.check_max_length(max_length),
             add_special_tokens=True,
             return_attention_mask=False,
             return_token_type_ids=False,
@@ -267,6 +287,7 @@ class Encoder(nn.Module):
             pooler_state=files.pooler_state,
         )
         enc.eval()
+        enc.check_max_length(max_length)
         if device is not None:
             enc.to(device)
         return enc

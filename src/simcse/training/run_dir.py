@@ -21,9 +21,15 @@ from simcse.config import TrainConfig
 from simcse.errors import ConfigError, TrainingError
 from simcse.files import replace_directory
 from simcse.runtime import Dist
-from simcse.training.checkpoint import last_good_checkpoint, latest_checkpoint, write_error_reason
+from simcse.training.checkpoint import (
+    checkpoint_dirs,
+    last_good_checkpoint,
+    latest_checkpoint,
+    write_error_reason,
+)
 
 BEST_DIR = "checkpoints/best"
+RUN_CONFIG = "train_config.yaml"  # written first by every run: what marks a directory as a run's
 RESUME_KEYS = ("model_name_or_path", "train_file", "batch_size", "seed", "objective", "pooler", "max_seq_len",
                "shuffle", "max_train_samples", "do_mlm", "mlp_only_train")  # fmt: skip
 
@@ -34,13 +40,27 @@ def find_resume_point(config: TrainConfig, resume: bool, dist: Dist) -> tuple[Pa
     out = Path(config.output_dir).expanduser()
     checkpoint = latest_checkpoint(out, dist.world_size) if resume and out.exists() else None
     if checkpoint is not None:
-        saved = out / "train_config.yaml"
+        saved = out / RUN_CONFIG
         if saved.exists():
             check_resume_compatible(TrainConfig.from_yaml(saved), config, saved)
         return out, checkpoint
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: output_dir is a file")
-    if out.exists() and any(out.iterdir()) and not resume and not config.overwrite_output_dir:
+    if not (out.exists() and any(out.iterdir())):
+        return out, None
+    is_run = (out / RUN_CONFIG).exists()
+    if resume and is_run and (out / "simcse.json").is_file() and not checkpoint_dirs(out):
+        raise ConfigError(
+            f"{out}: this run has finished (its model is saved there) and kept no checkpoint; nothing to "
+            "resume. Pass --overwrite_output_dir true to train it again, or choose another --output_dir"
+        )
+    if (resume or config.overwrite_output_dir) and not is_run:
+        flag = "--resume" if resume else "--overwrite_output_dir"
+        raise ConfigError(
+            f"{out}: not a simcse training run (no {RUN_CONFIG}), so {flag} leaves it alone; "
+            "choose another --output_dir"
+        )
+    if not resume and not config.overwrite_output_dir:
         raise ConfigError(
             f"{out}: output directory is not empty; pass --resume to continue that run, "
             "--overwrite_output_dir true to replace it, or choose another --output_dir"
@@ -67,7 +87,7 @@ def prepare_output_dir(config: TrainConfig, out: Path, resume: bool, dist: Dist)
         if out.exists() and config.overwrite_output_dir and not resume:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        (out / RUN_CONFIG).write_text(config.to_yaml(), encoding="utf-8")
     dist.barrier()
 
 

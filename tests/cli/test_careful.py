@@ -1,0 +1,171 @@
+"""Every command as careful as ``train`` (issue 11): bad input is one line and exit 2 before any work, results
+are checked before the work starts and never left half-written, and nothing the user did not name is
+destroyed. Each test drives the real CLI through ``main``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simcse.modeling.model_dir import EMBEDDED_MODEL
+from tests.helpers import QUIET, SENTENCES, assert_one_line_error, run
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    return path
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------------------------------------- usage errors
+def test_a_usage_error_is_one_line_naming_the_command(capsys, tiny_bert):
+    code, _, err = run(capsys, ["similarity", str(tiny_bert), "only one"])
+    assert_one_line_error(code, err, "simcse similarity", "the following arguments are required: B", "--help")
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_eval_batch_size_must_be_positive(capsys, tmp_path, value):
+    code, _, err = run(capsys, ["eval", "--batch-size", value, "--data-dir", str(tmp_path), "--no-download"])
+    assert_one_line_error(code, err, "--batch-size", "integer >= 1")
+
+
+# ---------------------------------------------------------------------------------------------- eval results
+@pytest.mark.parametrize("option", ["--output", "--csv"])
+def test_eval_refuses_a_directory_for_its_results_before_evaluating(capsys, tmp_path, option):
+    target = tmp_path / "existing"
+    target.mkdir()
+    data_dir = tmp_path / "no-data"  # evaluating would fail on it: the path check must come first
+    code, out, err = run(capsys, ["eval", option, str(target), "--data-dir", str(data_dir), "--no-download"])
+    assert_one_line_error(code, err, str(target), option, "is a directory")
+    assert out == "" and list(target.iterdir()) == [] and not list(tmp_path.glob("*.tmp"))
+
+
+def test_eval_refuses_a_result_path_under_a_file(capsys, tmp_path):
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    target = tmp_path / "afile" / "results.json"
+    code, _, err = run(
+        capsys, ["eval", "--output", str(target), "--data-dir", str(tmp_path), "--no-download"]
+    )
+    assert_one_line_error(code, err, str(target), "--output", "is not a directory")
+
+
+def test_write_json_leaves_nothing_partial(tmp_path, monkeypatch):
+    from simcse.evaluation import report
+
+    target = tmp_path / "results.json"
+    target.write_text('{"old": true}\n', encoding="utf-8")
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report.os, "replace", fail)
+    with pytest.raises(OSError):
+        report.write_json({"new": 1}, target)
+    assert json.loads(target.read_text(encoding="utf-8")) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+# ---------------------------------------------------------------------------------------------- the default model
+def test_default_names_the_embedded_model_everywhere(embedded_model):
+    from simcse.api import SimCSE
+    from simcse.modeling.encoder import Encoder
+
+    assert Encoder.load("default").source == EMBEDDED_MODEL
+    assert SimCSE("default").encoder.source == EMBEDDED_MODEL
+
+
+@pytest.mark.parametrize("name", ["default", "-"])
+def test_eval_default_is_the_embedded_model_not_a_hub_id(capsys, monkeypatch, name):
+    from simcse.errors import SimCSEError
+    from simcse.evaluation import suite
+
+    asked = []
+
+    def evaluate(model, **kwargs):
+        asked.append(model)
+        raise SimCSEError("stop here")
+
+    monkeypatch.setattr(suite, "evaluate", evaluate)
+    code, _, err = run(capsys, ["eval", name, "--quiet"])
+    assert_one_line_error(code, err, "stop here")
+    assert asked == [None]  # None: the embedded model
+
+
+# ---------------------------------------------------------------------------------------------- encode
+@pytest.mark.parametrize(
+    ("value", "expected"), [("100", "exceeds"), ("0", "integer >= 1"), ("-5", "integer >= 1")]
+)
+def test_encode_max_length_is_checked_before_any_file(capsys, tmp_path, tiny_bert, corpus, value, expected):
+    out = tmp_path / "out.npy"
+    code, _, err = run(capsys, ["encode", str(tiny_bert), "--input", str(corpus), "--output", str(out),
+                                "--max-length", value, "--quiet"])  # fmt: skip
+    assert_one_line_error(code, err, expected)
+    assert not out.exists() and not list(tmp_path.glob("out.npy*"))
+
+
+def test_api_max_length_beyond_the_model_is_an_error(tiny_bert):
+    from simcse.errors import SimCSEError
+    from simcse.modeling.encoder import Encoder
+
+    encoder = Encoder.load(str(tiny_bert), "avg")
+    with pytest.raises(SimCSEError, match="exceeds"):
+        encoder.encode(["a dog"], max_length=65)  # 64 positions
+    with pytest.raises(SimCSEError, match="integer >= 1"):
+        encoder.encode(["a dog"], max_length=0)
+    with pytest.raises(SimCSEError, match="exceeds"):
+        Encoder.load(str(tiny_bert), "avg", max_length=600)
+    assert encoder.encode(["a dog"], max_length=64).shape == (1, 32)
+
+
+# ---------------------------------------------------------------------------------------------- train
+def _train(capsys, tiny_bert, corpus, out, *extra):
+    return run(capsys, ["train", "--train_file", str(corpus), "--model_name_or_path", str(tiny_bert),
+                        "--output_dir", str(out), "--batch_size", "4", "--max_steps", "2", "--save_steps", "0",
+                        "--max_seq_len", "16", *QUIET, *extra])  # fmt: skip
+
+
+def test_resume_on_a_finished_run_without_checkpoints_says_so(capsys, tmp_path, tiny_bert, corpus):
+    out = tmp_path / "run"
+    code, _, err = _train(capsys, tiny_bert, corpus, out)
+    assert code == 0, err
+    before = _files(out)
+    code, _, err = _train(capsys, tiny_bert, corpus, out, "--resume")
+    assert_one_line_error(code, err, str(out), "finished", "nothing to resume", "--overwrite_output_dir")
+    assert _files(out) == before
+
+
+def test_overwrite_refuses_a_directory_that_is_not_a_run(capsys, tmp_path, tiny_bert, corpus):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work", encoding="utf-8")
+    for flag in (["--overwrite_output_dir", "true"], ["--resume"]):
+        code, _, err = _train(capsys, tiny_bert, corpus, out, *flag)
+        assert_one_line_error(code, err, str(out), "not a simcse training run", flag[0])
+        assert _files(out) == {"thesis.tex": b"years of work"}
+
+
+def test_overwrite_replaces_a_run_directory(capsys, tmp_path, tiny_bert, corpus):
+    out = tmp_path / "run"
+    assert _train(capsys, tiny_bert, corpus, out)[0] == 0
+    code, _, err = _train(capsys, tiny_bert, corpus, out, "--overwrite_output_dir", "true")
+    assert code == 0, err
+
+
+# ---------------------------------------------------------------------------------------------- export
+@pytest.mark.parametrize("inside", [False, True])
+def test_export_refuses_its_own_source(capsys, tmp_path, tiny_bert, inside):
+    source = tmp_path / "model"
+    model_args = ["export", str(tiny_bert), "--to", "hf", str(source), "--pooler", "avg"]
+    assert run(capsys, model_args)[0] == 0
+    before = _files(source)
+    target = source / "sub" if inside else source
+    code, _, err = run(capsys, ["export", str(source), "--to", "hf", str(target), "--overwrite"])
+    assert_one_line_error(code, err, "its own source")
+    assert _files(source) == before
