@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from simcse.errors import ConfigError
-from simcse.safe_yaml import check_yaml_size, read_yaml, safe_load_yaml, shorten
+from simcse.errors import ConfigError, shorten
+from simcse.safe_yaml import check_yaml_size, read_yaml, safe_load_yaml
 
 POOLERS = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last")  # see simcse.modeling.pooling
 OBJECTIVES = ("auto", "unsup", "sup")

@@ -33,3 +33,9 @@ class MissingDataError(DataError):
 
 class TrainingError(SimCSEError):
     """Training had to stop (non-finite loss, failed write); the last good checkpoint is kept."""
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """One line of at most ``limit`` characters (for quoting user input in an error)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,13 +8,7 @@ from typing import Any
 
 import yaml
 
-from simcse.errors import ConfigError
-
-
-def shorten(text: str, limit: int = 120) -> str:
-    """One line of at most ``limit`` characters (for quoting user input in an error)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+from simcse.errors import ConfigError, shorten
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -129,12 +129,14 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- endpoints
-def test_embeddings_match_encode_and_count_tokens(client, model):
+def test_embeddings_match_encode_and_count_tokens(client, model, serve_bert):
     texts = ["a man is playing a guitar .", "two dogs run in the park", "the old man said no"]
-    r = client.post("/v1/embeddings", json={"input": texts, "model": "my-model"})
+    r = client.post(
+        "/v1/embeddings", json={"input": texts, "model": "simcse"}
+    )  # the alias every server takes
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["object"] == "list" and body["model"] == "my-model"
+    assert body["object"] == "list" and body["model"] == serve_bert.name  # the served name, never an echo
     assert [d["index"] for d in body["data"]] == [0, 1, 2]
     assert all(d["object"] == "embedding" for d in body["data"])
     got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
@@ -263,6 +265,11 @@ def limited(model):
         ("/similarity", {"a": "x", "b": "y", "c": "z"}, 422, "unknown_field"),
         ("/search", {"query": "x", "threshold": "high"}, 422, "invalid_value"),
         ("/search", {"queries": "x"}, 422, "unknown_field"),
+        ("/v1/embeddings", {"input": "x", "mode": "fast"}, 422, "unknown_field"),
+        ("/v1/embeddings", {"input": "x", "model": "bert-base-uncased"}, 404, "model_not_found"),
+        ("/v1/embeddings", {"input": "x", "model": "../../etc/passwd"}, 404, "model_not_found"),
+        ("/similarity", {"a": "x", "b": "y", "model": "text-embedding-3-small"}, 404, "model_not_found"),
+        ("/search", {"query": "x", "model": "other"}, 404, "model_not_found"),
     ],
 )
 def test_limits_and_validation(limited, path, body, status, code):
@@ -564,7 +571,7 @@ json_values = st.recursive(
 FIELDS = {
     "/v1/embeddings": ["input", "model", "encoding_format", "dimensions", "user"],
     "/similarity": ["a", "b", "model"],
-    "/search": ["query", "top_k", "threshold"],
+    "/search": ["query", "top_k", "threshold", "model"],
 }
 
 
@@ -682,3 +689,14 @@ def test_module_entry_point_bad_index_is_one_line_error(serve_bert, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("simcse: error: ") and str(tmp_path) in lines[-1]
     assert "Traceback" not in proc.stderr
+
+
+def test_model_name_option_names_the_served_model(model):
+    with make_client(model, model_name="mine") as c:
+        ok = c.post("/v1/embeddings", json={"input": "x", "model": "mine"})
+        assert ok.status_code == 200 and ok.json()["model"] == "mine"
+        assert c.post("/similarity", json={"a": "x", "b": "y", "model": "simcse"}).json()["model"] == "mine"
+        error = assert_error(
+            c.post("/v1/embeddings", json={"input": "x", "model": "yours"}), 404, "model_not_found"
+        )
+        assert "'mine'" in error["message"]

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simcse.api import SimCSE
+from simcse.errors import shorten
 from simcse.serve.batcher import EncodeBatcher, QueueFull, ShuttingDown
 from simcse.serve.request_checks import (
     ApiError,
@@ -42,6 +43,8 @@ from simcse.serve.request_checks import (
 from simcse.serve.settings import ServeSettings
 
 MAX_TOP_K = 100
+MODEL_ALIAS = "simcse"  # accepted as 'model' by every server, whatever it serves
+EMBEDDINGS_FIELDS = ("input", "model", "encoding_format", "dimensions", "user")  # OpenAI's request fields
 RETRY_AFTER_S = "1"
 # The page loads its script and style from this server only and may only call this server.
 PAGE_CSP = (
@@ -105,6 +108,7 @@ class Service:
         self.model_name = (
             settings.model_name or model.encoder.source.split(" (")[0].rstrip("/").split("/")[-1] or "simcse"
         )
+        self.model_names = {self.model_name, MODEL_ALIAS}
         self.batcher = EncodeBatcher(self._encode_texts, settings.batch_size, settings.queue_size)
         self.searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simcse-search")
 
@@ -151,10 +155,22 @@ class Service:
             ) from None
         return Response(await run_in_threadpool(_dumps, payload), media_type="application/json")
 
+    def check_model(self, body: dict[str, Any]) -> str:
+        """The served model's name. A request may name it (or ``simcse``); any other name is 404
+        ``model_not_found``, as the OpenAI API answers, never echoed back as if it were served."""
+        name = optional_string(body, "model")
+        if name is not None and name not in self.model_names:
+            raise ApiError(
+                404, f"model {shorten(name, 80)!r} is not served here; this server serves {self.model_name!r} "
+                f"(also accepted: {MODEL_ALIAS!r})", "model_not_found",
+            )  # fmt: skip
+        return self.model_name
+
     async def embeddings_body(self, body: dict[str, Any]) -> dict[str, Any]:
-        """OpenAI's embeddings API. Unknown fields (e.g. ``user``) are ignored, as OpenAI clients send them."""
+        """OpenAI's embeddings API: its fields (``user`` is accepted and ignored); any other is 422."""
+        check_fields(body, EMBEDDINGS_FIELDS, ("input",))
         texts, _ = texts_field(body, "input", self.settings)
-        name = optional_string(body, "model") or self.model_name
+        name = self.check_model(body)
         fmt = body.get("encoding_format") or "float"
         if fmt not in ("float", "base64"):
             raise ApiError(
@@ -188,7 +204,7 @@ class Service:
         a, single_a = texts_field(body, "a", self.settings)
         b, single_b = texts_field(body, "b", self.settings)
         check_count(len(a) + len(b), "'a' and 'b' have", self.settings)
-        name = optional_string(body, "model") or self.model_name
+        name = self.check_model(body)
         vectors, _ = await self.encode(a + b)
         scores = np.clip(vectors[: len(a)] @ vectors[len(a) :].T, -1.0, 1.0)
         result = float(scores[0, 0]) if single_a and single_b else scores.tolist()
@@ -210,7 +226,7 @@ class Service:
             or not math.isfinite(threshold)
         ):
             raise ApiError(422, f"'threshold' must be a number, got {json_type(threshold)}", "invalid_value")
-        name = optional_string(body, "model") or self.model_name
+        name = self.check_model(body)
         index = self.model.index
         if index is None or len(index) == 0:
             raise ApiError(409, "no index is loaded: start the server with --index DIR", "no_index")

@@ -99,6 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most texts waiting to be encoded; more get 503 with Retry-After (default 4096)",
     )
     parser.add_argument("--pooler", default=None, help="override the model's pooler")
+    parser.add_argument(
+        "--model-name",
+        default=None,
+        help="the name clients send as 'model' and get back (default: the model folder's or hub id's last "
+        "part); 'simcse' is always accepted too",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
     parser.add_argument(
         "--allowed-hosts",
@@ -134,4 +140,5 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         batch_size=args.batch_size,
         allowed_hosts=hosts,
         log_level=args.log_level,
+        model_name=args.model_name,
     ).validate()
