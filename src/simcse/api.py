@@ -33,6 +33,7 @@ can switch. Differences from the original:
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simcse.errors import SimCSEError
+from simcse.errors import IndexModelError, SimCSEError
 from simcse.index import VectorIndex, faiss_available
 from simcse.index_dir import load_index_dir, read_index_model, save_index_dir
 from simcse.modeling.encoder import Encoder
@@ -58,6 +59,27 @@ def read_sentence_file(path: str | os.PathLike) -> list[str]:
     from simcse.sentence_files import read_txt
 
     return [row[0] for row in read_txt(Path(path)).rows]
+
+
+DEVICE_NAMES = re.compile(r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
+
+
+def _not_a_device(name: str, value: Any, method: str) -> None:
+    """A device name where ``name`` belongs (the original tool took ``device`` second) is an error that
+    says so."""
+    if isinstance(value, (str, torch.device)) and DEVICE_NAMES.match(str(value)):
+        raise SimCSEError(
+            f"{method}() got the device {str(value)!r} where it takes {name}; the original tool took device "
+            f"second: pass device={str(value)!r} by keyword"
+        )
+
+
+def _count(name: str, value: Any, method: str) -> int:
+    """An integer argument >= 1."""
+    _not_a_device(name, value, method)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SimCSEError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def _is_array(x: Any) -> bool:
@@ -184,12 +206,12 @@ class SimCSE:
         if output not in ("numpy", "torch"):
             raise SimCSEError(f"output must be 'numpy' or 'torch', got {output!r}")
         single = isinstance(sentences, str)
+        if not single and not isinstance(sentences, Iterable):
+            raise SimCSEError(f"encode() takes a string or a list of strings, got {type(sentences).__name__}")
         texts = [sentences] if single else list(sentences)
         if any(not isinstance(t, str) for t in texts):
             raise SimCSEError("encode() takes a string or a list of strings")
-        batch_size = self.batch_size if batch_size is None else int(batch_size)
-        if batch_size < 1:
-            raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = self.batch_size if batch_size is None else _count("batch_size", batch_size, "encode")
         if bf16:
             dtype = torch.bfloat16
         if device is not None:
@@ -284,9 +306,9 @@ class SimCSE:
         device: str | torch.device | None = None,
         batch_size: int | None = None,
     ) -> SimCSE:
-        """Encode more sentences into the current index (a new index if there is none)."""
+        """Encode more sentences into the current index (built or loaded before)."""
         if self.index is None:
-            return self.build_index(sentences_or_file_path, device=device, batch_size=batch_size)
+            raise SimCSEError("no index to add to: call build_index() or load_index() first")
         sentences = self._collection(sentences_or_file_path)
         self.index.add(self.encode(sentences, batch_size=batch_size, device=device))
         self.sentences.extend(sentences)
@@ -303,8 +325,10 @@ class SimCSE:
         scoring at least ``threshold`` when given; for a list of queries, one such list per query."""
         if self.index is None or len(self.index) == 0:
             raise SimCSEError("no index: call build_index() or load_index() first")
-        if int(top_k) < 1:
-            raise SimCSEError(f"top_k must be at least 1, got {top_k}")
+        top_k = _count("top_k", top_k, "search")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
+            _not_a_device("threshold", threshold, "search")
+            raise SimCSEError(f"threshold must be a number, got {threshold!r}")
         single = isinstance(queries, str)
         texts = [queries] if single else list(queries)
         if not texts:
@@ -340,9 +364,9 @@ class SimCSE:
                     f"{directory}: built with a {saved.get('dim')}-dim model, this one has {self.dim} dims"
                 )
             if saved.get("fingerprint") != self.fingerprint():
-                raise SimCSEError(
-                    f"{directory}: built with another model ({saved.get('source')}); "
-                    "load that model, or pass check_model=False"
+                raise IndexModelError(
+                    f"{directory}: built with another model ({saved.get('source')})",
+                    "load that model, or pass check_model=False",
                 )
         self.index, self.sentences = load_index_dir(directory, self.dim)
         return self

@@ -31,6 +31,15 @@ class MissingDataError(DataError):
         self.fetch_command = fetch_command
 
 
+class IndexModelError(SimCSEError):
+    """An index was built by another model than the one loading it (or its model is unknown). ``override``
+    says how to load it anyway, in the words of the caller (Python: ``check_model=False``)."""
+
+    def __init__(self, problem: str, override: str = "pass check_model=False"):
+        super().__init__(f"{problem}; {override}")
+        self.problem = problem
+
+
 class TrainingError(SimCSEError):
     """Training had to stop (non-finite loss, failed write); the last good checkpoint is kept."""
 

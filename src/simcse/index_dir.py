@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from simcse.errors import SimCSEError
+from simcse.errors import IndexModelError, SimCSEError
 from simcse.index import VectorIndex, discard_staged
 
 SENTENCES_FILE = "sentences.jsonl"
@@ -48,9 +48,9 @@ def read_index_model(directory: Path) -> dict[str, Any]:
         if not isinstance(saved, dict):
             raise ValueError("not a JSON object")
     except FileNotFoundError as e:
-        raise SimCSEError(
-            f"{model_path}: not found, so the model that built this index is unknown; "
-            "pass check_model=False to load it anyway"
+        raise IndexModelError(
+            f"{model_path}: not found, so the model that built this index is unknown",
+            "pass check_model=False to load it anyway",
         ) from e
     except (OSError, ValueError) as e:
         raise SimCSEError(f"{model_path}: cannot read the model description ({e})") from e

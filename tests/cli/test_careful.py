@@ -169,3 +169,61 @@ def test_export_refuses_its_own_source(capsys, tmp_path, tiny_bert, inside):
     code, _, err = run(capsys, ["export", str(source), "--to", "hf", str(target), "--overwrite"])
     assert_one_line_error(code, err, "its own source")
     assert _files(source) == before
+
+
+# ---------------------------------------------------------------------------------------------- search / API
+@pytest.fixture
+def index_dir(capsys, tmp_path, tiny_bert, corpus) -> Path:
+    out = tmp_path / "idx"
+    assert (
+        run(capsys, ["index", "build", str(tiny_bert), "--input", str(corpus), "--out", str(out), "--quiet"])[
+            0
+        ]
+        == 0
+    )
+    return out
+
+
+def test_search_with_another_model_says_what_to_do_in_cli_words(capsys, tmp_path, index_dir):
+    from tests.helpers import make_tiny_bert
+
+    other = make_tiny_bert(tmp_path / "other", seed=7)  # same dimension, other weights
+    capsys.readouterr()
+    code, _, err = run(capsys, ["search", str(index_dir), "a dog", "--model", str(other)])
+    assert_one_line_error(code, err, "built with another model", "--model", "model.json")
+    assert "check_model" not in err
+
+
+def test_search_model_option_names_the_model_of_an_index_without_model_json(capsys, index_dir, tiny_bert):
+    (index_dir / "model.json").unlink()
+    code, _, err = run(capsys, ["search", str(index_dir), "a dog", "--top-k", "2"])
+    assert_one_line_error(code, err, "model.json", "--model")
+    code, out, err = run(
+        capsys, ["search", str(index_dir), "a dog", "--top-k", "2", "--model", str(tiny_bert)]
+    )
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 2
+
+
+def test_api_mistakes_are_clear_errors(tiny_bert):
+    from simcse.api import SimCSE
+    from simcse.errors import SimCSEError
+
+    model = SimCSE(str(tiny_bert), pooler="avg", device="cpu")
+    with pytest.raises(SimCSEError, match="no index to add to"):
+        model.add_to_index(["a dog"])  # used to build an index silently
+    assert model.index is None
+    with pytest.raises(SimCSEError, match="got NoneType"):
+        model.encode(None)
+    with pytest.raises(SimCSEError, match="device 'cpu' where it takes batch_size"):
+        model.encode(["a dog"], "cpu")
+    model.build_index(SENTENCES, use_faiss=False)
+    with pytest.raises(SimCSEError, match="device 'cpu' where it takes top_k.*device='cpu' by keyword"):
+        model.search("a dog", "cpu")  # the original tool's positional device
+    with pytest.raises(SimCSEError, match="device 'cuda:0' where it takes threshold"):
+        model.search("a dog", 3, "cuda:0")
+    with pytest.raises(SimCSEError, match="threshold must be a number"):
+        model.search("a dog", 3, "high")
+    with pytest.raises(SimCSEError, match="top_k must be an integer >= 1"):
+        model.search("a dog", 0)
+    assert len(model.search("a dog", 3, device="cpu")) == 3

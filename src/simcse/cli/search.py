@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from simcse.cli.options import add_model_options
-from simcse.errors import SimCSEError
+from simcse.errors import IndexModelError, SimCSEError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +62,17 @@ def run(args: argparse.Namespace) -> int:
             raise SimCSEError(
                 f"{directory}: cannot load the model it was built with ({e}); pass --model"
             ) from e
-    model.load_index(directory)
+    from simcse.index_dir import MODEL_FILE
+
+    # --model says which model built an index that does not record it; one that does is still checked
+    check = args.model is None or (directory / MODEL_FILE).exists()
+    try:
+        model.load_index(directory, check_model=check)
+    except IndexModelError as e:  # the Python API's advice (check_model=False) means nothing here
+        raise SimCSEError(
+            f"{e.problem}; search with the model recorded in {directory / 'model.json'} (the default), "
+            "or with --model naming a copy of it"
+        ) from e
     results = model.search(list(args.queries), top_k=args.top_k, threshold=args.threshold)
     if args.json:
         rows = [{"query": q, "results": [{"sentence": s, "score": round(score, 6)} for s, score in hits]}
