@@ -58,7 +58,7 @@ def read_sentence_file(path: str | os.PathLike) -> list[str]:
     """One sentence per line (UTF-8); blank lines are skipped."""
     from simcse.sentence_files import read_txt
 
-    return [row[0] for row in read_txt(Path(path)).rows]
+    return [row[0] for row in read_txt(Path(path), "input file").rows]
 
 
 DEVICE_NAMES = re.compile(r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")

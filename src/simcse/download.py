@@ -257,13 +257,14 @@ def main_download(
     names: list[str], data_dir: str | None, base_url: str | None = None, force: bool = False
 ) -> int:
     """``simcse data download NAME... [--dir DIR] [--force]``: prints where each dataset is; returns the
-    exit code (0 all present, 1 a download failed, 2 an unknown name)."""
+    exit code: 0 when all are present, 2 when a name is unknown or a download failed (the others are still
+    fetched). Errors are ``simcse: error: ...`` lines, as from every command."""
     wanted = list(DATASETS) if "all" in names else list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in DATASETS]
     if unknown or not wanted:
         known = ", ".join([*DATASETS, "all"])
         print(
-            f"error: unknown dataset {', '.join(map(repr, unknown)) or '(none given)'}; choose from: {known}",
+            f"simcse: error: unknown dataset {', '.join(map(repr, unknown)) or '(none given)'}; choose from: {known}",
             file=sys.stderr,
         )
         return 2
@@ -273,8 +274,8 @@ def main_download(
         try:
             path = download_dataset(name, data_dir, base_url=base_url, force=force)
         except SimCSEError as err:
-            print(f"error: {name}: {err}", file=sys.stderr)
-            status = 1
+            print(f"simcse: error: {name}: {' '.join(str(err).split())}", file=sys.stderr)
+            status = 2
             continue
         print(f"{name}: {path}" + (" (already present)" if present else ""))
     return status

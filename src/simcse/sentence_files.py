@@ -49,22 +49,23 @@ def _decode(path: Path, data: bytes) -> str:
         raise DataError(path, message, line=raw[: e.start].count(b"\n") + 1) from e
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, what: str) -> bytes:
     if not path.exists():
-        raise DataError(path, "training file not found")
+        raise DataError(path, f"{what} not found")
     if path.is_dir():
-        raise DataError(path, "is a directory, not a training file")
+        raise DataError(path, f"is a directory, not a {what}")
     try:
         data = path.read_bytes()
     except OSError as e:
         raise DataError(path, f"cannot read ({e.strerror})") from e
     if not data.strip():
-        raise DataError(path, "training file is empty")
+        raise DataError(path, f"{what} is empty")
     return data
 
 
-def read_txt(path: Path) -> TrainingData:
-    text = _decode(path, _read_bytes(path))
+def read_txt(path: Path, what: str = "training file") -> TrainingData:
+    """One sentence per line; ``what`` names the file in errors ("training file", "input file")."""
+    text = _decode(path, _read_bytes(path, what))
     rows, blank = [], 0
     for i, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
@@ -81,8 +82,8 @@ def read_txt(path: Path) -> TrainingData:
     return TrainingData(str(path), 1, rows, skipped_blank=blank)
 
 
-def read_table(path: Path, delimiter: str) -> TrainingData:
-    text = _decode(path, _read_bytes(path))
+def read_table(path: Path, delimiter: str, what: str = "training file") -> TrainingData:
+    text = _decode(path, _read_bytes(path, what))
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     rows: list[tuple[str, ...]] = []

@@ -227,3 +227,31 @@ def test_api_mistakes_are_clear_errors(tiny_bert):
     with pytest.raises(SimCSEError, match="top_k must be an integer >= 1"):
         model.search("a dog", 0)
     assert len(model.search("a dog", 3, device="cpu")) == 3
+
+
+# ---------------------------------------------------------------------------------------------- messages
+def test_one_row_is_too_few_and_the_message_says_why(capsys, tmp_path, tiny_bert):
+    one = tmp_path / "one.txt"
+    one.write_text("a single sentence\n", encoding="utf-8")
+    code, _, err = _train(capsys, tiny_bert, one, tmp_path / "run")
+    assert_one_line_error(code, err, f"{one}: 1 row: a contrastive batch needs at least 2 rows")
+    three = tmp_path / "three.txt"
+    three.write_text("one\ntwo\nthree\n", encoding="utf-8")
+    code, _, err = _train(capsys, tiny_bert, three, tmp_path / "run3")  # batch 4: one batch of 3
+    assert code == 0, err
+
+
+def test_a_run_without_dev_evaluation_says_so(capsys, tmp_path, tiny_bert, corpus):
+    code, _, err = _train(capsys, tiny_bert, corpus, tmp_path / "run")
+    assert code == 0
+    assert "the model after step 2; no dev evaluation" in err and "None" not in err
+
+
+def test_index_build_names_an_empty_input_file(capsys, tmp_path, tiny_bert):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    code, _, err = run(
+        capsys, ["index", "build", str(tiny_bert), "--input", str(empty), "--out", str(tmp_path / "i")]
+    )
+    assert_one_line_error(code, err, f"{empty}: input file is empty")
+    assert "training" not in err

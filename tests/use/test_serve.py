@@ -700,3 +700,11 @@ def test_model_name_option_names_the_served_model(model):
             c.post("/v1/embeddings", json={"input": "x", "model": "yours"}), 404, "model_not_found"
         )
         assert "'mine'" in error["message"]
+
+
+def test_an_infinite_threshold_is_named_as_such(client):
+    r = client.post(
+        "/search", content=b'{"query": "x", "threshold": 1e309}', headers={"content-type": "application/json"}
+    )
+    error = assert_error(r, 422, "invalid_value")
+    assert "finite number, got inf" in error["message"]

@@ -225,7 +225,8 @@ class Service:
             or not isinstance(threshold, (int, float))
             or not math.isfinite(threshold)
         ):
-            raise ApiError(422, f"'threshold' must be a number, got {json_type(threshold)}", "invalid_value")
+            got = threshold if isinstance(threshold, float) else json_type(threshold)
+            raise ApiError(422, f"'threshold' must be a finite number, got {got}", "invalid_value")
         name = self.check_model(body)
         index = self.model.index
         if index is None or len(index) == 0:

@@ -56,11 +56,13 @@ def finish(
                  "simcse_version": __version__})  # fmt: skip
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card(meta, test), encoding="utf-8")
-    print(
-        f"simcse: model saved to {out} (best dev at step {state.best_step}: {format_scores(dev_best)}; "
-        f"before training: {format_scores(state.dev_before)})",
-        file=sys.stderr,
-    )
+    if state.best_step is None:  # dev_eval false: the last step's model
+        facts = f"the model after step {state.global_step}; no dev evaluation"
+    else:
+        facts = f"best dev at step {state.best_step}: {format_scores(dev_best)}"
+        if state.dev_before:
+            facts += f"; before training: {format_scores(state.dev_before)}"
+    print(f"simcse: model saved to {out} ({facts})", file=sys.stderr)
     return dev_best, test
 
 

@@ -92,8 +92,13 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
     out, checkpoint = find_resume_point(config, resume, dist)
     plan = BatchPlan(len(data), config.batch_size, config.seed, config.shuffle, drop_last=dist.world_size > 1)
     if plan.steps_per_epoch == 0:
+        rows = f"{len(data)} row{'' if len(data) == 1 else 's'}"
+        if dist.world_size == 1:  # a last partial batch of 2+ rows is kept: only 0 or 1 row makes no batch
+            raise DataError(data.path, f"{rows}: a contrastive batch needs at least 2 rows")
         raise DataError(
-            data.path, f"{len(data)} rows make no batch of {config.batch_size // dist.world_size}+"
+            data.path,
+            f"{rows} make no full batch of {config.batch_size} rows (with {dist.world_size} processes the "
+            "last partial batch is dropped); lower batch_size",
         )
     total_steps = config.max_steps or config.num_epochs * plan.steps_per_epoch
     return Inputs(data, views, evaluator, out, checkpoint, plan, total_steps)
