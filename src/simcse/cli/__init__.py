@@ -18,9 +18,26 @@ from simcse.errors import SimCSEError
 SUBCOMMANDS = (train, eval_command, data, similarity, encode, index, search, export)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in ``--help``, unless its help already states it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not text or "default" in text.lower() or default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings):  # fmt: skip
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the package's error discipline: a usage error is one line, ``simcse: error: ...``
-    naming the command, and exit status 2 (argparse's default prints the usage block first)."""
+    naming the command, and exit status 2 (argparse's default prints the usage block first). Subcommand
+    parsers are of this class too, and show every default in ``--help``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"simcse: error: {self.prog}: {message} (see {self.prog} --help)\n")

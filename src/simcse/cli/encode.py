@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=8192,
         metavar="N",
-        help="lines read and length-sorted together (default 8192)",
+        help="lines read and length-sorted together",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument(

@@ -19,7 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tasks", default="sts", help="sts | transfer | full | geometry | comma-separated SentEval names"
     )
-    p.add_argument("--mode", default="test", choices=("test", "dev", "fasttest"))
+    p.add_argument(
+        "--mode", default="test", choices=("test", "dev", "fasttest"), help="SentEval's evaluation mode"
+    )
     p.add_argument(
         "--aggregate", default="all", choices=("all", "mean", "wmean"), help="STS12-16 aggregation"
     )
@@ -32,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last)",
     )
     p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="sentences per batch (default 128)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="sentences per batch")
     p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
     p.add_argument(
         "--cache-dir", default=None, help="cache embeddings here, keyed by model fingerprint and sentences"

@@ -19,15 +19,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "build",
         help="encode a text file and save a searchable index",
         description="Encode --input (one sentence per line; blank lines skipped) and save the index, "
-        "the sentences and the model's name to --out, for `simcse search`.",
+        "the sentences and the model's name to --output, for `simcse search`.",
     )
     d.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     d.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
-    d.add_argument("--out", required=True, help="index directory to write")
+    d.add_argument("--output", "--out", dest="out", required=True, help="index directory to write")
     d.add_argument("--index", default="auto", choices=("auto", "flat", "ivf", "hnsw"),
                    help="auto: exact up to 100k sentences, IVF above (faiss)")  # fmt: skip
     add_model_options(d, batch_size=64, bf16_help=BF16_HELP)
-    d.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    d.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=run)
 

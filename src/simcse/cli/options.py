@@ -56,7 +56,7 @@ def add_model_options(
             "--batch-size",
             type=positive_int,
             default=batch_size,
-            help=f"sentences per batch (default {batch_size})",
+            help="sentences per batch",
         )
     p.add_argument("--pooler", default=None, help="override the pooler")
     if bf16_help is not None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from simcse.cli.options import add_model_options
+from simcse.cli.options import add_model_options, positive_int
 from simcse.errors import IndexModelError, SimCSEError
 
 
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("index_dir", metavar="DIR", help="index directory")
     p.add_argument("queries", metavar="QUERY", nargs="+")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5, help="results per query")
     p.add_argument("--threshold", type=float, default=None, help="only results with a cosine >= this")
     p.add_argument("--model", default=None, help="the model to encode queries with (default: the index's)")
     add_model_options(p)

@@ -9,11 +9,12 @@ from simcse.config import option_help
 
 def help_text() -> str:
     """Every config key with its default and help, by group, from the fields' metadata."""
-    lines = ["options (every config key; YAML values are overridden by flags):"]
+    lines = ["options (every config key; YAML values are overridden by flags; --batch_size works too):"]
     for group, rows in option_help():
         lines.append(f"{group}:")
         lines += [
-            f"  --{key:<28} default {default}" + (f"; {text}" if text else "") for key, default, text in rows
+            f"  --{key.replace('_', '-'):<28} default {default}" + (f"; {text}" if text else "")
+            for key, default, text in rows
         ]
     return "\n".join(lines)
 
