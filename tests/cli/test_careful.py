@@ -176,9 +176,10 @@ def test_export_refuses_its_own_source(capsys, tmp_path, tiny_bert, inside):
 def index_dir(capsys, tmp_path, tiny_bert, corpus) -> Path:
     out = tmp_path / "idx"
     assert (
-        run(capsys, ["index", "build", str(tiny_bert), "--input", str(corpus), "--output", str(out), "--quiet"])[
-            0
-        ]
+        run(
+            capsys,
+            ["index", "build", str(tiny_bert), "--input", str(corpus), "--output", str(out), "--quiet"],
+        )[0]
         == 0
     )
     return out
