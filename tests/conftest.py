@@ -17,6 +17,12 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_bert4(tmp_path_factory) -> Path:
+    """4 layers: the layers avg_top2 (3, 4) and avg_first_last (1, 4) read are different ones."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert4"), layers=4, seed=3)
+
+
+@pytest.fixture(scope="session")
 def tiny_bert_mlm(tmp_path_factory) -> Path:
     """A tiny BERT saved with its MLM head (BertForMaskedLM)."""
     from transformers import BertConfig, BertForMaskedLM

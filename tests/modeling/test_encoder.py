@@ -74,8 +74,8 @@ def test_packed_gradients_equal_hf_gradients_without_dropout(tmp_path):
 
 
 @pytest.mark.parametrize("pooler", POOLERS)
-def test_poolers_match_hidden_states(pooler, tiny_bert):
-    enc = Encoder.for_training(str(tiny_bert), pooler)
+def test_poolers_match_hidden_states(pooler, tiny_bert4):
+    enc = Encoder.for_training(str(tiny_bert4), pooler)
     enc.eval()
     batch = _batch(enc.backbone.config.vocab_size, 0)
     with torch.no_grad():
@@ -90,6 +90,12 @@ def test_poolers_match_hidden_states(pooler, tiny_bert):
         "avg_first_last": masked_mean((hs[1] + hs[-1]) / 2, mask),  # first transformer layer, not embeddings
     }[pooler]
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_layer_poolers_read_different_layers_on_four_layers(tiny_bert4, sentences):
+    top2 = Encoder.load(str(tiny_bert4), "avg_top2").encode(sentences)
+    first_last = Encoder.load(str(tiny_bert4), "avg_first_last").encode(sentences)
+    assert not np.allclose(top2, first_last, atol=1e-3)
 
 
 def test_mlp_only_train_uses_mlp_in_training_only(tiny_bert, sentences):
@@ -128,10 +134,10 @@ def test_encode_is_in_input_order_and_batch_independent(tiny_bert, sentences):
     ],
 )
 def test_saved_model_loads_in_sentence_transformers_with_equal_embeddings(
-    tiny_bert, tmp_path, sentences, pooler, mlp_only_train
+    tiny_bert4, tmp_path, sentences, pooler, mlp_only_train
 ):
     st = pytest.importorskip("sentence_transformers")
-    enc = Encoder.for_training(str(tiny_bert), pooler, mlp_only_train)
+    enc = Encoder.for_training(str(tiny_bert4), pooler, mlp_only_train)
     with torch.no_grad():  # make the MLP non-trivial
         if enc.mlp is not None:
             enc.mlp.dense.weight.normal_(0, 0.3)
@@ -145,6 +151,9 @@ def test_saved_model_loads_in_sentence_transformers_with_equal_embeddings(
     assert np.allclose(reloaded.encode(sentences), ours, atol=1e-6)
     meta = json.loads((out / "simcse.json").read_text())
     assert meta["pooler"] == reloaded.pooler and meta["mlp"] == (pooler == "cls" and not mlp_only_train)
+    # with 4 layers the sentence-transformers modules alone name the pooler (simcse.json is not needed)
+    (out / "simcse.json").unlink()
+    assert Encoder.load(out).inference_pooler == reloaded.inference_pooler
 
 
 def test_mlp_is_written_into_bert_pooler_like_released_checkpoints(tiny_bert, tmp_path, sentences):

@@ -51,6 +51,12 @@ def setup(tmp_path_factory):
     return model, train_file, load_file(str(reference / "model.safetensors"))
 
 
+def _newest_step(out: Path) -> int:
+    from simcse.training.checkpoint import checkpoint_dirs
+
+    return int(checkpoint_dirs(out)[-1].name.split("-")[1])
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while not path.exists():
@@ -66,17 +72,22 @@ def test_sigkill_at_several_points_then_resume_gives_identical_weights(setup, tm
     rng = random.Random(7)
     kill_after = [8, 20, 32]  # checkpoints that must exist before each kill; a random delay follows
     for i, step in enumerate(kill_after):
+        expected = _newest_step(out) if i else None  # the step a resumed run must start from
         args = _cmd(model, train_file, out, *(["--resume"] if i else []))
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
         _wait_for(out / "checkpoints" / f"step-{step:08d}", proc)
         time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        _, err = proc.communicate()
         assert not (out / "model.safetensors").exists(), "the run finished before it was killed"
+        if expected is not None:
+            assert f"(step {expected})" in err.decode(), err.decode()[-2000:]
+    expected = _newest_step(out)
+    assert expected >= kill_after[-1]
     final = subprocess.run(_cmd(model, train_file, out, "--resume"), capture_output=True, text=True, env=_env(),
                            timeout=600)  # fmt: skip
     assert final.returncode == 0, final.stderr[-3000:]
-    assert "resuming from" in final.stderr
+    assert f"resuming from {out / 'checkpoints' / f'step-{expected:08d}'} (step {expected})" in final.stderr
     got = load_file(str(out / "model.safetensors"))
     assert got.keys() == reference.keys()
     for k in reference:
@@ -95,13 +106,14 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(setup, tmp_path):
     proc.wait()
     from simcse.training.checkpoint import checkpoint_dirs
 
-    newest = checkpoint_dirs(out)[-1]
+    newest, previous = checkpoint_dirs(out)[-1], checkpoint_dirs(out)[-2]
     weights = newest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
     final = subprocess.run(_cmd(model, train_file, out, "--resume"), capture_output=True, text=True, env=_env(),
                            timeout=600)  # fmt: skip
     assert final.returncode == 0, final.stderr[-3000:]
     assert "skipping a broken checkpoint" in final.stderr
+    assert f"resuming from {previous} (step {int(previous.name.split('-')[1])})" in final.stderr
     got = load_file(str(out / "model.safetensors"))
     for k in reference:
         assert torch.equal(got[k], reference[k]), k
