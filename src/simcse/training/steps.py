@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -154,7 +155,7 @@ def check_finite(
     scaler: torch.amp.GradScaler,
     dist: Dist,
     step: int,
-    checkpoints: object,
+    checkpoints: Path,
 ) -> None:
     """Stop before the update when the loss or the gradient is NaN/inf on any process; all processes stop
     together (a lone raise would leave the others waiting). One host sync. With fp16 the loss scaler skips
