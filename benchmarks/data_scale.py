@@ -64,7 +64,9 @@ def main() -> None:
             sys.exit(proc.stderr[-3000:])
         first_step = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["time"]
 
-    print(f"\n{args.lines:,} lines, {size_mb:.0f} MB")
+    from simcse.hardware import describe_cpu
+
+    print(f"\n{args.lines:,} lines, {size_mb:.0f} MB, {describe_cpu()}")
     print("| measure | value |\n|---|---|")
     print(f"| read + validate + first batch plan | {read_s:.1f} s |")
     print(f"| data-side memory held (peak during reading) | {held / 2**20:.0f} MB ({peak / 2**20:.0f} MB) |")

@@ -82,7 +82,9 @@ def main() -> int:
     def run_theirs(bs: int) -> np.ndarray:
         return theirs.encode(sentences, batch_size=bs, normalize_embeddings=True, convert_to_numpy=True)
 
-    print(f"{len(sentences)} STS sentences, all-MiniLM-L6-v2, fp32, CPU threads {torch.get_num_threads()}, "
+    from simcse.hardware import describe_cpu
+
+    print(f"{len(sentences)} STS sentences, all-MiniLM-L6-v2, fp32, {describe_cpu()}, torch threads {torch.get_num_threads()}, "
           f"max length {ours.encoder.max_length}, packed (unpadded) layers: {ours.encoder.packed}, "
           f"best of {args.rounds} alternating rounds")  # fmt: skip
     # CPU-time rates (sentences per CPU-second of this process) are less sensitive to other processes

@@ -244,9 +244,9 @@ def hms(seconds: float) -> str:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
+    from simcse.hardware import describe_cpu
 
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"CPU ({describe_cpu()}; {torch.get_num_threads()} torch threads)"
 
 
 def main(argv: list[str] | None = None) -> int:

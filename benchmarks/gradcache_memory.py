@@ -48,7 +48,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.data_dir)
-    print(f"\nunsup, all-MiniLM-L6-v2, batch {args.batch}, max length 32, fp32, CPU")
+    from simcse.hardware import describe_cpu
+
+    print(f"\nunsup, all-MiniLM-L6-v2, batch {args.batch}, max length 32, fp32, {describe_cpu()}")
     print("| chunk | peak RSS (MB) | seconds per step |\n|---|---|---|")
     for chunk in (int(c) for c in args.chunks.split(",")):
         cmd = [sys.executable, __file__, "--child", str(args.batch), str(chunk), "--data-dir", args.data_dir]

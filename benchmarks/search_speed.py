@@ -159,7 +159,9 @@ def main() -> None:
 
     import faiss
 
-    print(f"dim {args.dim}, data {args.data}, faiss {faiss.__version__}, CPU threads {os.cpu_count()}, "
+    from simcse.hardware import describe_cpu
+
+    print(f"dim {args.dim}, data {args.data}, faiss {faiss.__version__}, {describe_cpu()}, "
           f"{args.queries} single queries, {args.batches} batches of 32; each backend in a fresh process")  # fmt: skip
     header = (f"{'size':>9} {'backend':>7} {'build s':>8} {'raw MB':>7} {'RSS+ MB':>8} {'1q p50':>8} "
               f"{'1q p99':>8} {'32q p50':>8} {'32q p99':>8} {'recall@10':>9}")  # fmt: skip

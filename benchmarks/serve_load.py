@@ -300,8 +300,11 @@ def main() -> int:
     five_xx = sum(n for s, n in stats.statuses.items() if s >= 500)
     errors = sum(stats.errors.values())
     mode = f"mixed, {args.duration:g} s" if args.mixed else f"embeddings, {args.requests} requests"
+    from simcse.hardware import describe_cpu
+
     print(
-        f"\nserve_load ({mode}, {args.clients} clients, model {args.model or 'all-MiniLM-L6-v2 (embedded)'})"
+        f"\nserve_load ({mode}, {args.clients} clients, model {args.model or 'all-MiniLM-L6-v2 (embedded)'}, "
+        f"{describe_cpu()})"
     )
     print(f"  requests served:  {served} in {elapsed:.1f} s = {served / elapsed:.1f} req/s")
     print(f"  texts encoded:    {stats.texts} = {stats.texts / elapsed:.1f} texts/s (successful requests)")

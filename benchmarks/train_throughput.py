@@ -174,7 +174,9 @@ def main() -> None:
         return BATCH * r["steps"] / r["seconds"]
 
     base_rate = max(rate(r) for r in runs["st"])
-    print(f"\nunsup SimCSE, all-MiniLM-L6-v2, batch {BATCH}, max length {MAX_LEN}, CPU threads {os.cpu_count()}, "
+    from simcse.hardware import describe_cpu
+
+    print(f"\nunsup SimCSE, all-MiniLM-L6-v2, batch {BATCH}, max length {MAX_LEN}, {describe_cpu()}, "
           f"{args.steps} timed steps after {args.warmup} warm-up steps, best of {args.rounds} alternating rounds")  # fmt: skip
     print(
         "| trainer | sentences/s | steps/s | ratio vs sentence-transformers | peak RSS (MB) | all rounds (sent/s) |"

@@ -163,8 +163,15 @@ def tiny_vocab() -> list[str]:
 
 
 def make_tiny_bert(
-    path: Path, layers: int = 2, hidden: int = 32, seed: int = 0, dropout: float = 0.1
+    path: Path,
+    layers: int = 2,
+    hidden: int = 32,
+    seed: int = 0,
+    dropout: float = 0.1,
+    init_range: float = 0.02,
 ) -> Path:
+    """A random BERT. With the usual ``init_range`` 0.02 all its sentence embeddings have cosine ~1; 0.5
+    spreads them (off-diagonal cosines about -0.1 to 0.8), for tests whose gradients must not be tiny."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
     path.mkdir(parents=True, exist_ok=True)
@@ -183,6 +190,7 @@ def make_tiny_bert(
         max_position_embeddings=64,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
+        initializer_range=init_range,
     )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(str(path))

@@ -24,6 +24,7 @@ LAYERS = {
     "simcse.config": "base",
     "simcse.safe_yaml": "base",
     "simcse.runtime": "base",
+    "simcse.hardware": "base",
     "simcse.download": "base",
     "simcse.http_fetch": "base",
     "simcse.sentence_files": "base",

@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from simcse.errors import MissingDataError, SimCSEError
+from simcse.errors import ConfigError, MissingDataError, SimCSEError
 from simcse.http_fetch import fetch, is_reachable, write_error
 
 DEFAULT_BASE_URL = "https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main"
@@ -87,6 +87,9 @@ def dataset_path(name: str, data_dir: str | Path | None = None) -> Path:
 def dataset_url(name: str, base_url: str | None = None) -> str:
     """The download URL: ``base_url`` if given, else ``$SIMCSE_DATA_URL``, else the Hugging Face dataset."""
     base = base_url or os.environ.get(DATA_URL_ENV) or DEFAULT_BASE_URL
+    if urllib.parse.urlsplit(base).scheme not in ("http", "https", "file"):
+        where = "--base-url" if base_url else f"${DATA_URL_ENV}"
+        raise ConfigError(f"{where} must be an http://, https:// or file:// URL, got {base!r}")
     return f"{base.rstrip('/')}/{urllib.parse.quote(_spec(name).remote_name)}"
 
 
@@ -267,6 +270,11 @@ def main_download(
             f"simcse: error: unknown dataset {', '.join(map(repr, unknown)) or '(none given)'}; choose from: {known}",
             file=sys.stderr,
         )
+        return 2
+    try:
+        dataset_url(wanted[0], base_url)  # a malformed --base-url is one error, not one per dataset
+    except SimCSEError as err:
+        print(f"simcse: error: {err}", file=sys.stderr)
         return 2
     status = 0
     for name in wanted:

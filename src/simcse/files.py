@@ -49,6 +49,22 @@ def check_output_file(path: str | os.PathLike, option: str) -> Path:
     return path
 
 
+def check_output_dir(path: str | os.PathLike, option: str) -> Path:
+    """Refuse, before any work, a directory path that cannot be created or written: a file, or a parent
+    that is a file or is read-only."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SimCSEError(f"{path}: {option} is a file; give a directory")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SimCSEError(f"{path}: {option} cannot be created ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK):
+        raise SimCSEError(f"{path}: {option} cannot be written (no write permission in {existing})")
+    return path
+
+
 def refuse_non_empty(directory: Path, overwrite: bool) -> None:
     """Refuse to replace a file, or a non-empty directory unless ``overwrite``."""
     if directory.exists() and not directory.is_dir():

@@ -131,14 +131,25 @@ def _train(capsys, tiny_bert, corpus, out, *extra):
                         "--max_seq_len", "16", *QUIET, *extra])  # fmt: skip
 
 
-def test_resume_on_a_finished_run_without_checkpoints_says_so(capsys, tmp_path, tiny_bert, corpus):
+@pytest.mark.parametrize("save_steps", ["0", "1"])  # without checkpoints, and with one at every step
+def test_resume_on_a_finished_run_says_so_and_writes_nothing(capsys, tmp_path, tiny_bert, corpus, save_steps):
     out = tmp_path / "run"
-    code, _, err = _train(capsys, tiny_bert, corpus, out)
+    code, _, err = _train(capsys, tiny_bert, corpus, out, "--save_steps", save_steps)
     assert code == 0, err
     before = _files(out)
-    code, _, err = _train(capsys, tiny_bert, corpus, out, "--resume")
-    assert_one_line_error(code, err, str(out), "finished", "nothing to resume", "--overwrite_output_dir")
+    code, _, err = _train(capsys, tiny_bert, corpus, out, "--save_steps", save_steps, "--resume")
+    assert_one_line_error(code, err, str(out), "finished at step 2", "nothing to resume", "--max_steps",
+                          "--overwrite_output_dir")  # fmt: skip
     assert _files(out) == before
+
+
+def test_resume_with_more_steps_trains_a_finished_run_further(capsys, tmp_path, tiny_bert, corpus):
+    out = tmp_path / "run"
+    assert _train(capsys, tiny_bert, corpus, out, "--save_steps", "1")[0] == 0
+    code, _, err = _train(capsys, tiny_bert, corpus, out, "--save_steps", "1", "--max_steps", "3", "--resume")
+    assert code == 0, err
+    assert "(step 1)" in err  # the last step is the saved model, not a checkpoint: step 2 is replayed
+    assert json.loads((out / "simcse.json").read_text())["step"] == 3
 
 
 def test_overwrite_refuses_a_directory_that_is_not_a_run(capsys, tmp_path, tiny_bert, corpus):
@@ -151,11 +162,26 @@ def test_overwrite_refuses_a_directory_that_is_not_a_run(capsys, tmp_path, tiny_
         assert _files(out) == {"thesis.tex": b"years of work"}
 
 
-def test_overwrite_replaces_a_run_directory(capsys, tmp_path, tiny_bert, corpus):
+@pytest.mark.parametrize("dev_eval", ["true", "false"])  # the best model copied up, or the last one
+def test_overwrite_removes_only_what_simcse_wrote(capsys, tmp_path, tiny_bert, corpus, data_dir, dev_eval):
     out = tmp_path / "run"
-    assert _train(capsys, tiny_bert, corpus, out)[0] == 0
-    code, _, err = _train(capsys, tiny_bert, corpus, out, "--overwrite_output_dir", "true")
+    args = ("--save_steps", "1", "--dev_eval", dev_eval, "--data_dir", str(data_dir))
+    assert _train(capsys, tiny_bert, corpus, out, *args)[0] == 0
+    written = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "simcse.json", "README.md", "checkpoints"} <= written
+    assert written <= set(json.loads((out / ".simcse-files").read_text()))
+    (out / "notes.md").write_text("my analysis", encoding="utf-8")
+    (out / "plots").mkdir()
+    (out / "plots" / "fig.png").write_bytes(b"png")
+    marker = b"from the first run"
+    (out / "checkpoints" / "marker").write_bytes(marker)
+    code, _, err = _train(capsys, tiny_bert, corpus, out, *args, "--overwrite_output_dir", "true")
     assert code == 0, err
+    assert "kept 2 entries simcse did not write: notes.md, plots" in err
+    assert (out / "notes.md").read_text(encoding="utf-8") == "my analysis"
+    assert (out / "plots" / "fig.png").read_bytes() == b"png"
+    assert not (out / "checkpoints" / "marker").exists(), "the first run's checkpoints must go"
+    assert "notes.md" not in json.loads((out / ".simcse-files").read_text())
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -256,3 +282,20 @@ def test_index_build_names_an_empty_input_file(capsys, tmp_path, tiny_bert):
     )
     assert_one_line_error(code, err, f"{empty}: input file is empty")
     assert "training" not in err
+
+
+# ---------------------------------------------------------------------------------------------- optional MODEL
+def test_similarity_and_index_build_take_the_embedded_model_when_model_is_left_out(
+    capsys, tmp_path, corpus, embedded_model
+):
+    a, b = "A man plays a guitar.", "Someone plays an instrument."
+    code, plain, err = run(capsys, ["similarity", a, b])
+    assert code == 0, err
+    assert run(capsys, ["similarity", "default", a, b])[1] == plain
+    assert 0.3 < float(plain) <= 1.0
+    out = tmp_path / "idx"
+    code, _, err = run(capsys, ["index", "build", "--input", str(corpus), "--output", str(out), "--quiet"])
+    assert code == 0, err
+    code, found, err = run(capsys, ["search", str(out), "a dog", "--top-k", "1"])
+    assert code == 0, err
+    assert found.strip()

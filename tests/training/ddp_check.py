@@ -25,6 +25,15 @@ ROWS = [("a man is playing a guitar", "a man plays music", "a woman is eating"),
         ("three birds sit on the road", "birds on a road", "a car on the road")]  # fmt: skip
 
 
+def embeddings(model_dir: str, rows: list[tuple[str, ...]]) -> torch.Tensor:
+    """The unit-norm [CLS] embeddings of the rows' first sentences (to check the test is not degenerate)."""
+    model = SimCSEModel(Encoder.for_training(model_dir, "cls"))
+    batch = Collator(model.encoder.tokenizer, 16, views=2)([r[:1] for r in rows])
+    with torch.no_grad():
+        emb = model(batch["input_ids"], batch["attention_mask"])[0]
+    return torch.nn.functional.normalize(emb.view(len(rows), 2, -1)[:, 0], dim=-1)
+
+
 def step(model_dir: str, views: int, alpha: float, rows: list[tuple[str, ...]], ddp: bool):
     torch.manual_seed(0)
     model = SimCSEModel(Encoder.for_training(model_dir, "cls"))

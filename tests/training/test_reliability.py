@@ -82,6 +82,13 @@ def _partial_then_enospc(fail_on: str, calls: list[str]):
     return write
 
 
+def _interrupted_before_the_end(out: Path) -> None:
+    """Make a finished run look like one killed while writing its final model (what --resume is for)."""
+    meta = json.loads((out / "simcse.json").read_text(encoding="utf-8"))
+    del meta["finished"]
+    (out / "simcse.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
 # ---------------------------------------------------------------------------------------------- full disk
 @pytest.mark.parametrize(
     "fail_on", ["rng-rank0.pt", "model.safetensors", "optimizer.pt", "trainer_state.json", "manifest.json"]
@@ -167,6 +174,7 @@ def test_full_disk_while_writing_the_final_model_keeps_the_previous_model(
 ):
     out = tmp_path / "run"
     train(_config(tiny_bert, txt, out))
+    _interrupted_before_the_end(out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     from simcse.modeling import model_dir as model_files
 
@@ -237,6 +245,7 @@ def test_training_resumes_from_the_previous_checkpoint_when_the_newest_has_a_fli
 ):
     out = tmp_path / "run"
     train(_config(tiny_bert, txt, out, max_steps=5, save_total_limit=3))
+    _interrupted_before_the_end(out)
     older, newest = ckpt.checkpoint_dirs(out)
     assert newest.name == "step-00000004"
     file = newest / "model.safetensors"
@@ -278,6 +287,7 @@ def test_stale_newer_checkpoints_do_not_outrank_the_resumed_run(tiny_bert, txt, 
     """Resuming past a broken step-4 must not let step-4 survive pruning while the good ones go."""
     out = tmp_path / "run"
     train(_config(tiny_bert, txt, out, max_steps=5, save_total_limit=1))
+    _interrupted_before_the_end(out)
     newest = ckpt.checkpoint_dirs(out)[-1]
     assert newest.name == "step-00000004"
     (newest / "model.safetensors").write_bytes(b"broken")
@@ -391,6 +401,7 @@ def _rewrite_manifest(path: Path) -> None:
 def test_a_pickle_with_code_in_a_checkpoint_is_refused_and_not_run(tiny_bert, txt, tmp_path, capsys, name):
     out = tmp_path / "run"
     train(_config(tiny_bert, txt, out))
+    _interrupted_before_the_end(out)
     path = out / "checkpoints" / "step-00000002"
     marker = tmp_path / "pwned"
     torch.save({"state": _Payload(marker)}, path / name)

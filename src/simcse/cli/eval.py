@@ -55,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
     from simcse.cli.options import dtype, model_arg
     from simcse.evaluation.report import append_csv, markdown_tables, write_json
     from simcse.evaluation.suite import evaluate
-    from simcse.files import check_output_file
+    from simcse.files import check_output_dir, check_output_file
 
     # checked before the (possibly hour-long) evaluation, not after it
     for path, option in ((args.output, "--output"), (args.csv, "--csv")):
         if path:
             check_output_file(path, option)
+    if args.cache_dir:
+        check_output_dir(args.cache_dir, "--cache-dir")
     results = []
     for name in args.models or ["default"]:
         model = model_arg(name)

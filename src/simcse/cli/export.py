@@ -16,6 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "pooler layer, so pooler_output is the embedding (as in princeton-nlp's released checkpoints). "
         "The export is checked against the model before it is moved into DIR.",
     )
+    # required: the embedded model is already a sentence-transformers directory, and an optional MODEL
+    # before the DIR positional would make argparse read `export RUN --to hf DIR` as DIR=RUN
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--to", required=True, choices=("sentence-transformers", "hf"))
     p.add_argument("out_dir", metavar="DIR")

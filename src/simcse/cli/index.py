@@ -1,4 +1,4 @@
-"""``simcse index build MODEL --input FILE --out DIR``: encode sentences into a searchable index."""
+"""``simcse index build [MODEL] --input FILE --output DIR``: encode sentences into a searchable index."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Encode --input (one sentence per line; blank lines skipped) and save the index, "
         "the sentences and the model's name to --output, for `simcse search`.",
     )
-    d.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    d.add_argument("model", metavar="MODEL", nargs="?", default=None, help=MODEL_HELP + " (default: default)")
     d.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
     d.add_argument("--output", "--out", dest="out", required=True, help="index directory to write")
     d.add_argument("--index", default="auto", choices=("auto", "flat", "ivf", "hnsw"),

@@ -1,4 +1,4 @@
-"""``simcse similarity MODEL A B``: the cosine similarity of two sentences."""
+"""``simcse similarity [MODEL] A B``: the cosine similarity of two sentences."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "similarity",
         help="cosine similarity of two sentences",
         description="Print the cosine similarity of two sentences (4 decimals). "
-        "MODEL is required; 'default' (or '-') is the embedded all-MiniLM-L6-v2.",
+        "Without MODEL (or with 'default' or '-'): the embedded all-MiniLM-L6-v2.",
     )
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None, help=MODEL_HELP + " (default: default)")
     p.add_argument("sentence_a", metavar="A")
     p.add_argument("sentence_b", metavar="B")
     add_model_options(p, bf16_help=BF16_HELP)

@@ -4,6 +4,7 @@ directory, its test-set evaluation, its ``simcse.json`` facts and its model card
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from simcse.config import TrainConfig
 from simcse.sentence_files import TrainingData
 from simcse.training.metrics import MetricsLog, format_scores
-from simcse.training.run_dir import BEST_DIR, replace_with_copy
+from simcse.training.run_dir import BEST_DIR, FINAL_DIR, record_written, replace_with_copy
 from simcse.version import __version__
 
 
@@ -39,21 +40,25 @@ def finish(
     Returns (the best model's dev scores, its test results)."""
     from simcse.training.model_card import model_card
 
-    best = out / BEST_DIR
-    if best.is_dir():
-        dev_best = json.loads((best / "simcse.json").read_text(encoding="utf-8")).get("dev")
-        for entry in best.iterdir():
-            replace_with_copy(entry, out / entry.name)
-    else:
+    source = out / BEST_DIR
+    if source.is_dir():
+        dev_best = json.loads((source / "simcse.json").read_text(encoding="utf-8")).get("dev")
+    else:  # no dev evaluation: the last step's model, staged inside the run like the best one
         dev_best = None
-        encoder.save(out, extra=run_facts(config, data, views, state, None), merge=True)
+        source = out / FINAL_DIR
+        encoder.save(source, extra=run_facts(config, data, views, state, None))
+    record_written(out, [entry.name for entry in source.iterdir()] + ["README.md"])
+    for entry in source.iterdir():
+        replace_with_copy(entry, out / entry.name)
+    if source.name != Path(BEST_DIR).name:
+        shutil.rmtree(source)
     test = evaluate_on_test(config, out) if config.final_eval != "none" else None
     if test is not None:
         log.log(state.global_step, {"avg_sts": test["avg"].get("sts", float("nan"))}, "test")
     meta_path = out / "simcse.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta.update({"step": state.global_step, "best_step": state.best_step, "dev": dev_best, "test": _brief(test),
-                 "simcse_version": __version__})  # fmt: skip
+                 "simcse_version": __version__, "finished": True})  # fmt: skip
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card(meta, test), encoding="utf-8")
     if state.best_step is None:  # dev_eval false: the last step's model

@@ -9,10 +9,11 @@ itself at the top of ``OUTPUT``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -29,7 +30,10 @@ from simcse.training.checkpoint import (
 )
 
 BEST_DIR = "checkpoints/best"
+FINAL_DIR = "checkpoints/final"  # the last model, staged there when no dev evaluation picks a best one
 RUN_CONFIG = "train_config.yaml"  # written first by every run: what marks a directory as a run's
+MANIFEST = ".simcse-files"  # the top-level names this toolkit wrote: all that --overwrite_output_dir removes
+RUN_NAMES = (RUN_CONFIG, MANIFEST, "checkpoints", "metrics.jsonl", "tensorboard", "results.json")
 RESUME_KEYS = ("model_name_or_path", "train_file", "batch_size", "seed", "objective", "pooler", "max_seq_len",
                "shuffle", "max_train_samples", "do_mlm", "mlp_only_train")  # fmt: skip
 
@@ -38,6 +42,13 @@ def find_resume_point(config: TrainConfig, resume: bool, dist: Dist) -> tuple[Pa
     """The output directory and the checkpoint to resume, refusing to touch another run's directory.
     Writes nothing."""
     out = Path(config.output_dir).expanduser()
+    step = finished_step(out, config) if resume else None
+    if step is not None:
+        raise ConfigError(
+            f"{out}: this run finished at step {step} (its model is saved there); nothing to resume. Raise "
+            "--max_steps to train it further, pass --overwrite_output_dir true to train it again, or choose "
+            "another --output_dir"
+        )
     checkpoint = latest_checkpoint(out, dist.world_size) if resume and out.exists() else None
     if checkpoint is not None:
         saved = out / RUN_CONFIG
@@ -68,6 +79,21 @@ def find_resume_point(config: TrainConfig, resume: bool, dist: Dist) -> tuple[Pa
     return out, None
 
 
+def finished_step(out: Path, config: TrainConfig) -> int | None:
+    """The last step of a run in ``out`` that finished with the same length as ``config`` asks for, else
+    None (not finished, or ``config`` trains it further)."""
+    try:
+        meta = json.loads((out / "simcse.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("finished") is not True:
+        return None
+    saved = meta.get("training_config") or {}
+    if any(saved.get(key) != getattr(config, key) for key in ("max_steps", "num_epochs")):
+        return None
+    return meta.get("step")
+
+
 def check_resume_compatible(saved: TrainConfig, new: TrainConfig, path: Path) -> None:
     """A resumed run must read the same rows in the same order into the same model."""
     for key in RESUME_KEYS:
@@ -79,16 +105,52 @@ def check_resume_compatible(saved: TrainConfig, new: TrainConfig, path: Path) ->
 
 
 def prepare_output_dir(config: TrainConfig, out: Path, resume: bool, dist: Dist) -> None:
-    """Create (or, with ``overwrite_output_dir``, replace) the directory and record the config in it."""
+    """Create the directory (with ``overwrite_output_dir``, first remove what an earlier run wrote there)
+    and record the config in it."""
     if resume and dist.main:
         print(f"simcse: no checkpoint to resume in {out}; starting from scratch", file=sys.stderr)
     dist.barrier()
     if dist.main:
         if out.exists() and config.overwrite_output_dir and not resume:
-            shutil.rmtree(out)
+            kept = remove_written(out)
+            if kept:
+                print(f"simcse: {out}: kept {len(kept)} entries simcse did not write: {', '.join(kept)}",
+                      file=sys.stderr)  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
+        record_written(out, RUN_NAMES)
         (out / RUN_CONFIG).write_text(config.to_yaml(), encoding="utf-8")
     dist.barrier()
+
+
+def written_names(out: Path) -> set[str]:
+    """The top-level names of ``out`` that a run wrote (its manifest; the fixed run names for a run
+    directory from before the manifest existed)."""
+    try:
+        return set(json.loads((out / MANIFEST).read_text(encoding="utf-8"))) | set(RUN_NAMES)
+    except FileNotFoundError:
+        return set(RUN_NAMES)
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"{out / MANIFEST}: unreadable ({e}); remove the directory yourself") from e
+
+
+def record_written(out: Path, names: Iterable[str]) -> None:
+    """Add ``names`` to the manifest before writing them, so that an interrupted write is still listed."""
+    path = out / MANIFEST
+    known = set(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else set()
+    if not known.issuperset(names):
+        staged = path.with_name(path.name + ".partial")
+        staged.write_text(json.dumps(sorted(known | set(names))) + "\n", encoding="utf-8")
+        os.replace(staged, path)
+
+
+def remove_written(out: Path) -> list[str]:
+    """Remove what earlier runs wrote in ``out``; return the names left because simcse did not write them."""
+    ours = written_names(out)
+    for entry in sorted(out.iterdir()):
+        if entry.name in ours and entry.name != MANIFEST:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    (out / MANIFEST).unlink(missing_ok=True)
+    return sorted(e.name for e in out.iterdir())
 
 
 @contextlib.contextmanager
