@@ -74,6 +74,20 @@ class TrainConfig:
     do_mlm: bool = option(False, "add the masked-language-model auxiliary loss", OBJECTIVE)
     mlm_weight: float = option(0.1, "lambda: loss = contrastive + lambda * MLM", OBJECTIVE)
     mlm_probability: float = option(0.15, "share of tokens masked for the MLM loss", OBJECTIVE)
+    mlm_head: str = option(
+        "untied",
+        "untied: a trainable copy of the pretrained LM head, apart from the input embeddings (the original's "
+        "RoBERTa runs) | fresh: a newly initialised untied head (the original's BERT runs) | tied: the "
+        "pretrained head sharing the input embeddings",
+        OBJECTIVE,
+    )
+    ddp_gradient: str = option(
+        "global",
+        "several processes: global = the gradient of the loss over the whole batch, as one process | "
+        "original = that divided by the number of processes, as the original code's DDP gives (so "
+        "max_grad_norm clips as in the paper's multi-GPU runs)",
+        OBJECTIVE,
+    )
 
     batch_size: int = option(
         64, "global: sentences (rows) per step over all processes = in-batch negatives", OPTIM
@@ -244,8 +258,12 @@ class TrainConfig:
                 ("precision", self.precision, PRECISIONS), ("lr_scheduler", self.lr_scheduler, SCHEDULERS),
                 ("metric_for_best_model", self.metric_for_best_model, BEST_METRICS),
                 ("final_eval", self.final_eval, FINAL_EVALS), ("packed", self.packed, PACKED),
-                ("attn_implementation", self.attn_implementation, ("sdpa", "eager"))]  # fmt: skip
+                ("attn_implementation", self.attn_implementation, ("sdpa", "eager")),
+                ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS)]  # fmt: skip
 
+
+MLM_HEADS = ("untied", "fresh", "tied")
+DDP_GRADIENTS = ("global", "original")
 
 NON_NEGATIVE = ("num_epochs", "max_steps", "eval_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
                 "max_train_samples", "num_threads", "logging_steps", "seed")  # fmt: skip

@@ -26,7 +26,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 # ---------------------------------------------------------------------------------------------- usage errors
 def test_a_usage_error_is_one_line_naming_the_command(capsys, tiny_bert):
-    code, _, err = run(capsys, ["similarity", str(tiny_bert), "only one"])
+    code, _, err = run(capsys, ["similarity", "only one"])
     assert_one_line_error(code, err, "simcse similarity", "the following arguments are required: B", "--help")
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModel, RobertaConfig, RobertaModel
 
 from simcse.errors import SimCSEError
@@ -200,3 +201,31 @@ def test_embedded_default_model_matches_sentence_transformers(embedded_model, se
     assert enc.pooler == "avg" and enc.max_length == 256
     theirs = st.SentenceTransformer(str(embedded_model), device="cpu").encode(sentences)
     assert np.allclose(enc.encode(sentences, normalize=True), theirs, atol=1e-5)
+
+
+def test_mlp_only_train_keeps_the_trained_mlp_in_the_bert_pooler(tiny_bert4, tmp_path, sentences):
+    """As the original's converter: the trained MLP, not the pretrained NSP pooler, is pooler.dense; the
+    embedding stays cls_before_pooler, and --pooler cls evaluates with the trained MLP."""
+    pretrained = load_file(str(tiny_bert4 / "model.safetensors"))["pooler.dense.weight"]
+    enc = Encoder.for_training(str(tiny_bert4), "cls", mlp_only_train=True)
+    with torch.no_grad():
+        enc.mlp.dense.weight.normal_(0, 0.3)
+        enc.mlp.dense.bias.normal_(0, 0.1)
+    out = enc.save(tmp_path / "model")
+    saved = load_file(str(out / "model.safetensors"))
+    assert torch.equal(saved["pooler.dense.weight"], enc.mlp.dense.weight.detach())
+    assert torch.equal(saved["pooler.dense.bias"], enc.mlp.dense.bias.detach())
+    assert not torch.allclose(saved["pooler.dense.weight"], pretrained)
+    assert Encoder.load(out).inference_pooler == "cls_before_pooler"
+    enc.eval()
+    batch = pad_batch(enc.tokenize(sentences).input_ids, 0)
+    with torch.no_grad():
+        expected = enc(**batch, with_mlp=True).numpy()
+        pooled = AutoModel.from_pretrained(str(out))(**batch).pooler_output.numpy()
+    with_mlp = Encoder.load(out, pooler="cls").encode(sentences)
+    assert np.allclose(with_mlp, expected, atol=1e-5) and np.allclose(pooled, expected, atol=1e-5)
+    # saved again without the MLP (loaded as cls_before_pooler), the trained MLP stays in the pooler
+    again = Encoder.load(out).save(tmp_path / "again")
+    assert torch.equal(
+        load_file(str(again / "model.safetensors"))["pooler.dense.weight"], saved["pooler.dense.weight"]
+    )

@@ -1,6 +1,6 @@
 """Run under torchrun (2 processes, gloo): loss and gradients of one DDP step, written by rank 0.
 
-Usage: torchrun --nproc_per_node 2 ddp_check.py MODEL_DIR VIEWS ALPHA OUT.pt
+Usage: torchrun --nproc_per_node 2 ddp_check.py MODEL_DIR VIEWS ALPHA OUT.pt [GRADIENT_SCALE]
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def embeddings(model_dir: str, rows: list[tuple[str, ...]]) -> torch.Tensor:
     return torch.nn.functional.normalize(emb.view(len(rows), 2, -1)[:, 0], dim=-1)
 
 
-def step(model_dir: str, views: int, alpha: float, rows: list[tuple[str, ...]], ddp: bool):
+def step(
+    model_dir: str, views: int, alpha: float, rows: list[tuple[str, ...]], ddp: bool, scale: float = 1.0
+):
     torch.manual_seed(0)
     model = SimCSEModel(Encoder.for_training(model_dir, "cls"))
     model.train()
@@ -42,7 +44,7 @@ def step(model_dir: str, views: int, alpha: float, rows: list[tuple[str, ...]], 
     data = [r[:1] for r in rows] if views == 2 and alpha == 1.0 else [r[:views] for r in rows]
     batch = Collator(model.encoder.tokenizer, 16, views=views if len(data[0]) > 1 else 2)(data)
     emb = forward(batch["input_ids"], batch["attention_mask"])[0]
-    loss = ContrastiveLoss(0.05, alpha)(emb.view(len(data), -1, emb.shape[-1]))
+    loss = ContrastiveLoss(0.05, alpha, scale)(emb.view(len(data), -1, emb.shape[-1]))
     loss.backward()
     grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
     return loss.detach(), grads
@@ -50,10 +52,11 @@ def step(model_dir: str, views: int, alpha: float, rows: list[tuple[str, ...]], 
 
 def main() -> None:
     model_dir, views, alpha, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+    scale = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     per = len(ROWS) // world
-    loss, grads = step(model_dir, views, alpha, ROWS[rank * per : (rank + 1) * per], ddp=True)
+    loss, grads = step(model_dir, views, alpha, ROWS[rank * per : (rank + 1) * per], ddp=True, scale=scale)
     dist.all_reduce(loss)
     loss /= world
     if rank == 0:

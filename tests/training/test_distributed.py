@@ -69,6 +69,23 @@ def test_two_processes_equal_one_process_on_concatenated_batch(bert_no_dropout, 
     _assert_relatively_close(got["grads"], grads, 1e-4, "gradient")
 
 
+@pytest.mark.slow
+def test_the_original_ddp_gradient_is_the_single_process_one_divided_by_the_processes(
+    bert_no_dropout, tmp_path
+):
+    """ddp_gradient: original. The original code's gather keeps only the local slice's gradient and averages
+    over all anchors on every process; DDP's average then gives the global gradient / world size."""
+    from tests.training.ddp_check import ROWS, step
+
+    out = tmp_path / "ddp.pt"
+    proc = _torchrun([str(HERE / "ddp_check.py"), str(bert_no_dropout), "2", "1.0", str(out), "0.5"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = torch.load(out, weights_only=True)
+    loss, grads = step(str(bert_no_dropout), 2, 1.0, ROWS, ddp=False)
+    assert abs(got["loss"].item() - loss.item()) <= 1e-5 * abs(loss.item())  # the value is not scaled
+    _assert_relatively_close(got["grads"], {k: g / 2 for k, g in grads.items()}, 1e-4, "gradient")
+
+
 def _train_args(model: Path, train_file: Path, out: Path) -> list[str]:
     return ["train", "--model_name_or_path", str(model), "--train_file", str(train_file), "--output_dir", str(out),
             "--batch_size", "8", "--max_steps", "4", "--save_steps", "2", "--learning_rate", "1e-3", "--dev_eval",

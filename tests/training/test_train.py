@@ -50,22 +50,54 @@ def test_sup_hard_negatives_with_mlm_in_every_precision(tiny_bert_mlm, triples, 
     assert (out / "README.md").read_text().startswith("---")
 
 
-def test_mlm_head_comes_from_the_checkpoint(tiny_bert_mlm, tiny_bert, txt, tmp_path):
+@pytest.mark.parametrize("kind", ["untied", "fresh", "tied"])
+def test_mlm_head_is_the_pretrained_one_untied_by_default(tiny_bert_mlm, tiny_bert, txt, tmp_path, kind):
     from safetensors.torch import load_file
 
-    model, pretrained = build_model(train_config(tiny_bert_mlm, txt, tmp_path / "o", do_mlm=True))
+    model, pretrained = build_model(
+        train_config(tiny_bert_mlm, txt, tmp_path / "o", do_mlm=True, mlm_head=kind)
+    )
     saved = load_file(str(tiny_bert_mlm / "model.safetensors"))
-    head = dict(model.mlm_head.named_parameters())
-    assert pretrained is True
-    assert torch.equal(
-        head["predictions.transform.dense.weight"], saved["cls.predictions.transform.dense.weight"]
-    )
-    # the decoder is tied to the word embeddings the encoder trains
-    assert (
-        model.mlm_head.predictions.decoder.weight is model.encoder.backbone.embeddings.word_embeddings.weight
-    )
-    _, pretrained = build_model(train_config(tiny_bert, txt, tmp_path / "o", do_mlm=True))
-    assert pretrained is False
+    head = model.mlm_head.predictions
+    embeddings = model.encoder.backbone.embeddings.word_embeddings.weight
+    assert pretrained is (None if kind == "fresh" else True)
+    same = torch.equal(head.transform.dense.weight, saved["cls.predictions.transform.dense.weight"])
+    assert same is (kind != "fresh")
+    assert (head.decoder.weight is embeddings) is (kind == "tied")
+    if kind == "fresh":
+        assert not torch.equal(head.decoder.weight, embeddings)
+        assert head.transform.dense.weight.std().item() == pytest.approx(0.02, rel=0.2)
+    else:
+        assert torch.equal(head.decoder.weight, embeddings)  # the pretrained (tied) values
+    assert head.decoder.bias is None or head.bias is head.decoder.bias
+    # untied: a step on the head leaves the input embeddings alone
+    params = [p for p in model.mlm_head.parameters()]
+    before = embeddings.detach().clone()
+    loss = model.mlm_head(torch.randn(3, embeddings.shape[1])).logsumexp(-1).sum()
+    loss.backward()
+    torch.optim.SGD(params, lr=1.0).step()
+    assert torch.equal(embeddings, before) is (kind != "tied")
+    _, pretrained = build_model(train_config(tiny_bert, txt, tmp_path / "o", do_mlm=True, mlm_head=kind))
+    assert pretrained is (None if kind == "fresh" else False)
+
+
+def test_an_untied_mlm_head_is_restored_on_resume(tiny_bert_mlm, txt, tmp_path):
+    """Resuming from step 2 must restore the untied head too, or steps 3-4 would train another one."""
+    from safetensors.torch import load_file
+
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    for out in (whole, resumed):
+        train(
+            train_config(tiny_bert_mlm, txt, out, do_mlm=True, max_steps=4, save_steps=2, learning_rate=1e-2)
+        )
+    meta = json.loads((resumed / "simcse.json").read_text())
+    del meta["finished"]  # as if killed while writing the final model
+    (resumed / "simcse.json").write_text(json.dumps(meta))
+    (resumed / "model.safetensors").unlink()
+    train(train_config(tiny_bert_mlm, txt, resumed, do_mlm=True, max_steps=4, save_steps=2, learning_rate=1e-2),
+          resume=True)  # fmt: skip
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_gradcache_training_runs_and_matches_plain_training_without_dropout(tmp_path, txt):

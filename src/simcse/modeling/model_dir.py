@@ -240,9 +240,12 @@ def read_model_dir(
 # ---------------------------------------------------------------------------------------------- writing
 def _backbone_state(encoder: Any) -> dict[str, torch.Tensor]:
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.backbone.state_dict().items()}
-    had_pooler = hasattr(encoder.backbone, "pooler")
-    if had_pooler and encoder.mlp is not None and encoder.mlp_at_inference:
-        # As princeton-nlp's released checkpoints: pooler_output of AutoModel is the SimCSE embedding.
+    had_pooler = hasattr(encoder.backbone, "pooler")  # set to None once loaded; the architecture has one
+    if had_pooler and encoder.mlp is not None:
+        # As princeton-nlp's released checkpoints: the trained MLP is the BERT pooler, so AutoModel's
+        # pooler_output is the MLP embedding. Also for mlp_only_train (simcse.json and the sentence-
+        # transformers modules say the embedding is cls_before_pooler), so that the MLP is not lost and
+        # "MLP at test time" (--pooler cls) evaluates the trained one, as the original's converter keeps it.
         state["pooler.dense.weight"] = encoder.mlp.dense.weight.detach().cpu().contiguous()
         state["pooler.dense.bias"] = encoder.mlp.dense.bias.detach().cpu().contiguous()
     elif had_pooler and getattr(encoder, "pooler_state", None) is not None:

@@ -136,7 +136,8 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     optimizer = build_optimizer(config, model, env.device)
     scheduler = build_scheduler(config, optimizer, inputs.total_steps)
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16")
-    loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight)
+    scale = 1.0 / env.dist.world_size if config.ddp_gradient == "original" else 1.0
+    loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight, scale)
     # the collator's own tokenizer copy: it runs in the prefetch thread while the dev evaluation may be
     # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
     collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, inputs.views,

@@ -7,7 +7,9 @@ replacing this module, not by branching inside the training loop.
 
 Across processes, candidates are gathered WITH gradient (:func:`gather_with_grad`) and each process averages
 the loss over its own anchors. DDP's gradient averaging then gives exactly the gradient of the loss over the
-concatenated global batch (tested against one process on 2 gloo processes).
+concatenated global batch (tested against one process on 2 gloo processes). The original code's gather
+keeps the gradient of the local slice only and every process averages over all anchors, so its gradient is
+this one divided by the number of processes; ``gradient_scale`` reproduces it.
 """
 
 from __future__ import annotations
@@ -54,10 +56,15 @@ class ContrastiveLoss(nn.Module):
     ``--hard_negative_weight w`` adds w to that logit, i.e. w = ln(alpha): its default 0 is alpha = 1.
     """
 
-    def __init__(self, temperature: float = 0.05, hard_negative_weight: float = 1.0):
+    def __init__(
+        self, temperature: float = 0.05, hard_negative_weight: float = 1.0, gradient_scale: float = 1.0
+    ):
         super().__init__()
         self.temperature = temperature
         self.hard_negative_weight = hard_negative_weight
+        # 1 / world size reproduces the original code's DDP gradient (ddp_gradient: original); the loss
+        # value stays the same, only its gradient is scaled
+        self.gradient_scale = gradient_scale
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         rows, num_views, _ = views.shape
@@ -79,7 +86,10 @@ class ContrastiveLoss(nn.Module):
                 math.log(self.hard_negative_weight) if self.hard_negative_weight > 0 else -math.inf
             )
             logits = logits + bias
-        return F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels)
+        if self.gradient_scale != 1.0:
+            loss = loss * self.gradient_scale + (loss * (1.0 - self.gradient_scale)).detach()
+        return loss
 
 
 def mlm_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -37,9 +37,44 @@ class SimCSEModel(nn.Module):
         return embeddings, mean * count, count
 
 
-def mlm_head_of(mlm_model: nn.Module) -> nn.Module:
-    """The LM head of an ``AutoModelForMaskedLM`` (BERT's ``cls``, RoBERTa's ``lm_head``...)."""
+def mlm_head_of(mlm_model: nn.Module, kind: str = "untied") -> nn.Module:
+    """The LM head of an ``AutoModelForMaskedLM`` (BERT's ``cls``, RoBERTa's ``lm_head``...).
+
+    ``untied``: its vocabulary projection gets its own copy of the weights instead of sharing the input
+    embeddings, as in the original code, whose ``lm_head`` module is not tied (for RoBERTa the checkpoint's
+    ``lm_head.*`` weights load into it). ``fresh``: re-initialised and untied, which is what the original's
+    BERT runs trained (BERT checkpoints name the head ``cls.predictions.*``, so the original's ``lm_head``
+    found no weights; see princeton-nlp/SimCSE issue 179). ``tied``: as loaded, sharing the embeddings.
+    """
     heads = [m for name, m in mlm_model.named_children() if name != mlm_model.base_model_prefix]
     if len(heads) != 1:
         raise ValueError(f"cannot find the LM head of {type(mlm_model).__name__}")
-    return heads[0]
+    head = heads[0]
+    if kind == "tied":
+        return head
+    decoder = mlm_model.get_output_embeddings()
+    if decoder is None or not any(decoder is m for m in head.modules()):
+        raise ValueError(f"cannot find the vocabulary projection of {type(mlm_model).__name__}'s LM head")
+    old_bias = decoder.bias
+    decoder.weight = nn.Parameter(decoder.weight.detach().clone())
+    if old_bias is not None:
+        decoder.bias = nn.Parameter(old_bias.detach().clone())
+        for module in head.modules():  # BERT and RoBERTa keep the output bias twice: keep it one
+            if module is not decoder and getattr(module, "bias", None) is old_bias:
+                module.bias = decoder.bias
+    if kind == "fresh":
+        _initialise(head, float(getattr(mlm_model.config, "initializer_range", 0.02)))
+    return head
+
+
+@torch.no_grad()
+def _initialise(head: nn.Module, std: float) -> None:
+    """BERT's initialisation: linear weights N(0, std), biases 0, layer norms 1 and 0."""
+    for module in head.modules():
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, std)
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+        for name, param in module.named_parameters(recurse=False):
+            if name == "bias":
+                param.zero_()

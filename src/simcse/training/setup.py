@@ -133,8 +133,8 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
 
 
 def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
-    """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the checkpoint's LM head; also whether that
-    head was pretrained (None without do_mlm)."""
+    """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the LM head ``mlm_head`` asks for; also
+    whether that head is pretrained (None without do_mlm or with a fresh head)."""
     from simcse.modeling.encoder import Encoder
     from simcse.modeling.model_dir import position_limit, read_backbone
     from simcse.training.model import mlm_head_of
@@ -152,8 +152,9 @@ def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
         raise ConfigError(
             f"packed execution is not available for model type {files.backbone.config.model_type!r}"
         )
-    head = mlm_head_of(files.mlm_model) if config.do_mlm else None
-    return SimCSEModel(encoder, head), files.mlm_head_pretrained
+    head = mlm_head_of(files.mlm_model, config.mlm_head) if config.do_mlm else None
+    pretrained = files.mlm_head_pretrained if config.mlm_head != "fresh" else None
+    return SimCSEModel(encoder, head), pretrained
 
 
 def build_optimizer(
