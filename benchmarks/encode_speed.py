@@ -77,7 +77,7 @@ def main() -> int:
     theirs.encode(sentences[:64])
 
     def run_ours(bs: int) -> np.ndarray:
-        return ours.encode(sentences, batch_size=bs, normalize=True)
+        return ours.encode(sentences, batch_size=bs, max_length=None, output="numpy")
 
     def run_theirs(bs: int) -> np.ndarray:
         return theirs.encode(sentences, batch_size=bs, normalize_embeddings=True, convert_to_numpy=True)

@@ -169,6 +169,7 @@ def make_tiny_bert(
     seed: int = 0,
     dropout: float = 0.1,
     init_range: float = 0.02,
+    positions: int = 64,
 ) -> Path:
     """A random BERT. With the usual ``init_range`` 0.02 all its sentence embeddings have cosine ~1; 0.5
     spreads them (off-diagonal cosines about -0.1 to 0.8), for tests whose gradients must not be tiny."""
@@ -187,7 +188,7 @@ def make_tiny_bert(
         num_hidden_layers=layers,
         num_attention_heads=4,
         intermediate_size=hidden * 2,
-        max_position_embeddings=64,
+        max_position_embeddings=positions,
         hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout,
         initializer_range=init_range,

@@ -6,28 +6,26 @@
     model.build_index(["...", "..."]); model.search("query")  # [(sentence, score), ...]
     model.save_index("idx/"); SimCSE("runs/quickstart").load_index("idx/")
 
-Method and argument names follow the original princeton-nlp tool (``simcse/tool.py``: ``SimCSE(model,
-device, num_cells, num_cells_in_search, pooler)``, ``encode(..., device, return_numpy, normalize_to_unit,
-keepdim, batch_size, max_length)``, ``similarity(queries, keys, device)``, ``build_index(..., use_faiss,
-faiss_fast, device, batch_size)``, ``add_to_index``, ``search(..., device, threshold, top_k)``) so its users
-can switch. Differences from the original:
+A drop-in for the original princeton-nlp tool (``simcse/tool.py``): the same signatures, positional
+order, defaults and return types, tested against its source. ``SimCSE(model, device, num_cells=100,
+num_cells_in_search=10, pooler)``, with the original's pooler rule (a plain Hugging Face model whose name
+contains ``unsup`` is encoded with ``cls_before_pooler``, any other with ``cls``; a model that names its
+pooler, as a simcse or sentence-transformers directory does, keeps it); ``encode(sentence, device,
+return_numpy=False, normalize_to_unit=True, keepdim=False, batch_size=64, max_length=128)`` returning a
+torch tensor on the CPU; ``similarity(queries, keys, device)``; ``build_index(sentences_or_file_path,
+use_faiss=None, faiss_fast=False, device, batch_size=64)`` using faiss when installed (on the GPU when the
+faiss build has it); ``add_to_index``; ``search(queries, device, threshold=0.6, top_k=5)``; ``.index`` a
+dict ``{"sentences": [...], "index": faiss index or embedding matrix}``; ``is_faiss_index``.
 
-- ``encode`` returns NumPy by default (sentence-transformers' convention); ask for torch with
-  ``return_numpy=False``, ``output="torch"`` or ``**{"return": "torch"}``. Batches are length-sorted (less
-  padding), the output keeps input order. ``max_length`` defaults to the model's, not 128.
-- Positional order: ``encode(sentences, batch_size, normalize, max_length, device, ...)`` and
-  ``search(queries, top_k, threshold, device)``; pass the original's arguments by keyword.
-- ``search`` has no score threshold by default (the original's is 0.6); ``threshold=0.6`` restores it.
-- ``build_index(use_faiss=True)`` without faiss installed warns and uses the exact NumPy search, as the
-  original does; ``faiss_fast=True`` is ``index="ivf"``. Index kinds: ``auto`` (exact, IVF past
-  ``simcse.index.AUTO_EXACT_LIMIT`` vectors), ``flat``, ``ivf``, ``hnsw`` (see :mod:`simcse.index`).
-- ``num_cells``/``num_cells_in_search`` (IVF lists and lists probed) default to a size-based choice.
-- A file given to ``build_index`` must exist (a string that is not a file is an error, not a sentence);
-  blank lines are skipped.
-- New: ``save_index``/``load_index`` (refusing an index built by another model), bf16 encoding
-  (``dtype=torch.bfloat16`` or ``bf16=True``) and MTEB compatibility: ``mteb.evaluate(SimCSE(...), tasks)``
-  works (``encode`` takes MTEB's DataLoader, ``similarity``/``similarity_pairwise`` take embeddings,
-  ``mteb_model_meta`` describes the model).
+Beyond the original, as keywords: ``encode(..., output="numpy", show_progress=..., dtype=torch.bfloat16 /
+bf16=True)`` and sentence-transformers' ``convert_to_numpy``/``normalize_embeddings``; ``max_length=None``
+for the model's own limit (128 is capped at a model's position limit); ``build_index(..., index="auto" |
+"flat" | "ivf" | "hnsw", show_progress=...)``; ``save_index``/``load_index`` (refusing an index built by
+another model); ``search(..., threshold=None)`` for no threshold; MTEB compatibility:
+``mteb.evaluate(SimCSE(...), tasks)`` works (``encode`` takes MTEB's DataLoader, ``similarity`` and
+``similarity_pairwise`` take embeddings, ``mteb_model_meta`` describes the model). A file given to
+``build_index`` must exist (a string that is not a file is an error, not a sentence); blank lines are
+skipped. Batches are length-sorted inside (less padding); outputs keep input order.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ import numpy as np
 import torch
 
 from simcse.errors import IndexModelError, SimCSEError
-from simcse.index import VectorIndex, faiss_available
+from simcse.index import NumpyExact, VectorIndex, faiss_available
 from simcse.index_dir import load_index_dir, read_index_model, save_index_dir
 from simcse.modeling.encoder import Encoder
 
@@ -61,6 +59,7 @@ def read_sentence_file(path: str | os.PathLike) -> list[str]:
     return [row[0] for row in read_txt(Path(path), "input file").rows]
 
 
+ORIGINAL_MAX_LENGTH = 128  # the original tool's encode default
 DEVICE_NAMES = re.compile(r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
 
 
@@ -72,6 +71,17 @@ def _not_a_device(name: str, value: Any, method: str) -> None:
             f"{method}() got the device {str(value)!r} where it takes {name}; the original tool took device "
             f"second: pass device={str(value)!r} by keyword"
         )
+
+
+def _device(method: str, value: Any) -> None:
+    """``device`` is the second argument, as in the original tool; anything else there (say a ``top_k`` or
+    ``batch_size`` passed by position) is an error that says so."""
+    if isinstance(value, torch.device) or (isinstance(value, str) and DEVICE_NAMES.match(value)):
+        return
+    raise SimCSEError(
+        f"{method}() takes the device second, as the original tool (cpu, cuda, cuda:N, mps), got {value!r}; "
+        "pass other arguments by keyword"
+    )
 
 
 def _count(name: str, value: Any, method: str) -> int:
@@ -105,8 +115,8 @@ class SimCSE:
         self,
         model_name_or_path: str | os.PathLike | Encoder | None = None,
         device: str | torch.device | None = None,
-        num_cells: int | None = None,
-        num_cells_in_search: int | None = None,
+        num_cells: int = 100,
+        num_cells_in_search: int = 10,
         pooler: str | None = None,
         *,
         batch_size: int = 64,
@@ -118,7 +128,14 @@ class SimCSE:
                 raise SimCSEError("pooler and max_length apply when loading a model, not to an Encoder")
             self.encoder = model_name_or_path
         else:
-            self.encoder = Encoder.load(model_name_or_path, pooler, max_length=max_length)
+            # the original's rule for a model that does not name its pooler
+            unsup = isinstance(model_name_or_path, (str, os.PathLike)) and "unsup" in str(model_name_or_path)
+            plain = "cls_before_pooler" if unsup else "cls"
+            self.encoder = Encoder.load(model_name_or_path, pooler, max_length=max_length, plain_pooler=plain)
+            if unsup and pooler is None and self.encoder.pooler == "cls_before_pooler":
+                logger.info(
+                    "Use `cls_before_pooler` for unsupervised models. To use another pooler, pass pooler="
+                )
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = str(device)
@@ -130,7 +147,7 @@ class SimCSE:
         self.dtype = dtype
         self.num_cells = num_cells
         self.num_cells_in_search = num_cells_in_search
-        self.index: VectorIndex | None = None
+        self.vector_index: VectorIndex | None = None
         self.sentences: list[str] = []
         self._fingerprint: tuple[tuple, str] | None = None
 
@@ -152,30 +169,58 @@ class SimCSE:
     @property
     def is_faiss_index(self) -> bool:
         """As the original tool: whether the current index uses faiss."""
-        return self.index is not None and self.index.use_faiss
+        return self.vector_index is not None and self.vector_index.use_faiss
+
+    @property
+    def index(self) -> dict[str, Any] | None:
+        """As the original tool: ``{"sentences": [...], "index": the faiss index, or the (n, dim) matrix of
+        unit embeddings without faiss}``; None before an index is built or loaded. The sentences and the
+        faiss index are the ones searched; the matrix is a copy."""
+        if self.vector_index is None:
+            return None
+        backend = self.vector_index.backend
+        if isinstance(backend, NumpyExact):
+            raw = np.concatenate(backend.chunks) if backend.chunks else np.zeros((0, self.dim), np.float32)
+        else:
+            raw = backend
+        return {"sentences": self.sentences, "index": raw}
+
+    @index.setter
+    def index(self, value: None) -> None:
+        if value is not None:
+            raise SimCSEError("set .index only to None (to drop it); build_index() or load_index() makes one")
+        self.vector_index, self.sentences = None, []
 
     # ------------------------------------------------------------------ encode / similarity
     def encode(
         self,
-        sentences: str | Sequence[str],
-        batch_size: int | None = None,
-        normalize: bool = True,
-        max_length: int | None = None,
+        sentence: str | Sequence[str],
         device: str | torch.device | None = None,
+        return_numpy: bool = False,
+        normalize_to_unit: bool = True,
+        keepdim: bool = False,
+        batch_size: int | None = None,
+        max_length: int | None = ORIGINAL_MAX_LENGTH,
+        *,
+        output: str | None = None,
         show_progress: bool = False,
-        output: str = "numpy",
         dtype: torch.dtype | None = None,
         bf16: bool = False,
         **kwargs: Any,
     ) -> np.ndarray | torch.Tensor:
-        """Embeddings in input order (length-sorted batches inside): one string gives a vector ``(dim,)``
-        (``(1, dim)`` with ``keepdim=True``), a list gives ``(n, dim)``; float32 on the CPU.
+        """Embeddings in input order: one string gives a vector ``(dim,)`` (``(1, dim)`` with ``keepdim``), a
+        list gives ``(n, dim)``; a float32 torch tensor on the CPU, or NumPy with ``return_numpy=True`` or
+        ``output="numpy"``. ``batch_size`` defaults to the constructor's (64). ``max_length`` (128, as the
+        original; capped at a model with fewer positions) truncates; None uses the model's own limit.
 
-        ``output`` (or ``return``, passed as ``**{"return": "torch"}``) is ``"numpy"`` or ``"torch"``; the
-        original tool's ``return_numpy``, ``normalize_to_unit`` and ``keepdim`` are accepted too.
-        ``dtype``/``bf16`` run the model under autocast in that precision. MTEB's call
-        ``encode(DataLoader, task_metadata=..., hf_split=..., ...)`` is accepted as well.
+        Also accepted: ``normalize`` / ``normalize_embeddings`` / ``convert_to_numpy`` /
+        ``convert_to_tensor`` / ``show_progress_bar`` (sentence-transformers' names), ``**{"return":
+        "numpy"}``, and MTEB's call ``encode(DataLoader, task_metadata=..., hf_split=..., ...)``.
+        ``dtype``/``bf16`` run the model under autocast in that precision.
         """
+        sentences = sentence
+        output = output or ("numpy" if return_numpy else "torch")
+        normalize = normalize_to_unit
         from_mteb = not isinstance(sentences, (str, list, tuple)) and _looks_like_mteb_loader(sentences)
         if from_mteb:
             sentences = _texts_from_mteb_loader(sentences)
@@ -184,21 +229,20 @@ class SimCSE:
             precision = kwargs.pop("precision", None)
             if precision not in (None, "float32", "float"):
                 raise SimCSEError(f"MTEB precision {precision!r} is not supported; SimCSE gives float32")
+            output = "numpy"
         if "return" in kwargs:
             output = kwargs.pop("return")
-        if "return_numpy" in kwargs:  # the original tool's flag
-            output = "numpy" if kwargs.pop("return_numpy") else "torch"
         if "convert_to_tensor" in kwargs:  # sentence-transformers' flags
             output = "torch" if kwargs.pop("convert_to_tensor") else output
         if "convert_to_numpy" in kwargs:
             output = "numpy" if kwargs.pop("convert_to_numpy") else "torch"
-        if "normalize_to_unit" in kwargs:
-            normalize = bool(kwargs.pop("normalize_to_unit"))
+        if "normalize" in kwargs:
+            normalize = bool(kwargs.pop("normalize"))
         if "normalize_embeddings" in kwargs:
             normalize = bool(kwargs.pop("normalize_embeddings"))
         if "show_progress_bar" in kwargs:
             show_progress = bool(kwargs.pop("show_progress_bar"))
-        keepdim = bool(kwargs.pop("keepdim", False))
+        keepdim = bool(keepdim)
         if kwargs:
             if not from_mteb:
                 raise TypeError(f"encode() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
@@ -215,7 +259,12 @@ class SimCSE:
         if bf16:
             dtype = torch.bfloat16
         if device is not None:
+            _device("encode", device)
             self.encoder.to(device)
+        if max_length == ORIGINAL_MAX_LENGTH:
+            max_length = min(max_length, self.encoder.max_length)
+        elif max_length is not None:
+            max_length = _count("max_length", max_length, "encode")
         matrix = self.encoder.encode(
             texts, batch_size, normalize, max_length, dtype or self.dtype, show_progress
         )
@@ -260,7 +309,7 @@ class SimCSE:
         return (a * b).sum(dim=-1)
 
     def _embed_all(self, texts: str | Sequence[str], device: str | torch.device | None) -> torch.Tensor:
-        return self.encode(texts, device=device, output="torch", keepdim=True)
+        return self.encode(texts, device=device, output="torch", keepdim=True, max_length=None)
 
     # ------------------------------------------------------------------ index
     def build_index(
@@ -294,10 +343,12 @@ class SimCSE:
                 index_options.setdefault("nlist", min(self.num_cells, len(sentences)))
             if self.num_cells_in_search is not None:
                 index_options.setdefault("nprobe", self.num_cells_in_search)
+        index_options.setdefault("gpu", str(device or self.device).startswith("cuda"))
         new_index = VectorIndex(self.dim, index, use_faiss=use_faiss, **index_options)  # checks first
-        vectors = self.encode(sentences, batch_size=batch_size, device=device, show_progress=show_progress)
+        vectors = self.encode(sentences, device, True, batch_size=batch_size, max_length=None,
+                              show_progress=show_progress)  # fmt: skip
         new_index.add(vectors)
-        self.index, self.sentences = new_index, sentences
+        self.vector_index, self.sentences = new_index, sentences
         return self
 
     def add_to_index(
@@ -307,23 +358,26 @@ class SimCSE:
         batch_size: int | None = None,
     ) -> SimCSE:
         """Encode more sentences into the current index (built or loaded before)."""
-        if self.index is None:
+        if self.vector_index is None:
             raise SimCSEError("no index to add to: call build_index() or load_index() first")
         sentences = self._collection(sentences_or_file_path)
-        self.index.add(self.encode(sentences, batch_size=batch_size, device=device))
+        self.vector_index.add(self.encode(sentences, device, True, batch_size=batch_size, max_length=None))
         self.sentences.extend(sentences)
         return self
 
     def search(
         self,
         queries: str | Sequence[str],
-        top_k: int = 5,
-        threshold: float | None = None,
         device: str | torch.device | None = None,
+        threshold: float | None = 0.6,
+        top_k: int = 5,
     ) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
         """The ``top_k`` most similar indexed sentences, best first, as (sentence, cosine), keeping those
-        scoring at least ``threshold`` when given; for a list of queries, one such list per query."""
-        if self.index is None or len(self.index) == 0:
+        scoring at least ``threshold`` (0.6, as the original; None keeps all); for a list of queries, one
+        such list per query."""
+        if device is not None:
+            _device("search", device)
+        if self.vector_index is None or len(self.vector_index) == 0:
             raise SimCSEError("no index: call build_index() or load_index() first")
         top_k = _count("top_k", top_k, "search")
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)):
@@ -333,7 +387,8 @@ class SimCSE:
         texts = [queries] if single else list(queries)
         if not texts:
             return []
-        scores, ids = self.index.search(self.encode(texts, device=device), top_k)
+        queries_vectors = self.encode(texts, device, True, max_length=None)
+        scores, ids = self.vector_index.search(queries_vectors, top_k)
         results = []
         for row_scores, row_ids in zip(scores, ids):
             hits = [(self.sentences[i], float(s)) for s, i in zip(row_scores, row_ids) if i >= 0]
@@ -346,10 +401,10 @@ class SimCSE:
     def save_index(self, directory: str | os.PathLike) -> Path:
         """Save the index, its sentences and which model built it into ``directory``
         (:func:`simcse.index_dir.save_index_dir`: a failure midway leaves a previous index intact)."""
-        if self.index is None:
+        if self.vector_index is None:
             raise SimCSEError("no index to save: call build_index() first")
         model = {"source": self.encoder.source, "fingerprint": self.fingerprint(), **self.encoder.describe()}
-        return save_index_dir(Path(directory), self.index, self.sentences, model)
+        return save_index_dir(Path(directory), self.vector_index, self.sentences, model)
 
     def load_index(self, directory: str | os.PathLike, check_model: bool = True) -> SimCSE:
         """Load an index saved by :meth:`save_index`. With ``check_model`` an index built by another
@@ -368,7 +423,7 @@ class SimCSE:
                     f"{directory}: built with another model ({saved.get('source')})",
                     "load that model, or pass check_model=False",
                 )
-        self.index, self.sentences = load_index_dir(directory, self.dim)
+        self.vector_index, self.sentences = load_index_dir(directory, self.dim)
         return self
 
     def _collection(self, sentences_or_file_path: str | os.PathLike | Sequence[str]) -> list[str]:

@@ -52,6 +52,15 @@ def faiss_available() -> bool:
     return True
 
 
+def gpu_faiss_available() -> bool:
+    """A faiss build with GPU support and a GPU to run it on."""
+    try:
+        import faiss
+    except ImportError:
+        return False
+    return hasattr(faiss, "StandardGpuResources") and getattr(faiss, "get_num_gpus", lambda: 0)() > 0
+
+
 def _as_matrix(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
     """float32, C-contiguous, 2-D; no copy when the input already is."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -122,6 +131,7 @@ class VectorIndex:
         hnsw_m: int = 32,
         ef_search: int = 128,
         ef_construction: int = 80,
+        gpu: bool = False,
     ):
         if kind not in KINDS:
             raise SimCSEError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -133,6 +143,9 @@ class VectorIndex:
         self.dim, self.kind = int(dim), kind
         self.nlist, self.nprobe, self.hnsw_m = nlist, nprobe, hnsw_m
         self.ef_search, self.ef_construction = ef_search, ef_construction
+        # faiss on the GPU when asked and this faiss build has it (as the original tool); else the CPU
+        self.gpu = bool(gpu) and self.use_faiss and gpu_faiss_available()
+        self._gpu_resources = None
         self.backend = None  # created on the first add, when the size is known
         # the kind in use: ``auto`` resolves to ``flat``, then ``ivf`` past ``AUTO_EXACT_LIMIT``
         self.resolved_kind = kind
@@ -145,6 +158,25 @@ class VectorIndex:
         return f"faiss-{self.resolved_kind}" if self.use_faiss else "numpy-flat"
 
     def _new_backend(self, kind: str, first: np.ndarray):
+        index = self._new_cpu_backend(kind, first)
+        if not self.gpu or kind == "hnsw":  # faiss has no GPU HNSW
+            return index
+        import faiss
+
+        if self._gpu_resources is None:
+            self._gpu_resources = faiss.StandardGpuResources()
+        logger.info("index: faiss on the GPU")
+        return faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+
+    def cpu_backend(self):
+        """The backend as a CPU index (faiss can only write and read those)."""
+        if self.gpu and self.backend is not None and self.resolved_kind != "hnsw":
+            import faiss
+
+            return faiss.index_gpu_to_cpu(self.backend)
+        return self.backend
+
+    def _new_cpu_backend(self, kind: str, first: np.ndarray):
         if not self.use_faiss:
             return NumpyExact(self.dim)
         import faiss
@@ -194,7 +226,7 @@ class VectorIndex:
 
         n = len(self)
         logger.info("index: %d vectors, past %d: switching from exact to IVF", n, AUTO_EXACT_LIMIT)
-        flat = self.backend
+        flat = self.cpu_backend()
         stored = np.asarray(faiss.rev_swig_ptr(flat.get_xb(), n * self.dim)).reshape(n, self.dim)  # a view
         ivf = self._new_backend("ivf", stored if n >= len(incoming) else incoming)
         for start in range(0, n, _SEARCH_BLOCK):
@@ -224,7 +256,7 @@ class VectorIndex:
 
                 tmp = directory / (INDEX_FILE + ".tmp")
                 staged.append((tmp, directory / INDEX_FILE))
-                faiss.write_index(self.backend, str(tmp))
+                faiss.write_index(self.cpu_backend(), str(tmp))
             elif self.backend is not None:
                 tmp = directory / "vectors.tmp.npy"
                 staged.append((tmp, directory / VECTORS_FILE))

@@ -242,18 +242,19 @@ def test_api_mistakes_are_clear_errors(tiny_bert):
     assert model.index is None
     with pytest.raises(SimCSEError, match="got NoneType"):
         model.encode(None)
-    with pytest.raises(SimCSEError, match="device 'cpu' where it takes batch_size"):
-        model.encode(["a dog"], "cpu")
+    # the original tool's positional device works, as it does there
+    assert model.encode(["a dog"], "cpu").shape == (1, model.dim)
     model.build_index(SENTENCES, use_faiss=False)
-    with pytest.raises(SimCSEError, match="device 'cpu' where it takes top_k.*device='cpu' by keyword"):
-        model.search("a dog", "cpu")  # the original tool's positional device
-    with pytest.raises(SimCSEError, match="device 'cuda:0' where it takes threshold"):
-        model.search("a dog", 3, "cuda:0")
+    assert isinstance(model.search("a dog", "cpu"), list)
+    with pytest.raises(SimCSEError, match="takes the device second.*got 3.*by keyword"):
+        model.search("a dog", 3)  # a top_k where the original tool takes the device
     with pytest.raises(SimCSEError, match="threshold must be a number"):
-        model.search("a dog", 3, "high")
+        model.search("a dog", "cpu", "high")
     with pytest.raises(SimCSEError, match="top_k must be an integer >= 1"):
-        model.search("a dog", 0)
-    assert len(model.search("a dog", 3, device="cpu")) == 3
+        model.search("a dog", top_k=0)
+    with pytest.raises(SimCSEError, match="max_length must be an integer >= 1"):
+        model.encode("a dog", max_length=0)
+    assert len(model.search("a dog", device="cpu", threshold=None, top_k=3)) == 3
 
 
 # ---------------------------------------------------------------------------------------------- messages

@@ -25,27 +25,39 @@ def model(tiny_bert) -> SimCSE:
 
 
 # ---------------------------------------------------------------------------------------- encode
-def test_encode_shapes_dtypes_and_single_string(model):
+def test_encode_returns_a_cpu_tensor_as_the_original_tool(model):
     one = model.encode(SENTENCES[0])
-    assert isinstance(one, np.ndarray) and one.shape == (model.dim,) and one.dtype == np.float32
+    assert isinstance(one, torch.Tensor) and one.shape == (model.dim,) and one.dtype == torch.float32
+    assert one.device.type == "cpu"
     assert model.encode(SENTENCES[0], keepdim=True).shape == (1, model.dim)
-    many = model.encode(SENTENCES)
-    assert many.shape == (len(SENTENCES), model.dim) and many.dtype == np.float32
-    assert model.encode([]).shape == (0, model.dim)
+    many = model.encode(SENTENCES, return_numpy=True)
+    assert (
+        isinstance(many, np.ndarray)
+        and many.shape == (len(SENTENCES), model.dim)
+        and many.dtype == np.float32
+    )
+    assert model.encode([], return_numpy=True).shape == (0, model.dim)
     np.testing.assert_allclose(np.linalg.norm(many, axis=1), 1.0, atol=1e-5)
+    # the original's positional order: (sentence, device, return_numpy, normalize_to_unit, keepdim, ...)
+    positional = model.encode(SENTENCES[:2], "cpu", True, False, False, 1, 128)
+    np.testing.assert_allclose(positional, model.encode(SENTENCES[:2], return_numpy=True, normalize_to_unit=False),
+                               atol=1e-6)  # fmt: skip
 
 
 def test_encode_keeps_input_order_across_length_sorted_batches(model):
     texts = SENTENCES + ["a", "the old man said no to the young women near the water in the city park"]
-    together = model.encode(texts, batch_size=3)
-    alone = np.stack([model.encode(t) for t in texts])
+    together = model.encode(texts, batch_size=3, output="numpy")
+    alone = np.stack([model.encode(t, output="numpy") for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
-    np.testing.assert_allclose(model.encode(texts[::-1], batch_size=5), together[::-1], atol=1e-5)
+    np.testing.assert_allclose(
+        model.encode(texts[::-1], batch_size=5, output="numpy"), together[::-1], atol=1e-5
+    )
 
 
 def test_encode_outputs_and_the_original_tool_flags(model):
-    ref = model.encode(SENTENCES[:3])
+    ref = model.encode(SENTENCES[:3], output="numpy")
     for kwargs in (
+        {},
         {"output": "torch"},
         {"return": "torch"},
         {"return_numpy": False},
@@ -55,10 +67,13 @@ def test_encode_outputs_and_the_original_tool_flags(model):
         assert isinstance(out, torch.Tensor) and out.dtype == torch.float32, kwargs
         np.testing.assert_allclose(out.numpy(), ref, atol=1e-6)
     assert isinstance(model.encode(SENTENCES[:3], return_numpy=True), np.ndarray)
-    assert isinstance(model.encode(SENTENCES[0], **{"return": "torch"}), torch.Tensor)
-    raw = model.encode(SENTENCES[:3], normalize=False)
+    assert isinstance(model.encode(SENTENCES[:3], convert_to_numpy=True), np.ndarray)
+    assert isinstance(model.encode(SENTENCES[0], **{"return": "numpy"}), np.ndarray)
+    raw = model.encode(SENTENCES[:3], normalize=False, output="numpy")
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)
-    np.testing.assert_allclose(model.encode(SENTENCES[:3], normalize_to_unit=False), raw, atol=1e-6)
+    np.testing.assert_allclose(
+        model.encode(SENTENCES[:3], normalize_to_unit=False, output="numpy"), raw, atol=1e-6
+    )
     np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), ref, atol=1e-5)
     with pytest.raises(SimCSEError, match="output"):
         model.encode("x", output="list")
@@ -71,9 +86,9 @@ def test_encode_outputs_and_the_original_tool_flags(model):
 
 
 def test_bf16_encoding_stays_close_to_fp32(model):
-    fp32 = model.encode(SENTENCES)
+    fp32 = model.encode(SENTENCES, output="numpy")
     for kwargs in ({"bf16": True}, {"dtype": torch.bfloat16}):
-        bf16 = model.encode(SENTENCES, **kwargs)
+        bf16 = model.encode(SENTENCES, output="numpy", **kwargs)
         assert bf16.dtype == np.float32
         assert np.min(np.sum(bf16 * fp32, axis=1)) > 0.99
         assert not np.array_equal(bf16, fp32)  # it really ran in bf16
@@ -82,13 +97,13 @@ def test_bf16_encoding_stays_close_to_fp32(model):
 def test_encoder_instance_and_sentence_transformers_directory(model, tmp_path):
     saved = model.encoder.save(tmp_path / "saved")
     again = SimCSE(str(saved), device="cpu")
-    np.testing.assert_allclose(again.encode(SENTENCES), model.encode(SENTENCES), atol=1e-5)
+    np.testing.assert_allclose(again.encode(SENTENCES).numpy(), model.encode(SENTENCES).numpy(), atol=1e-5)
     assert SimCSE(model.encoder).encoder is model.encoder
 
 
 # ---------------------------------------------------------------------------------------- similarity
 def test_similarity_shapes_follow_the_original_tool(model):
-    e = model.encode(SENTENCES)
+    e = model.encode(SENTENCES, return_numpy=True)
     s = model.similarity(SENTENCES[0], SENTENCES[1])
     assert isinstance(s, float) and s == pytest.approx(float(e[0] @ e[1]), abs=1e-5)
     row = model.similarity(SENTENCES[0], SENTENCES)
@@ -118,8 +133,8 @@ def test_build_add_search_threshold(tiny_bert, use_faiss):
     with pytest.raises(SimCSEError, match="no index"):
         m.search("x")
     m.build_index(SENTENCES[:8], use_faiss=use_faiss)
-    assert m.is_faiss_index is use_faiss and len(m.index) == 8
-    hits = m.search(SENTENCES[2], top_k=3)
+    assert m.is_faiss_index is use_faiss and len(m.vector_index) == 8
+    hits = m.search(SENTENCES[2], top_k=3, threshold=None)
     assert len(hits) == 3 and hits[0][0] == SENTENCES[2] and hits[0][1] == pytest.approx(1.0, abs=1e-5)
     assert all(isinstance(s, str) and isinstance(v, float) for s, v in hits)
     assert [v for _, v in hits] == sorted((v for _, v in hits), reverse=True)
@@ -127,11 +142,11 @@ def test_build_add_search_threshold(tiny_bert, use_faiss):
     np.testing.assert_allclose([v for _, v in hits], expected, atol=1e-5)
 
     m.add_to_index(SENTENCES[8:])
-    assert len(m.index) == len(m.sentences) == len(SENTENCES)
-    batch = m.search([SENTENCES[10], SENTENCES[0]], top_k=2)
+    assert len(m.vector_index) == len(m.sentences) == len(SENTENCES)
+    batch = m.search([SENTENCES[10], SENTENCES[0]], top_k=2, threshold=None)
     assert [b[0][0] for b in batch] == [SENTENCES[10], SENTENCES[0]] and all(len(b) == 2 for b in batch)
     assert m.search([]) == []
-    assert len(m.search(SENTENCES[0], top_k=100)) == len(SENTENCES)
+    assert len(m.search(SENTENCES[0], top_k=100, threshold=None)) == len(SENTENCES)
     ranked = sorted(model_scores(m, SENTENCES[0], SENTENCES), reverse=True)
     cut = (ranked[4] + ranked[5]) / 2  # between the 5th and 6th best (scores differ by float rounding)
     kept = m.search(SENTENCES[0], top_k=100, threshold=cut)
@@ -152,14 +167,14 @@ def test_build_index_from_file_and_bad_inputs(model, tmp_path):
     model.build_index(str(path), use_faiss=False)
     assert model.sentences == SENTENCES[:5]
     model.add_to_index(path)  # a Path works too
-    assert len(model.index) == 10
+    assert len(model.vector_index) == 10
     with pytest.raises(SimCSEError, match="file not found"):
         model.build_index(str(tmp_path / "missing.txt"))
     with pytest.raises(SimCSEError, match="empty"):
         model.build_index([])
     with pytest.raises(SimCSEError, match="index kind"):
         model.build_index(SENTENCES, index="annoy")
-    assert len(model.index) == 10  # a failed build keeps the previous index
+    assert len(model.vector_index) == 10  # a failed build keeps the previous index
 
 
 def test_use_faiss_without_faiss_falls_back_with_a_warning(model, monkeypatch, caplog):
@@ -174,7 +189,9 @@ def test_use_faiss_without_faiss_falls_back_with_a_warning(model, monkeypatch, c
 def test_faiss_fast_is_ivf_with_num_cells(tiny_bert):
     m = SimCSE(str(tiny_bert), pooler="avg", device="cpu", num_cells=3, num_cells_in_search=3)
     m.build_index(SENTENCES, faiss_fast=True)
-    assert m.index.resolved_kind == "ivf" and m.index.backend.nlist == 3 and m.index.backend.nprobe == 3
+    assert (
+        m.vector_index.resolved_kind == "ivf" and m.index["index"].nlist == 3 and m.index["index"].nprobe == 3
+    )
     assert m.search(SENTENCES[5], top_k=1)[0][0] == SENTENCES[5]  # all lists probed: exact
 
 
@@ -186,11 +203,11 @@ def test_save_index_then_load_in_a_fresh_instance(tiny_bert, tmp_path, use_faiss
     m = SimCSE(str(tiny_bert), pooler="avg", device="cpu")
     m.build_index(SENTENCES + ["naïve café « quoted »\tand a tab"], use_faiss=use_faiss)
     queries = ["a man plays music", "dogs in a park", "naïve café"]
-    before = m.search(queries, top_k=4)
+    before = m.search(queries, top_k=4, threshold=None)
     m.save_index(tmp_path / "idx")
     fresh = SimCSE(str(tiny_bert), pooler="avg", device="cpu").load_index(tmp_path / "idx")
     assert fresh.sentences == m.sentences and fresh.is_faiss_index is use_faiss
-    assert fresh.search(queries, top_k=4) == before
+    assert fresh.search(queries, top_k=4, threshold=None) == before
     assert not list((tmp_path / "idx").glob("*tmp*"))
 
 
@@ -203,7 +220,7 @@ def test_load_index_built_by_another_model_is_refused(model, tmp_path):
         other.load_index(tmp_path / "idx")
     assert other.index is None
     other.load_index(tmp_path / "idx", check_model=False)  # on the user's word
-    assert len(other.index) == len(SENTENCES)
+    assert len(other.vector_index) == len(SENTENCES)
     wider = SimCSE(str(make_tiny_bert(tmp_path / "wider", hidden=48)), pooler="avg", device="cpu")
     with pytest.raises(SimCSEError, match="48 dims"):
         wider.load_index(tmp_path / "idx")

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if staging.exists():
             shutil.rmtree(staging)
     seconds = time.perf_counter() - start
-    assert model.index is not None
-    print(f"indexed {len(model.sentences)} sentences ({model.dim}-dim, {model.index.resolved_kind}) "
+    assert model.vector_index is not None
+    print(f"indexed {len(model.sentences)} sentences ({model.dim}-dim, {model.vector_index.resolved_kind}) "
           f"in {seconds:.1f} s: {out}")  # fmt: skip
     return 0

@@ -252,17 +252,20 @@ class Encoder(nn.Module):
         packed: bool | None = None,
         attn_implementation: str | None = "sdpa",
         device: str | torch.device | None = None,
+        plain_pooler: str = "cls",
     ) -> Encoder:
         """Load a saved simcse model, a sentence-transformers directory or any HF model (id or dir).
 
-        ``pooler`` overrides the stored pooler. For a plain HF model the default pooler is ``cls`` using the
-        model's own pretrained pooler layer (``pooler_output``, as SimCSE's evaluation script does).
+        ``pooler`` overrides the stored pooler. A plain HF model names none; it gets ``plain_pooler``:
+        ``cls`` by default, i.e. the model's own pretrained pooler layer (``pooler_output``, as SimCSE's
+        evaluation script does).
         """
-        if pooler is not None and pooler not in POOLERS:
-            raise SimCSEError(f"unknown pooler {pooler!r}; choose one of {', '.join(POOLERS)}")
+        for value in (pooler, plain_pooler):
+            if value is not None and value not in POOLERS:
+                raise SimCSEError(f"unknown pooler {value!r}; choose one of {', '.join(POOLERS)}")
         saved = read_model_dir(name_or_path, attn_implementation=attn_implementation)
         files = saved.files
-        chosen = pooler or saved.pooler
+        chosen = pooler or (saved.pooler if saved.pooler_named else plain_pooler)
         mlp = None
         if chosen == "cls":
             # A Dense module (SimCSE's MLP) if the model has one, else the checkpoint's pretrained pooler

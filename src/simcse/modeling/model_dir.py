@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import warnings
@@ -67,13 +68,15 @@ class SavedModel:
 
     ``pooler`` is what the directory says (simcse.json, else the sentence-transformers modules, else
     ``cls`` for a plain HF model); ``mlp_state`` is a sentence-transformers Dense module's weights (SimCSE's
-    MLP) when there is one; ``max_length`` the one saved in simcse.json, if any.
+    MLP) when there is one; ``max_length`` the one saved in simcse.json, if any; ``pooler_named`` whether
+    simcse.json or the modules named the pooler (False: a plain HF model, ``cls`` by convention).
     """
 
     files: LoadedBackbone
     pooler: str
     mlp_state: dict[str, torch.Tensor] | None
     max_length: int | None
+    pooler_named: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- locating
@@ -128,6 +131,13 @@ def _from_pretrained(auto_cls: Any, path: Path, **kwargs: Any) -> Any:
                     raise
                 kwargs.pop("attn_implementation")
                 return auto_cls.from_pretrained(str(path), **kwargs)
+    except pickle.UnpicklingError as e:  # a .bin checkpoint: torch.load(weights_only=True) refused a global
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise SimCSEError(
+            f"{path}: refused to load a checkpoint that holds code, not only tensors{what}; convert it to "
+            "safetensors from a trusted copy"
+        ) from e
     except (OSError, ValueError, KeyError) as e:
         raise SimCSEError(f"{path}: cannot load a Hugging Face model ({e})") from e
     finally:
@@ -223,18 +233,18 @@ def read_model_dir(
     """A saved simcse model, a sentence-transformers directory or any HF model (id or dir)."""
     files = read_backbone(name_or_path, attn_implementation=attn_implementation)
     config = files.backbone.config
-    stored, mlp_state, max_length = "cls", None, None
+    stored, mlp_state, max_length, named = "cls", None, None, False
     if st_modules(files.root):
         desc = describe_pipeline(files.root, int(config.hidden_size), int(config.num_hidden_layers))
-        stored, mlp_state = desc["pooler"], desc["mlp_state"]
+        stored, mlp_state, named = desc["pooler"], desc["mlp_state"], True
     meta_path = files.root / SIMCSE_JSON
     if meta_path.exists():
         meta = read_json(meta_path)
         max_length = meta.get("max_length")
         # e.g. with 2 layers avg_top2 and avg_first_last read the same layers; simcse.json says which.
         if meta.get("pooler") in POOLERS:
-            stored = meta["pooler"]
-    return SavedModel(files, stored, mlp_state, max_length)
+            stored, named = meta["pooler"], True
+    return SavedModel(files, stored, mlp_state, max_length, named)
 
 
 # ---------------------------------------------------------------------------------------------- writing

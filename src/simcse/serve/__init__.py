@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
             server_header=False,
             lifespan="on",
         )
-        index_note = f"index of {len(model.index)} sentences" if model.index is not None else "no index"
+        index = model.vector_index
+        index_note = f"index of {len(index)} sentences" if index is not None else "no index"
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         print(
             f"simcse serve: http://{host}:{sock.getsockname()[1]}/ (demo page and API), "

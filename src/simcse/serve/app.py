@@ -228,7 +228,7 @@ class Service:
             got = threshold if isinstance(threshold, float) else json_type(threshold)
             raise ApiError(422, f"'threshold' must be a finite number, got {got}", "invalid_value")
         name = self.check_model(body)
-        index = self.model.index
+        index = self.model.vector_index
         if index is None or len(index) == 0:
             raise ApiError(409, "no index is loaded: start the server with --index DIR", "no_index")
         vectors, _ = await self.encode(queries)
@@ -246,7 +246,7 @@ class Service:
 
     def health_body(self) -> dict[str, Any]:
         """Open without the API key (for load balancers and the demo page); shows no indexed text."""
-        settings, index = self.settings, self.model.index
+        settings, index = self.settings, self.model.vector_index
         return {
             "status": "ok",
             "model": self.model_name,
