@@ -96,7 +96,7 @@ def test_embed_called_once_with_transfer_sentences() -> None:
     calls: list[list[str]] = []
     result = evaluate_transfer_task(data, _table_embed(table, calls), mode="dev")
     assert calls == [transfer_sentences(data)]
-    assert result["acc"] > 90 and result["n"] == result["ntest"] == 30 and result["ndev"] == 120
+    assert result["acc"] > 85 and result["n"] == result["ntest"] == 30 and result["ndev"] == 120
 
 
 def test_sst2_uses_dev_for_selection_and_reports_test() -> None:

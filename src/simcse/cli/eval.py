@@ -43,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--whiten-dim", type=positive_int, default=None, metavar="K", help="keep K whitened dimensions"
     )
-    p.add_argument("--seed", type=int, default=1111, help="seed of the transfer-task folds")
+    p.add_argument("--seed", type=int, default=1111, help="seed of the transfer-task classifier and folds")
+    p.add_argument("--classifier", default="senteval", choices=("senteval", "lbfgs"),
+                   help="transfer tasks: SentEval's classifier (the paper's protocol) or a deterministic L-BFGS fit")  # fmt: skip
     p.add_argument("--output", default=None, help="write results as JSON")
     p.add_argument("--csv", default=None, help="append one row per model to this CSV")
     p.add_argument("--no-download", action="store_true", help="never download missing data")
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             whiten_dim=args.whiten_dim,
             pooler=args.pooler,
             seed=args.seed,
+            classifier=args.classifier,
             show_progress=not args.quiet,
             download=not args.no_download,
         )

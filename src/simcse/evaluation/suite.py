@@ -162,18 +162,22 @@ def evaluate(
     seed: int = 1111,
     show_progress: bool = False,
     download: bool = True,
+    classifier: str = "senteval",
 ) -> dict:
     """Evaluate a model (an :class:`~simcse.modeling.encoder.Encoder`, a path / hub id, or None for the embedded
     default) and return ``{"model", "mode", "aggregate", "tasks": {...}, "avg": {...}, "seconds": {...}}``.
 
     ``whiten`` is a text file (one sentence per line) to fit whitening on, or ``"self"`` to fit it on the
-    evaluated sentences themselves; ``whiten_dim`` keeps the first k whitened dimensions.
+    evaluated sentences themselves; ``whiten_dim`` keeps the first k whitened dimensions. ``classifier``
+    is the transfer tasks' classifier: ``senteval`` (SentEval's, as the paper) or ``lbfgs`` (deterministic).
     """
     from simcse.download import ensure_dataset
     from simcse.modeling.encoder import Encoder
 
     if aggregate not in sts.AGGREGATES:
         raise ConfigError(f"aggregate must be one of {', '.join(sts.AGGREGATES)}, got {aggregate!r}")
+    if classifier not in ("senteval", "lbfgs"):
+        raise ConfigError(f"classifier must be senteval or lbfgs, got {classifier!r}")
     task_list = resolve_tasks(tasks, mode)
     senteval_dir = ensure_dataset("senteval", data_dir, download=download)
     timings: dict[str, float] = {}
@@ -204,7 +208,8 @@ def evaluate(
         else:
             from simcse.evaluation import transfer
 
-            results[task] = transfer.evaluate_transfer_task(task_data, embed, mode=mode, seed=seed)
+            results[task] = transfer.evaluate_transfer_task(task_data, embed, mode=mode, seed=seed,
+                                                            classifier=classifier)  # fmt: skip
     timings["score"] = perf_counter() - start
 
     averages = {}

@@ -1,4 +1,6 @@
-"""SentEval's transfer tasks (MR, CR, SUBJ, MPQA, SST2, TREC, MRPC) with a deterministic classifier.
+"""SentEval's transfer tasks (MR, CR, SUBJ, MPQA, SST2, TREC, MRPC): SentEval's own classifier by default
+(``classifier="senteval"``, :mod:`simcse.evaluation.senteval_classifier`, the paper's protocol), or a
+deterministic L-BFGS fit of the same objective (``classifier="lbfgs"``, :mod:`simcse.evaluation.classifier`).
 
 Loaders and protocol follow facebookresearch/SentEval (senteval/binary.py, sst.py, trec.py, mrpc.py,
 tools/validation.py) as SimCSE's evaluation.py runs it, on the data tree of SimCSE's senteval.tar
@@ -27,8 +29,8 @@ whitespace-split and re-joined with single spaces, which is what SimCSE's batche
 characters are deleted by SentEval's download script, not by its loader; neither does this loader delete
 them, so the result depends on which copy of ``train_5500.label`` the tree holds.
 
-Differences from SentEval
--------------------------
+Differences of ``classifier="lbfgs"`` from SentEval (``senteval`` has none but float rounding)
+--------------------------------------------------------------------------------------------------
 - Optimizer. SentEval (``usepytorch=True``, ``nhid=0``) trains ``nn.Linear(dim, n_classes)`` with
   mini-batch Adam (mode "test": batch 64, epoch_size 4, tenacity 5) or RMSprop (modes "dev"/"fasttest":
   batch 128, epoch_size 2, tenacity 3). It starts from a seeded random init and early-stops on
@@ -142,10 +144,20 @@ def transfer_sentences(data: TransferData) -> list[str]:
     return sentences
 
 
+CLASSIFIERS = ("senteval", "lbfgs")
+
+
 def evaluate_transfer_task(
-    data: TransferData, embed: Callable[[list[str]], np.ndarray], mode: str = "test", seed: int = 1111
+    data: TransferData,
+    embed: Callable[[list[str]], np.ndarray],
+    mode: str = "test",
+    seed: int = 1111,
+    classifier: str = "senteval",
+    device: str | None = None,
 ) -> dict:
     """Run SentEval's protocol for one task; ``embed`` is called once, with ``transfer_sentences(data)``.
+    ``classifier``: ``senteval`` (SentEval's mini-batch classifier with SimCSE's settings for ``mode``, on
+    ``device``, default the GPU when there is one) or ``lbfgs`` (deterministic, mode changes kfold only).
 
     Returns ``acc`` and ``devacc`` (x100, 2 decimals), ``n`` (examples ``acc`` is measured on), SentEval's
     ``ndev``/``ntest``, the chosen penalty ``l2reg`` (one per outer fold for MR/CR/SUBJ/MPQA), and for MRPC
@@ -155,11 +167,40 @@ def evaluate_transfer_task(
         raise ConfigError(f"unknown evaluation mode {mode!r}; expected one of {', '.join(KFOLD_BY_MODE)}")
     if data.name not in TRANSFER_TASKS:
         raise ConfigError(f"unknown transfer task {data.name!r}; expected one of {', '.join(TRANSFER_TASKS)}")
+    if classifier not in CLASSIFIERS:
+        raise ConfigError(f"unknown classifier {classifier!r}; expected one of {', '.join(CLASSIFIERS)}")
     features = _task_features(data, embed)
+    if classifier == "senteval":
+        return _run_senteval_protocol(data.name, features, mode, seed, device)
     # The fits are thousands of small products; BLAS threads only add overhead and suffer badly when the
     # cores are shared (measured: 1 thread 2-4x faster than 2 on MR/CR, within 15% on SST2).
     with threadpool_limits(limits=1, user_api="blas"):
         return _run_protocol(data.name, features, KFOLD_BY_MODE[mode], seed)
+
+
+def _run_senteval_protocol(
+    name: str, features: dict[str, tuple[np.ndarray, np.ndarray]], mode: str, seed: int, device: str | None
+) -> dict:
+    from simcse.evaluation import senteval_classifier as sc
+
+    n_classes, settings, where = _N_CLASSES[name], sc.SETTINGS[mode], sc.resolve_device(device)
+    with sc.one_cpu_thread(where):
+        result = _senteval_protocol(name, features, n_classes, settings, seed, where)
+    return {**result, "classifier": "senteval"}
+
+
+def _senteval_protocol(name: str, features: dict, n_classes: int, settings, seed: int, where) -> dict:
+    from simcse.evaluation import senteval_classifier as sc
+
+    if name in _BINARY_FILES:
+        result = sc.inner_kfold_protocol(*features["all"], n_classes, settings, seed, where)
+    elif name == "SST2":
+        result = sc.split_protocol(features["train"], features["dev"], features["test"], n_classes, settings, seed, where)
+    else:
+        result, predicted = sc.kfold_protocol(features["train"], features["test"], n_classes, settings, seed, where)
+        if name == "MRPC":
+            result["f1"] = round(100 * float(f1_score(features["test"][1], predicted)), 2)
+    return result
 
 
 def _run_protocol(
@@ -167,10 +208,11 @@ def _run_protocol(
 ) -> dict:
     n_classes = _N_CLASSES[name]
     if name in _BINARY_FILES:
-        return inner_kfold_protocol(*features["all"], n_classes, kfold, seed)
+        return {**inner_kfold_protocol(*features["all"], n_classes, kfold, seed), "classifier": "lbfgs"}
     if name == "SST2":
-        return split_protocol(features["train"], features["dev"], features["test"], n_classes)
+        return {**split_protocol(features["train"], features["dev"], features["test"], n_classes), "classifier": "lbfgs"}
     result, predicted = kfold_protocol(features["train"], features["test"], n_classes, kfold, seed)
+    result["classifier"] = "lbfgs"
     if name == "MRPC":
         result["f1"] = round(100 * float(f1_score(features["test"][1], predicted)), 2)
     return result
