@@ -21,7 +21,9 @@ TASKS = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default=None, help="default: the embedded all-MiniLM-L6-v2")
     parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
     parser.add_argument("--modes", default="fasttest,test")
@@ -46,13 +48,17 @@ def main() -> None:
                                   seed=seed, classifier=classifier)  # fmt: skip
                 seconds = time.perf_counter() - start
                 accs = {t: result["tasks"][t]["acc"] for t in TASKS}
-                raw.append({"mode": mode, "classifier": classifier, "seed": seed, "seconds": seconds, "acc": accs})
+                raw.append(
+                    {"mode": mode, "classifier": classifier, "seed": seed, "seconds": seconds, "acc": accs}
+                )
                 runs.append(accs)
                 print(f"{mode} {classifier} seed {seed}: avg {np.mean(list(accs.values())):.2f} ({seconds:.0f} s)",
                       flush=True)  # fmt: skip
             rows.append((mode, classifier, runs))
 
-    print(f"\nall-MiniLM-L6-v2 transfer tasks (acc), {describe_cpu()}; senteval: mean ± std over seeds {seeds}")
+    print(
+        f"\nall-MiniLM-L6-v2 transfer tasks (acc), {describe_cpu()}; senteval: mean ± std over seeds {seeds}"
+    )
     print("| mode | classifier | n | " + " | ".join(TASKS) + " | Avg. |")
     print("|---|---|---|" + "---|" * (len(TASKS) + 1))
     for mode, classifier, runs in rows:

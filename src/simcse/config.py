@@ -108,6 +108,12 @@ class TrainConfig:
     adam_beta1: float = option(0.9, "AdamW beta1", OPTIM)
     adam_beta2: float = option(0.999, "AdamW beta2", OPTIM)
     adam_epsilon: float = option(1e-8, "AdamW epsilon", OPTIM)
+    optimizer: str = option(
+        "adamw",
+        "adamw: torch's AdamW | adamw_hf: the transformers 4.x AdamW the original's Trainer used "
+        "(epsilon added before the bias correction)",
+        OPTIM,
+    )
     max_grad_norm: float = option(1.0, "gradient clipping norm; 0 = no clipping", OPTIM)
     precision: str = option(
         "auto", "auto (GPU bf16, else fp16 + scaling; CPU fp32) | fp32 | bf16 | fp16", OPTIM
@@ -120,6 +126,12 @@ class TrainConfig:
         True, "STS-B / SICK-R dev evaluation for checkpoint selection (needs the SentEval data)", EVAL
     )
     eval_steps: int = option(250, "dev evaluation every N steps; 0 = only at the end", EVAL)
+    eval_at_end: bool = option(
+        False,
+        "also evaluate the last step's model when it is not a multiple of eval_steps (the original "
+        "does not, so its best model is one of the eval_steps ones)",
+        EVAL,
+    )
     eval_before_training: bool = option(True, "also score the untrained model, to report the gain", EVAL)
     metric_for_best_model: str = option("stsb_spearman", " | ".join(BEST_METRICS), EVAL)
     eval_batch_size: int = option(128, "sentences per batch in evaluation", EVAL)
@@ -259,11 +271,13 @@ class TrainConfig:
                 ("metric_for_best_model", self.metric_for_best_model, BEST_METRICS),
                 ("final_eval", self.final_eval, FINAL_EVALS), ("packed", self.packed, PACKED),
                 ("attn_implementation", self.attn_implementation, ("sdpa", "eager")),
-                ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS)]  # fmt: skip
+                ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS),
+                ("optimizer", self.optimizer, OPTIMIZERS)]  # fmt: skip
 
 
 MLM_HEADS = ("untied", "fresh", "tied")
 DDP_GRADIENTS = ("global", "original")
+OPTIMIZERS = ("adamw", "adamw_hf")
 
 NON_NEGATIVE = ("num_epochs", "max_steps", "eval_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
                 "max_train_samples", "num_threads", "logging_steps", "seed")  # fmt: skip

@@ -269,3 +269,50 @@ def test_sdpa_attention_is_selected_by_default(tiny_bert, txt, tmp_path):
         train_config(tiny_bert, txt, tmp_path / "run", packed="off", attn_implementation="eager")
     )
     assert model.encoder.backbone.config._attn_implementation == "eager"
+
+
+def test_hf_adamw_is_the_transformers_4_update():
+    from simcse.training.hf_adamw import HFAdamW
+
+    lr, eps, b1, b2 = 0.1, 1e-3, 0.9, 0.999
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+    g = torch.tensor([0.01, -0.002, 0.0005])
+    optimizer = HFAdamW([p], lr=lr, betas=(b1, b2), eps=eps)
+    p.grad = g.clone()
+    optimizer.step()
+    # step 1: m = (1-b1) g, v = (1-b2) g^2, update lr*sqrt(1-b2)/(1-b1) * m / (sqrt(v) + eps)
+    expected = torch.tensor([1.0, -2.0, 0.5]) - lr * (1 - b2) ** 0.5 * g / ((1 - b2) ** 0.5 * g.abs() + eps)
+    assert torch.allclose(p.detach(), expected, atol=1e-7)
+    # with eps = 0 the two AdamW forms are the same update
+    a, b = (torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5])) for _ in range(2))
+    hf, ref = HFAdamW([a], lr=lr, eps=0.0), torch.optim.AdamW([b], lr=lr, eps=0.0, weight_decay=0.0)
+    for grad in (g, -2 * g, 0.5 * g):
+        a.grad, b.grad = grad.clone(), grad.clone()
+        hf.step()
+        ref.step()
+    assert torch.allclose(a, b, atol=1e-6)
+    # with eps > 0, torch's AdamW takes a larger first step where the gradient is as small as eps
+    torch_step = torch.optim.AdamW(
+        [c := torch.nn.Parameter(torch.tensor([0.0]))], lr=lr, eps=eps, weight_decay=0.0
+    )
+    hf_step = HFAdamW([d := torch.nn.Parameter(torch.tensor([0.0]))], lr=lr, eps=eps)
+    c.grad, d.grad = torch.tensor([1e-3]), torch.tensor([1e-3])
+    torch_step.step()
+    hf_step.step()
+    assert abs(c.item()) > abs(d.item()) * 5
+
+
+@pytest.mark.parametrize("eval_at_end", [False, True])
+def test_the_last_step_is_a_dev_candidate_only_with_eval_at_end(
+    tiny_bert, txt, tmp_path, data_dir, eval_at_end
+):
+    out = tmp_path / "run"
+    config = train_config(tiny_bert, txt, out, max_steps=5, eval_steps=2, dev_eval=True, data_dir=str(data_dir),
+                          eval_at_end=eval_at_end, optimizer="adamw_hf")  # fmt: skip
+    train(config)
+    steps = [
+        r["step"]
+        for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        if r.get("kind") == "eval" and r["step"] > 0  # step 0: the model before training
+    ]
+    assert steps == ([2, 4, 5] if eval_at_end else [2, 4])

@@ -195,9 +195,13 @@ def _senteval_protocol(name: str, features: dict, n_classes: int, settings, seed
     if name in _BINARY_FILES:
         result = sc.inner_kfold_protocol(*features["all"], n_classes, settings, seed, where)
     elif name == "SST2":
-        result = sc.split_protocol(features["train"], features["dev"], features["test"], n_classes, settings, seed, where)
+        result = sc.split_protocol(
+            features["train"], features["dev"], features["test"], n_classes, settings, seed, where
+        )
     else:
-        result, predicted = sc.kfold_protocol(features["train"], features["test"], n_classes, settings, seed, where)
+        result, predicted = sc.kfold_protocol(
+            features["train"], features["test"], n_classes, settings, seed, where
+        )
         if name == "MRPC":
             result["f1"] = round(100 * float(f1_score(features["test"][1], predicted)), 2)
     return result
@@ -210,7 +214,10 @@ def _run_protocol(
     if name in _BINARY_FILES:
         return {**inner_kfold_protocol(*features["all"], n_classes, kfold, seed), "classifier": "lbfgs"}
     if name == "SST2":
-        return {**split_protocol(features["train"], features["dev"], features["test"], n_classes), "classifier": "lbfgs"}
+        return {
+            **split_protocol(features["train"], features["dev"], features["test"], n_classes),
+            "classifier": "lbfgs",
+        }
     result, predicted = kfold_protocol(features["train"], features["test"], n_classes, kfold, seed)
     result["classifier"] = "lbfgs"
     if name == "MRPC":

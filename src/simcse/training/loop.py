@@ -281,9 +281,11 @@ def save_state(run: Run, step: int) -> None:
 
 
 def finish_run(run: Run) -> TrainResult:
-    """A last dev evaluation when the last step had none; then the final model (main process)."""
+    """A last dev evaluation when the last step had none and ``eval_at_end`` (or no evaluation ran: there
+    would be no best model); then the final model (main process)."""
     state = run.state
-    if run.inputs.evaluator is not None and state.last_eval_step != state.global_step:
+    at_end = run.config.eval_at_end or not run.config.eval_steps or state.last_eval_step is None
+    if run.inputs.evaluator is not None and at_end and state.last_eval_step != state.global_step:
         evaluate_and_keep_best(run, state.global_step)
     dev_best, test = None, None
     if run.env.dist.main:

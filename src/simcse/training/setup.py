@@ -171,6 +171,10 @@ def build_optimizer(
         "betas": (config.adam_beta1, config.adam_beta2),
         "eps": config.adam_epsilon,
     }
+    if config.optimizer == "adamw_hf":
+        from simcse.training.hf_adamw import HFAdamW
+
+        return HFAdamW(groups, **kwargs)
     try:
         return torch.optim.AdamW(groups, fused=device.type in ("cuda", "cpu"), **kwargs)
     except (RuntimeError, TypeError):
