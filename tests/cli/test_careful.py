@@ -27,7 +27,9 @@ def _files(root: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------------------------- usage errors
 def test_a_usage_error_is_one_line_naming_the_command(capsys, tiny_bert):
     code, _, err = run(capsys, ["similarity", "only one"])
-    assert_one_line_error(code, err, "simcse similarity", "the following arguments are required: B", "--help")
+    assert_one_line_error(code, err, "simcse similarity", "expected [MODEL] A B", "--help")
+    code, _, err = run(capsys, ["encode", str(tiny_bert)])
+    assert_one_line_error(code, err, "simcse encode", "the following arguments are required", "--help")
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "many"])

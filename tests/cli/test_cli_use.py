@@ -43,8 +43,9 @@ def test_similarity_with_the_embedded_model(capsys, embedded_model):
 
 
 def test_similarity_needs_two_sentences(capsys, tiny_bert):
-    code, _, err = run(capsys, ["similarity", str(tiny_bert), "only one"])
-    assert code == 2 and "the following arguments are required: B" in err
+    for words in (["only one"], [str(tiny_bert), "a", "b", "c"]):
+        code, _, err = run(capsys, ["similarity", *words])
+        assert code == 2 and "expected [MODEL] A B" in err and err.count("\n") == 1, err
 
 
 def test_encode_writes_the_matrix(tmp_path, capsys, tiny_bert, corpus):

@@ -60,7 +60,9 @@ def _newest_step(out: Path) -> int:
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while not path.exists():
-        assert proc.poll() is None, "training ended before the expected checkpoint"
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(f"training ended before the expected checkpoint:\n{err[-3000:]}")
         assert time.time() < deadline, f"timed out waiting for {path}"
         time.sleep(0.005)
 

@@ -68,7 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest and not getattr(args, "serve_unavailable", None):
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
     else:
-        args = parser.parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        # a list positional (``similarity [MODEL] A B``) may continue after options: argparse leaves those
+        # words over, and they belong to it
+        intermixed = getattr(args, "intermixed", None)
+        if rest and intermixed and not any(word.startswith("-") for word in rest):
+            getattr(args, intermixed).extend(rest)
+        elif rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return args.func(args)
     except SimCSEError as e:

@@ -14,17 +14,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Print the cosine similarity of two sentences (4 decimals). "
         "Without MODEL (or with 'default' or '-'): the embedded all-MiniLM-L6-v2.",
     )
-    p.add_argument("model", metavar="MODEL", nargs="?", default=None, help=MODEL_HELP + " (default: default)")
-    p.add_argument("sentence_a", metavar="A")
-    p.add_argument("sentence_b", metavar="B")
+    # one list, split in run(): an optional MODEL before two required positionals would make argparse read
+    # `similarity MODEL --pooler avg A B` as A=MODEL; words after the options join the list (cli.main)
+    p.add_argument("words", nargs="+", metavar="[MODEL] A B",
+                   help=f"two sentences, after an optional MODEL: {MODEL_HELP} (default: default)")  # fmt: skip
     add_model_options(p, bf16_help=BF16_HELP)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, usage_error=p.error, intermixed="words")
 
 
 def run(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
     from simcse.cli.options import dtype, model_arg
 
-    model = SimCSE(model_arg(args.model), pooler=args.pooler, dtype=dtype(args.bf16))
-    print(f"{model.similarity(args.sentence_a, args.sentence_b):.4f}")
+    if len(args.words) not in (2, 3):
+        args.usage_error(
+            f"expected [MODEL] A B (two sentences, after an optional model), got {len(args.words)} arguments"
+        )
+    model_name, a, b = [None, *args.words] if len(args.words) == 2 else args.words
+    model = SimCSE(model_arg(model_name), pooler=args.pooler, dtype=dtype(args.bf16))
+    print(f"{model.similarity(a, b):.4f}")
     return 0
