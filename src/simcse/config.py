@@ -75,9 +75,10 @@ class TrainConfig:
     mlm_weight: float = option(0.1, "lambda: loss = contrastive + lambda * MLM", OBJECTIVE)
     mlm_probability: float = option(0.15, "share of tokens masked for the MLM loss", OBJECTIVE)
     mlm_head: str = option(
-        "untied",
-        "untied: a trainable copy of the pretrained LM head, apart from the input embeddings (the original's "
-        "RoBERTa runs) | fresh: a newly initialised untied head (the original's BERT runs) | tied: the "
+        "original",
+        "original: what the original code trained (a fresh untied head for BERT-style checkpoints, whose head "
+        "its lm_head module did not load; an untied copy of the pretrained head for RoBERTa-style ones) | "
+        "untied: an untied copy of the pretrained head | fresh: a newly initialised untied head | tied: the "
         "pretrained head sharing the input embeddings",
         OBJECTIVE,
     )
@@ -275,7 +276,7 @@ class TrainConfig:
                 ("optimizer", self.optimizer, OPTIMIZERS)]  # fmt: skip
 
 
-MLM_HEADS = ("untied", "fresh", "tied")
+MLM_HEADS = ("original", "untied", "fresh", "tied")
 DDP_GRADIENTS = ("global", "original")
 OPTIMIZERS = ("adamw", "adamw_hf")
 

@@ -50,13 +50,26 @@ def test_sup_hard_negatives_with_mlm_in_every_precision(tiny_bert_mlm, triples, 
     assert (out / "README.md").read_text().startswith("---")
 
 
-@pytest.mark.parametrize("kind", ["untied", "fresh", "tied"])
-def test_mlm_head_is_the_pretrained_one_untied_by_default(tiny_bert_mlm, tiny_bert, txt, tmp_path, kind):
+def test_the_original_mlm_head_is_fresh_for_bert_and_pretrained_for_roberta():
+    from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
+
+    from simcse.training.model import resolved_mlm_head
+
+    small = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+             "vocab_size": 50}  # fmt: skip
+    assert resolved_mlm_head(BertForMaskedLM(BertConfig(**small)), "original") == "fresh"
+    assert resolved_mlm_head(RobertaForMaskedLM(RobertaConfig(**small)), "original") == "untied"
+    assert resolved_mlm_head(BertForMaskedLM(BertConfig(**small)), "tied") == "tied"
+
+
+@pytest.mark.parametrize("kind", ["original", "untied", "fresh", "tied"])
+def test_mlm_head_kinds(tiny_bert_mlm, tiny_bert, txt, tmp_path, kind):
     from safetensors.torch import load_file
 
     model, pretrained = build_model(
         train_config(tiny_bert_mlm, txt, tmp_path / "o", do_mlm=True, mlm_head=kind)
     )
+    kind = "fresh" if kind == "original" else kind  # a BERT checkpoint: the original's head loaded nothing
     saved = load_file(str(tiny_bert_mlm / "model.safetensors"))
     head = model.mlm_head.predictions
     embeddings = model.encoder.backbone.embeddings.word_embeddings.weight

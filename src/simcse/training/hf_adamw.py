@@ -30,24 +30,29 @@ class HFAdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                state["step"] += 1
-                exp_avg.mul_(beta1).add_(p.grad, alpha=1.0 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
-                denom = exp_avg_sq.sqrt().add_(group["eps"])
-                step_size = (
-                    group["lr"] * math.sqrt(1.0 - beta2 ** state["step"]) / (1.0 - beta1 ** state["step"])
-                )
-                p.addcdiv_(exp_avg, denom, value=-step_size)
-                if group["weight_decay"] > 0.0:  # decoupled, after the update, as transformers 4.x
-                    p.add_(p, alpha=-group["lr"] * group["weight_decay"])
+            for p in params:
+                if not self.state[p]:
+                    self.state[p].update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+            states = [self.state[p] for p in params]
+            grads = [p.grad for p in params]
+            exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+            # every parameter of a group steps together, so they share one step count (foreach: one call
+            # per operation for the whole group, as fast as torch's foreach AdamW)
+            step = states[0]["step"] + 1
+            for s in states:
+                s["step"] = step
+            torch._foreach_mul_(exp_avgs, beta1)
+            torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+            denoms = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_add_(denoms, group["eps"])
+            step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+            torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-step_size)
+            if group["weight_decay"] > 0.0:  # decoupled, after the update, as transformers 4.x
+                torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
         return loss

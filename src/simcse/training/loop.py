@@ -115,8 +115,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     model.to(env.device)  # 3.
     if config.fast_dropout and env.device.type == "cpu":
         use_fast_dropout(model.encoder.backbone)
-    if env.dist.main and config.do_mlm and not mlm_head_pretrained:
+    if env.dist.main and config.do_mlm and mlm_head_pretrained is False:
         print("simcse: the checkpoint has no MLM head; it starts freshly initialised", file=sys.stderr)
+    elif env.dist.main and config.do_mlm and mlm_head_pretrained is None:
+        print(f"simcse: the MLM head starts freshly initialised (mlm_head: {config.mlm_head}; the original "
+              "code's BERT runs trained such a head)", file=sys.stderr)  # fmt: skip
     run = start(config, env, inputs, model)
     try:
         if inputs.evaluator is not None and run.state.dev_before is None and config.eval_before_training:

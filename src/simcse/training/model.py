@@ -37,9 +37,19 @@ class SimCSEModel(nn.Module):
         return embeddings, mean * count, count
 
 
-def mlm_head_of(mlm_model: nn.Module, kind: str = "untied") -> nn.Module:
+def resolved_mlm_head(mlm_model: nn.Module, kind: str) -> str:
+    """``original`` as what it means for this checkpoint: the original's ``lm_head`` module loads the
+    pretrained head only where the checkpoint calls it ``lm_head`` (RoBERTa), not ``cls`` (BERT)."""
+    if kind != "original":
+        return kind
+    return "untied" if any(name == "lm_head" for name, _ in mlm_model.named_children()) else "fresh"
+
+
+def mlm_head_of(mlm_model: nn.Module, kind: str = "original") -> nn.Module:
     """The LM head of an ``AutoModelForMaskedLM`` (BERT's ``cls``, RoBERTa's ``lm_head``...).
 
+    ``original`` (the default): what the original code trained, ``untied`` for RoBERTa-style checkpoints
+    (head named ``lm_head``) and ``fresh`` for BERT-style ones (head named ``cls``).
     ``untied``: its vocabulary projection gets its own copy of the weights instead of sharing the input
     embeddings, as in the original code, whose ``lm_head`` module is not tied (for RoBERTa the checkpoint's
     ``lm_head.*`` weights load into it). ``fresh``: re-initialised and untied, which is what the original's
@@ -50,6 +60,7 @@ def mlm_head_of(mlm_model: nn.Module, kind: str = "untied") -> nn.Module:
     if len(heads) != 1:
         raise ValueError(f"cannot find the LM head of {type(mlm_model).__name__}")
     head = heads[0]
+    kind = resolved_mlm_head(mlm_model, kind)
     if kind == "tied":
         return head
     decoder = mlm_model.get_output_embeddings()

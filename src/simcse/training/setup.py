@@ -137,7 +137,7 @@ def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
     whether that head is pretrained (None without do_mlm or with a fresh head)."""
     from simcse.modeling.encoder import Encoder
     from simcse.modeling.model_dir import position_limit, read_backbone
-    from simcse.training.model import mlm_head_of
+    from simcse.training.model import mlm_head_of, resolved_mlm_head
 
     # torch.compile wants static shapes; packed execution has data-dependent ones.
     packed = {"auto": None if not config.compile else False, "on": True, "off": False}[config.packed]
@@ -152,8 +152,9 @@ def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
         raise ConfigError(
             f"packed execution is not available for model type {files.backbone.config.model_type!r}"
         )
-    head = mlm_head_of(files.mlm_model, config.mlm_head) if config.do_mlm else None
-    pretrained = files.mlm_head_pretrained if config.mlm_head != "fresh" else None
+    kind = resolved_mlm_head(files.mlm_model, config.mlm_head) if config.do_mlm else None
+    head = mlm_head_of(files.mlm_model, kind) if kind else None
+    pretrained = None if kind == "fresh" else files.mlm_head_pretrained
     return SimCSEModel(encoder, head), pretrained
 
 
@@ -184,12 +185,13 @@ def build_optimizer(
 def build_scheduler(
     config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup, then linear decay to 0 (or constant)."""
+    """Linear warmup, then linear decay to 0 (or constant): transformers' ``get_linear_schedule_with_warmup``
+    (the original's), so the first warmup step has learning rate 0."""
     warmup = config.warmup_steps or int(math.ceil(config.warmup_ratio * total_steps))
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / (warmup + 1) if warmup else 1.0
+            return step / max(1, warmup)
         if config.lr_scheduler == "constant":
             return 1.0
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
