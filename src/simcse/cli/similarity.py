@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.words) not in (2, 3):
         args.usage_error(
-            f"expected [MODEL] A B (two sentences, after an optional model), got {len(args.words)} arguments"
+            f"expected [MODEL] A B (two sentences, after an optional model), got {len(args.words)} words"
         )
     model_name, a, b = [None, *args.words] if len(args.words) == 2 else args.words
     model = SimCSE(model_arg(model_name), pooler=args.pooler, dtype=dtype(args.bf16))

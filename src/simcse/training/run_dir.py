@@ -114,7 +114,8 @@ def prepare_output_dir(config: TrainConfig, out: Path, resume: bool, dist: Dist)
         if out.exists() and config.overwrite_output_dir and not resume:
             kept = remove_written(out)
             if kept:
-                print(f"simcse: {out}: kept {len(kept)} entries simcse did not write: {', '.join(kept)}",
+                what = "entry" if len(kept) == 1 else "entries"
+                print(f"simcse: {out}: kept {len(kept)} {what} simcse did not write: {', '.join(kept)}",
                       file=sys.stderr)  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         record_written(out, RUN_NAMES)
