@@ -39,13 +39,7 @@ def check_output_file(path: str | os.PathLike, option: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise SimCSEError(f"{path}: {option} is a directory; give a file path")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise SimCSEError(f"{path}: {option} cannot be written ({parent} is not a directory)")
-    if not os.access(parent, os.W_OK):
-        raise SimCSEError(f"{path}: {option} cannot be written (no write permission in {parent})")
+    _check_writable_from(path, path.parent, option)
     return path
 
 
@@ -55,14 +49,19 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SimCSEError(f"{path}: {option} is a file; give a directory")
-    existing = path
+    _check_writable_from(path, path, option)
+    return path
+
+
+def _check_writable_from(path: Path, start: Path, option: str) -> None:
+    """The nearest existing folder at or above ``start`` must be a writable directory."""
+    existing = start
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise SimCSEError(f"{path}: {option} cannot be created ({existing} is not a directory)")
+        raise SimCSEError(f"{path}: {option} cannot be written ({existing} is not a directory)")
     if not os.access(existing, os.W_OK):
         raise SimCSEError(f"{path}: {option} cannot be written (no write permission in {existing})")
-    return path
 
 
 def refuse_non_empty(directory: Path, overwrite: bool) -> None:
