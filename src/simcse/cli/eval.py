@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             check_output_file(path, option)
     if args.cache_dir:
         check_output_dir(args.cache_dir, "--cache-dir")
+    _note_slow_classifier(args)
     results = []
     for name in args.models or ["default"]:
         model = model_arg(name)
@@ -97,3 +98,20 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:  # after the check: the disk filled up, say (the tables above are printed)
             raise SimCSEError(f"{args.output}: cannot write --output ({e.strerror or e})") from e
     return 0
+
+
+def _note_slow_classifier(args: argparse.Namespace) -> None:
+    """SentEval's classifier in test mode is thousands of mini-batch fits: fine on a GPU, long on a CPU."""
+    import sys
+
+    import torch
+
+    from simcse.evaluation.suite import TRANSFER_TASKS, resolve_tasks
+
+    try:
+        transfer = set(resolve_tasks(args.tasks, args.mode)) & set(TRANSFER_TASKS)
+    except SimCSEError:
+        return  # the evaluation reports the bad task list itself
+    if transfer and args.classifier == "senteval" and args.mode == "test" and not torch.cuda.is_available():
+        print("simcse: SentEval's classifier in test mode on the CPU can take over an hour for all the "
+              "transfer tasks on 2 cores; --mode fasttest or --classifier lbfgs take minutes", file=sys.stderr)  # fmt: skip
