@@ -26,7 +26,7 @@ DEFAULT_MODEL = "default"  # the embedded model's name wherever a model is accep
 OBJECTIVES = ("auto", "unsup", "sup")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULERS = ("linear", "constant")
-BEST_METRICS = ("stsb_spearman", "sickr_spearman", "avg_sts")
+BEST_METRICS = ("stsb_spearman", "sickr_spearman", "avg_sts", "dev_spearman")
 FINAL_EVALS = ("none", "sts", "transfer", "full")
 PACKED = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
@@ -134,7 +134,15 @@ class TrainConfig:
         EVAL,
     )
     eval_before_training: bool = option(True, "also score the untrained model, to report the gain", EVAL)
-    metric_for_best_model: str = option("stsb_spearman", " | ".join(BEST_METRICS), EVAL)
+    dev_file: str = option(
+        "",
+        "your dev set for checkpoint selection instead of STS-B/SICK-R dev: a .csv/.tsv of sentence1, "
+        "sentence2, score (header optional, any score range) or a directory of STS.input.X.txt/STS.gs.X.txt",
+        EVAL,
+    )
+    metric_for_best_model: str = option(
+        "auto", "auto (dev_spearman with dev_file, else stsb_spearman) | " + " | ".join(BEST_METRICS), EVAL
+    )
     eval_batch_size: int = option(128, "sentences per batch in evaluation", EVAL)
     final_eval: str = option(
         "sts", "test-set evaluation of the best model at the end: " + " | ".join(FINAL_EVALS), EVAL
@@ -205,6 +213,13 @@ class TrainConfig:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    @property
+    def best_metric(self) -> str:
+        """The dev metric that picks the best model (``auto`` resolved)."""
+        if self.metric_for_best_model != "auto":
+            return self.metric_for_best_model
+        return "dev_spearman" if self.dev_file else "stsb_spearman"
+
     # ------------------------------------------------------------------ validation
     def validate(self) -> TrainConfig:
         """Reject bad values and invalid combinations, every one at once, each with what to do. Only the
@@ -219,6 +234,11 @@ class TrainConfig:
                 "in-batch negatives, so it does not train like a large batch. For a large batch that does not fit "
                 "in memory set batch_size to the full size and gradcache_chunk_size to what fits (GradCache)."
             )
+        if self.dev_file and self.metric_for_best_model not in ("auto", "dev_spearman"):
+            check(f"metric_for_best_model {self.metric_for_best_model} scores the STS-B/SICK-R dev sets; with "
+                  "dev_file use dev_spearman (or auto)")  # fmt: skip
+        if not self.dev_file and self.metric_for_best_model == "dev_spearman":
+            check("metric_for_best_model dev_spearman needs dev_file (your dev set)")
         if self.mlp_only_train and self.pooler != "cls":
             check("mlp_only_train needs pooler 'cls' (the only pooler with an MLP)")
         for name in ("temperature", "learning_rate", "eval_batch_size"):
@@ -269,7 +289,7 @@ class TrainConfig:
     def _choices(self) -> list[tuple[str, str, tuple[str, ...]]]:
         return [("pooler", self.pooler, POOLERS), ("objective", self.objective, OBJECTIVES),
                 ("precision", self.precision, PRECISIONS), ("lr_scheduler", self.lr_scheduler, SCHEDULERS),
-                ("metric_for_best_model", self.metric_for_best_model, BEST_METRICS),
+                ("metric_for_best_model", self.metric_for_best_model, ("auto", *BEST_METRICS)),
                 ("final_eval", self.final_eval, FINAL_EVALS), ("packed", self.packed, PACKED),
                 ("attn_implementation", self.attn_implementation, ("sdpa", "eager")),
                 ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.errors import ConfigError
+from simcse.errors import ConfigError, SimCSEError
 from simcse.training.loop import TrainingError, train
 from simcse.training.setup import build_model, resolve
 from tests.helpers import SENTENCES, make_tiny_bert, train_config
@@ -329,3 +329,64 @@ def test_the_last_step_is_a_dev_candidate_only_with_eval_at_end(
         if r.get("kind") == "eval" and r["step"] > 0  # step 0: the model before training
     ]
     assert steps == ([2, 4, 5] if eval_at_end else [2, 4])
+
+
+def _own_dev(path, rows):
+    path.write_text("sentence1,sentence2,score\n" + "\n".join(f'"{a}","{b}",{s}' for a, b, s in rows) + "\n",
+                    encoding="utf-8")  # fmt: skip
+    return path
+
+
+def test_your_own_dev_file_picks_the_checkpoint_and_is_named_everywhere(tiny_bert, txt, tmp_path, capsys):
+    rows = [(SENTENCES[i], SENTENCES[(i * 3 + 1) % len(SENTENCES)], (i * 7) % 11 / 2) for i in range(10)]
+    dev = _own_dev(tmp_path / "mydev.csv", rows)
+    out = tmp_path / "run"
+    train(train_config(tiny_bert, txt, out, max_steps=4, eval_steps=2, dev_eval=True, dev_file=str(dev)))
+    err = capsys.readouterr().err
+    assert "checkpoint selection on dev set mydev: 10 pairs, scores 0 to 5, Spearman (dev_spearman)" in err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert evals and all(set(r) >= {"dev_spearman"} and "stsb_spearman" not in r for r in evals)
+    meta = json.loads((out / "simcse.json").read_text())
+    assert meta["best_metric"] == "dev_spearman" and set(meta["dev"]) == {"dev_spearman"}
+    card = (out / "README.md").read_text()
+    assert "the best model by dev_spearman" in card and f"`{dev}`" in card
+    # the same scores through the STS reader as a tsv and as an STS-style directory
+    from simcse.evaluation.sts import load_dev_file
+
+    tsv = tmp_path / "mydev.tsv"
+    tsv.write_text("\n".join(f"{a}\t{b}\t{s}" for a, b, s in rows) + "\n", encoding="utf-8")
+    folder = tmp_path / "sts"
+    folder.mkdir()
+    (folder / "STS.input.x.txt").write_text(
+        "\n".join(f"{a}\t{b}" for a, b, _ in rows) + "\n", encoding="utf-8"
+    )
+    (folder / "STS.gs.x.txt").write_text("\n".join(str(s) for *_, s in rows) + "\n", encoding="utf-8")
+    expected = load_dev_file(dev).subsets["dev"]
+    for other in (load_dev_file(tsv).subsets["dev"], load_dev_file(folder).subsets["x"]):
+        assert other.a == expected.a and other.b == expected.b and list(other.gold) == list(expected.gold)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("a,b,1\nc,d\n", "mydev.csv:2: expected 3 columns"),
+        ("a,b,1\nc,d,high\n", "mydev.csv:2: gold score 'high' is not a number"),
+        ("sentence1,sentence2,score\na,b,1\n", "1 scored pair(s)"),
+    ],
+)
+def test_a_bad_dev_file_stops_before_anything_is_written(tiny_bert, txt, tmp_path, content, message):
+    dev = tmp_path / "mydev.csv"
+    dev.write_text(content, encoding="utf-8")
+    out = tmp_path / "run"
+    with pytest.raises(SimCSEError) as info:
+        train(train_config(tiny_bert, txt, out, dev_eval=True, dev_file=str(dev)))
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists()
+
+
+def test_dev_file_and_the_metric_must_agree(tiny_bert, txt, tmp_path):
+    with pytest.raises(ConfigError, match="with dev_file use dev_spearman"):
+        train(train_config(tiny_bert, txt, tmp_path / "a", dev_file="x.csv", metric_for_best_model="avg_sts"))
+    with pytest.raises(ConfigError, match="dev_spearman needs dev_file"):
+        train(train_config(tiny_bert, txt, tmp_path / "b", metric_for_best_model="dev_spearman"))

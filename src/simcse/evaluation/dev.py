@@ -1,4 +1,5 @@
-"""The trainer's checkpoint-selection evaluator: STS-B dev and SICK-R dev Spearman.
+"""The trainer's checkpoint-selection evaluator: STS-B dev and SICK-R dev Spearman, or your own dev set
+(``dev_file``: ``dev_spearman``).
 
 Same readers and scoring as ``simcse eval --mode dev``; the distinct dev sentences are tokenised once and
 reused at every evaluation, so a call costs one inference pass over ~4,000 sentences.
@@ -14,13 +15,19 @@ from simcse.evaluation import sts
 
 DEV_TASKS = {"stsb_spearman": "STSBenchmark", "sickr_spearman": "SICKRelatedness"}
 METRICS = (*DEV_TASKS, "avg_sts")
+OWN_DEV_METRIC = "dev_spearman"
 
 
 class DevEvaluator:
     """``evaluator(encoder) -> {"stsb_spearman": .., "sickr_spearman": .., "avg_sts": ..}``."""
 
-    def __init__(self, senteval_dir: str | Path, batch_size: int = 128):
-        self.data = {key: sts.load_sts_task(task, senteval_dir, "dev") for key, task in DEV_TASKS.items()}
+    def __init__(
+        self, senteval_dir: str | Path | None, batch_size: int = 128, dev_file: str | Path | None = None
+    ):
+        if dev_file:
+            self.data = {OWN_DEV_METRIC: sts.load_dev_file(dev_file)}
+        else:
+            self.data = {key: sts.load_sts_task(task, senteval_dir, "dev") for key, task in DEV_TASKS.items()}
         self.sentences = list(dict.fromkeys(s for d in self.data.values() for s in d.sentences()))
         self.index = {s: i for i, s in enumerate(self.sentences)}
         self.batch_size = batch_size
@@ -38,5 +45,14 @@ class DevEvaluator:
             return matrix[[self.index[s] for s in sentences]]
 
         scores = {k: sts.score_sts(d, embed)["spearman"] for k, d in self.data.items()}
-        scores["avg_sts"] = float(np.mean(list(scores.values())))
+        if OWN_DEV_METRIC not in scores:
+            scores["avg_sts"] = float(np.mean(list(scores.values())))
         return scores
+
+    def describe(self) -> str:
+        """One line for the run's log: what is scored."""
+        if OWN_DEV_METRIC in self.data:
+            data = self.data[OWN_DEV_METRIC]
+            gold = np.concatenate([p.gold for p in data.subsets.values()])
+            return f"dev set {data.name}: {data.n} pairs, scores {gold.min():g} to {gold.max():g}, Spearman"
+        return "dev sets STS-B and SICK-R, Spearman"

@@ -161,6 +161,66 @@ def load_sts_task(name: str, senteval_dir: str | Path, split: str = "test") -> S
     raise ValueError(f"unknown STS task {name!r}; choose from {', '.join(STS_TASKS)}")
 
 
+def load_dev_file(path: str | Path) -> STSData:
+    """Your own dev set: a csv/tsv of ``sentence1, sentence2, score`` (a first row whose score is not a
+    number is a header), or a directory of SemEval-style ``STS.input.X.txt`` / ``STS.gs.X.txt`` pairs (one
+    subset each, pooled as the "all" setting). Any score range: Spearman only ranks."""
+    path = Path(path)
+    if path.is_dir():
+        inputs = sorted(path.glob("STS.input.*.txt"))
+        if not inputs:
+            raise DataError(path, "no STS.input.*.txt files (an STS-style dev directory has input/gs pairs)")
+        subsets = {}
+        for input_path in inputs:
+            name = input_path.name[len("STS.input.") : -len(".txt")]
+            subsets[name] = read_sts_subset(input_path, path / f"STS.gs.{name}.txt")
+        data = STSData(path.name, "dev", subsets)
+    else:
+        data = STSData(path.stem, "dev", {"dev": _read_score_table(path)})
+    if data.n < 2:
+        raise DataError(path, f"{data.n} scored pair(s): a correlation needs at least 2")
+    return data
+
+
+def _read_score_table(path: Path) -> Pairs:
+    import csv
+    import io
+
+    if path.suffix.lower() not in (".csv", ".tsv"):
+        raise DataError(
+            path, "a dev file is a .csv or .tsv of sentence1, sentence2, score (or an STS directory)"
+        )
+    delimiter = "," if path.suffix.lower() == ".csv" else "\t"
+    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    text = "\n".join(read_lines(path))
+    a, b, gold, lines = [], [], [], []
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not field.strip() for field in record):
+                continue
+            if len(record) != 3:
+                raise DataError(path, f"expected 3 columns (sentence1, sentence2, score), found {len(record)}",
+                                line=line)  # fmt: skip
+            if not a and not lines:
+                try:
+                    float(record[2])
+                except ValueError:
+                    lines.append(0)  # a header: skipped once
+                    continue
+            a.append(normalize_space(record[0]))
+            b.append(normalize_space(record[1]))
+            gold.append(_parse_score(record[2].strip(), path, line))
+            lines.append(line)
+    except csv.Error as e:
+        raise DataError(
+            path, f"malformed {'csv' if delimiter == ',' else 'tsv'} ({e})", line=reader.line_num
+        ) from e
+    lines = [n for n in lines if n]
+    return Pairs(a, b, np.asarray(gold, dtype=np.float64), lines)
+
+
 def _correlations(pred: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
     if len(gold) < 2 or np.all(pred == pred[0]) or np.all(gold == gold[0]):
         return float("nan"), float("nan")

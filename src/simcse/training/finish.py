@@ -27,6 +27,7 @@ def run_facts(config: TrainConfig, data: TrainingData, views: int, state: Any, d
         "best_step": state.best_step,
         "dev": dev,
         "dev_before_training": state.dev_before,
+        "best_metric": config.best_metric,
         "train_file": data.path,
         "train_rows": len(data),
         "training_config": config.to_dict(),

@@ -262,7 +262,7 @@ def evaluate_and_keep_best(run: Run, step: int) -> dict[str, float] | None:
     scores = evaluate_dev(run, step)
     run.state.last_eval_step = step
     shared = run.env.dist.broadcast(scores)
-    metric, state = shared[run.config.metric_for_best_model], run.state
+    metric, state = shared[run.config.best_metric], run.state
     if state.best_metric is None or metric > state.best_metric:
         state.best_metric, state.best_step = metric, step
         if run.env.dist.main:

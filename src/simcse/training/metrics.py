@@ -78,7 +78,7 @@ class LogWindow:
 def format_scores(scores: dict[str, float] | None) -> str:
     if not scores:
         return "-"
-    names = {"stsb_spearman": "STS-B", "sickr_spearman": "SICK-R", "avg_sts": "avg"}
+    names = {"stsb_spearman": "STS-B", "sickr_spearman": "SICK-R", "avg_sts": "avg", "dev_spearman": "dev"}
     return ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in scores.items())
 
 

@@ -12,6 +12,20 @@ def _scores_table(test: dict) -> str:
     return markdown_tables([*rows, {**test, "name": "this model"}])
 
 
+def _dev_table(dev: dict, before: dict, cfg: dict, metric: str) -> list[str]:
+    """The dev scores that chose the checkpoint: STS-B and SICK-R dev, or the user's ``dev_file``."""
+    if "dev_spearman" in dev:
+        columns = [("dev_spearman", f"`{cfg.get('dev_file')}`")]
+    else:
+        columns = [("stsb_spearman", "STS-B dev"), ("sickr_spearman", "SICK-R dev")]
+    lines = [f"## Development set (Spearman x 100; the best model by {metric})", "",
+             "| | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---|" * len(columns)]  # fmt: skip
+    for label, scores in (("before training", before), ("this model", dev)):
+        if scores:
+            lines.append(f"| {label} | " + " | ".join(f"{scores.get(k, 0):.2f}" for k, _ in columns) + " |")
+    return [*lines, ""]
+
+
 def model_card(meta: dict[str, Any], test: dict | None) -> str:
     cfg = meta.get("training_config") or {}
     dev, before = meta.get("dev") or {}, meta.get("dev_before_training") or {}
@@ -41,15 +55,7 @@ def model_card(meta: dict[str, Any], test: dict | None) -> str:
         "",
     ]
     if dev:
-        lines += ["## Development set (Spearman x 100)", "", "| | STS-B dev | SICK-R dev |", "|---|---|---|"]
-        if before:
-            lines.append(
-                f"| before training | {before.get('stsb_spearman', 0):.2f} | {before.get('sickr_spearman', 0):.2f} |"
-            )
-        lines.append(
-            f"| this model | {dev.get('stsb_spearman', 0):.2f} | {dev.get('sickr_spearman', 0):.2f} |"
-        )
-        lines.append("")
+        lines += _dev_table(dev, before, cfg, meta.get("best_metric") or cfg.get("metric_for_best_model", ""))
     if test:
         lines += ["## Test sets", "", "STS: Spearman x 100 of cosine similarity, STS12-16 pooled over subsets (\"all\").",
                   "", _scores_table(test), ""]  # fmt: skip

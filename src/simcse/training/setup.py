@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,13 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
         from simcse.download import ensure_dataset
         from simcse.evaluation.dev import DevEvaluator
 
-        evaluator = DevEvaluator(ensure_dataset("senteval", config.data_dir), config.eval_batch_size)
+        senteval = None if config.dev_file else ensure_dataset("senteval", config.data_dir)
+        evaluator = DevEvaluator(senteval, config.eval_batch_size, dev_file=config.dev_file or None)
+        if dist.main:
+            print(
+                f"simcse: checkpoint selection on {evaluator.describe()} ({config.best_metric})",
+                file=sys.stderr,
+            )
     out, checkpoint = find_resume_point(config, resume, dist)
     plan = BatchPlan(len(data), config.batch_size, config.seed, config.shuffle, drop_last=dist.world_size > 1)
     if plan.steps_per_epoch == 0:
