@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip uninstall --quiet --yes simcse 2>/dev/null || true  # the original package, or this one under its old name: both own simcse/
+	rm -rf src/simcse.egg-info
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

@@ -14,7 +14,6 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from email.message import Message
-from importlib import metadata
 from pathlib import Path
 from typing import IO
 
@@ -34,10 +33,8 @@ _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 def _user_agent() -> str:
-    try:
-        version = metadata.version("simcse")
-    except metadata.PackageNotFoundError:
-        version = "0"
+    from simcse.version import __version__ as version
+
     return f"simcse/{version} python-urllib/{sys.version_info.major}.{sys.version_info.minor}"
 
 

@@ -162,7 +162,7 @@ def test_serve_without_its_dependencies_is_one_line(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "simcse.serve", None)  # import simcse.serve raises ImportError
     monkeypatch.delattr(simcse, "serve", raising=False)  # (an earlier test may have imported it)
     code, _, err = run(capsys, ["serve", "--port", "0"])
-    assert_one_line_error(code, err, "simcse serve is unavailable", "pip install 'simcse[serve]'")
+    assert_one_line_error(code, err, "simcse serve is unavailable", "pip install 'simcse-toolkit[serve]'")
 
 
 def test_serve_help_lists_the_server_options(capsys):

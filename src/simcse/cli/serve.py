@@ -6,13 +6,15 @@ import argparse
 
 from simcse.errors import SimCSEError
 
-SERVE_EXTRA = "pip install 'simcse[serve]'"
+SERVE_EXTRA = "pip install 'simcse-toolkit[serve]'"
 
 
 def add_parser(sub: argparse._SubParsersAction, with_options: bool = False) -> None:
     """The serve options come from :mod:`simcse.serve`, imported only when the command is ``serve`` (so
     other commands and ``simcse --help`` never import it, nor fastapi)."""
-    p = sub.add_parser("serve", help="serve encode / similarity / search over HTTP (needs simcse[serve])")
+    p = sub.add_parser(
+        "serve", help="serve encode / similarity / search over HTTP (needs simcse-toolkit[serve])"
+    )
     p.set_defaults(func=run)
     add_arguments = None
     if with_options:

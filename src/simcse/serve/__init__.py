@@ -2,7 +2,7 @@
 
 Endpoints: ``POST /v1/embeddings`` (OpenAI shape), ``POST /similarity``, ``POST /search``, ``GET /health`` and
 the demo page at ``GET /``. FastAPI and uvicorn are imported only when the service is used
-(``pip install simcse[serve]``).
+(``pip install simcse-toolkit[serve]``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
 
         from simcse.serve.app import create_app as _create_app
     except ImportError as e:
-        raise SimCSEError(f"serving needs FastAPI and uvicorn: pip install 'simcse[serve]' ({e})") from e
+        raise SimCSEError(
+            f"serving needs FastAPI and uvicorn: pip install 'simcse-toolkit[serve]' ({e})"
+        ) from e
     from simcse.api import SimCSE
 
     sock = _listen_socket(settings.host, settings.port)
