@@ -338,11 +338,9 @@ class SimCSE:
                 raise SimCSEError(f"faiss_fast=True means index='ivf', not {index!r}")
             index = "ivf"
         sentences = self._collection(sentences_or_file_path)
-        if index == "ivf":
-            if self.num_cells is not None:
-                index_options.setdefault("nlist", min(self.num_cells, len(sentences)))
-            if self.num_cells_in_search is not None:
-                index_options.setdefault("nprobe", self.num_cells_in_search)
+        if faiss_fast:  # the original's IVF sizes; index="ivf" alone sizes the lists from the collection
+            index_options.setdefault("nlist", min(self.num_cells, len(sentences)))
+            index_options.setdefault("nprobe", min(self.num_cells_in_search, len(sentences)))
         index_options.setdefault("gpu", str(device or self.device).startswith("cuda"))
         new_index = VectorIndex(self.dim, index, use_faiss=use_faiss, **index_options)  # checks first
         vectors = self.encode(sentences, device, True, batch_size=batch_size, max_length=None,
