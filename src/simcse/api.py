@@ -59,7 +59,12 @@ def read_sentence_file(path: str | os.PathLike) -> list[str]:
     return [row[0] for row in read_txt(Path(path), "input file").rows]
 
 
-ORIGINAL_MAX_LENGTH = 128  # the original tool's encode default
+class _DefaultLength(int):
+    """The original tool's ``max_length=128`` default, told apart from an explicit 128 (``is``): by default
+    ``encode`` uses ``SimCSE(max_length=...)`` when given, else 128 capped at the model's limit."""
+
+
+ORIGINAL_MAX_LENGTH = _DefaultLength(128)
 DEVICE_NAMES = re.compile(r"^(cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
 
 
@@ -144,6 +149,9 @@ class SimCSE:
         if batch_size < 1:
             raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        # encode's default truncation: the original's 128 (capped at the model), or the max_length given here
+        self.default_max_length = (max_length if max_length is not None
+                                   else min(ORIGINAL_MAX_LENGTH, self.encoder.max_length))  # fmt: skip
         self.dtype = dtype
         self.num_cells = num_cells
         self.num_cells_in_search = num_cells_in_search
@@ -261,8 +269,8 @@ class SimCSE:
         if device is not None:
             _device("encode", device)
             self.encoder.to(device)
-        if max_length == ORIGINAL_MAX_LENGTH:
-            max_length = min(max_length, self.encoder.max_length)
+        if max_length is ORIGINAL_MAX_LENGTH:
+            max_length = min(self.default_max_length, self.encoder.max_length)
         elif max_length is not None:
             max_length = _count("max_length", max_length, "encode")
         matrix = self.encoder.encode(
@@ -309,7 +317,7 @@ class SimCSE:
         return (a * b).sum(dim=-1)
 
     def _embed_all(self, texts: str | Sequence[str], device: str | torch.device | None) -> torch.Tensor:
-        return self.encode(texts, device=device, output="torch", keepdim=True, max_length=None)
+        return self.encode(texts, device=device, output="torch", keepdim=True)
 
     # ------------------------------------------------------------------ index
     def build_index(
@@ -343,8 +351,7 @@ class SimCSE:
             index_options.setdefault("nprobe", min(self.num_cells_in_search, len(sentences)))
         index_options.setdefault("gpu", str(device or self.device).startswith("cuda"))
         new_index = VectorIndex(self.dim, index, use_faiss=use_faiss, **index_options)  # checks first
-        vectors = self.encode(sentences, device, True, batch_size=batch_size, max_length=None,
-                              show_progress=show_progress)  # fmt: skip
+        vectors = self.encode(sentences, device, True, batch_size=batch_size, show_progress=show_progress)
         new_index.add(vectors)
         self.vector_index, self.sentences = new_index, sentences
         return self
@@ -359,7 +366,7 @@ class SimCSE:
         if self.vector_index is None:
             raise SimCSEError("no index to add to: call build_index() or load_index() first")
         sentences = self._collection(sentences_or_file_path)
-        self.vector_index.add(self.encode(sentences, device, True, batch_size=batch_size, max_length=None))
+        self.vector_index.add(self.encode(sentences, device, True, batch_size=batch_size))
         self.sentences.extend(sentences)
         return self
 
@@ -385,7 +392,7 @@ class SimCSE:
         texts = [queries] if single else list(queries)
         if not texts:
             return []
-        queries_vectors = self.encode(texts, device, True, max_length=None)
+        queries_vectors = self.encode(texts, device, True)
         scores, ids = self.vector_index.search(queries_vectors, top_k)
         results = []
         for row_scores, row_ids in zip(scores, ids):

@@ -148,3 +148,10 @@ def test_a_bin_only_checkpoint_loads_and_a_pickle_in_it_is_not_run(tmp_path):
         SimCSE(str(binary), device="cpu")
     assert "\n" not in str(info.value)
     assert not marker.exists()
+
+
+def test_the_constructors_max_length_is_encodes_default(tmp_path):
+    m = SimCSE(str(make_tiny_bert(tmp_path / "m", positions=300)), device="cpu", max_length=200)
+    long = " ".join(["dog"] * 250)
+    assert torch.allclose(m.encode(long), m.encode(long, max_length=200), atol=1e-6)
+    assert not torch.allclose(m.encode(long), m.encode(long, max_length=128), atol=1e-4)  # an explicit 128
