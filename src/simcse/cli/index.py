@@ -34,14 +34,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
-    from simcse.cli.options import dtype, local_or_id
+    from simcse.cli.options import at_model_limit, dtype, local_or_id
 
     out = Path(args.out)
     refuse_non_empty(out, args.overwrite)
     if not Path(args.input).is_file():
         raise SimCSEError(f"{args.input}: input file not found")
     start = time.perf_counter()
-    model = SimCSE(local_or_id(args.model), pooler=args.pooler, dtype=dtype(args.bf16))
+    model = at_model_limit(SimCSE(local_or_id(args.model), pooler=args.pooler, dtype=dtype(args.bf16)))
     model.build_index(args.input, index=args.index, batch_size=args.batch_size, show_progress=not args.quiet)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.building")

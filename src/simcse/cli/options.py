@@ -42,6 +42,13 @@ def local_or_id(value: str | None) -> str | None:
     return model
 
 
+def at_model_limit(model):
+    """CLI commands truncate at the model's own limit, as ``simcse encode`` and ``simcse eval`` do, not at the
+    Python tool's 128 tokens (the original tool's default, kept by ``SimCSE`` for its users)."""
+    model.default_max_length = model.encoder.max_length
+    return model
+
+
 def dtype(bf16: bool):
     """The encoding dtype of ``--bf16`` (None: float32). Imports torch, so call it in ``run`` only."""
     import torch

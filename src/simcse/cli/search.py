@@ -47,7 +47,7 @@ def index_model(directory: Path) -> tuple[str | None, str | None]:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
-    from simcse.cli.options import model_arg
+    from simcse.cli.options import at_model_limit, model_arg
 
     directory = Path(args.index_dir)
     if args.model is not None:
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             f"{e.problem}; search with the model recorded in {directory / 'model.json'} (the default), "
             "or with --model naming a copy of it"
         ) from e
+    at_model_limit(model)
     results = model.search(list(args.queries), top_k=args.top_k, threshold=args.threshold)
     if args.json:
         rows = [{"query": q, "results": [{"sentence": s, "score": round(score, 6)} for s, score in hits]}
