@@ -171,11 +171,11 @@ def evaluate_transfer_task(
         raise ConfigError(f"unknown classifier {classifier!r}; expected one of {', '.join(CLASSIFIERS)}")
     features = _task_features(data, embed)
     if classifier == "senteval":
-        return _run_senteval_protocol(data.name, features, mode, seed, device)
+        return {**_run_senteval_protocol(data.name, features, mode, seed, device), "classifier": classifier}
     # The fits are thousands of small products; BLAS threads only add overhead and suffer badly when the
     # cores are shared (measured: 1 thread 2-4x faster than 2 on MR/CR, within 15% on SST2).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run_protocol(data.name, features, KFOLD_BY_MODE[mode], seed)
+        return {**_run_protocol(data.name, features, KFOLD_BY_MODE[mode], seed), "classifier": classifier}
 
 
 def _run_senteval_protocol(
@@ -185,8 +185,7 @@ def _run_senteval_protocol(
 
     n_classes, settings, where = _N_CLASSES[name], sc.SETTINGS[mode], sc.resolve_device(device)
     with sc.one_cpu_thread(where):
-        result = _senteval_protocol(name, features, n_classes, settings, seed, where)
-    return {**result, "classifier": "senteval"}
+        return _senteval_protocol(name, features, n_classes, settings, seed, where)
 
 
 def _senteval_protocol(name: str, features: dict, n_classes: int, settings, seed: int, where) -> dict:
@@ -212,14 +211,10 @@ def _run_protocol(
 ) -> dict:
     n_classes = _N_CLASSES[name]
     if name in _BINARY_FILES:
-        return {**inner_kfold_protocol(*features["all"], n_classes, kfold, seed), "classifier": "lbfgs"}
+        return inner_kfold_protocol(*features["all"], n_classes, kfold, seed)
     if name == "SST2":
-        return {
-            **split_protocol(features["train"], features["dev"], features["test"], n_classes),
-            "classifier": "lbfgs",
-        }
+        return split_protocol(features["train"], features["dev"], features["test"], n_classes)
     result, predicted = kfold_protocol(features["train"], features["test"], n_classes, kfold, seed)
-    result["classifier"] = "lbfgs"
     if name == "MRPC":
         result["f1"] = round(100 * float(f1_score(features["test"][1], predicted)), 2)
     return result

@@ -236,11 +236,9 @@ class Encoder(nn.Module):
         path: str | os.PathLike,
         extra: dict | None = None,
         readme: str | None = None,
-        merge: bool = False,
     ) -> Path:
-        """Write the self-describing model directory (see module docstring). ``merge`` writes into an
-        existing directory, keeping its other files."""
-        return write_model_dir(self, Path(path), extra or {}, readme, merge=merge)
+        """Write the self-describing model directory (see module docstring)."""
+        return write_model_dir(self, Path(path), extra or {}, readme)
 
     @classmethod
     def load(

@@ -288,14 +288,8 @@ def _write_files(encoder: Any, tmp: Path, extra: dict[str, Any], readme: str | N
         (tmp / "README.md").write_text(readme, encoding="utf-8")
 
 
-def write_model_dir(
-    encoder: Any, path: Path, extra: dict[str, Any], readme: str | None, merge: bool = False
-) -> Path:
-    """Write the model directory into a temporary sibling, then swap it into place atomically.
-
-    With ``merge`` the model's files replace their namesakes inside an existing directory one by one and
-    other files there (checkpoints, logs) stay; each file still appears complete or not at all.
-    """
+def write_model_dir(encoder: Any, path: Path, extra: dict[str, Any], readme: str | None) -> Path:
+    """Write the model directory into a temporary sibling, then swap it into place atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -307,13 +301,5 @@ def write_model_dir(
     except BaseException:  # a full disk or an interrupt: leave no half-written directory behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if merge and path.is_dir():
-        for entry in sorted(tmp.iterdir()):
-            target = path / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(entry, target)
-        tmp.rmdir()
-        return path
     replace_directory(tmp, path)
     return path
