@@ -32,6 +32,12 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    bad = [c for c in args.classifiers.split(",") if c not in ("senteval", "lbfgs")]
+    bad += [m for m in args.modes.split(",") if m not in ("test", "dev", "fasttest")]
+    if bad:
+        parser.error(
+            f"unknown --classifiers/--modes values {bad}; classifiers: senteval, lbfgs; modes: test, dev, fasttest"
+        )
 
     from simcse.evaluation import evaluate
     from simcse.hardware import describe_cpu
