@@ -61,6 +61,7 @@ def main() -> None:
     loss /= world
     if rank == 0:
         torch.save({"loss": loss, "grads": grads}, out)
+    dist.barrier()  # leave together: a rank tearing gloo down while the other still works can abort
     dist.destroy_process_group()
 
 
