@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import os
 import re
 import shutil
 import tempfile
@@ -160,11 +161,26 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+@contextlib.contextmanager
+def _inside(directory: Path):
+    """``contextlib.chdir`` (Python >= 3.11) for 3.10."""
+    previous = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def _check(argv: list[str], sandbox: Path, errors_per_item: bool = False) -> None:
     """``errors_per_item``: ``data download A B`` reports each failed dataset on its own line (and still
-    fetches the others); every other command stops at its first error."""
+    fetches the others); every other command stops at its first error.
+
+    The command runs inside the sandbox, so that a relative path drawn as a value (``--csv 2``) lands
+    there, is checked like the rest and is removed with it (not in the directory pytest was started in)."""
     before = _snapshot(sandbox)
-    code, err = _run(argv)
+    with _inside(sandbox):
+        code, err = _run(argv)
     shown = f"simcse {' '.join(argv)}\n{err[-3000:]}"
     assert "Traceback" not in err, shown
     assert code in (0, 2), shown
