@@ -9,20 +9,34 @@ export SIMCSE_DATA_DIR
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# every other package at the version the suite last passed with (regenerate: make constraints)
+CONSTRAINTS := constraints.txt
+BASE_STAMP := .venv-base/.checked
 
-.PHONY: install browser run test test-fast lint bench clean
+.PHONY: install browser run test test-fast lint bench clean constraints base-check
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip uninstall --quiet --yes simcse 2>/dev/null || true  # the original package, or this one under its old name: both own simcse/
 	rm -rf src/simcse.egg-info
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
 	touch $(STAMP)
+
+# the tested environment, minus torch (TORCH_SPEC pins it) and this package
+constraints: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(torch|simcse-toolkit)==' > $(CONSTRAINTS)
+
+# the base dependencies alone in a fresh venv: simcse --help and an STS evaluation
+base-check: $(BASE_STAMP)
+
+$(BASE_STAMP): pyproject.toml $(CONSTRAINTS) $(STAMP)
+	TORCH_SPEC="$(TORCH_SPEC)" PYTHON="$(PYTHON)" bash scripts/check_base_install.sh
+	touch $(BASE_STAMP)
 
 run: $(STAMP)
 	$(BIN)/simcse train configs/quickstart.yaml --overwrite_output_dir true
@@ -31,7 +45,7 @@ run: $(STAMP)
 browser:
 	@bash scripts/install_browser.sh
 
-test: $(STAMP) browser
+test: $(STAMP) browser base-check
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 test-fast: $(STAMP)
@@ -42,7 +56,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,bench]"
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/data_scale.py
@@ -54,4 +68,4 @@ bench: $(STAMP)
 	bash benchmarks/gpu_bench.sh --cpu --steps 5 --skip compile
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .venv-base runs .pytest_cache .ruff_cache src/*.egg-info

@@ -26,6 +26,7 @@ import torch
 from simcse.errors import SimCSEError
 from simcse.files import refuse_non_empty, replace_directory
 from simcse.modeling.encoder import Encoder
+from simcse.modeling.st_pipeline import check_st_layout
 
 FORMATS = ("sentence-transformers", "hf")
 PROBES = ["A man is playing a guitar.", "Two dogs run in the park, chasing a red ball.", "Hello!"]
@@ -104,12 +105,15 @@ def export_model(
     pooler: str | None = None,
     overwrite: bool = False,
     verify: bool = True,
+    st_layout: str = "compatible",
 ) -> Path:
     """Write ``model`` (an Encoder, a model path / hub id, or None for the embedded model) to ``out_dir`` in
     format ``to`` (``sentence-transformers`` or ``hf``). A non-empty ``out_dir`` is refused unless
-    ``overwrite``; nothing is written at ``out_dir`` unless the export checks out."""
+    ``overwrite``; nothing is written at ``out_dir`` unless the export checks out. ``st_layout``: the
+    sentence-transformers files' names, ``compatible`` (3.x to 6.x) or ``current`` (6.x's own)."""
     if to not in FORMATS:
         raise SimCSEError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
+    check_st_layout(st_layout)
     out_dir = Path(out_dir)
     if isinstance(model, (str, os.PathLike)) and Path(model).expanduser().is_dir():
         source, target = Path(model).expanduser().resolve(), out_dir.expanduser().resolve()
@@ -130,7 +134,7 @@ def export_model(
     if staging.exists():
         shutil.rmtree(staging)
     try:
-        encoder.save(staging)
+        encoder.save(staging, st_layout=st_layout)
         if to == "hf":
             _prune_to_hf(staging)
         if verify:

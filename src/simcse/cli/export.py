@@ -22,6 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", required=True, choices=("sentence-transformers", "hf"))
     p.add_argument("out_dir", metavar="DIR")
     add_model_options(p)
+    p.add_argument(
+        "--st-layout",
+        choices=("compatible", "current"),
+        default="compatible",
+        help="sentence-transformers file names: compatible (loaded by sentence-transformers 3.x to 6.x) or "
+        "current (6.x's own module paths and config keys; 5.4+ only)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
     p.set_defaults(func=run)
 
@@ -31,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from simcse.export import export_model
 
     model = model_arg(args.model)
-    out = export_model(model, args.out_dir, args.to, pooler=args.pooler, overwrite=args.overwrite)
+    out = export_model(
+        model, args.out_dir, args.to, pooler=args.pooler, overwrite=args.overwrite, st_layout=args.st_layout
+    )
     name = args.model if model is not None else "the embedded model"
     print(f"exported {name} as {args.to}: {out}")
     return 0

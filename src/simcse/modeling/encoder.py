@@ -236,9 +236,11 @@ class Encoder(nn.Module):
         path: str | os.PathLike,
         extra: dict | None = None,
         readme: str | None = None,
+        st_layout: str = "compatible",
     ) -> Path:
-        """Write the self-describing model directory (see module docstring)."""
-        return write_model_dir(self, Path(path), extra or {}, readme)
+        """Write the self-describing model directory (see module docstring); ``st_layout``:
+        ``compatible`` (sentence-transformers 3 to 6 load it) or ``current`` (6.x's own names)."""
+        return write_model_dir(self, Path(path), extra or {}, readme, st_layout)
 
     @classmethod
     def load(

@@ -23,7 +23,13 @@ from safetensors.torch import save_file
 from simcse.config import DEFAULT_MODEL, POOLERS
 from simcse.errors import SimCSEError
 from simcse.files import read_json, replace_directory
-from simcse.modeling.st_pipeline import describe_pipeline, hf_dir_and_max_length, pipeline_files, st_modules
+from simcse.modeling.st_pipeline import (
+    check_st_layout,
+    describe_pipeline,
+    hf_dir_and_max_length,
+    pipeline_files,
+    st_modules,
+)
 from simcse.version import __version__
 
 SIMCSE_JSON = "simcse.json"
@@ -263,7 +269,7 @@ def _backbone_state(encoder: Any) -> dict[str, torch.Tensor]:
     return state
 
 
-def _write_files(encoder: Any, tmp: Path, extra: dict[str, Any], readme: str | None) -> None:
+def _write_files(encoder: Any, tmp: Path, extra: dict[str, Any], readme: str | None, st_layout: str) -> None:
     config = encoder.backbone.config
     config.output_hidden_states = encoder.pooler in ("avg_top2", "avg_first_last")
     try:
@@ -273,7 +279,7 @@ def _write_files(encoder: Any, tmp: Path, extra: dict[str, Any], readme: str | N
         encoder.tokenizer.save_pretrained(str(tmp))
     finally:
         config.output_hidden_states = False
-    st = pipeline_files(encoder)
+    st = pipeline_files(encoder, st_layout)
     for rel, content in st["json"].items():
         target = tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -288,8 +294,12 @@ def _write_files(encoder: Any, tmp: Path, extra: dict[str, Any], readme: str | N
         (tmp / "README.md").write_text(readme, encoding="utf-8")
 
 
-def write_model_dir(encoder: Any, path: Path, extra: dict[str, Any], readme: str | None) -> Path:
-    """Write the model directory into a temporary sibling, then swap it into place atomically."""
+def write_model_dir(
+    encoder: Any, path: Path, extra: dict[str, Any], readme: str | None, st_layout: str = "compatible"
+) -> Path:
+    """Write the model directory into a temporary sibling, then swap it into place atomically;
+    ``st_layout``: which sentence-transformers file layout (:data:`ST_LAYOUTS`)."""
+    check_st_layout(st_layout)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -297,7 +307,7 @@ def write_model_dir(encoder: Any, path: Path, extra: dict[str, Any], readme: str
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        _write_files(encoder, tmp, extra, readme)
+        _write_files(encoder, tmp, extra, readme, st_layout)
     except BaseException:  # a full disk or an interrupt: leave no half-written directory behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,6 +1,19 @@
 """sentence-transformers' module files (``modules.json``, ``1_Pooling``, ``2_Dense`` ...): reading a
 pipeline as our pooler and MLP, and writing ours so that ``SentenceTransformer(dir)`` gives the same
-embeddings (legacy layout, read by sentence-transformers 2.x to 6.x)."""
+embeddings.
+
+Two layouts can be written (both are read):
+
+- ``compatible`` (the default): the module paths and config keys that sentence-transformers 3.x to 6.x all
+  load (``sentence_transformers.models.Pooling``, ``word_embedding_dimension`` ...). Releases before 5.4
+  import a module's path literally and pass its config to the class unchanged, so they cannot load the
+  current names; 6.x maps these names to the current ones.
+- ``current``: the paths and keys sentence-transformers 6 itself writes
+  (``sentence_transformers.base.modules.transformer.Transformer``, ``embedding_dimension``,
+  ``transformer_task`` ...), for users on 6.x who want no deprecated name in their files; 5.4+ only.
+
+Both carry ``model_type: SentenceTransformer`` in ``config_sentence_transformers.json`` (older releases
+ignore the key)."""
 
 from __future__ import annotations
 
@@ -15,6 +28,22 @@ from simcse.files import read_json
 from simcse.version import __version__
 
 ST_TANH = "torch.nn.modules.activation.Tanh"
+ST_LAYOUTS = ("compatible", "current")
+_MODULE_TYPES = {
+    "compatible": {
+        "Transformer": "sentence_transformers.models.Transformer",
+        "WeightedLayerPooling": "sentence_transformers.models.WeightedLayerPooling",
+        "Pooling": "sentence_transformers.models.Pooling",
+        "Dense": "sentence_transformers.models.Dense",
+    },
+    "current": {
+        "Transformer": "sentence_transformers.base.modules.transformer.Transformer",
+        "WeightedLayerPooling": "sentence_transformers.sentence_transformer.modules.weighted_layer_pooling."
+        "WeightedLayerPooling",
+        "Pooling": "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
+        "Dense": "sentence_transformers.base.modules.dense.Dense",
+    },
+}
 
 
 def st_modules(root: Path) -> list[dict]:
@@ -60,6 +89,8 @@ def describe_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, Any]:
         elif kind == "Pooling":
             cfg = read_json(path / "config.json")
             mode = cfg.get("pooling_mode")
+            if isinstance(mode, list) and len(mode) == 1:  # sentence-transformers 6 allows a list of modes
+                mode = mode[0]
             if mode is None:
                 mode = [k for k in ("cls_token", "mean_tokens") if cfg.get(f"pooling_mode_{k}")]
                 other = [
@@ -101,41 +132,25 @@ def describe_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, Any]:
     return desc
 
 
-def pipeline_files(encoder: Any) -> dict[str, Any]:
-    """sentence-transformers module files (legacy layout, read by sentence-transformers 2.x to 6.x)."""
-    dim, pooler, num_layers = encoder.dim, encoder.pooler, encoder.num_layers
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
-    files: dict[str, Any] = {}
-    weights: dict[str, dict[str, torch.Tensor]] = {}
-    if pooler in ("avg_top2", "avg_first_last"):
-        start = num_layers - 1 if pooler == "avg_top2" else 1
-        layer_weights = [0.0] * (num_layers + 1 - start)
-        layer_weights[0] = layer_weights[-1] = 1.0
-        modules.append(
-            {
-                "idx": 1,
-                "name": "1",
-                "path": "1_WeightedLayerPooling",
-                "type": "sentence_transformers.models.WeightedLayerPooling",
-            }
+def check_st_layout(layout: str) -> None:
+    if layout not in ST_LAYOUTS:
+        raise SimCSEError(
+            f"unknown sentence-transformers layout {layout!r}; choose one of {', '.join(ST_LAYOUTS)}"
         )
-        files["1_WeightedLayerPooling/config.json"] = {
-            "word_embedding_dimension": dim,
-            "layer_start": start,
-            "num_hidden_layers": num_layers,
+
+
+def _module(idx: int, kind: str, layout: str, path: str) -> dict[str, Any]:
+    return {"idx": idx, "name": str(idx), "path": path, "type": _MODULE_TYPES[layout][kind]}
+
+
+def _pooling_config(dim: int, is_cls: bool, layout: str) -> dict[str, Any]:
+    if layout == "current":
+        return {
+            "embedding_dimension": dim,
+            "pooling_mode": "cls" if is_cls else "mean",
+            "include_prompt": True,
         }
-        weights["1_WeightedLayerPooling/model.safetensors"] = {"layer_weights": torch.tensor(layer_weights)}
-    idx = len(modules)
-    modules.append(
-        {
-            "idx": idx,
-            "name": str(idx),
-            "path": f"{idx}_Pooling",
-            "type": "sentence_transformers.models.Pooling",
-        }
-    )
-    is_cls = pooler in ("cls", "cls_before_pooler")
-    files[f"{idx}_Pooling/config.json"] = {
+    return {
         "word_embedding_dimension": dim,
         "pooling_mode_cls_token": is_cls,
         "pooling_mode_mean_tokens": not is_cls,
@@ -145,16 +160,45 @@ def pipeline_files(encoder: Any) -> dict[str, Any]:
         "pooling_mode_lasttoken": False,
         "include_prompt": True,
     }
+
+
+def _transformer_config(max_length: int, layout: str) -> dict[str, Any]:
+    config: dict[str, Any] = {"max_seq_length": max_length, "do_lower_case": False}
+    if layout == "current":
+        config = {
+            "transformer_task": "feature-extraction",
+            "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+            "module_output_name": "token_embeddings",
+            **config,
+        }
+    return config
+
+
+def pipeline_files(encoder: Any, layout: str = "compatible") -> dict[str, Any]:
+    """sentence-transformers module files in ``layout`` (see the module docstring)."""
+    check_st_layout(layout)
+    dim, pooler, num_layers = encoder.dim, encoder.pooler, encoder.num_layers
+    modules = [_module(0, "Transformer", layout, "")]
+    files: dict[str, Any] = {}
+    weights: dict[str, dict[str, torch.Tensor]] = {}
+    dim_key = "embedding_dimension" if layout == "current" else "word_embedding_dimension"
+    if pooler in ("avg_top2", "avg_first_last"):
+        start = num_layers - 1 if pooler == "avg_top2" else 1
+        layer_weights = [0.0] * (num_layers + 1 - start)
+        layer_weights[0] = layer_weights[-1] = 1.0
+        modules.append(_module(1, "WeightedLayerPooling", layout, "1_WeightedLayerPooling"))
+        files["1_WeightedLayerPooling/config.json"] = {
+            dim_key: dim,
+            "layer_start": start,
+            "num_hidden_layers": num_layers,
+        }
+        weights["1_WeightedLayerPooling/model.safetensors"] = {"layer_weights": torch.tensor(layer_weights)}
+    idx = len(modules)
+    modules.append(_module(idx, "Pooling", layout, f"{idx}_Pooling"))
+    files[f"{idx}_Pooling/config.json"] = _pooling_config(dim, pooler in ("cls", "cls_before_pooler"), layout)
     if encoder.mlp is not None and encoder.mlp_at_inference:
         idx = len(modules)
-        modules.append(
-            {
-                "idx": idx,
-                "name": str(idx),
-                "path": f"{idx}_Dense",
-                "type": "sentence_transformers.models.Dense",
-            }
-        )
+        modules.append(_module(idx, "Dense", layout, f"{idx}_Dense"))
         files[f"{idx}_Dense/config.json"] = {
             "in_features": dim,
             "out_features": dim,
@@ -166,7 +210,7 @@ def pipeline_files(encoder: Any) -> dict[str, Any]:
             "linear.bias": encoder.mlp.dense.bias.detach().float().cpu().contiguous(),
         }
     files["modules.json"] = modules
-    files["sentence_bert_config.json"] = {"max_seq_length": encoder.max_length, "do_lower_case": False}
+    files["sentence_bert_config.json"] = _transformer_config(encoder.max_length, layout)
     import transformers
 
     files["config_sentence_transformers.json"] = {
@@ -175,6 +219,7 @@ def pipeline_files(encoder: Any) -> dict[str, Any]:
             "transformers": transformers.__version__,
             "pytorch": torch.__version__,
         },
+        "model_type": "SentenceTransformer",
         "prompts": {},
         "default_prompt_name": None,
         "similarity_fn_name": "cosine",

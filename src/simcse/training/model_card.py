@@ -1,8 +1,133 @@
-"""The README.md written next to a trained model: what it is, how it was trained, how it scores."""
+"""The README.md written next to a trained model: what it is, how it was trained, how it scores.
+
+The metadata block is built with ``huggingface_hub``'s :class:`ModelCardData` and :class:`EvalResult`, so
+that the Hub reads it as it reads its own cards: ``base_model`` (the model page links the fine-tune),
+``datasets``, ``license``, ``language`` and a ``model-index`` with the test results (the Hub's evaluation
+widget). The body repeats the results as the paper's tables.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from simcse.evaluation.report import STS_COLUMNS, TRANSFER_COLUMNS, task_value
+
+EMBEDDED_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+SIMCSE_DATASETS = "princeton-nlp/datasets-for-simcse"
+PAPER_FILES = ("wiki1m_for_simcse.txt", "nli_for_simcse.csv")
+_HUB_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.-]*$")  # bert-base-uncased, org/name
+# The evaluation sets as Hub datasets with the same sentence pairs (SentEval's release of each is what is
+# read; the STS12-16 scores are the "all" setting, pooled over the year's subsets).
+STS_DATASETS = {
+    "STS12": "mteb/sts12-sts",
+    "STS13": "mteb/sts13-sts",
+    "STS14": "mteb/sts14-sts",
+    "STS15": "mteb/sts15-sts",
+    "STS16": "mteb/sts16-sts",
+    "STSBenchmark": "mteb/stsbenchmark-sts",
+    "SICKRelatedness": "mteb/sickr-sts",
+}
+
+
+def base_model_id(cfg: dict[str, Any]) -> str | None:
+    """The Hub id the model was fine-tuned from: the one given to training, the embedded model's, or the
+    ``base_model`` / ``_name_or_path`` a local starting directory records; ``None`` when none is known."""
+    name = cfg.get("model_name_or_path")
+    if not name:
+        return EMBEDDED_BASE
+    name = str(name)
+    if _HUB_ID.match(name) and not Path(name).exists():
+        return name
+    local = Path(name)
+    readme = local / "README.md"
+    if readme.is_file():
+        try:
+            data = ModelCard.load(readme, ignore_metadata_errors=True).data
+        except Exception:  # a README with no or broken metadata tells nothing
+            data = None
+        base = getattr(data, "base_model", None) if data is not None else None
+        if isinstance(base, str) and _HUB_ID.match(base):
+            return base
+    config = local / "config.json"
+    if config.is_file():
+        try:
+            origin = json.loads(config.read_text(encoding="utf-8")).get("_name_or_path", "")
+        except ValueError:
+            origin = ""
+        if isinstance(origin, str) and _HUB_ID.match(origin) and not Path(origin).exists():
+            return origin
+    return None
+
+
+def _datasets(train_file: str | None) -> list[str] | None:
+    if train_file and Path(train_file).name in PAPER_FILES:
+        return [SIMCSE_DATASETS]
+    return None
+
+
+def eval_results(test: dict | None) -> list[EvalResult]:
+    """The test results as the Hub's ``model-index`` entries: Spearman x 100 for STS, accuracy for the
+    transfer tasks."""
+    if not test:
+        return []
+    results = []
+    split = "test" if test.get("mode", "test") == "test" else "validation"
+    for task, label in STS_COLUMNS:
+        value = task_value(test, task, "spearman")
+        if value is None:
+            continue
+        results.append(
+            EvalResult(
+                task_type="sentence-similarity",
+                task_name="Semantic Textual Similarity",
+                dataset_type=STS_DATASETS[task],
+                dataset_name=f"{label} (SentEval release)",
+                dataset_split=split,
+                metric_type="spearman",
+                metric_name="Spearman correlation of cosine similarity x 100",
+                metric_value=round(float(value), 2),
+            )
+        )
+    for task, label in TRANSFER_COLUMNS:
+        value = task_value(test, task, "acc")
+        if value is None:
+            continue
+        results.append(
+            EvalResult(
+                task_type="text-classification",
+                task_name="SentEval transfer",
+                dataset_type=f"senteval/{task}",
+                dataset_name=f"{label} (SentEval)",
+                dataset_split=split,
+                metric_type="accuracy",
+                metric_name=f"accuracy ({test.get('mode', 'test')} mode)",
+                metric_value=round(float(value), 2),
+            )
+        )
+    return results
+
+
+def card_data(meta: dict[str, Any], test: dict | None) -> ModelCardData:
+    cfg = meta.get("training_config") or {}
+    results = eval_results(test)
+    base = base_model_id(cfg)
+    language = cfg.get("language") or ("en" if _datasets(meta.get("train_file")) else None)
+    return ModelCardData(
+        base_model=base,
+        datasets=_datasets(meta.get("train_file")),
+        language=language,
+        license=cfg.get("license") or None,
+        library_name="sentence-transformers",
+        pipeline_tag="sentence-similarity",
+        tags=["simcse", "sentence-embeddings", "sentence-transformers", "sentence-similarity"],
+        model_name=Path(cfg.get("output_dir") or "simcse-model").name,
+        eval_results=results or None,
+    )
 
 
 def _scores_table(test: dict) -> str:
@@ -26,16 +151,10 @@ def _dev_table(dev: dict, before: dict, cfg: dict, metric: str) -> list[str]:
     return [*lines, ""]
 
 
-def model_card(meta: dict[str, Any], test: dict | None) -> str:
+def _body(meta: dict[str, Any], test: dict | None) -> str:
     cfg = meta.get("training_config") or {}
     dev, before = meta.get("dev") or {}, meta.get("dev_before_training") or {}
     lines = [
-        "---",
-        "library_name: sentence-transformers",
-        "pipeline_tag: sentence-similarity",
-        "tags: [simcse, sentence-embeddings, sentence-transformers]",
-        "---",
-        "",
         f"# SimCSE model ({meta.get('objective', '?')})",
         "",
         f"Trained with simcse {meta.get('simcse_version', '')} from "
@@ -73,3 +192,9 @@ def model_card(meta: dict[str, Any], test: dict | None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def model_card(meta: dict[str, Any], test: dict | None) -> str:
+    """The card's text: the ``huggingface_hub`` metadata block, then the tables."""
+    data = card_data(meta, test)
+    return f"---\n{data.to_yaml()}\n---\n\n{_body(meta, test)}"
