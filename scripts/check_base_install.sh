@@ -23,4 +23,5 @@ present = [m for m in ("sentence_transformers", "faiss", "fastapi", "pytest", "g
 sys.exit(f"base install has extras: {present}" if present else 0)
 PY
 (cd /tmp && "$OLDPWD/$VENV/bin/simcse" eval "$MODEL" --tasks STSBenchmark --mode dev --pooler avg)
+rm -rf build  # setuptools builds in the tree
 echo "base install: simcse --help and an STS evaluation ran"

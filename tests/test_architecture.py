@@ -26,7 +26,8 @@ LAYERS = {
     "simcse.runtime": "base",
     "simcse.hardware": "base",
     "simcse.download": "base",
-    "simcse.http_fetch": "base",
+    "simcse.hub": "base",
+    "simcse.tracker_packages": "base",
     "simcse.sentence_files": "base",
     "simcse.modeling": "modeling",
     "simcse.evaluation": "evaluation",
@@ -38,6 +39,7 @@ LAYERS = {
     "simcse.corpus_files": "use",
     "simcse.export": "use",
     "simcse.serve": "serve",
+    "simcse.experiments": "experiments",
     "simcse.cli": "cli",
 }
 # what each layer may import (the layer itself included); imports go downward only
@@ -48,7 +50,8 @@ MAY_IMPORT = {
     "training": {"base", "modeling", "evaluation", "training"},
     "use": {"base", "modeling", "use"},
     "serve": {"base", "modeling", "use", "serve"},
-    "cli": {"base", "modeling", "evaluation", "training", "use", "serve", "cli"},
+    "experiments": {"base", "modeling", "evaluation", "training", "experiments"},
+    "cli": {"base", "modeling", "evaluation", "training", "use", "serve", "experiments", "cli"},
 }
 FACADE = "simcse"  # simcse/__init__.py: the public names, above every layer; nothing inside imports it
 

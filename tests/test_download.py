@@ -1,154 +1,48 @@
-"""Tests for simcse.download against a threaded HTTP server on 127.0.0.1; nothing reaches the real network."""
+"""Tests for simcse.download against the fake Hub of tests/fake_hub.py on 127.0.0.1; nothing reaches the
+real network, and huggingface_hub's cache lives in the test's temporary directory."""
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import io
 import os
 import random
-import socket
 import tarfile
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from huggingface_hub import constants
 
 from simcse import download as dl
-from simcse import http_fetch
-from simcse.errors import MissingDataError, SimCSEError
+from simcse.errors import ConfigError, MissingDataError, SimCSEError
+from simcse.hub import HubUnreachableError
+from tests.fake_hub import FakeHub, closed_port_url, isolate, running
+from tests.helpers import assert_one_line_error, run
 
-WIKI = "/wiki1m_for_simcse.txt"
-NLI = "/nli_for_simcse.csv"
-SENTEVAL = "/senteval.tar"
-
-
-@dataclass
-class Route:
-    body: bytes = b""
-    status: int = 200
-    cuts: int = 0  # the next `cuts` answers announce the full length but stop after `cut_at` bytes
-    cut_at: int = 0
-    ignore_range: bool = False
-    headers: dict[str, str] = field(default_factory=dict)  # extra headers, e.g. X-Linked-Etag
-    redirect_to: str | None = None
-
-
-class FakeServer:
-    def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
-        self.log: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def gets(self, path: str) -> list[str | None]:
-        """The Range headers of the GET requests for ``path``."""
-        return [rng for method, p, rng in self.log if method == "GET" and p == path]
-
-
-def _make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_HEAD(self) -> None:
-            server.log.append(("HEAD", self.path, self.headers.get("Range")))
-            route = server.routes.get(self.path)
-            self.send_response(200 if route is not None else 404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def do_GET(self) -> None:
-            server.log.append(("GET", self.path, self.headers.get("Range")))
-            route = server.routes.get(self.path)
-            if route is None or route.status != 200:
-                self.send_error(404 if route is None else route.status)
-                return
-            if route.redirect_to is not None:
-                self.send_response(302)
-                self.send_header("Location", route.redirect_to)
-                for name, value in route.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self._send_body(route)
-
-        def _send_body(self, route: Route) -> None:
-            body, start = route.body, 0
-            rng = self.headers.get("Range")
-            if rng and not route.ignore_range:
-                start = int(rng.removeprefix("bytes=").split("-")[0])
-                if start >= len(body):
-                    self.send_error(416)
-                    return
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            else:
-                self.send_response(200)
-            self.send_header("Content-Length", str(len(body) - start))
-            for name, value in route.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            payload = body[start:]
-            if route.cuts > 0:
-                route.cuts -= 1
-                payload = payload[: route.cut_at]
-            self.wfile.write(payload)
-            self.wfile.flush()
-            self.close_connection = True
-
-    return Handler
+WIKI = "wiki1m_for_simcse.txt"
+NLI = "nli_for_simcse.csv"
+SENTEVAL = "senteval.tar"
 
 
 @pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Refuse any connection that is not to 127.0.0.1, and keep the defaults away from huggingface.co."""
-    real = socket.create_connection
-
-    def guarded(address, *args, **kwargs):  # type: ignore[no-untyped-def]
-        assert address[0] in ("127.0.0.1", "localhost"), f"test tried to reach {address}"
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", guarded)
-    monkeypatch.setenv("SIMCSE_DATA_URL", f"http://127.0.0.1:{_closed_port()}/nowhere")
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate(monkeypatch, tmp_path)
     monkeypatch.setenv("SIMCSE_DATA_DIR", str(tmp_path / "env-data"))
-    monkeypatch.setattr(http_fetch, "RETRY_DELAY_S", 0.0)
-    monkeypatch.setattr(http_fetch, "PROBE_TIMEOUT_S", 2.0)
-    monkeypatch.setattr(http_fetch, "TIMEOUT_S", 5.0)
 
 
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
-    srv = FakeServer()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+def hub() -> Iterator[FakeHub]:
+    with running(FakeHub()) as fake:
+        yield fake
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _files(hub: FakeHub) -> dict[str, bytes]:
+    """The dataset repo's files on the fake Hub (created empty)."""
+    return hub.datasets.setdefault(dl.DATASET_REPO, {})
 
 
 def _payload(n: int = 300_000) -> bytes:
     return random.Random(n).randbytes(n)
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _tar(entries: list[tuple[str, bytes | None, str | None]]) -> bytes:
@@ -169,6 +63,10 @@ def _tar(entries: list[tuple[str, bytes | None, str | None]]) -> bytes:
     return buf.getvalue()
 
 
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
 SENTEVAL_TAR = [
     ("downstream", None, None),
     ("downstream/STS", None, None),
@@ -179,7 +77,7 @@ SENTEVAL_TAR = [
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Paths
+# Paths, URLs, endpoints
 
 
 def test_resolve_data_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -200,218 +98,165 @@ def test_dataset_paths_urls_and_fetch_command(monkeypatch: pytest.MonkeyPatch, t
     assert dl.fetch_command("senteval", Path("/x")) == "simcse data download senteval --dir /x"
     assert dl.fetch_command("nli") == "simcse data download nli"
     assert dl.fetch_command("wiki1m", Path("/a b")) == "simcse data download wiki1m --dir '/a b'"
-    assert dl.dataset_url("nli", "http://mirror/base/") == "http://mirror/base/nli_for_simcse.csv"
-    monkeypatch.setenv("SIMCSE_DATA_URL", "http://env-mirror")
-    assert dl.dataset_url("senteval") == "http://env-mirror/senteval.tar"
-    monkeypatch.delenv("SIMCSE_DATA_URL")
-    assert dl.dataset_url("wiki1m").startswith(
-        "https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main/"
+    repo_path = "datasets/princeton-nlp/datasets-for-simcse/resolve/main"
+    assert (
+        dl.dataset_url("nli", "http://mirror:8080/") == f"http://mirror:8080/{repo_path}/nli_for_simcse.csv"
     )
+    monkeypatch.setenv("HF_ENDPOINT", "https://env-mirror")
+    assert dl.dataset_url("senteval") == f"https://env-mirror/{repo_path}/senteval.tar"
+    monkeypatch.delenv("HF_ENDPOINT")
+    assert dl.dataset_url("wiki1m") == f"https://huggingface.co/{repo_path}/wiki1m_for_simcse.txt"
     with pytest.raises(SimCSEError, match="unknown dataset 'sts'"):
         dl.dataset_path("sts", tmp_path)
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    ["ftp://mirror", "mirror.example", "http://", "http://host:port", "http://h/?q=1", "http://[::1"],
+)
+def test_malformed_endpoint_is_refused_before_any_request(
+    endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match=r"--endpoint must be an http:// or https:// URL"):
+        dl.download_dataset("nli", tmp_path, endpoint=endpoint, progress=False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(ConfigError, match=r"\$HF_ENDPOINT must be an http:// or https:// URL"):
+        dl.download_dataset("nli", tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------------------------------------
-# Plain files
+# Downloads
 
 
-def test_full_download(server: FakeServer, tmp_path: Path) -> None:
-    data = _payload()
-    server.routes[WIKI] = Route(data)
-    path = dl.download_dataset("wiki1m", tmp_path, base_url=server.url, progress=False)
-    assert path == tmp_path / "wiki" / "wiki1m_for_simcse.txt"
-    assert path.read_bytes() == data
-    assert not path.with_name(path.name + ".part").exists()
-    assert server.gets(WIKI) == [None]
-    # Present: no second request.
-    assert dl.download_dataset("wiki1m", tmp_path, base_url=server.url, progress=False) == path
-    assert len(server.gets(WIKI)) == 1
+def test_each_dataset_lands_in_its_place(hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    wiki, nli = _payload(), b"sent0,sent1,hard_neg\n"
+    _files(hub).update({WIKI: wiki, NLI: nli, SENTEVAL: _tar(SENTEVAL_TAR)})
+    data = tmp_path / "data"
+    assert dl.main_download(["all"], str(data), endpoint=hub.url) == 0
+    out = capsys.readouterr().out
+    assert f"senteval: {data / 'senteval' / 'downstream'}\n" in out
+    assert f"wiki1m: {data / 'wiki' / WIKI}\n" in out and f"nli: {data / 'nli' / NLI}\n" in out
+    assert (data / "wiki" / WIKI).read_bytes() == wiki
+    assert (data / "nli" / NLI).read_bytes() == nli
+    downstream = data / "senteval" / "downstream"
+    assert (downstream / "STS" / "STSBenchmark" / "sts-test.csv").read_bytes() == b"a\tb\t5.0\n"
+    assert (downstream / "MR" / "rt-polarity.pos").read_bytes() == b"good film\n"
+    # self-contained: real files (no links into the Hub cache), no temporary file or folder, no tar
+    assert not (data / "wiki" / WIKI).is_symlink() and not (data / "nli" / NLI).is_symlink()
+    assert [p for p in _tree(data) if "downstream" not in p] == [
+        "nli",
+        f"nli/{NLI}",
+        "senteval",
+        "wiki",
+        f"wiki/{WIKI}",
+    ]
+    # present: nothing asked again
+    requests = len(hub.log)
+    assert dl.main_download(["nli"], str(data), endpoint=hub.url) == 0
+    assert "(already present)" in capsys.readouterr().out
+    assert len(hub.log) == requests
 
 
-def test_cut_download_keeps_part_and_next_call_resumes(
-    server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_endpoint_defaults_to_hf_endpoint(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http_fetch, "ATTEMPTS", 1)
-    data = _payload()
-    server.routes[NLI] = Route(data, cuts=1, cut_at=100_000, headers={"X-Linked-Etag": f'"{_sha(data)}"'})
-    final = tmp_path / "nli" / "nli_for_simcse.csv"
-    part = final.with_name(final.name + ".part")
-    with pytest.raises(SimCSEError, match="interrupted.*run the command again to resume"):
-        dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-    assert not final.exists()
-    assert part.read_bytes() == data[:100_000]
-    dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-    assert server.gets(NLI) == [None, "bytes=100000-"]
-    assert final.read_bytes() == data
-    assert not part.exists()
+    _files(hub)[NLI] = b"x\n"
+    monkeypatch.setenv("HF_ENDPOINT", hub.url + "/")
+    assert dl.download_dataset("nli", tmp_path, progress=False).read_bytes() == b"x\n"
 
 
-def test_cut_download_is_resumed_automatically(server: FakeServer, tmp_path: Path) -> None:
+def test_cut_transfer_is_resumed(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # huggingface_hub resumes from its last complete chunk (10 MB), within the same call
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 10_000)
     data = _payload()
-    server.routes[NLI] = Route(data, cuts=2, cut_at=70_000)
-    path = dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-    assert server.gets(NLI) == [None, "bytes=70000-", "bytes=140000-"]
+    _files(hub)[NLI] = data
+    hub.cuts, hub.cut_at = 1, 100_000
+    path = dl.download_dataset("nli", tmp_path, endpoint=hub.url, progress=False)
     assert path.read_bytes() == data
+    assert hub.gets("cdn") == [None, "bytes=100000-"]
 
 
-def test_server_ignoring_range_restarts_cleanly(server: FakeServer, tmp_path: Path) -> None:
+def test_corrupt_transfer_is_refused_and_not_kept(hub: FakeHub, tmp_path: Path) -> None:
     data = _payload()
-    server.routes[NLI] = Route(data, ignore_range=True)
-    part = tmp_path / "nli" / "nli_for_simcse.csv.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(b"stale bytes from some other file")
-    path = dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-    assert server.gets(NLI) == [f"bytes={len(b'stale bytes from some other file')}-"]
-    assert path.read_bytes() == data
+    _files(hub)[WIKI] = data
+    hub.tamper = True  # same size, other bytes: only the sha256 tells
+    with pytest.raises(SimCSEError, match="failed verification: sha256 .* but the Hub says") as info:
+        dl.download_dataset("wiki1m", tmp_path / "data", endpoint=hub.url, progress=False)
+    assert "run the command again" in str(info.value)
+    assert not (tmp_path / "data").exists()
+    hub.tamper = False  # the corrupt copy left the Hub cache: the next run downloads it again
+    assert (
+        dl.download_dataset("wiki1m", tmp_path / "data", endpoint=hub.url, progress=False).read_bytes()
+        == data
+    )
+    assert len(hub.gets("cdn")) == 2
 
 
-def test_partial_longer_than_remote_restarts(server: FakeServer, tmp_path: Path) -> None:
-    data = _payload(1000)
-    server.routes[NLI] = Route(data)
-    part = tmp_path / "nli" / "nli_for_simcse.csv.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(b"x" * 5000)
-    path = dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-    assert server.gets(NLI) == ["bytes=5000-", None]  # 416, then from the start
-    assert path.read_bytes() == data
+def test_short_transfer_is_refused(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[WIKI] = _payload(1000)
+    hub.short_by = 10  # a complete answer of 990 bytes where the Hub announced 1000
+    with pytest.raises(SimCSEError, match=f"download of {WIKI} from {hub.url} failed: .*size 1000 .* 990"):
+        dl.download_dataset("wiki1m", tmp_path / "data", endpoint=hub.url, progress=False)
+    assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize("header", ["X-Linked-Etag", "ETag"])
-def test_sha256_verified(server: FakeServer, tmp_path: Path, header: str) -> None:
-    data = _payload()
-    server.routes[WIKI] = Route(data, headers={header: f'"{_sha(data)}"'})
-    assert dl.download_dataset("wiki1m", tmp_path, base_url=server.url, progress=False).read_bytes() == data
-
-
-@pytest.mark.parametrize("header", ["X-Linked-Etag", "ETag"])
-def test_checksum_mismatch_removes_partial_and_raises(
-    server: FakeServer, tmp_path: Path, header: str
-) -> None:
-    server.routes[WIKI] = Route(_payload(), headers={header: f'"{_sha(b"something else")}"'})
-    with pytest.raises(SimCSEError, match="failed verification: sha256") as info:
-        dl.download_dataset("wiki1m", tmp_path, base_url=server.url, progress=False)
-    assert "partial file was deleted" in str(info.value)
-    assert list((tmp_path / "wiki").iterdir()) == []
-
-
-def test_etag_that_is_not_a_sha256_is_ignored(server: FakeServer, tmp_path: Path) -> None:
-    data = _payload(5000)
-    server.routes[WIKI] = Route(
-        data, headers={"ETag": '"0123456789abcdef0123456789abcdef01234567"'}
-    )  # git sha1
-    assert dl.download_dataset("wiki1m", tmp_path, base_url=server.url, progress=False).read_bytes() == data
-
-
-def test_redirect_followed_with_linked_headers(server: FakeServer, tmp_path: Path) -> None:
-    data = _payload()
-    linked = {"X-Linked-Etag": f'"{_sha(data)}"', "X-Linked-Size": str(len(data))}
-    server.routes[WIKI] = Route(redirect_to="/cdn/blob", headers=linked)
-    server.routes["/cdn/blob"] = Route(data, cuts=1, cut_at=50_000)
-    path = dl.download_dataset("wiki1m", tmp_path, base_url=server.url, progress=False)
-    assert path.read_bytes() == data
-    assert server.gets(WIKI) == [None, "bytes=50000-"]
-    assert server.gets("/cdn/blob") == [None, "bytes=50000-"]  # Range survives the redirect
-
-
-def test_redirect_linked_checksum_mismatch_detected(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[WIKI] = Route(redirect_to="/cdn/blob", headers={"X-Linked-Etag": _sha(b"other")})
-    server.routes["/cdn/blob"] = Route(_payload())
-    with pytest.raises(SimCSEError, match="failed verification"):
-        dl.download_dataset("wiki1m", tmp_path, base_url=server.url, progress=False)
-
-
-@pytest.mark.parametrize("linked_size", [999, 2000])
-def test_linked_size_mismatch_detected(server: FakeServer, tmp_path: Path, linked_size: int) -> None:
-    server.routes[WIKI] = Route(redirect_to="/cdn/blob", headers={"X-Linked-Size": str(linked_size)})
-    server.routes["/cdn/blob"] = Route(_payload(1000))
-    with pytest.raises(SimCSEError, match=f"got 1000 bytes, the server announced {linked_size}"):
-        dl.download_dataset("wiki1m", tmp_path, base_url=server.url, progress=False)
-    assert list((tmp_path / "wiki").iterdir()) == []
-    assert len(server.gets("/cdn/blob")) == 1  # a complete body is not retried
+def test_force_downloads_again(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[NLI] = b"old\n"
+    path = dl.download_dataset("nli", tmp_path, endpoint=hub.url, progress=False)
+    _files(hub)[NLI] = b"new\n"
+    assert dl.download_dataset("nli", tmp_path, endpoint=hub.url, progress=False).read_bytes() == b"old\n"
+    dl.download_dataset("nli", tmp_path, endpoint=hub.url, progress=False, force=True)
+    assert path.read_bytes() == b"new\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == [NLI]
 
 
 @pytest.mark.parametrize(
-    ("status", "words"), [(404, "HTTP 404.*not on the server"), (500, "HTTP 500.*server error")]
+    ("fail", "words"),
+    [
+        ({}, f"HTTP 404 .*{NLI} does not exist"),  # not on the Hub
+        ({"resolve": 500}, "HTTP 500"),
+        ({"resolve": 401}, "HTTP 401"),
+        ({"cdn": 403}, "HTTP 403"),
+    ],
 )
-def test_http_errors_are_clear(server: FakeServer, tmp_path: Path, status: int, words: str) -> None:
-    if status != 404:
-        server.routes[NLI] = Route(status=status)
-    with pytest.raises(SimCSEError, match=words) as info:
-        dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-    assert f"{server.url}{NLI}" in str(info.value)
+def test_http_errors_are_one_clear_line(hub: FakeHub, tmp_path: Path, fail: dict, words: str) -> None:
+    _files(hub)[WIKI] = b"x\n"
+    if fail:
+        _files(hub)[NLI] = b"x\n"
+    hub.fail = fail
+    with pytest.raises(SimCSEError, match=f"download of {NLI} from {hub.url} failed: {words}") as info:
+        dl.download_dataset("nli", tmp_path / "data", endpoint=hub.url, progress=False)
+    assert "\n" not in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
-    assert not (tmp_path / "nli").exists()  # nothing created for a failed request
+    assert not (tmp_path / "data").exists()  # nothing created for a failed request
 
 
-def test_connection_refused_is_clear(tmp_path: Path) -> None:
-    with pytest.raises(SimCSEError, match="cannot reach 127.0.0.1"):
-        dl.download_dataset("nli", tmp_path, progress=False)
+def test_a_server_that_is_no_hub_is_named(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[NLI] = b"x\n"
+    hub.plain = True
+    with pytest.raises(SimCSEError, match=f"{hub.url} is not a Hugging Face Hub"):
+        dl.download_dataset("nli", tmp_path / "data", endpoint=hub.url, progress=False)
 
 
-def test_unwritable_destination_is_clear(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[NLI] = Route(b"x")
+def test_unwritable_destination_is_clear(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[NLI] = b"x"
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with pytest.raises(SimCSEError, match="cannot write"):
-        dl.download_dataset("nli", blocker / "data", base_url=server.url, progress=False)
-
-
-def test_permission_denied_is_clear(
-    server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server.routes[NLI] = Route(b"x")
-
-    def denied(self: Path, *args: object, **kwargs: object) -> None:
-        raise PermissionError(errno.EACCES, "Permission denied", str(self))
-
-    monkeypatch.setattr(Path, "mkdir", denied)  # works as root too, unlike chmod
-    with pytest.raises(
-        SimCSEError, match=r"cannot write .*nli: Permission denied; choose another data directory"
-    ):
-        dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-
-
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores file permissions")
-def test_read_only_destination_is_clear(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[NLI] = Route(b"x")
-    (tmp_path / "nli").mkdir()
-    (tmp_path / "nli").chmod(0o500)
-    try:
-        with pytest.raises(SimCSEError, match="cannot write.*Permission denied"):
-            dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-    finally:
-        (tmp_path / "nli").chmod(0o700)
-
-
-def test_force_downloads_again(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[NLI] = Route(b"old\n")
-    path = dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False)
-    server.routes[NLI] = Route(b"new\n")
-    assert dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False).read_bytes() == b"old\n"
-    dl.download_dataset("nli", tmp_path, base_url=server.url, progress=False, force=True)
-    assert path.read_bytes() == b"new\n"
+    with pytest.raises(SimCSEError, match="cannot write .*choose another data directory with --dir"):
+        dl.download_dataset("nli", blocker / "data", endpoint=hub.url, progress=False)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # senteval.tar
 
 
-def test_senteval_tar_extracted_into_place(server: FakeServer, tmp_path: Path) -> None:
-    body = _tar(SENTEVAL_TAR)
-    server.routes[SENTEVAL] = Route(body, headers={"X-Linked-Etag": _sha(body)})
-    path = dl.download_dataset("senteval", tmp_path, base_url=server.url, progress=False)
-    assert path == tmp_path / "senteval" / "downstream"
-    assert (path / "STS" / "STSBenchmark" / "sts-test.csv").read_bytes() == b"a\tb\t5.0\n"
-    assert (path / "MR" / "rt-polarity.pos").read_bytes() == b"good film\n"
-    assert sorted(p.name for p in (tmp_path / "senteval").iterdir()) == ["downstream"]  # no tar, no temp dir
-
-
-def test_senteval_force_replaces_tree(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[SENTEVAL] = Route(_tar(SENTEVAL_TAR))
-    path = dl.download_dataset("senteval", tmp_path, base_url=server.url, progress=False)
-    server.routes[SENTEVAL] = Route(_tar([("downstream/SICK/SICK_test.txt", b"new\n", None)]))
-    dl.download_dataset("senteval", tmp_path, base_url=server.url, progress=False, force=True)
-    assert sorted(p.name for p in path.iterdir()) == ["SICK"]
+def test_senteval_force_replaces_tree(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[SENTEVAL] = _tar(SENTEVAL_TAR)
+    path = dl.download_dataset("senteval", tmp_path, endpoint=hub.url, progress=False)
+    _files(hub)[SENTEVAL] = _tar([("downstream/SICK/SICK_test.txt", b"new\n", None)])
+    dl.download_dataset("senteval", tmp_path, endpoint=hub.url, progress=False, force=True)
+    assert _tree(path) == ["SICK", "SICK/SICK_test.txt"]
     assert sorted(p.name for p in (tmp_path / "senteval").iterdir()) == ["downstream"]
 
 
@@ -425,84 +270,142 @@ def test_senteval_force_replaces_tree(server: FakeServer, tmp_path: Path) -> Non
         ([*SENTEVAL_TAR, ("downstream/link", None, "/etc/passwd")], "link pointing outside"),
     ],
 )
-def test_malicious_tar_refused(server: FakeServer, tmp_path: Path, entries: list, why: str) -> None:
-    server.routes[SENTEVAL] = Route(_tar(entries))
+def test_malicious_tar_refused(hub: FakeHub, tmp_path: Path, entries: list, why: str) -> None:
+    _files(hub)[SENTEVAL] = _tar(entries)
     data_dir = tmp_path / "data"
     with pytest.raises(SimCSEError, match=f"refusing to extract member .*({why})"):
-        dl.download_dataset("senteval", data_dir, base_url=server.url, progress=False)
+        dl.download_dataset("senteval", data_dir, endpoint=hub.url, progress=False)
     assert list((data_dir / "senteval").iterdir()) == []  # no partial tree, no temp dir, no tar
     assert not (tmp_path / "evil").exists() and not (data_dir / "evil").exists()
     assert not Path("/tmp/simcse-test-evil").exists()
 
 
-def test_tar_without_downstream_folder_leaves_nothing(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[SENTEVAL] = Route(_tar([("data/x.txt", b"x", None)]))
+def test_tar_without_downstream_folder_leaves_nothing(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[SENTEVAL] = _tar([("data/x.txt", b"x", None)])
     with pytest.raises(SimCSEError, match="expected a top-level 'downstream/' folder, found: data"):
-        dl.download_dataset("senteval", tmp_path, base_url=server.url, progress=False)
+        dl.download_dataset("senteval", tmp_path, endpoint=hub.url, progress=False)
     assert list((tmp_path / "senteval").iterdir()) == []
 
 
-def test_safe_internal_symlink_allowed(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[SENTEVAL] = Route(_tar([*SENTEVAL_TAR, ("downstream/MR/alias", None, "rt-polarity.pos")]))
-    path = dl.download_dataset("senteval", tmp_path, base_url=server.url, progress=False)
+def test_safe_internal_symlink_allowed(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[SENTEVAL] = _tar([*SENTEVAL_TAR, ("downstream/MR/alias", None, "rt-polarity.pos")])
+    path = dl.download_dataset("senteval", tmp_path, endpoint=hub.url, progress=False)
     assert (path / "MR" / "alias").read_bytes() == b"good film\n"
 
 
 # ----------------------------------------------------------------------------------------------------------
-# ensure_dataset and main_download
+# No connection: offline mode, an unreachable endpoint
 
 
-def test_ensure_dataset_offline_raises_missing_data(tmp_path: Path) -> None:
+def test_unreachable_endpoint_names_the_path_and_the_command(tmp_path: Path) -> None:
+    endpoint = closed_port_url()
+    with pytest.raises(HubUnreachableError, match=f"{endpoint} is unreachable"):
+        dl.download_dataset("senteval", tmp_path, endpoint=endpoint, progress=False)
     with pytest.raises(MissingDataError) as info:
-        dl.ensure_dataset("senteval", tmp_path)  # SIMCSE_DATA_URL points at a closed port
-    message = str(info.value)
+        dl.ensure_dataset("senteval", tmp_path)  # $HF_ENDPOINT is a closed port too
     expected = tmp_path / "senteval" / "downstream"
-    assert message.startswith(f"{expected}: not found and the network is unreachable")
-    assert f"fetch it with: simcse data download senteval --dir {tmp_path}" in message
+    message = str(info.value)
+    assert message.startswith(f"{expected}: not found and http://127.0.0.1:")
+    assert "is unreachable" in message and "\n" not in message
+    assert message.endswith(f"; fetch it with: simcse data download senteval --dir {tmp_path}")
     assert info.value.path == str(expected)
-    assert not (tmp_path / "senteval").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_ensure_dataset_without_download(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[NLI] = Route(b"x")
+def test_offline_mode_names_the_path_and_the_command(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _files(hub)[NLI] = b"x\n"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets at import
+    with pytest.raises(
+        MissingDataError, match=r"nli_for_simcse.csv: not found and offline mode is on .*fetch it"
+    ):
+        dl.ensure_dataset("nli", tmp_path, endpoint=hub.url)
+    with pytest.raises(HubUnreachableError, match="--force needs the Hub"):
+        dl.download_dataset("nli", tmp_path, endpoint=hub.url, progress=False, force=True)
+    assert hub.log == [] and list(tmp_path.iterdir()) == []
+
+
+def test_offline_or_unreachable_uses_the_hub_cache(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _files(hub)[WIKI] = _payload()
+    dl.download_dataset("wiki1m", tmp_path / "first", endpoint=hub.url, progress=False)
+    requests = len(hub.log)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    path = dl.ensure_dataset("wiki1m", tmp_path / "second", endpoint=hub.url)
+    assert path.read_bytes() == _files(hub)[WIKI] and len(hub.log) == requests
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    path = dl.download_dataset("wiki1m", tmp_path / "third", endpoint=closed_port_url(), progress=False)
+    assert path.read_bytes() == _files(hub)[WIKI]
+
+
+def test_ensure_dataset_without_download(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[NLI] = b"x"
     with pytest.raises(MissingDataError, match="nli_for_simcse.csv: not found; fetch it with"):
-        dl.ensure_dataset("nli", tmp_path, download=False, base_url=server.url)
-    assert server.log == []
+        dl.ensure_dataset("nli", tmp_path, download=False, endpoint=hub.url)
+    assert hub.log == []
 
 
-def test_ensure_dataset_present_and_download(server: FakeServer, tmp_path: Path) -> None:
-    server.routes[NLI] = Route(b"sent0,sent1,hard_neg\n")
-    path = dl.ensure_dataset("nli", tmp_path, base_url=server.url)
+def test_ensure_dataset_downloads(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[NLI] = b"sent0,sent1,hard_neg\n"
+    path = dl.ensure_dataset("nli", tmp_path, endpoint=hub.url)
     assert path.read_bytes() == b"sent0,sent1,hard_neg\n"
-    n_requests = len(server.log)
-    assert dl.ensure_dataset("nli", tmp_path, base_url=server.url) == path
-    assert len(server.log) == n_requests
+    requests = len(hub.log)
+    assert dl.ensure_dataset("nli", tmp_path, endpoint=hub.url) == path
+    assert len(hub.log) == requests
 
 
-def test_ensure_dataset_download_failure_is_missing_data(server: FakeServer, tmp_path: Path) -> None:
+def test_ensure_dataset_download_failure_is_missing_data(hub: FakeHub, tmp_path: Path) -> None:
     with pytest.raises(
         MissingDataError, match="download failed .*HTTP 404.*fetch it with: simcse data download"
     ):
-        dl.ensure_dataset("wiki1m", tmp_path, base_url=server.url)
+        dl.ensure_dataset("wiki1m", tmp_path, endpoint=hub.url)
 
 
-def test_main_download(server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    server.routes[WIKI] = Route(b"a sentence\n")
-    server.routes[NLI] = Route(b"sent0,sent1,hard_neg\n")
-    server.routes[SENTEVAL] = Route(_tar(SENTEVAL_TAR))
-    assert dl.main_download(["all"], str(tmp_path), base_url=server.url) == 0
-    out = capsys.readouterr().out
-    assert f"senteval: {tmp_path / 'senteval' / 'downstream'}" in out
-    assert f"wiki1m: {tmp_path / 'wiki' / 'wiki1m_for_simcse.txt'}" in out
-    assert dl.main_download(["nli"], str(tmp_path), base_url=server.url) == 0
-    assert "(already present)" in capsys.readouterr().out
+# ----------------------------------------------------------------------------------------------------------
+# The command
 
 
-def test_main_download_errors(server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert dl.main_download(["sts"], str(tmp_path), base_url=server.url) == 2
+def test_cli_download(hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _files(hub)[NLI] = b"x\n"
+    code, out, err = run(capsys, ["data", "download", "nli", "--dir", str(tmp_path), "--endpoint", hub.url])
+    assert code == 0, err
+    assert out == f"nli: {tmp_path / 'nli' / NLI}\n"
+
+
+def test_cli_errors_are_one_line(hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "data"
+    code, _, err = run(capsys, ["data", "download", "nli", "--dir", str(data), "--endpoint", "mirror"])
+    assert_one_line_error(code, err, "--endpoint", "'mirror'")
+    endpoint = closed_port_url()
+    code, _, err = run(capsys, ["data", "download", "nli", "--dir", str(data), "--endpoint", endpoint])
+    assert_one_line_error(code, err, "nli", endpoint, "unreachable")
+    code, _, err = run(capsys, ["data", "download", "nli", "--base-url", hub.url])  # replaced by --endpoint
+    assert code == 2 and "unrecognized arguments: --base-url" in err
+    assert not data.exists()
+
+
+def test_main_download_reports_each_failure(
+    hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert dl.main_download(["sts"], str(tmp_path), endpoint=hub.url) == 2
     assert "unknown dataset 'sts'" in capsys.readouterr().err
-    server.routes[NLI] = Route(b"x\n")
-    assert dl.main_download(["wiki1m", "nli"], str(tmp_path), base_url=server.url) == 2
+    _files(hub)[NLI] = b"x\n"
+    assert dl.main_download(["wiki1m", "nli"], str(tmp_path), endpoint=hub.url) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("simcse: error: wiki1m:") and "HTTP 404" in captured.err
-    assert "nli: " in captured.out  # the other dataset still downloaded
+    assert captured.err.count("\n") == 1
+    assert f"nli: {tmp_path / 'nli' / NLI}" in captured.out  # the other dataset still downloaded
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_destination_is_clear(hub: FakeHub, tmp_path: Path) -> None:
+    _files(hub)[NLI] = b"x"
+    (tmp_path / "nli").mkdir()
+    (tmp_path / "nli").chmod(0o500)
+    try:
+        with pytest.raises(SimCSEError, match="cannot write.*Permission denied"):
+            dl.download_dataset("nli", tmp_path, endpoint=hub.url, progress=False)
+    finally:
+        (tmp_path / "nli").chmod(0o700)

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simcse.cli import main
-from simcse.config import TrainConfig, parse_flags
+from simcse.config import TRACKERS, TrainConfig, parse_flags
 from simcse.errors import ConfigError, DataError, SimCSEError
 from simcse.evaluation.sts import load_sts_task, read_sts_subset
 from simcse.evaluation.transfer import TransferData, load_transfer_task
@@ -346,6 +346,8 @@ def _valid_value(name: str) -> st.SearchStrategy:
         return st.floats(allow_nan=False, allow_infinity=False)
     if kind is dict:
         return st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5)), max_size=3)
+    if kind is list:  # report_to: tracker names
+        return st.lists(st.sampled_from([*TRACKERS, "auto", "none"]), unique=True, max_size=4)
     text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
     if name in ("model_name_or_path", "data_dir"):
         return text.filter(lambda s: s.lower() not in ("", "none", "null"))

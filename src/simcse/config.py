@@ -30,6 +30,7 @@ BEST_METRICS = ("stsb_spearman", "sickr_spearman", "avg_sts", "dev_spearman")
 FINAL_EVALS = ("none", "sts", "transfer", "full")
 PACKED = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")  # see simcse.training.trackers
 
 
 def option(default: Any, help: str, group: str) -> Any:
@@ -37,6 +38,12 @@ def option(default: Any, help: str, group: str) -> Any:
     return field(default=default, metadata={"help": help, "group": group})
 
 
+REPORT_TO_HELP = (
+    f"experiment trackers besides metrics.jsonl: a list or comma string of {', '.join(TRACKERS)}; auto = "
+    "tensorboard when installed and the tensorboard option is true (auto,wandb adds wandb); none = "
+    "metrics.jsonl only. A named tracker must be installed. Env: WANDB_PROJECT, WANDB_MODE; "
+    "MLFLOW_TRACKING_URI (default OUTPUT/mlruns), MLFLOW_EXPERIMENT_NAME; TRACKIO_DIR, TRACKIO_PROJECT"
+)
 MODEL, DATA, OBJECTIVE, OPTIM, EVAL, PERF = (
     "model", "data", "objective", "optimisation", "evaluation, checkpoints, logging", "performance switches",
 )  # fmt: skip
@@ -55,6 +62,12 @@ class TrainConfig:
     mlp_only_train: bool = option(
         False, "train with the cls MLP, encode without it (the paper's unsup setting)", MODEL
     )
+    dropout: float | None = option(
+        None,
+        "dropout rate of every dropout layer of the encoder (hidden and attention) in training; none = the "
+        "checkpoint's own (0.1 for BERT); the paper's Table 3 varies it",
+        MODEL,
+    )
 
     train_file: str = option(
         "",
@@ -67,7 +80,10 @@ class TrainConfig:
     shuffle: bool = option(True, "a seeded permutation of the rows every epoch", DATA)
 
     objective: str = option("auto", "auto (from the number of columns) | unsup | sup", OBJECTIVE)
-    temperature: float = option(0.05, "tau: logits are cosine / tau", OBJECTIVE)
+    temperature: float = option(0.05, "tau: logits are similarity / tau", OBJECTIVE)
+    similarity: str = option(
+        "cosine", "cosine (the paper's) | dot: the dot product of the unnormalised embeddings", OBJECTIVE
+    )
     hard_negative_weight: float = option(
         1.0, "alpha, multiplies exp(sim) of each anchor's own hard negative", OBJECTIVE
     )
@@ -153,7 +169,15 @@ class TrainConfig:
     save_steps: int = option(250, "resumable checkpoint every N steps; 0 = none", EVAL)
     save_total_limit: int = option(2, "checkpoints kept", EVAL)
     logging_steps: int = option(10, "a metrics.jsonl record every N steps", EVAL)
-    tensorboard: bool = option(True, "TensorBoard logs, when the tensorboard package is installed", EVAL)
+    report_to: list[str] = field(
+        default_factory=lambda: ["auto"], metadata={"help": REPORT_TO_HELP, "group": EVAL}
+    )
+    tensorboard: bool = option(
+        True,
+        "with report_to auto: TensorBoard logs when the tensorboard package is installed; false leaves "
+        "them out (and report_to tensorboard then is an error)",
+        EVAL,
+    )
     progress_bar: bool = option(True, "a progress bar on the terminal", EVAL)
 
     device: str = option("auto", " | ".join(DEVICES), PERF)
@@ -223,7 +247,8 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> TrainConfig:
         """Reject bad values and invalid combinations, every one at once, each with what to do. Only the
-        options are looked at: nothing here depends on the machine (see the class docstring)."""
+        options are looked at: nothing here depends on the machine (see the class docstring), except
+        whether each tracker ``report_to`` names is installed."""
         problems = [p for p in (_choice(*c) for c in self._choices()) if p]
         check = problems.append
         if not self.train_file:
@@ -251,6 +276,8 @@ class TrainConfig:
             check(f"max_seq_len must be at least 3, got {self.max_seq_len}")
         if not (self.hard_negative_weight >= 0 and math.isfinite(self.hard_negative_weight)):
             check(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            check(f"dropout must be in [0, 1) or none (the checkpoint's own), got {self.dropout}")
         if not 0 < self.mlm_probability < 1:
             check(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if not (self.mlm_weight >= 0 and math.isfinite(self.mlm_weight)):
@@ -283,6 +310,7 @@ class TrainConfig:
             )
         if self.device not in DEVICES[:3] and not self.device.startswith("cuda:"):
             check(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        problems += _report_to_problems(self.report_to, self.tensorboard)
         _raise_together(problems)
         return self
 
@@ -293,12 +321,14 @@ class TrainConfig:
                 ("final_eval", self.final_eval, FINAL_EVALS), ("packed", self.packed, PACKED),
                 ("attn_implementation", self.attn_implementation, ("sdpa", "eager")),
                 ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS),
-                ("optimizer", self.optimizer, OPTIMIZERS)]  # fmt: skip
+                ("optimizer", self.optimizer, OPTIMIZERS), ("similarity", self.similarity, SIMILARITIES)]  # fmt: skip
 
 
 MLM_HEADS = ("original", "untied", "fresh", "tied")
 DDP_GRADIENTS = ("global", "original")
 OPTIMIZERS = ("adamw", "adamw_hf")
+SIMILARITIES = ("cosine", "dot")
+NULLABLE = ("model_name_or_path", "data_dir", "dropout")  # null / none in YAML and on the command line
 
 NON_NEGATIVE = ("num_epochs", "max_steps", "eval_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
                 "max_train_samples", "num_threads", "logging_steps", "seed")  # fmt: skip
@@ -321,7 +351,9 @@ def option_help() -> list[tuple[str, list[tuple[str, str, str]]]]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = (
             "none"
-            if default is None
+            if default is None or default == []
+            else ",".join(default)
+            if isinstance(default, list)
             else (
                 '""' if default == "" else str(default).lower() if isinstance(default, bool) else str(default)
             )
@@ -386,14 +418,12 @@ def _coerce(key: str, value: Any) -> Any:
         return value
     target = _base_type(key)
     if value is None:
-        if key in ("model_name_or_path", "data_dir"):
+        if key in NULLABLE:
             return None
         raise ConfigError(f"{key} needs a value")
-    if (
-        isinstance(value, str)
-        and key in ("model_name_or_path", "data_dir")
-        and value.lower() in ("", "none", "null")
-    ):
+    if key == "report_to":
+        return _tracker_names(value)
+    if isinstance(value, str) and key in NULLABLE and value.lower() in ("", "none", "null"):
         return None
     try:
         if target is bool:
@@ -424,6 +454,37 @@ def _coerce(key: str, value: Any) -> Any:
     except (TypeError, ValueError, OverflowError) as e:
         raise ConfigError(f"{key} must be {target.__name__}, got {shorten(repr(value), 80)}") from e
     return value
+
+
+def _tracker_names(value: Any) -> list[str]:
+    """``report_to`` from YAML (a list, or a comma string) or a flag (a comma string); ``""`` is none."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(
+            f"report_to must be a list of tracker names or a comma string, got {shorten(repr(value), 80)}"
+        )
+    return list(dict.fromkeys(item.strip().lower() for item in items if item.strip()))
+
+
+def _report_to_problems(names: list[str], tensorboard: bool) -> list[str]:
+    """Unknown names, contradictions, and trackers whose package is not installed (checked without
+    importing it: :func:`simcse.tracker_packages.missing_package`)."""
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return [f"report_to must be a list of tracker names, got {shorten(repr(names), 80)}"]
+    unknown = [name for name in names if name not in (*TRACKERS, "auto", "none")]
+    if unknown:
+        return [f"report_to: unknown tracker {shorten(', '.join(map(repr, unknown)), 80)}; choose from "
+                f"{', '.join(TRACKERS)}, auto or none"]  # fmt: skip
+    if "none" in names and len(names) > 1:
+        return ["report_to none means no tracker; do not combine it with others"]
+    problems = []
+    if "tensorboard" in names and not tensorboard:
+        problems.append(
+            "report_to names tensorboard but tensorboard is false; set tensorboard true or drop it"
+        )
+    from simcse.tracker_packages import missing_package
+
+    return problems + [p for p in map(missing_package, names) if p]
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str | None:

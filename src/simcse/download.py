@@ -1,9 +1,12 @@
 """Download SimCSE's data files from the Hugging Face dataset ``princeton-nlp/datasets-for-simcse``.
 
-The transfer itself is :mod:`simcse.http_fetch`. Downloads go to ``<target>.part`` first and are resumed with a
-``Range`` request when the server supports it; the final path appears only once the file is complete and
-verified (size, and sha256 when the server provides it). ``senteval.tar`` is checked for unsafe members,
-extracted into a temporary sibling folder and renamed into place.
+The transfer is huggingface_hub's ``hf_hub_download`` (the Hub's cache, ``$HF_ENDPOINT`` or ``--endpoint``
+mirrors, ``HF_HUB_OFFLINE``; an interrupted transfer is resumed within the call, the size is checked). A
+quick metadata request first makes an unreachable Hub fail in seconds, and gives the sha256 the downloaded
+file is checked against. The file is then copied from the Hub's cache into the data directory through a
+temporary sibling, so that the data directory is self-contained and its files appear only complete.
+``senteval.tar`` is checked for unsafe members, extracted into a temporary sibling folder and renamed into
+place.
 
 Layout of a data directory::
 
@@ -14,6 +17,7 @@ Layout of a data directory::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -21,19 +25,28 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from simcse.errors import ConfigError, MissingDataError, SimCSEError
-from simcse.http_fetch import fetch, is_reachable, write_error
+from simcse.errors import MissingDataError, SimCSEError
+from simcse.files import sha256_file
+from simcse.hub import (
+    HubUnreachableError,
+    describe_error,
+    hub_errors,
+    is_offline,
+    one_line,
+    quiet_hub,
+    resolve_endpoint,
+)
 
-DEFAULT_BASE_URL = "https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main"
-DATA_URL_ENV = "SIMCSE_DATA_URL"
+DATASET_REPO = "princeton-nlp/datasets-for-simcse"
+DATASET_REVISION = "main"
+PROBE_TIMEOUT_S = 10.0  # the metadata request made before each download
 DATA_DIR_ENV = "SIMCSE_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/simcse/data"
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -84,13 +97,11 @@ def dataset_path(name: str, data_dir: str | Path | None = None) -> Path:
     return resolve_data_dir(data_dir) / PurePosixPath(_spec(name).local_path)
 
 
-def dataset_url(name: str, base_url: str | None = None) -> str:
-    """The download URL: ``base_url`` if given, else ``$SIMCSE_DATA_URL``, else the Hugging Face dataset."""
-    base = base_url or os.environ.get(DATA_URL_ENV) or DEFAULT_BASE_URL
-    if urllib.parse.urlsplit(base).scheme not in ("http", "https", "file"):
-        where = "--base-url" if base_url else f"${DATA_URL_ENV}"
-        raise ConfigError(f"{where} must be an http://, https:// or file:// URL, got {base!r}")
-    return f"{base.rstrip('/')}/{urllib.parse.quote(_spec(name).remote_name)}"
+def dataset_url(name: str, endpoint: str | None = None) -> str:
+    """The Hub URL of dataset ``name``'s file: on ``endpoint`` if given, else ``$HF_ENDPOINT``, else
+    https://huggingface.co (see :func:`simcse.hub.resolve_endpoint`)."""
+    remote = urllib.parse.quote(_spec(name).remote_name)
+    return f"{resolve_endpoint(endpoint)}/datasets/{DATASET_REPO}/resolve/{DATASET_REVISION}/{remote}"
 
 
 def fetch_command(name: str, data_dir: Path | None = None) -> str:
@@ -154,16 +165,22 @@ def _check_members(tar: tarfile.TarFile, tar_path: Path) -> None:
             raise SimCSEError(f"{tar_path}: refusing to extract member {member.name!r}: {reason}")
 
 
+def _write_error(path: Path, err: OSError) -> SimCSEError:
+    reason = err.strerror or str(err)
+    return SimCSEError(f"cannot write {path}: {reason}; choose another data directory with --dir")
+
+
 def _extract_tar(tar_path: Path, final: Path) -> None:
     """Extract ``tar_path`` into ``final.parent`` so that its top-level ``final.name`` folder becomes ``final``.
 
     Extraction happens in a temporary sibling folder that is renamed into place, so ``final`` only ever
-    appears complete. The tar is deleted afterwards (also when it is refused as unsafe).
+    appears complete. The tar itself is left alone (it is the Hub cache's copy).
     """
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-extract-", dir=final.parent))
     except OSError as err:
-        raise write_error(final.parent, err) from None
+        raise _write_error(final.parent, err) from None
     try:
         try:
             with tarfile.open(tar_path) as tar:
@@ -175,9 +192,11 @@ def _extract_tar(tar_path: Path, final: Path) -> None:
         except getattr(tarfile, "FilterError", ()) as err:  # the "data" filter's refusal
             raise SimCSEError(f"{tar_path}: refusing to extract member: {err}") from None
         except (tarfile.TarError, EOFError) as err:
-            raise SimCSEError(f"{tar_path}: not a valid tar archive ({err}); run the command again") from None
+            raise SimCSEError(
+                f"{tar_path}: not a valid tar archive ({err}); download it again with --force"
+            ) from None
         except OSError as err:
-            raise write_error(tmp, err) from None
+            raise _write_error(tmp, err) from None
         extracted = tmp / final.name
         if not extracted.is_dir():
             found = ", ".join(sorted(p.name for p in tmp.iterdir())) or "nothing"
@@ -185,7 +204,6 @@ def _extract_tar(tar_path: Path, final: Path) -> None:
         _replace_dir(extracted, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        tar_path.unlink(missing_ok=True)
 
 
 def _replace_dir(source: Path, final: Path) -> None:
@@ -197,10 +215,87 @@ def _replace_dir(source: Path, final: Path) -> None:
             os.replace(final, old)
         os.replace(source, final)
     except OSError as err:
-        raise write_error(final, err) from None
+        raise _write_error(final, err) from None
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _copy_into_place(source: Path, final: Path) -> None:
+    """Copy ``source`` (the Hub cache's file) to ``final`` through a temporary sibling, renamed when complete."""
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, final)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise _write_error(final.parent, err) from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# From the Hub
+
+
+def _check_sha256(path: Path, etag: str | None, what: str) -> None:
+    """Compare the file with the sha256 the Hub announced (the ETag of an LFS file; a small file kept in
+    git has a git-sha1 ETag instead, and only its size is checked, by huggingface_hub). A corrupt copy is
+    deleted from the Hub's cache so that the next run downloads it again."""
+    expected = (etag or "").strip('"').lower()
+    if not _SHA256_RE.match(expected):
+        return
+    actual = sha256_file(path)
+    if actual != expected:
+        with contextlib.suppress(OSError):
+            path.resolve().unlink(missing_ok=True)  # the blob
+            path.unlink(missing_ok=True)  # the snapshot's link to it
+        raise SimCSEError(
+            f"{what} failed verification: sha256 {actual} but the Hub says {expected}; the corrupt copy was "
+            "deleted from the Hugging Face cache, run the command again"
+        )
+
+
+def _from_hub(name: str, endpoint: str, force: bool) -> Path:
+    """Dataset ``name``'s file in the Hub's cache: downloaded unless cached there (``force``: again), and
+    checked. Without a connection (or with ``HF_HUB_OFFLINE``) a cached copy is used, else
+    HubUnreachableError."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download
+    from huggingface_hub.utils import HfHubHTTPError
+
+    filename = _spec(name).remote_name
+    what = f"download of {filename} from {endpoint}"
+    hub_file = dict(repo_id=DATASET_REPO, repo_type="dataset", filename=filename, revision=DATASET_REVISION)
+    try:
+        # One request without retries: an unreachable Hub fails in seconds instead of after
+        # hf_hub_download's retries, and the answer has the sha256 to check the download against.
+        meta = get_hf_file_metadata(dataset_url(name, endpoint), timeout=PROBE_TIMEOUT_S)
+    except HfHubHTTPError as err:
+        raise SimCSEError(f"{what} failed: {describe_error(err)}") from None
+    except hub_errors() as err:  # no connection, or offline mode: a copy in the Hub's cache will do
+        offline = is_offline(err)
+        reason = describe_error(err) if offline else f"{endpoint} is unreachable ({one_line(str(err))})"
+        if force:
+            raise HubUnreachableError(
+                f"cannot download {filename} again", f"{reason}; --force needs the Hub"
+            ) from None
+        try:
+            return Path(hf_hub_download(**hub_file, endpoint=endpoint, local_files_only=True))
+        except hub_errors():  # LocalEntryNotFoundError
+            raise HubUnreachableError(
+                f"cannot download {filename}", f"{reason}, and the Hugging Face cache has no copy"
+            ) from None
+    if meta.commit_hash is None or meta.etag is None:
+        raise SimCSEError(
+            f"{what} failed: the answer has no X-Repo-Commit or ETag header, so {endpoint} is not a Hugging "
+            "Face Hub (or a proxy strips them); check --endpoint / $HF_ENDPOINT"
+        )
+    try:
+        path = Path(hf_hub_download(**hub_file, endpoint=endpoint, force_download=force))
+    except hub_errors() as err:  # HTTP errors, a cut connection after the retries, a size mismatch
+        raise SimCSEError(f"{what} failed: {describe_error(err)}") from None
+    _check_sha256(path, meta.etag, what)
+    return path
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -210,24 +305,23 @@ def _replace_dir(source: Path, final: Path) -> None:
 def download_dataset(
     name: str,
     data_dir: str | Path | None = None,
-    base_url: str | None = None,
+    endpoint: str | None = None,
     progress: bool = True,
     force: bool = False,
 ) -> Path:
-    """Download dataset ``name`` into the data directory unless present (or ``force``); returns its path."""
+    """Download dataset ``name`` into the data directory unless present (``force``: download it again);
+    returns its path. ``endpoint``: a mirror of the Hub (default ``$HF_ENDPOINT``, else huggingface.co)."""
     spec = _spec(name)
     final = dataset_path(name, data_dir)
     if final.exists() and not force:
         return final
-    url = dataset_url(name, base_url)
-    if not spec.is_tar:
-        fetch(url, final, progress, force)
-        return final
-    tar_path = final.parent / spec.remote_name
-    # A complete tar left by an interrupted extraction is reused; --force fetches it again.
-    if force or not tar_path.exists():
-        fetch(url, tar_path, progress, force)
-    _extract_tar(tar_path, final)
+    base = resolve_endpoint(endpoint)
+    with quiet_hub(progress):
+        cached = _from_hub(name, base, force)
+    if spec.is_tar:
+        _extract_tar(cached, final)
+    else:
+        _copy_into_place(cached, final)
     return final
 
 
@@ -235,10 +329,10 @@ def ensure_dataset(
     name: str,
     data_dir: str | Path | None = None,
     download: bool = True,
-    base_url: str | None = None,
+    endpoint: str | None = None,
 ) -> Path:
-    """The local path of dataset ``name``, downloading it if absent, ``download`` is true and the network
-    is reachable; otherwise raises MissingDataError naming the expected path and the fetch command."""
+    """The local path of dataset ``name``, downloading it if absent, ``download`` is true and the Hub is
+    reachable; otherwise raises MissingDataError naming the expected path and the fetch command."""
     path = dataset_path(name, data_dir)
     if path.exists():
         return path
@@ -246,22 +340,20 @@ def ensure_dataset(
     command = fetch_command(name, None if root == _default_data_dir() else root)
     if not download:
         raise MissingDataError(path, command)
-    url = dataset_url(name, base_url)
-    if not is_reachable(url):
-        host = urllib.parse.urlsplit(url).netloc
-        raise MissingDataError(path, command, reason=f"not found and the network is unreachable ({host})")
     try:
-        return download_dataset(name, data_dir, base_url=base_url)
+        return download_dataset(name, data_dir, endpoint=endpoint)
+    except HubUnreachableError as err:
+        raise MissingDataError(path, command, reason=f"not found and {err.reason}") from None
     except SimCSEError as err:
         raise MissingDataError(path, command, reason=f"not found and the download failed ({err})") from None
 
 
 def main_download(
-    names: list[str], data_dir: str | None, base_url: str | None = None, force: bool = False
+    names: list[str], data_dir: str | None, endpoint: str | None = None, force: bool = False
 ) -> int:
-    """``simcse data download NAME... [--dir DIR] [--force]``: prints where each dataset is; returns the
-    exit code: 0 when all are present, 2 when a name is unknown or a download failed (the others are still
-    fetched). Errors are ``simcse: error: ...`` lines, as from every command."""
+    """``simcse data download NAME... [--dir DIR] [--endpoint URL] [--force]``: prints where each dataset
+    is; returns the exit code: 0 when all are present, 2 when a name is unknown or a download failed (the
+    others are still fetched). Errors are ``simcse: error: ...`` lines, as from every command."""
     wanted = list(DATASETS) if "all" in names else list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in DATASETS]
     if unknown or not wanted:
@@ -272,7 +364,7 @@ def main_download(
         )
         return 2
     try:
-        dataset_url(wanted[0], base_url)  # a malformed --base-url is one error, not one per dataset
+        resolve_endpoint(endpoint)  # a malformed --endpoint is one error, not one per dataset
     except SimCSEError as err:
         print(f"simcse: error: {err}", file=sys.stderr)
         return 2
@@ -280,7 +372,7 @@ def main_download(
     for name in wanted:
         present = dataset_path(name, data_dir).exists() and not force
         try:
-            path = download_dataset(name, data_dir, base_url=base_url, force=force)
+            path = download_dataset(name, data_dir, endpoint=endpoint, force=force)
         except SimCSEError as err:
             print(f"simcse: error: {name}: {' '.join(str(err).split())}", file=sys.stderr)
             status = 2

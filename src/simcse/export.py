@@ -110,7 +110,7 @@ def export_model(
     """Write ``model`` (an Encoder, a model path / hub id, or None for the embedded model) to ``out_dir`` in
     format ``to`` (``sentence-transformers`` or ``hf``). A non-empty ``out_dir`` is refused unless
     ``overwrite``; nothing is written at ``out_dir`` unless the export checks out. ``st_layout``: the
-    sentence-transformers files' names, ``compatible`` (3.x to 6.x) or ``current`` (6.x's own)."""
+    sentence-transformers files' names, ``compatible`` (3.0.1 to 6.x) or ``current`` (6.x's own)."""
     if to not in FORMATS:
         raise SimCSEError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
     check_st_layout(st_layout)

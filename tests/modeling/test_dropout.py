@@ -35,3 +35,34 @@ def test_replaces_only_plain_dropout_modules():
     assert use_fast_dropout(model) == 2
     assert isinstance(model[1], FastDropout) and model[1].p == 0.2
     assert isinstance(model[2][0], FastDropout)
+
+
+def test_the_training_dropout_option_sets_every_layer_and_the_saved_config(tiny_bert, tmp_path):
+    """``dropout: 0`` makes the two views of unsup training identical; another rate reaches every dropout
+    layer (attention included, also after the CPU fast-dropout swap) and the config the model saves."""
+    from simcse.training.setup import build_model
+    from tests.helpers import SENTENCES, train_config
+
+    def embeddings_twice(p):
+        model, _ = build_model(train_config(tiny_bert, tmp_path / "t.txt", tmp_path / "o", dropout=p))
+        backbone = model.encoder.backbone
+        use_fast_dropout(backbone)
+        rates = {m.p for m in backbone.modules() if isinstance(m, (nn.Dropout, FastDropout))}
+        model.train()
+        from simcse.modeling.encoder import pad_batch
+
+        tokens = model.encoder.tokenize(SENTENCES[:4], 16)
+        batch = pad_batch(tokens.input_ids, tokens.pad_token_id)
+        torch.manual_seed(0)
+        first = model(batch["input_ids"], batch["attention_mask"])[0]
+        second = model(batch["input_ids"], batch["attention_mask"])[0]
+        return rates, backbone.config, first, second
+
+    rates, config, a, b = embeddings_twice(0.0)
+    assert rates == {0.0} and config.hidden_dropout_prob == 0.0 and config.attention_probs_dropout_prob == 0.0
+    assert torch.equal(a, b)
+    rates, config, a, b = embeddings_twice(0.3)
+    assert rates == {0.3} and config.hidden_dropout_prob == 0.3
+    assert not torch.allclose(a, b)
+    rates, config, *_ = embeddings_twice(None)
+    assert rates == {0.1}  # the checkpoint's own

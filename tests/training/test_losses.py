@@ -102,3 +102,17 @@ def test_mlm_masking_copies_and_follows_80_10_10():
     assert abs(masked.sum() / chosen.sum() - 0.8) < 0.03
     assert abs(unchanged.sum() / chosen.sum() - 0.1) < 0.03
     assert torch.equal(mlm_ids[~chosen], original[~chosen])
+
+
+def test_dot_similarity_uses_the_unnormalised_embeddings():
+    torch.manual_seed(3)
+    views = torch.randn(5, 2, 8) * 3
+    anchors, positives = views[:, 0], views[:, 1]
+    expected = F.cross_entropy(anchors @ positives.T / 0.5, torch.arange(5))
+    got = ContrastiveLoss(0.5, similarity="dot")(views)
+    assert torch.allclose(got, expected, atol=1e-5)
+    # and not the cosine one, which is scale-free
+    assert not torch.allclose(got, ContrastiveLoss(0.5)(views), atol=1e-3)
+    assert torch.allclose(ContrastiveLoss(0.5)(views), ContrastiveLoss(0.5)(views * 7), atol=1e-5)
+    with pytest.raises(ValueError, match="cosine or dot"):
+        ContrastiveLoss(similarity="euclid")

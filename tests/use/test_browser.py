@@ -137,7 +137,9 @@ def test_search_and_similarity_in_the_browser(model, driver):
         scores = [s for s, _ in hits]
         assert scores == sorted(scores, reverse=True)
         assert hits[0][1] == "a man is playing a guitar ."
-        assert hits[0][0] == pytest.approx(model.search("A man plays the guitar.", top_k=1, threshold=None)[0][1], abs=1e-4)
+        assert hits[0][0] == pytest.approx(
+            model.search("A man plays the guitar.", top_k=1, threshold=None)[0][1], abs=1e-4
+        )
 
         # corpus text is shown as text: the markup in the injected sentence is not interpreted
         everything = search(driver, "bold text and an image", "20")

@@ -9,13 +9,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="data sets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     d = data_sub.add_parser(
-        "download", help="download SentEval, wiki1m or NLI data from princeton-nlp/datasets-for-simcse"
+        "download",
+        help="download SentEval, wiki1m or NLI data from princeton-nlp/datasets-for-simcse",
+        description="Downloads go through the Hugging Face cache ($HF_HOME); with HF_HUB_OFFLINE=1 or no "
+        "network, a copy found there is used.",
     )
     d.add_argument("names", nargs="+", choices=("senteval", "wiki1m", "nli", "all"))
     d.add_argument(
         "--dir", default=None, help="data directory (default $SIMCSE_DATA_DIR, then ~/.cache/simcse/data)"
     )
-    d.add_argument("--base-url", default=None, help="mirror of the Hugging Face dataset")
+    d.add_argument(
+        "--endpoint",
+        metavar="URL",
+        default=None,
+        help="a mirror of the Hugging Face Hub (default $HF_ENDPOINT, then https://huggingface.co)",
+    )
     d.add_argument("--force", action="store_true", help="download again even if present")
     d.set_defaults(func=run)
 
@@ -23,4 +31,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from simcse.download import main_download
 
-    return main_download(args.names, args.dir, base_url=args.base_url, force=args.force)
+    return main_download(args.names, args.dir, endpoint=args.endpoint, force=args.force)

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--st-layout",
         choices=("compatible", "current"),
         default="compatible",
-        help="sentence-transformers file names: compatible (loaded by sentence-transformers 3.x to 6.x) or "
+        help="sentence-transformers file names: compatible (loaded by sentence-transformers 3.0.1 to 6.x) or "
         "current (6.x's own module paths and config keys; 5.4+ only)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")

@@ -239,7 +239,7 @@ class Encoder(nn.Module):
         st_layout: str = "compatible",
     ) -> Path:
         """Write the self-describing model directory (see module docstring); ``st_layout``:
-        ``compatible`` (sentence-transformers 3 to 6 load it) or ``current`` (6.x's own names)."""
+        ``compatible`` (sentence-transformers 3.0.1 to 6 load it) or ``current`` (6.x's own names)."""
         return write_model_dir(self, Path(path), extra or {}, readme, st_layout)
 
     @classmethod

@@ -4,7 +4,7 @@ embeddings.
 
 Two layouts can be written (both are read):
 
-- ``compatible`` (the default): the module paths and config keys that sentence-transformers 3.x to 6.x all
+- ``compatible`` (the default): the module paths and config keys that sentence-transformers 3.0.1 to 6.x all
   load (``sentence_transformers.models.Pooling``, ``word_embedding_dimension`` ...). Releases before 5.4
   import a module's path literally and pass its config to the class unchanged, so they cannot load the
   current names; 6.x maps these names to the current ones.

@@ -55,7 +55,7 @@ def finish(
         shutil.rmtree(source)
     test = evaluate_on_test(config, out) if config.final_eval != "none" else None
     if test is not None:
-        log.log(state.global_step, {"avg_sts": test["avg"].get("sts", float("nan"))}, "test")
+        log.test_results(state.global_step, test)
     meta_path = out / "simcse.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta.update({"step": state.global_step, "best_step": state.best_step, "dev": dev_best, "test": _brief(test),

@@ -129,7 +129,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         loop(run)  # 4.
         result = finish_run(run)  # 5.
     finally:
-        run.log.close()
+        run.log.close(failed=sys.exc_info()[1] is not None)
     env.dist.close()
     return result
 
@@ -140,7 +140,7 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     scheduler = build_scheduler(config, optimizer, inputs.total_steps)
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16")
     scale = 1.0 / env.dist.world_size if config.ddp_gradient == "original" else 1.0
-    loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight, scale)
+    loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight, scale, config.similarity)
     # the collator's own tokenizer copy: it runs in the prefetch thread while the dev evaluation may be
     # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
     collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, inputs.views,
@@ -162,7 +162,7 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     if config.compile:
         forward = torch.compile(forward, backend=config.compile_backend)
     step = make_step(config, forward, inputs.views, loss_fn, env.device, env.autocast, scaler)
-    log = MetricsLog(inputs.out, env.dist.main, config.tensorboard)
+    log = MetricsLog(inputs.out, env.dist.main, config, resumed=inputs.checkpoint is not None)
     if env.dist.main:
         describe_run(config, inputs.data, inputs.views, inputs.total_steps, env, model.encoder)
     return Run(config, env, inputs, model, optimizer, scheduler, scaler, step, state, log, collate, masker)

@@ -49,7 +49,7 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 class ContrastiveLoss(nn.Module):
-    """InfoNCE over cosine similarities, in fp32.
+    """InfoNCE over cosine similarities (or, with ``similarity="dot"``, dot products), in fp32.
 
     ``hard_negative_weight`` (alpha) multiplies exp(sim / tau) of each anchor's OWN hard negative (the paper's
     appendix, eq. with alpha^{1[i=j]}); alpha = 1 is the unweighted loss. The original code's
@@ -57,9 +57,16 @@ class ContrastiveLoss(nn.Module):
     """
 
     def __init__(
-        self, temperature: float = 0.05, hard_negative_weight: float = 1.0, gradient_scale: float = 1.0
+        self,
+        temperature: float = 0.05,
+        hard_negative_weight: float = 1.0,
+        gradient_scale: float = 1.0,
+        similarity: str = "cosine",
     ):
         super().__init__()
+        if similarity not in ("cosine", "dot"):
+            raise ValueError(f"similarity must be cosine or dot, got {similarity!r}")
+        self.similarity = similarity  # dot: the paper's temperature table's "dot product" row
         self.temperature = temperature
         self.hard_negative_weight = hard_negative_weight
         # 1 / world size reproduces the original code's DDP gradient (ddp_gradient: original); the loss
@@ -70,7 +77,7 @@ class ContrastiveLoss(nn.Module):
         rows, num_views, _ = views.shape
         if num_views not in (2, 3):
             raise ValueError(f"expected 2 or 3 views per row, got {num_views}")
-        z = F.normalize(views.float(), dim=-1)
+        z = F.normalize(views.float(), dim=-1) if self.similarity == "cosine" else views.float()
         anchors = z[:, 0]
         candidates = gather_with_grad(z[:, 1:].transpose(0, 1).reshape(-1, z.shape[-1]).contiguous())
         rank = dist.get_rank() if distributed() else 0

@@ -1,12 +1,13 @@
-"""What a run reports: ``metrics.jsonl`` and TensorBoard, the logging window's averages, and the lines
-it prints to the terminal."""
+"""What a run reports: ``metrics.jsonl`` and the experiment trackers (``report_to``:
+:mod:`simcse.training.trackers`), the logging window's averages, and the lines it prints to the terminal."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,41 +15,65 @@ import torch
 
 from simcse.config import TrainConfig
 from simcse.sentence_files import TrainingData
+from simcse.training.trackers import (
+    Tracker,
+    final_results,
+    resolve_report_to,
+    scalars,
+    start_trackers,
+    warn_dropped,
+)
 
 
 class MetricsLog:
-    """metrics.jsonl (always) and TensorBoard (when installed and enabled); only on the main process."""
+    """metrics.jsonl (always, written first) and the trackers of ``config.report_to``; only on the main
+    process (``enabled``). A tracker that raises is reported once and dropped; the file goes on."""
 
-    def __init__(self, out: Path, enabled: bool, tensorboard: bool):
+    def __init__(self, out: Path, enabled: bool, config: TrainConfig, resumed: bool = False):
         self.enabled = enabled
         self.file = (out / "metrics.jsonl").open("a", encoding="utf-8") if enabled else None
-        self.tb = None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-            except ImportError:
-                self.tb = None
+        names = resolve_report_to(config.report_to, config.tensorboard) if enabled else []
+        self.trackers = start_trackers(names, config.to_dict(), out, resumed) if names else []
 
     def log(self, step: int, values: dict[str, Any], prefix: str = "train") -> None:
         if not self.enabled:
             return
-        record = {"step": step, "kind": prefix, "time": round(time.time(), 3), **values}
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.tb is not None:
-            for k, v in values.items():
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    self.tb.add_scalar(f"{prefix}/{k}", v, step)
+        self._write(step, values, prefix)
+        numbers = scalars(values)
+        self._each("log", lambda tracker: tracker.log(step, numbers, prefix))
 
-    def close(self) -> None:
+    def test_results(self, step: int, test: dict) -> None:
+        """The final test results: a ``test`` record (avg_sts) in the file; summary scores and a table of
+        the tasks in each tracker."""
+        if not self.enabled:
+            return
+        self._write(step, {"avg_sts": test["avg"].get("sts", float("nan"))}, "test")
+        scores, table = final_results(test)
+        self._each("summary", lambda tracker: tracker.summary(step, scores, table))
+
+    def close(self, failed: bool = False) -> None:
+        """Close the file and finish the trackers (``failed``: the run stopped on an error)."""
         if self.file:
             self.file.close()
             self.file = None
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
+        self._each("finish", lambda tracker: tracker.finish(failed))
+        self.trackers = []
+
+    def _write(self, step: int, values: dict[str, Any], prefix: str) -> None:
+        record = {"step": step, "kind": prefix, "time": round(time.time(), 3), **values}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def _each(self, stage: str, call: Callable[[Tracker], None]) -> None:
+        for tracker in list(self.trackers):
+            try:
+                call(tracker)
+            except Exception as e:
+                self.trackers.remove(tracker)
+                warn_dropped(tracker.name, stage, e)
+                if stage != "finish":  # release what it holds (a writer, a thread), if it can
+                    with contextlib.suppress(Exception):
+                        tracker.finish(failed=True)
 
 
 class LogWindow:

@@ -20,7 +20,9 @@ from simcse.evaluation.report import STS_COLUMNS, TRANSFER_COLUMNS, task_value
 EMBEDDED_BASE = "sentence-transformers/all-MiniLM-L6-v2"
 SIMCSE_DATASETS = "princeton-nlp/datasets-for-simcse"
 PAPER_FILES = ("wiki1m_for_simcse.txt", "nli_for_simcse.csv")
-_HUB_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.-]*$")  # bert-base-uncased, org/name
+_HUB_ID = re.compile(
+    r"^([A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.-]*$"
+)  # bert-base-uncased, org/name
 # The evaluation sets as Hub datasets with the same sentence pairs (SentEval's release of each is what is
 # read; the STS12-16 scores are the "all" setting, pooled over the year's subsets).
 STS_DATASETS = {

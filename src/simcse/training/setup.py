@@ -155,6 +155,11 @@ def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
     if limit is not None and config.max_seq_len > limit:
         raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds what {files.source} supports ({limit})")
     encoder = Encoder.from_backbone(files, config.pooler, config.mlp_only_train, None, packed)
+    if config.dropout is not None:
+        from simcse.modeling.dropout import set_dropout
+
+        if not set_dropout(encoder.backbone, config.dropout):
+            raise ConfigError(f"dropout: {files.source} has no dropout layer to set")
     if config.packed == "on" and not encoder.packed:
         raise ConfigError(
             f"packed execution is not available for model type {files.backbone.config.model_type!r}"

@@ -1,0 +1,120 @@
+"""``simcse experiment NAME|GRID.yaml [--base CONFIG] [--seeds 1,2,3] [--max_steps N] [--out DIR]
+[--parallel K]``: a grid of training runs over seeds, its table and its plot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
+    return seeds
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from simcse.experiments.grid import builtin_grids
+
+    p = sub.add_parser(
+        "experiment",
+        help="run a grid of training runs over seeds (the paper's analyses) and write its table and plot",
+        description="Each cell is a normal simcse train run in DIR/SETTING/seedN. Re-running skips finished "
+        "cells and resumes interrupted ones. Built-in grids: " + ", ".join(builtin_grids()),
+    )
+    p.add_argument("grid", metavar="NAME|GRID.yaml", help="a built-in grid or a grid file")
+    p.add_argument("--base", default=None, help="a config file applied on top of the grid's base")
+    p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default: the grid's)")
+    p.add_argument("--max_steps", "--max-steps", type=_positive, default=None, help="steps per cell")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any training option for every cell, e.g. --set final_eval=sts (repeatable)",
+    )
+    p.add_argument(
+        "--out", default=None, help="where the cells and results go (default runs/experiments/NAME)"
+    )
+    p.add_argument(
+        "--parallel", type=_positive, default=1, help="cells at a time (one GPU each when present)"
+    )
+    p.add_argument("--launcher", choices=("local", "submitit"), default="local")
+    p.add_argument(
+        "--launcher-option",
+        dest="launcher_options",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="submitit parameters, e.g. cluster=slurm, slurm_partition=gpu, gpus_per_node=1, timeout_min=600",
+    )
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plot")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and what would run; run nothing")
+    p.set_defaults(func=run)
+
+
+def _launcher_values(pairs: list[tuple[str, str]]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for key, value in pairs:
+        values[key] = int(value) if value.lstrip("-").isdigit() else value
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from simcse.config import parse_flags
+    from simcse.experiments import run_experiment
+    from simcse.experiments.grid import cells, load_grid
+    from simcse.experiments.runner import plan
+    from simcse.safe_yaml import read_yaml
+
+    overrides = parse_flags([item for key, value in args.sets for item in (f"--{key}", value)])
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    grid = load_grid(args.grid)
+    if args.dry_run:
+        out = Path(args.out) if args.out else Path("runs/experiments") / grid.name
+        base = read_yaml(args.base) if args.base else None
+        states = plan(cells(grid, out, base=base, seeds=args.seeds, overrides=overrides))
+        for state, listed in states.items():
+            for cell in listed:
+                print(f"{state:6} {cell.label}: {cell.out}")
+        return 0
+    result = run_experiment(grid, args.out, base=args.base, seeds=args.seeds, overrides=overrides,
+                            parallel=args.parallel, launcher=args.launcher,
+                            launcher_options=_launcher_values(args.launcher_options),
+                            plots=not args.no_plots)  # fmt: skip
+    print((result.out / "results.md").read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(p) for p in result.files), file=sys.stderr)
+    if result.failed:
+        for cell in result.failed:
+            print(f"simcse: {cell.setting} seed {cell.seed} failed: {cell.error}", file=sys.stderr)
+        print(f"simcse: error: {len(result.failed)} of {len(result.cells)} cells failed (logs named above); "
+              "re-run the same command to retry them", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0

@@ -1,0 +1,78 @@
+"""The paper's analyses as grids of training runs: :func:`run_experiment` runs a grid (a built-in name such
+as ``dropout`` or a YAML file) over seeds and writes its table and plot."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simcse.experiments.grid import Cell, Grid, builtin_grids, cells, load_grid
+
+if TYPE_CHECKING:  # the runner imports the training run directory (and torch): only when a grid runs
+    from simcse.experiments.runner import CellResult
+
+__all__ = ["ExperimentResult", "builtin_grids", "load_grid", "run_experiment"]
+
+
+@dataclass
+class ExperimentResult:
+    grid: Grid
+    out: Path
+    cells: list[CellResult]
+    rows: list[dict[str, Any]]  # one per setting: mean / std / n of every metric
+    files: list[Path]
+
+    @property
+    def failed(self) -> list[CellResult]:
+        return [c for c in self.cells if c.status == "failed"]
+
+
+def budget_of(cell: Cell, seeds: int) -> str:
+    """The budget in words, from a cell's config."""
+    c = cell.config
+    model = c.model_name_or_path or "the embedded all-MiniLM-L6-v2"
+    length = f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)"
+    return (f"{model}, {length} of batch {c.batch_size} on {Path(c.train_file).name}, max length "
+            f"{c.max_seq_len}, {c.precision} on {c.device}, {seeds} seed(s)")  # fmt: skip
+
+
+def run_experiment(
+    grid: str | Path | Grid,
+    out: str | Path | None = None,
+    *,
+    base: str | Path | dict[str, Any] | None = None,
+    seeds: list[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    parallel: int = 1,
+    launcher: str = "local",
+    launcher_options: dict[str, Any] | None = None,
+    plots: bool = True,
+    echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> ExperimentResult:
+    """Run every cell of ``grid`` that has not finished in ``out`` (default ``runs/experiments/NAME``),
+    then write results.md / .json / .csv and the plot there. ``base``: a config file or mapping applied on
+    top of the grid's base; ``overrides``: applied to every cell last (e.g. ``{"max_steps": 50}``)."""
+    from simcse.experiments.results import write_results
+    from simcse.experiments.runner import run_cells
+    from simcse.safe_yaml import read_yaml
+
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    out = Path(out) if out is not None else Path("runs/experiments") / grid.name
+    base_values = read_yaml(base) if isinstance(base, (str, Path)) else base
+    todo = cells(grid, out, base=base_values, seeds=seeds, overrides=overrides)
+    n_seeds = len(seeds or grid.seeds)
+    budget = budget_of(todo[0], n_seeds)
+    echo(f"simcse: experiment {grid.name}: {len(grid.settings)} settings x {n_seeds} seeds = {len(todo)} cells "
+         f"in {out} ({budget})")  # fmt: skip
+    results = run_cells(grid, todo, out, parallel=parallel, launcher=launcher,
+                        launcher_options=launcher_options, echo=echo)  # fmt: skip
+    rows = write_results(grid, results, out, budget)
+    files = [out / "results.md", out / "results.json", out / "results.csv"]
+    if plots:
+        from simcse.experiments.plots import plot_settings
+
+        files += plot_settings(grid, rows, out, budget)
+    return ExperimentResult(grid, out, results, rows, files)

@@ -1,0 +1,38 @@
+"""The built-in grids: each loads, every cell validates, and each names the options its table varies."""
+
+from __future__ import annotations
+
+import pytest
+
+from simcse.experiments.grid import GRIDS_DIR, builtin_grids, cells, load_grid
+
+EXPECTED = {
+    "dropout": ("dropout", 7),
+    "temperature": ("temperature", 6),
+    "pooler": ("pooler", 4),
+    "mlm": ("mlm_weight", 4),
+    "batch": ("batch_size", 12),
+}
+
+
+def test_every_builtin_grid_is_listed():
+    assert set(EXPECTED) <= set(builtin_grids())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_builtin_grid_validates_every_cell(name, tmp_path):
+    grid = load_grid(name)
+    key, settings = EXPECTED[name]
+    assert len(grid.settings) == settings
+    assert any(key in s.overrides for s in grid.settings)
+    todo = cells(grid, tmp_path)
+    assert len(todo) == settings * len(grid.seeds)
+    assert len({c.out for c in todo}) == len(todo)  # every cell its own directory
+    assert all(c.config.seed == c.seed for c in todo)
+
+
+def test_the_grids_ship_with_the_package_and_configs_points_at_them():
+    from pathlib import Path
+
+    link = Path(__file__).resolve().parents[2] / "configs" / "experiments"
+    assert link.resolve() == GRIDS_DIR.resolve()

@@ -1,0 +1,185 @@
+"""The experiment runner on a tiny model: a grid's cells run as ``simcse train`` processes, their results
+are aggregated over seeds, finished cells are skipped, interrupted ones resumed, changed ones refused."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simcse.errors import ConfigError
+from simcse.experiments import run_experiment
+from simcse.experiments.grid import cells, load_grid, slug
+from simcse.experiments.results import mean_std
+from simcse.experiments.runner import plan
+from tests.helpers import SENTENCES, assert_one_line_error, run
+
+
+@pytest.fixture
+def files(tmp_path) -> tuple[Path, Path]:
+    train = tmp_path / "train.txt"
+    train.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    dev = tmp_path / "dev.csv"
+    rows = [(SENTENCES[i], SENTENCES[(i * 5 + 1) % len(SENTENCES)], (i * 7) % 11 / 2) for i in range(12)]
+    dev.write_text("sentence1,sentence2,score\n" + "\n".join(f'"{a}","{b}",{s}' for a, b, s in rows) + "\n")
+    return train, dev
+
+
+def _grid(tmp_path, tiny_bert, files, **extra) -> Path:
+    train, dev = files
+    grid = {
+        "name": "tiny",
+        "title": "A tiny grid",
+        "metric": "dev_spearman",
+        "seeds": [1, 2],
+        "base": {"model_name_or_path": str(tiny_bert), "train_file": str(train), "dev_file": str(dev),
+                 "batch_size": 4, "max_seq_len": 16, "max_steps": 2, "eval_steps": 1, "save_steps": 1,
+                 "final_eval": "none", "tensorboard": False, "eval_before_training": False},
+        "settings": [{"name": "tau 0.05", "temperature": 0.05}, {"name": "tau 1", "temperature": 1.0}],
+        "paper": {"tau 0.05": 50.0},
+        **extra,
+    }  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid), encoding="utf-8")
+    return path
+
+
+def test_a_grid_runs_aggregates_skips_and_refuses_changes(tmp_path, tiny_bert, files, monkeypatch):
+    grid_file = _grid(tmp_path, tiny_bert, files)
+    out = tmp_path / "exp"
+    lines: list[str] = []
+    result = run_experiment(grid_file, out, echo=lines.append)
+    assert not result.failed and len(result.cells) == 4
+    assert any(line.startswith("[4/4] ") for line in lines) and any("ETA" in line for line in lines)
+    # every cell is an ordinary run directory
+    for cell in result.cells:
+        meta = json.loads((Path(cell.out) / "simcse.json").read_text())
+        assert meta["finished"] and meta["training_config"]["seed"] == cell.seed
+        assert cell.metrics["dev_spearman"] == pytest.approx(meta["dev"]["dev_spearman"])
+    # aggregation: mean and sample std over the seeds of each setting
+    row = result.rows[0]
+    values = [c.metrics["dev_spearman"] for c in result.cells if c.setting == "tau 0.05"]
+    assert row["metrics"]["dev_spearman"]["n"] == 2
+    assert row["metrics"]["dev_spearman"]["mean"] == pytest.approx(sum(values) / 2)
+    assert row["metrics"]["dev_spearman"]["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+    table = (out / "results.md").read_text()
+    assert "| Setting | dev | n | paper |" in table and "| tau 0.05 |" in table and "50.0" in table
+    saved = json.loads((out / "results.json").read_text())
+    assert [s["setting"] for s in saved["settings"]] == ["tau 0.05", "tau 1"] and len(saved["cells"]) == 4
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("setting,n,dev_spearman_mean")
+    for suffix in ("png", "svg"):
+        assert (out / f"tiny.{suffix}").stat().st_size > 1000
+    # re-running trains nothing
+    import simcse.experiments.runner as runner
+
+    monkeypatch.setattr(runner, "run_command", lambda *a, **k: pytest.fail("a finished cell ran again"))
+    again = run_experiment(grid_file, out, echo=lines.append)
+    assert [c.status for c in again.cells] == ["skipped"] * 4
+    assert again.rows[0]["metrics"]["dev_spearman"] == row["metrics"]["dev_spearman"]
+    # a changed setting is refused, naming the cell and the difference; nothing is overwritten
+    changed = yaml.safe_load(grid_file.read_text())
+    changed["settings"][1]["temperature"] = 0.5
+    grid_file.write_text(yaml.safe_dump(changed))
+    with pytest.raises(ConfigError, match=r"tau-1/seed1 was trained with other settings: temperature=1.0"):
+        run_experiment(grid_file, out, echo=lines.append)
+
+
+def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, tiny_bert, files):
+    grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1])
+    out = tmp_path / "exp"
+    grid = load_grid(grid_file)
+    todo = cells(grid, out)
+    run_experiment(grid, out, echo=lambda _: None, plots=False)
+    # make the first cell look interrupted after its checkpoint: not finished
+    meta_path = todo[0].out / "simcse.json"
+    meta = json.loads(meta_path.read_text())
+    meta["finished"] = False
+    meta_path.write_text(json.dumps(meta))
+    states = plan(todo)
+    assert states["resume"] == [todo[0]] and states["done"] == [todo[1]]
+    lines: list[str] = []
+    result = run_experiment(grid, out, echo=lines.append, plots=False)
+    assert [c.status for c in result.cells] == ["done", "skipped"]
+    log = (out / "logs" / f"{slug('tau 0.05')}-seed1.log").read_text()
+    commands = [line for line in log.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 2 and commands[-1].endswith(" --resume") and not commands[0].endswith("--resume")
+
+
+def test_a_failed_cell_does_not_stop_the_others_and_is_named(tmp_path, tiny_bert, files, capsys):
+    grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1])
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["settings"] = [
+        grid["settings"][0],
+        {"name": "missing data", "train_file": str(tmp_path / "nope.txt")},
+    ]
+    grid_file.write_text(yaml.safe_dump(grid))
+    code, out, err = run(capsys, ["experiment", str(grid_file), "--out", str(tmp_path / "exp"), "--no-plots"])
+    assert code == 1
+    assert "missing data seed 1 failed: exit status 2; see " in err and "missing-data-seed1.log" in err
+    assert err.strip().splitlines()[-1].startswith("simcse: error: 1 of 2 cells failed")
+    assert "| tau 0.05 |" in out and "| missing data | - | 0 (1 failed) |" in out
+
+
+def test_grid_files_are_checked_whole(tmp_path, tiny_bert, files):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"nmae": "x", "seeds": [1, -2], "metric": "bleu",
+                                   "settings": [{"name": "a"}, {"name": "a"}], "paper": {"b": 1.0}}))  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        load_grid(bad)
+    message = str(e.value)
+    for part in ("unknown grid key(s) nmae", "seeds must be", "metric must be one of", "unique: a",
+                 "paper names settings the grid lacks: b"):  # fmt: skip
+        assert part in message, message
+    grid_file = _grid(tmp_path, tiny_bert, files)
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["settings"] += [{"name": "bad tau", "temperature": -1}, {"name": "own dir", "output_dir": "x"}]
+    grid_file.write_text(yaml.safe_dump(grid))
+    with pytest.raises(ConfigError) as e:
+        cells(load_grid(grid_file), tmp_path / "exp")
+    assert "setting 'bad tau'" in str(e.value) and "temperature must be > 0" in str(e.value)
+    assert "setting 'own dir': output_dir is set by the experiment runner" in str(e.value)
+    assert not (tmp_path / "exp").exists()
+
+
+def test_axes_multiply_the_settings(tmp_path, tiny_bert, files):
+    grid_file = _grid(
+        tmp_path, tiny_bert, files, axes={"batch_size": [4, 8], "learning_rate": [1e-5]}, paper={}
+    )
+    grid = load_grid(grid_file)
+    assert [s.name for s in grid.settings] == [
+        "tau 0.05, batch_size=4, learning_rate=1e-05", "tau 0.05, batch_size=8, learning_rate=1e-05",
+        "tau 1, batch_size=4, learning_rate=1e-05", "tau 1, batch_size=8, learning_rate=1e-05",
+    ]  # fmt: skip
+    assert grid.settings[1].overrides == {"temperature": 0.05, "batch_size": 8, "learning_rate": 1e-5}
+
+
+def test_cli_dry_run_and_bad_options(tmp_path, tiny_bert, files, capsys):
+    grid_file = _grid(tmp_path, tiny_bert, files)
+    code, out, _ = run(capsys, ["experiment", str(grid_file), "--out", str(tmp_path / "e"), "--dry-run",
+                                "--seeds", "7", "--max_steps", "3"])  # fmt: skip
+    assert code == 0 and out.count("fresh ") == 2 and "tau 1 seed 7:" in out
+    assert not (tmp_path / "e").exists()
+    code, _, err = run(capsys, ["experiment", str(grid_file), "--seeds", "1,x"])
+    assert_one_line_error(code, err, "--seeds")
+    code, _, err = run(capsys, ["experiment", "no-such-grid"])
+    assert_one_line_error(code, err, "unknown experiment 'no-such-grid'")
+    code, _, err = run(capsys, ["experiment", str(grid_file), "--set", "temperature=-3", "--dry-run"])
+    assert_one_line_error(code, err, "temperature must be > 0")
+
+
+def test_submitit_runs_the_cells_through_its_executor(tmp_path, tiny_bert, files):
+    pytest.importorskip("submitit")
+    grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1])
+    out = tmp_path / "exp"
+    result = run_experiment(grid_file, out, launcher="submitit", launcher_options={"cluster": "debug"},
+                            echo=lambda _: None, plots=False)  # fmt: skip
+    assert [c.status for c in result.cells] == ["done", "done"]
+    assert (out / "submitit").is_dir()
+
+
+def test_mean_std():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
+    assert mean_std([5.0]) == (5.0, None, 1)
