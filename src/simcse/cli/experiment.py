@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from simcse.cli.options import positive_int
+
 
 def _seeds(text: str) -> list[int]:
     try:
@@ -15,16 +17,6 @@ def _seeds(text: str) -> list[int]:
     if not seeds or any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
     return seeds
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -46,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("grid", metavar="NAME|GRID.yaml", help="a built-in grid or a grid file")
     p.add_argument("--base", default=None, help="a config file applied on top of the grid's base")
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default: the grid's)")
-    p.add_argument("--max_steps", "--max-steps", type=_positive, default=None, help="steps per cell")
+    p.add_argument("--max_steps", "--max-steps", type=positive_int, default=None, help="steps per cell")
     p.add_argument(
         "--set",
         dest="sets",
@@ -60,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--out", default=None, help="where the cells and results go (default runs/experiments/NAME)"
     )
     p.add_argument(
-        "--parallel", type=_positive, default=1, help="cells at a time (one GPU each when present)"
+        "--parallel", type=positive_int, default=1, help="cells at a time (one GPU each when present)"
     )
     p.add_argument("--launcher", choices=("local", "submitit"), default="local")
     p.add_argument(

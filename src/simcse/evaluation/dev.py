@@ -56,3 +56,28 @@ class DevEvaluator:
             gold = np.concatenate([p.gold for p in data.subsets.values()])
             return f"dev set {data.name}: {data.n} pairs, scores {gold.min():g} to {gold.max():g}, Spearman"
         return "dev sets STS-B and SICK-R, Spearman"
+
+
+class GeometryEvaluator:
+    """``evaluator(encoder) -> {"align": .., "uniform": ..}`` on STS-B dev (alignment over the pairs with gold
+    score > 4, uniformity over all its sentences): the trajectory of the paper's Figure 2, logged every
+    ``geometry_steps``. The sentences are tokenised once."""
+
+    def __init__(self, senteval_dir: str | Path, batch_size: int = 128):
+        self.data = sts.load_sts_task("STSBenchmark", senteval_dir, "dev")
+        self.sentences = self.data.sentences()
+        self.index = {s: i for i, s in enumerate(self.sentences)}
+        self.batch_size = batch_size
+        self._tokens = None
+        self._tokenizer_key = None
+
+    def __call__(self, encoder) -> dict[str, float]:
+        from simcse.evaluation.suite import score_geometry
+
+        key = (id(encoder.tokenizer), encoder.max_length)
+        if self._tokens is None or key != self._tokenizer_key:
+            self._tokens = encoder.tokenize(self.sentences)
+            self._tokenizer_key = key
+        matrix = encoder.encode_tokenized(self._tokens, self.batch_size).numpy()
+        scores = score_geometry(self.data, lambda sentences: matrix[[self.index[s] for s in sentences]])
+        return {"align": scores["align"], "uniform": scores["uniform"]}

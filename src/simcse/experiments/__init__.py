@@ -36,7 +36,7 @@ def budget_of(cell: Cell, seeds: int) -> str:
     model = c.model_name_or_path or "the embedded all-MiniLM-L6-v2"
     length = f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)"
     return (f"{model}, {length} of batch {c.batch_size} on {Path(c.train_file).name}, max length "
-            f"{c.max_seq_len}, {c.precision} on {c.device}, {seeds} seed(s)")  # fmt: skip
+            f"{c.max_seq_len}, precision {c.precision}, device {c.device}, {seeds} seed(s)")  # fmt: skip
 
 
 def run_experiment(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simcse.augment import Augmentation, augmented, row_rng
 from simcse.errors import DataError
 
 
@@ -92,21 +93,33 @@ class MLMMasker:
 class Collator:
     """Rows -> one padded batch of ``rows x views`` sequences, view-major within each row.
 
-    unsup: every sentence appears twice (two dropout masks = the positive pair), tokenised once.
+    unsup: every sentence appears twice (two dropout masks = the positive pair), tokenised once; with
+    ``augment``, the second view is the sentence changed by those pieces (the paper's Table 1).
     sup: the columns are the views (anchor, positive[, hard negative]).
     ``pad_to_length`` pads every batch to one length (static shapes for ``torch.compile``); otherwise
     batches are padded to their longest sequence. No randomness here (it may run in a prefetch thread):
     MLM masking happens in the training loop.
     """
 
-    def __init__(self, tokenizer, max_seq_len: int, views: int, pad_to_length: int | None = None):
+    def __init__(self, tokenizer, max_seq_len: int, views: int, pad_to_length: int | None = None,
+                 augment: Sequence[Augmentation] = (), seed: int = 0):  # fmt: skip
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.views = views
         self.pad_to_length = pad_to_length
+        self.augment = list(augment)
+        self.seed = seed
 
-    def __call__(self, rows: Sequence[tuple[str, ...]]) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, rows: Sequence[tuple[str, ...]], epoch: int = 0, row_ids: Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``epoch`` and ``row_ids`` (the rows' indices in the file) seed each row's augmentation."""
         columns = len(rows[0])
+        if self.augment and columns == 1:  # the positive view: the sentence augmented (simcse.augment)
+            keys = range(len(rows)) if row_ids is None else row_ids
+            rows = [(row[0], augmented(row[0], self.augment, row_rng(self.seed, epoch, int(key))))
+                    for row, key in zip(rows, keys)]  # fmt: skip
+            columns = 2
         flat = [s for row in rows for s in row]
         ids = self.tokenizer(flat, truncation=True, max_length=self.max_seq_len, return_attention_mask=False,
                              return_token_type_ids=False)["input_ids"]  # fmt: skip
@@ -133,7 +146,7 @@ class Prefetcher:
         def work() -> None:
             try:
                 for epoch, step, idx in batches:
-                    batch = collate([rows[i] for i in idx])
+                    batch = collate([rows[i] for i in idx], epoch, idx)
                     if pin_memory:
                         batch = {k: v.pin_memory() for k, v in batch.items()}
                     if not self._put((epoch, step, idx, batch)):

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from simcse.augment import parse_augment
 from simcse.config import TrainConfig
 from simcse.errors import TrainingError
 from simcse.modeling.dropout import use_fast_dropout
@@ -144,7 +145,8 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     # the collator's own tokenizer copy: it runs in the prefetch thread while the dev evaluation may be
     # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
     collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, inputs.views,
-                       pad_to_length=config.max_seq_len if config.compile else None)  # fmt: skip
+                       pad_to_length=config.max_seq_len if config.compile else None,
+                       augment=parse_augment(config.augment), seed=config.seed)  # fmt: skip
     masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
     state = TrainerState()
     if inputs.checkpoint is not None:
@@ -176,6 +178,8 @@ def loop(run: Run) -> None:
                          run.inputs.data.rows, run.collate, pin_memory=run.env.device.type == "cuda")  # fmt: skip
     window = LogWindow()
     run.model.train()
+    if run.inputs.geometry is not None and state.global_step == 0:
+        log_geometry(run, 0)
     try:
         while state.global_step < total:
             epoch, step_in_epoch, rows, batch = next(batches)
@@ -188,6 +192,8 @@ def loop(run: Run) -> None:
                 run.progress.update(1)
             if step % max(config.logging_steps, 1) == 0 or step == total:
                 log_window(run, window, mlm)
+            if run.inputs.geometry is not None and step % config.geometry_steps == 0:
+                log_geometry(run, step)
             if run.inputs.evaluator is not None and config.eval_steps and step % config.eval_steps == 0:
                 scores = evaluate_and_keep_best(run, step)
                 if run.progress is not None:
@@ -245,6 +251,13 @@ def log_window(run: Run, window: LogWindow, mlm: torch.Tensor) -> None:
     if run.progress is not None:
         run.progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                                  sent_s=f"{record['sentences_per_s']:.0f}")  # fmt: skip
+
+
+def log_geometry(run: Run, step: int) -> None:
+    """Alignment and uniformity of STS-B dev now (main process), into metrics.jsonl as kind ``geometry``."""
+    if run.env.dist.main:
+        run.log.log(step, run.inputs.geometry(run.model.encoder), "geometry")
+    run.env.dist.barrier()
 
 
 def evaluate_dev(run: Run, step: int) -> dict[str, float] | None:

@@ -36,6 +36,37 @@ STS_DATASETS = {
 }
 
 
+def _starting_readme(name: str | None) -> Path | None:
+    """The model card of the model training started from: the embedded model's, a local directory's, or a
+    hub model's when it is in the Hugging Face cache (nothing is downloaded for the card)."""
+    if not name:
+        from simcse.modeling.model_dir import embedded_model_path
+
+        try:
+            return embedded_model_path() / "README.md"
+        except Exception:  # the embedded package is not installed: nothing to read
+            return None
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local / "README.md"
+    if _HUB_ID.match(name):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "README.md")
+        return Path(cached) if isinstance(cached, str) else None
+    return None
+
+
+def _starting_card(name: str | None) -> ModelCardData | None:
+    readme = _starting_readme(name)
+    if readme is None or not readme.is_file():
+        return None
+    try:
+        return ModelCard.load(readme, ignore_metadata_errors=True).data
+    except Exception:  # a README with no or broken metadata tells nothing
+        return None
+
+
 def base_model_id(cfg: dict[str, Any]) -> str | None:
     """The Hub id the model was fine-tuned from: the one given to training, the embedded model's, or the
     ``base_model`` / ``_name_or_path`` a local starting directory records; ``None`` when none is known."""
@@ -46,15 +77,10 @@ def base_model_id(cfg: dict[str, Any]) -> str | None:
     if _HUB_ID.match(name) and not Path(name).exists():
         return name
     local = Path(name)
-    readme = local / "README.md"
-    if readme.is_file():
-        try:
-            data = ModelCard.load(readme, ignore_metadata_errors=True).data
-        except Exception:  # a README with no or broken metadata tells nothing
-            data = None
-        base = getattr(data, "base_model", None) if data is not None else None
-        if isinstance(base, str) and _HUB_ID.match(base):
-            return base
+    data = _starting_card(name)
+    base = getattr(data, "base_model", None)
+    if isinstance(base, str) and _HUB_ID.match(base):
+        return base
     config = local / "config.json"
     if config.is_file():
         try:
@@ -118,12 +144,14 @@ def card_data(meta: dict[str, Any], test: dict | None) -> ModelCardData:
     cfg = meta.get("training_config") or {}
     results = eval_results(test)
     base = base_model_id(cfg)
-    language = cfg.get("language") or ("en" if _datasets(meta.get("train_file")) else None)
+    start = _starting_card(cfg.get("model_name_or_path"))
+    language = (cfg.get("language") or getattr(start, "language", None)
+                or ("en" if _datasets(meta.get("train_file")) else None))  # fmt: skip
     return ModelCardData(
         base_model=base,
         datasets=_datasets(meta.get("train_file")),
         language=language,
-        license=cfg.get("license") or None,
+        license=cfg.get("license") or getattr(start, "license", None) or None,
         library_name="sentence-transformers",
         pipeline_tag="sentence-similarity",
         tags=["simcse", "sentence-embeddings", "sentence-transformers", "sentence-similarity"],

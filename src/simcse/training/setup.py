@@ -74,6 +74,7 @@ class Inputs:
     data: TrainingData
     views: int
     evaluator: Any  # DevEvaluator | None
+    geometry: Any  # GeometryEvaluator | None (geometry_steps)
     out: Path
     checkpoint: Path | None
     plan: BatchPlan
@@ -96,6 +97,12 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
                 f"simcse: checkpoint selection on {evaluator.describe()} ({config.best_metric})",
                 file=sys.stderr,
             )
+    geometry = None
+    if config.geometry_steps:
+        from simcse.download import ensure_dataset
+        from simcse.evaluation.dev import GeometryEvaluator
+
+        geometry = GeometryEvaluator(ensure_dataset("senteval", config.data_dir), config.eval_batch_size)
     out, checkpoint = find_resume_point(config, resume, dist)
     plan = BatchPlan(len(data), config.batch_size, config.seed, config.shuffle, drop_last=dist.world_size > 1)
     if plan.steps_per_epoch == 0:
@@ -108,16 +115,21 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
             "last partial batch is dropped); lower batch_size",
         )
     total_steps = config.max_steps or config.num_epochs * plan.steps_per_epoch
-    return Inputs(data, views, evaluator, out, checkpoint, plan, total_steps)
+    return Inputs(data, views, evaluator, geometry, out, checkpoint, plan, total_steps)
 
 
 def resolve_train_file(config: TrainConfig) -> Path:
     """A path as given, else relative to the data directory; ``wiki1m`` and ``nli`` name the paper's files
-    (downloaded when missing and the network is reachable)."""
+    (downloaded when missing and the network is reachable); ``snli:NAME`` a file derived from the data
+    directory's SNLI pairs (:mod:`simcse.nli_files`)."""
     from simcse.download import DATASETS, ensure_dataset, resolve_data_dir
 
     if config.train_file in DATASETS and config.train_file != "senteval":
         return ensure_dataset(config.train_file, config.data_dir)
+    from simcse import nli_files
+
+    if nli_files.is_derived(config.train_file):
+        return nli_files.derived_file(config.train_file, resolve_data_dir(config.data_dir))
     path = Path(config.train_file).expanduser()
     if path.exists() or path.is_absolute():
         return path
@@ -132,6 +144,9 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
         raise DataError(
             where, f"objective unsup takes one sentence per row; this file has {data.columns} columns"
         )
+    if config.augment and data.columns != 1:
+        raise DataError(where, "augment makes the positive view of one-sentence (unsup) rows; this file has "
+                               f"{data.columns} columns")  # fmt: skip
     if config.objective == "sup" and data.columns == 1:
         raise DataError(where, "objective sup needs 2 columns (anchor, positive) or 3 (with a hard negative)")
     if config.hard_negative_weight != 1.0 and data.columns != 3:

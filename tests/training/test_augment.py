@@ -1,0 +1,108 @@
+"""The positive-view augmentations (the paper's Table 1): exact outputs for a fixed sentence and seed,
+their invariants, and their place in the batches (the second view, seeded by seed, epoch and row)."""
+
+from __future__ import annotations
+
+import pytest
+
+from simcse.augment import Crop, DeleteOneWord, WordDeletion, augmented, parse_augment, row_rng
+from simcse.config import TrainConfig
+from simcse.errors import ConfigError, DataError
+from simcse.training.data import Collator
+from tests.helpers import SENTENCES, make_tiny_bert, train_config
+
+SENTENCE = "a man is playing a large guitar on the stage tonight"  # 11 words
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("crop:0.1", "man is playing a large guitar on the stage tonight"),  # 10 contiguous words
+        ("crop:0.3", "playing a large guitar on the stage tonight"),  # 8
+        ("word_deletion:0.2", "a man is a large guitar on the tonight"),  # 2 deleted
+        ("word_deletion:0.3", "a man is a guitar on stage tonight"),  # 3 deleted
+        ("delete_one_word", "a man is playing a large guitar on the stage"),
+        ("crop:0.2+delete_one_word", "is playing large guitar on the stage tonight"),  # 9, then 8
+    ],
+)
+def test_exact_outputs_for_a_fixed_sentence_and_seed(spec, expected):
+    assert augmented(SENTENCE, parse_augment(spec), row_rng(1, 0, 3)) == expected
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_invariants(seed):
+    words = SENTENCE.split()
+    rng = row_rng(seed, 0, 0)
+    for ratio in (0.1, 0.2, 0.3):
+        cropped = Crop(ratio)(words, rng)
+        assert len(cropped) == max(1, round((1 - ratio) * len(words)))
+        start = next(i for i in range(len(words)) if words[i : i + len(cropped)] == cropped)
+        assert words[start : start + len(cropped)] == cropped  # one contiguous span
+        kept = WordDeletion(ratio)(words, rng)
+        assert len(kept) == len(words) - round(ratio * len(words))
+        it = iter(words)
+        assert all(w in it for w in kept)  # a subsequence: order kept
+    one = DeleteOneWord()(words, rng)
+    assert len(one) == len(words) - 1
+    assert DeleteOneWord()(["alone"], rng) == ["alone"] and len(WordDeletion(0.9)(["a", "b"], rng)) == 1
+    assert Crop(0.9)(["x"], rng) == ["x"]
+
+
+def test_bad_specs_are_refused_in_the_config():
+    for spec, message in (("crop", "unknown piece 'crop'"), ("crop:1.5", "ratio must be in (0, 1)"),
+                          ("shuffle:0.1", "unknown piece 'shuffle:0.1'"), ("word_deletion:x", "must be a number")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            TrainConfig(train_file="x.txt", augment=spec).validate()
+    with pytest.raises(ConfigError, match="sup rows bring their own positives"):
+        TrainConfig(train_file="x.csv", augment="delete_one_word", objective="sup").validate()
+    assert parse_augment("") == [] and parse_augment(" crop:0.1 + delete_one_word ") == [
+        Crop(0.1),
+        DeleteOneWord(),
+    ]
+
+
+def test_the_second_view_is_augmented_and_seeded_by_seed_epoch_and_row(tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(make_tiny_bert(tmp_path / "bert")))
+    collate = Collator(tokenizer, 32, 2, augment=parse_augment("delete_one_word"), seed=7)
+    rows = [(s,) for s in SENTENCES[:4]]
+    batch = collate(rows, epoch=0, row_ids=[10, 11, 12, 13])
+    ids = batch["input_ids"]
+    assert ids.shape[0] == 8  # rows x 2 views, view-major within each row
+
+    def tokens(i):
+        return [t for t in ids[i].tolist() if t != tokenizer.pad_token_id]
+
+    def encoded(text):
+        return tokenizer(text, truncation=True, max_length=32)["input_ids"]
+
+    for r, (sentence,) in enumerate(rows):
+        assert tokens(2 * r) == encoded(sentence)
+        assert tokens(2 * r + 1) == encoded(
+            augmented(sentence, parse_augment("delete_one_word"), row_rng(7, 0, 10 + r))
+        )
+        assert tokens(2 * r + 1) != tokens(2 * r)
+    # the same row gets the same view in another batch (threads, resume, other processes' slices) ...
+    alone = collate([rows[2]], epoch=0, row_ids=[12])["input_ids"]
+    assert [t for t in alone[1].tolist() if t != tokenizer.pad_token_id] == tokens(5)
+    # ... and another one in another epoch (for some row: a 1-in-n chance each to repeat)
+    later = collate(rows, epoch=1, row_ids=[10, 11, 12, 13])["input_ids"]
+    assert any(later[2 * r + 1].tolist() != ids[2 * r + 1].tolist() for r in range(4))
+    # without augment both views are the same tokens
+    plain = Collator(tokenizer, 32, 2)(rows)["input_ids"]
+    assert all((plain[2 * r] == plain[2 * r + 1]).all() for r in range(4))
+
+
+def test_training_with_an_augmentation_runs_and_a_pair_file_is_refused(tiny_bert, tmp_path):
+    from simcse.training.loop import train
+
+    txt = tmp_path / "t.txt"
+    txt.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    result = train(train_config(tiny_bert, txt, tmp_path / "run", augment="word_deletion:0.2", dropout=0.0))
+    assert result.global_step == 4
+    pairs = tmp_path / "p.csv"
+    pairs.write_text("\n".join(f"{a},{b}" for a, b in zip(SENTENCES, SENTENCES[1:])) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="augment makes the positive view of one-sentence"):
+        train(train_config(tiny_bert, pairs, tmp_path / "run2", augment="crop:0.1"))
+    assert not (tmp_path / "run2").exists()
