@@ -88,6 +88,12 @@ class TrainConfig:
 
     objective: str = option("auto", "auto (from the number of columns) | unsup | sup", OBJECTIVE)
     temperature: float = option(0.05, "tau: logits are similarity / tau", OBJECTIVE)
+    dropout_mask: str = option(
+        "independent",
+        "unsup: independent (a mask per view: the positive pair) | shared: both views under the same mask, the "
+        "paper's 'fixed 0.1' (a sentence is then encoded once and its embedding is both views: the same computation)",
+        OBJECTIVE,
+    )
     similarity: str = option(
         "cosine", "cosine (the paper's) | dot: the dot product of the unnormalised embeddings", OBJECTIVE
     )
@@ -315,6 +321,10 @@ class TrainConfig:
                 check(str(e))
             if self.objective == "sup":
                 check("augment changes the positive of unsup training; sup rows bring their own positives")
+        if self.dropout_mask == "shared" and (self.objective == "sup" or self.augment):
+            check(
+                "dropout_mask shared is for unsup training without augment (the views must be the same sentence)"
+            )
         if self.dropout is not None and not 0 <= self.dropout < 1:
             check(f"dropout must be in [0, 1) or none (the checkpoint's own), got {self.dropout}")
         if not 0 < self.mlm_probability < 1:
@@ -360,7 +370,8 @@ class TrainConfig:
                 ("final_eval", self.final_eval, FINAL_EVALS), ("packed", self.packed, PACKED),
                 ("attn_implementation", self.attn_implementation, ("sdpa", "eager")),
                 ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS),
-                ("optimizer", self.optimizer, OPTIMIZERS), ("similarity", self.similarity, SIMILARITIES)]  # fmt: skip
+                ("optimizer", self.optimizer, OPTIMIZERS), ("similarity", self.similarity, SIMILARITIES),
+                ("dropout_mask", self.dropout_mask, ("independent", "shared"))]  # fmt: skip
 
 
 MLM_HEADS = ("original", "untied", "fresh", "tied")

@@ -7,7 +7,7 @@ import pytest
 from simcse.experiments.grid import GRIDS_DIR, builtin_grids, cells, load_grid
 
 EXPECTED = {
-    "dropout": ("dropout", 7),
+    "dropout": ("dropout", 8),
     "temperature": ("temperature", 6),
     "pooler": ("pooler", 4),
     "mlm": ("mlm_weight", 4),

@@ -106,3 +106,27 @@ def test_training_with_an_augmentation_runs_and_a_pair_file_is_refused(tiny_bert
     with pytest.raises(DataError, match="augment makes the positive view of one-sentence"):
         train(train_config(tiny_bert, pairs, tmp_path / "run2", augment="crop:0.1"))
     assert not (tmp_path / "run2").exists()
+
+
+def test_training_with_a_shared_dropout_mask_encodes_each_sentence_once(tiny_bert, tmp_path, monkeypatch):
+    from simcse.training import loop
+    from simcse.training.loop import train
+
+    txt = tmp_path / "t.txt"
+    txt.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    sizes = []
+    original = loop.Collator.__call__
+
+    def recording(self, rows, *args):
+        batch = original(self, rows, *args)
+        sizes.append((len(rows), batch["input_ids"].shape[0]))
+        return batch
+
+    monkeypatch.setattr(loop.Collator, "__call__", recording)
+    assert train(train_config(tiny_bert, txt, tmp_path / "run", dropout_mask="shared")).global_step == 4
+    assert sizes and all(rows == sequences for rows, sequences in sizes)  # one pass per sentence
+    sizes.clear()
+    train(train_config(tiny_bert, txt, tmp_path / "run2"))
+    assert sizes and all(2 * rows == sequences for rows, sequences in sizes)  # unsup SimCSE: two
+    with pytest.raises(ConfigError, match="dropout_mask shared is for unsup training without augment"):
+        TrainConfig(train_file="x.txt", dropout_mask="shared", augment="crop:0.1").validate()

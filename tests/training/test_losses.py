@@ -116,3 +116,60 @@ def test_dot_similarity_uses_the_unnormalised_embeddings():
     assert torch.allclose(ContrastiveLoss(0.5)(views), ContrastiveLoss(0.5)(views * 7), atol=1e-5)
     with pytest.raises(ValueError, match="cosine or dot"):
         ContrastiveLoss(similarity="euclid")
+
+
+def test_a_shared_dropout_mask_is_one_pass_whose_embedding_is_both_views(tmp_path):
+    """The paper's "fixed 0.1": encoding the sentence once and using its embedding as both views gives the
+    loss and gradients of encoding it twice under the SAME mask (here: a dropout that copies each pair's mask,
+    on the padded forward with attention dropout off, whose functional dropout could not share masks)."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from simcse.modeling.encoder import Encoder, pad_batch
+    from simcse.training.losses import SharedMaskViews
+    from tests.helpers import SENTENCES, make_tiny_bert
+
+    path = make_tiny_bert(tmp_path / "bert", init_range=0.5)
+    config = BertConfig.from_pretrained(str(path), attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.1)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(path))
+    BertTokenizer.from_pretrained(str(path))
+
+    class PairSharedDropout(torch.nn.Module):
+        def __init__(self, p):
+            super().__init__()
+            self.p = p
+
+        def forward(self, x):
+            mask = F.dropout(torch.ones_like(x[0::2]), self.p, True)  # the draws of one pass over the rows
+            return x * mask.repeat_interleave(2, 0)
+
+    def run(shared: bool, pair_masks: bool = True):
+        enc = Encoder.load(path, pooler="avg", packed=False)
+        enc.train()
+        if not shared and pair_masks:
+            for parent in enc.modules():
+                for name, child in list(parent.named_children()):
+                    if isinstance(child, torch.nn.Dropout):
+                        setattr(parent, name, PairSharedDropout(child.p))
+        tokens = enc.tokenize(SENTENCES[:6], 16)
+        ids = tokens.input_ids if shared else [x for x in tokens.input_ids for _ in range(2)]
+        batch = pad_batch(ids, tokens.pad_token_id)
+        torch.manual_seed(1)
+        z = enc(batch["input_ids"], batch["attention_mask"])
+        loss = (
+            SharedMaskViews(ContrastiveLoss())(z.view(-1, 1, z.shape[-1]))
+            if shared
+            else ContrastiveLoss()(z.view(-1, 2, z.shape[-1]))
+        )
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in enc.parameters() if p.grad is not None]
+
+    loss_once, grads_once = run(shared=True)
+    loss_twice, grads_twice = run(shared=False)
+    assert not torch.allclose(run(shared=False, pair_masks=False)[0], loss_once, atol=1e-3)  # unsup SimCSE
+    assert torch.allclose(loss_once, loss_twice, atol=1e-5)
+    assert len(grads_once) == len(grads_twice)
+    for a, b in zip(grads_once, grads_twice):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="one per row"):
+        SharedMaskViews(ContrastiveLoss())(torch.randn(4, 2, 8))

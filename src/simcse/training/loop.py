@@ -37,7 +37,7 @@ from simcse.runtime import seed_everything
 from simcse.training.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
 from simcse.training.data import Collator, MLMMasker, Prefetcher
 from simcse.training.finish import finish, run_facts
-from simcse.training.losses import ContrastiveLoss
+from simcse.training.losses import ContrastiveLoss, SharedMaskViews
 from simcse.training.metrics import LogWindow, MetricsLog, describe_run, format_scores
 from simcse.training.model import SimCSEModel
 from simcse.training.run_dir import BEST_DIR, model_write_errors, prepare_output_dir
@@ -142,9 +142,13 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16")
     scale = 1.0 / env.dist.world_size if config.ddp_gradient == "original" else 1.0
     loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight, scale, config.similarity)
+    # sequences per row as the batches carry them: one with a shared dropout mask (both views are one pass)
+    encoded_views = 1 if config.dropout_mask == "shared" else inputs.views
+    if config.dropout_mask == "shared":
+        loss_fn = SharedMaskViews(loss_fn)
     # the collator's own tokenizer copy: it runs in the prefetch thread while the dev evaluation may be
     # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
-    collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, inputs.views,
+    collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, encoded_views,
                        pad_to_length=config.max_seq_len if config.compile else None,
                        augment=parse_augment(config.augment), seed=config.seed)  # fmt: skip
     masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
@@ -163,7 +167,7 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
         )
     if config.compile:
         forward = torch.compile(forward, backend=config.compile_backend)
-    step = make_step(config, forward, inputs.views, loss_fn, env.device, env.autocast, scaler)
+    step = make_step(config, forward, encoded_views, loss_fn, env.device, env.autocast, scaler)
     log = MetricsLog(inputs.out, env.dist.main, config, resumed=inputs.checkpoint is not None)
     if env.dist.main:
         describe_run(config, inputs.data, inputs.views, inputs.total_steps, env, model.encoder)

@@ -99,6 +99,21 @@ class ContrastiveLoss(nn.Module):
         return loss
 
 
+class SharedMaskViews(nn.Module):
+    """``dropout_mask: shared`` (the paper's "fixed 0.1"): both views of a sentence under the SAME dropout
+    mask are the same computation, so the sentence is encoded once and its embedding is both views. Takes
+    (rows, 1, dim); the loss sees (rows, 2, dim), and the gradient of both copies reaches the one pass."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        if views.shape[1] != 1:
+            raise ValueError(f"shared-mask views come one per row, got {views.shape[1]}")
+        return self.loss(views.expand(-1, 2, -1))
+
+
 def mlm_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy of the LM head over masked positions only (the vocabulary projection is the
     expensive part, so it is applied to the ~15% masked tokens, not to every token), and their count."""

@@ -144,6 +144,11 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
         raise DataError(
             where, f"objective unsup takes one sentence per row; this file has {data.columns} columns"
         )
+    if config.dropout_mask == "shared" and data.columns != 1:
+        raise DataError(
+            where,
+            f"dropout_mask shared is for one-sentence (unsup) rows; this file has {data.columns} columns",
+        )
     if config.augment and data.columns != 1:
         raise DataError(where, "augment makes the positive view of one-sentence (unsup) rows; this file has "
                                f"{data.columns} columns")  # fmt: skip
