@@ -15,6 +15,7 @@ EXPECTED = {
     "augmentation": ("augment", 9),
     "hard-negative": ("hard_negative_weight", 4),
     "supervised-data": ("train_file", 5),
+    "alignment-uniformity": ("geometry_steps", 4),
 }
 
 

@@ -183,3 +183,16 @@ def test_submitit_runs_the_cells_through_its_executor(tmp_path, tiny_bert, files
 def test_mean_std():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
     assert mean_std([5.0]) == (5.0, None, 1)
+
+
+def test_cells_that_log_geometry_get_the_alignment_uniformity_figure(tmp_path, tiny_bert, files, data_dir):
+    grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1], paper={})
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["base"].update(geometry_steps=2, data_dir=str(data_dir))
+    grid["settings"] = grid["settings"][:1] + [{"name": "no dropout", "dropout": 0.0}]
+    grid_file.write_text(yaml.safe_dump(grid))
+    result = run_experiment(grid_file, tmp_path / "exp", echo=lambda _: None)
+    names = [p.name for p in result.files]
+    assert "tiny-geometry.png" in names and "tiny-geometry.svg" in names
+    svg = (tmp_path / "exp" / "tiny-geometry.svg").read_text()
+    assert "tau 0.05" in svg and "no dropout" in svg and "uniformity (lower is better)" in svg

@@ -75,4 +75,20 @@ def run_experiment(
         from simcse.experiments.plots import plot_settings
 
         files += plot_settings(grid, rows, out, budget)
+        files += _geometry_plot(grid, todo, results, out)
     return ExperimentResult(grid, out, results, rows, files)
+
+
+def _geometry_plot(grid: Grid, todo: list[Cell], results: list[CellResult], out: Path) -> list[Path]:
+    """When the cells logged alignment and uniformity (``geometry_steps``): the paper's Figure 2, one curve
+    per setting (its first seed that finished)."""
+    from simcse.experiments.plots import plot_geometry, read_metrics
+
+    finished = {(r.setting, r.seed) for r in results if r.status != "failed"}
+    first: dict[str, Path] = {}
+    for cell in todo:
+        if (cell.setting.name, cell.seed) in finished and cell.config.geometry_steps:
+            first.setdefault(cell.setting.name, cell.out)
+    if not first or not any(r.get("kind") == "geometry" for r in read_metrics(next(iter(first.values())))):
+        return []
+    return plot_geometry(list(first.values()), out / f"{grid.name}-geometry", labels=list(first))
