@@ -46,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1111, help="seed of the transfer-task classifier and folds")
     p.add_argument("--classifier", default="senteval", choices=("senteval", "lbfgs"),
                    help="transfer tasks: SentEval's classifier (the paper's protocol) or a deterministic L-BFGS fit")  # fmt: skip
+    p.add_argument(
+        "--seeds",
+        action="store_true",
+        help="the models are runs of one setting (seeds): also print their mean ± sample std and n",
+    )
     p.add_argument("--output", default=None, help="write results as JSON")
     p.add_argument("--csv", default=None, help="append one row per model to this CSV")
     p.add_argument("--no-download", action="store_true", help="never download missing data")
@@ -55,11 +60,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.cli.options import dtype, model_arg
-    from simcse.evaluation.report import append_csv, markdown_tables, write_json
+    from simcse.evaluation.report import (
+        append_csv,
+        markdown_tables,
+        seed_summary,
+        seed_summary_table,
+        write_json,
+    )
     from simcse.evaluation.suite import evaluate
     from simcse.files import check_output_dir, check_output_file
 
     # checked before the (possibly hour-long) evaluation, not after it
+    if args.seeds and len(args.models or []) < 2:
+        raise SimCSEError("--seeds needs two or more runs of one setting (give several MODELs)")
     for path, option in ((args.output, "--output"), (args.csv, "--csv")):
         if path:
             check_output_file(path, option)
@@ -92,9 +105,16 @@ def run(args: argparse.Namespace) -> int:
         if args.csv:
             append_csv(result, args.csv, args.metric)
     print(markdown_tables(results, args.metric))
+    summary = None
+    if args.seeds:
+        summary = seed_summary(results, args.metric)
+        print("\n" + seed_summary_table(summary))
     if args.output:
+        payload = results[0] if len(results) == 1 else {"runs": results}
+        if summary is not None:
+            payload = {"runs": results, "seeds": summary}
         try:
-            write_json(results[0] if len(results) == 1 else {"runs": results}, args.output)
+            write_json(payload, args.output)
         except OSError as e:  # after the check: the disk filled up, say (the tables above are printed)
             raise SimCSEError(f"{args.output}: cannot write --output ({e.strerror or e})") from e
     return 0

@@ -88,6 +88,49 @@ def markdown_tables(results: list[dict], metric: str = "spearman") -> str:
     return "\n\n".join(blocks)
 
 
+def seed_summary(results: list[dict], metric: str = "spearman") -> dict:
+    """Several runs of one setting (seeds): per task and per average, mean, sample std and n."""
+    summary: dict = {"n": len(results), "tasks": {}, "avg": {}}
+    tasks = [t for t, _ in (*STS_COLUMNS, *TRANSFER_COLUMNS) if any(t in r["tasks"] for r in results)]
+    for task in tasks:
+        values = [v for v in (task_value(r, task, metric) for r in results) if v is not None]
+        summary["tasks"][task] = _mean_std(values)
+    for key in sorted({k for r in results for k in r.get("avg", {})}):
+        values = [r["avg"][key] for r in results if isinstance(r.get("avg", {}).get(key), (int, float))]
+        summary["avg"][key] = _mean_std(values)
+    return summary
+
+
+def _mean_std(values: list[float]) -> dict:
+    n = len(values)
+    mean = sum(values) / n if n else math.nan
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return {"mean": mean, "std": std, "n": n}
+
+
+def seed_summary_table(summary: dict) -> str:
+    """The mean ± std row of :func:`seed_summary`, one table per task family present."""
+    blocks = []
+    for columns, avg_key in ((STS_COLUMNS, "sts"), (TRANSFER_COLUMNS, "transfer")):
+        present = [(t, label) for t, label in columns if t in summary["tasks"]]
+        if not present:
+            continue
+
+        def cell(entry: dict | None) -> str:
+            if not entry or entry["n"] == 0:
+                return "-"
+            text = f"{entry['mean']:.2f}" + (f" ± {entry['std']:.2f}" if entry["std"] is not None else "")
+            return text if entry["n"] == summary["n"] else f"{text} (n={entry['n']})"
+
+        header = ["Model", *(label for _, label in present)]
+        cells = [cell(summary["tasks"][t]) for t, _ in present]
+        if avg_key in summary["avg"]:
+            header.append("Avg.")
+            cells.append(cell(summary["avg"][avg_key]))
+        blocks.append(_table([(f"mean ± std (n={summary['n']})", cells)], header))
+    return "\n\n".join(blocks)
+
+
 def write_json(result: dict, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
