@@ -93,3 +93,16 @@ def augmented(sentence: str, pieces: Sequence[Augmentation], rng: np.random.Gene
     for piece in pieces:
         words = piece(words, rng)
     return " ".join(words)
+
+
+POSITIVES = {"self": 0, "next_sentence": 1, "next_3_sentences": 3}
+
+
+def neighbour(row: int, rows: int, window: int, rng: np.random.Generator) -> int:
+    """The positive of the paper's next-sentence objectives (Table 2): one of the ``window`` rows after
+    ``row``, chosen uniformly (consecutive lines of the corpus are neighbours); near the end of the file,
+    where fewer follow, the rows before it stand in."""
+    offset = int(rng.integers(1, window + 1))
+    if row + offset < rows:
+        return row + offset
+    return max(row - offset, 0) if rows > 1 else row

@@ -88,6 +88,12 @@ class TrainConfig:
 
     objective: str = option("auto", "auto (from the number of columns) | unsup | sup", OBJECTIVE)
     temperature: float = option(0.05, "tau: logits are similarity / tau", OBJECTIVE)
+    positive: str = option(
+        "self",
+        "unsup: self (the sentence again: SimCSE) | next_sentence | next_3_sentences (one of the next three, "
+        "chosen per row): the paper's Table 2 objectives; consecutive lines of the file are neighbours",
+        OBJECTIVE,
+    )
     dropout_mask: str = option(
         "independent",
         "unsup: independent (a mask per view: the positive pair) | shared: both views under the same mask, the "
@@ -321,6 +327,11 @@ class TrainConfig:
                 check(str(e))
             if self.objective == "sup":
                 check("augment changes the positive of unsup training; sup rows bring their own positives")
+        if self.positive != "self" and (
+            self.objective == "sup" or self.augment or self.dropout_mask == "shared"
+        ):
+            check(f"positive {self.positive} replaces unsup's positive; it does not combine with sup training, "
+                  "augment or dropout_mask shared")  # fmt: skip
         if self.dropout_mask == "shared" and (self.objective == "sup" or self.augment):
             check(
                 "dropout_mask shared is for unsup training without augment (the views must be the same sentence)"
@@ -371,7 +382,8 @@ class TrainConfig:
                 ("attn_implementation", self.attn_implementation, ("sdpa", "eager")),
                 ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS),
                 ("optimizer", self.optimizer, OPTIMIZERS), ("similarity", self.similarity, SIMILARITIES),
-                ("dropout_mask", self.dropout_mask, ("independent", "shared"))]  # fmt: skip
+                ("dropout_mask", self.dropout_mask, ("independent", "shared")),
+                ("positive", self.positive, ("self", "next_sentence", "next_3_sentences"))]  # fmt: skip
 
 
 MLM_HEADS = ("original", "untied", "fresh", "tied")

@@ -16,6 +16,7 @@ EXPECTED = {
     "hard-negative": ("hard_negative_weight", 4),
     "supervised-data": ("train_file", 5),
     "alignment-uniformity": ("geometry_steps", 4),
+    "objective": ("positive", 4),
 }
 
 

@@ -130,3 +130,29 @@ def test_training_with_a_shared_dropout_mask_encodes_each_sentence_once(tiny_ber
     assert sizes and all(2 * rows == sequences for rows, sequences in sizes)  # unsup SimCSE: two
     with pytest.raises(ConfigError, match="dropout_mask shared is for unsup training without augment"):
         TrainConfig(train_file="x.txt", dropout_mask="shared", augment="crop:0.1").validate()
+
+
+def test_the_next_sentence_positive_is_a_following_line(tmp_path):
+    from transformers import AutoTokenizer
+
+    from simcse.augment import neighbour
+
+    assert all(neighbour(4, 10, 1, row_rng(s, 0, 4)) == 5 for s in range(10))
+    picks = {neighbour(4, 10, 3, row_rng(s, 0, 4)) for s in range(60)}
+    assert picks == {5, 6, 7}  # one of the next three, each drawn
+    assert neighbour(9, 10, 1, row_rng(0, 0, 9)) == 8  # the last line: the one before it stands in
+    assert {neighbour(8, 10, 3, row_rng(s, 0, 8)) for s in range(60)} == {9, 6, 5}  # 8+2, 8+3 past the end
+    tokenizer = AutoTokenizer.from_pretrained(str(make_tiny_bert(tmp_path / "bert")))
+    corpus = [(s,) for s in SENTENCES]
+    collate = Collator(tokenizer, 32, 2, next_window=1, corpus=corpus, seed=3)
+    ids = collate([corpus[2], corpus[7]], epoch=0, row_ids=[2, 7])["input_ids"]
+
+    def tokens(i):
+        return [t for t in ids[i].tolist() if t != tokenizer.pad_token_id]
+
+    encoded = tokenizer([s for (s,) in corpus], truncation=True, max_length=32)["input_ids"]
+    assert [tokens(0), tokens(1), tokens(2), tokens(3)] == [encoded[2], encoded[3], encoded[7], encoded[8]]
+    with pytest.raises(ConfigError, match="positive next_sentence replaces unsup's positive"):
+        TrainConfig(train_file="x.txt", positive="next_sentence", augment="crop:0.1").validate()
+    with pytest.raises(ConfigError, match="positive must be one of|choose"):
+        TrainConfig(train_file="x.txt", positive="previous").validate()

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simcse.augment import Augmentation, augmented, row_rng
+from simcse.augment import Augmentation, augmented, neighbour, row_rng
 from simcse.errors import DataError
 
 
@@ -102,19 +102,29 @@ class Collator:
     """
 
     def __init__(self, tokenizer, max_seq_len: int, views: int, pad_to_length: int | None = None,
-                 augment: Sequence[Augmentation] = (), seed: int = 0):  # fmt: skip
+                 augment: Sequence[Augmentation] = (), seed: int = 0, next_window: int = 0,
+                 corpus: Sequence[tuple[str, ...]] | None = None):  # fmt: skip
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.views = views
         self.pad_to_length = pad_to_length
         self.augment = list(augment)
         self.seed = seed
+        self.next_window = next_window  # > 0: the positive is one of the next rows of ``corpus``
+        self.corpus = corpus
 
     def __call__(
         self, rows: Sequence[tuple[str, ...]], epoch: int = 0, row_ids: Sequence[int] | None = None
     ) -> dict[str, torch.Tensor]:
         """``epoch`` and ``row_ids`` (the rows' indices in the file) seed each row's augmentation."""
         columns = len(rows[0])
+        if self.next_window and columns == 1:  # the next-sentence objectives: a neighbour is the positive
+            keys = range(len(rows)) if row_ids is None else row_ids
+            corpus = self.corpus if self.corpus is not None else rows
+            rows = [(row[0], corpus[neighbour(int(key), len(corpus), self.next_window,
+                                              row_rng(self.seed, epoch, int(key)))][0])
+                    for row, key in zip(rows, keys)]  # fmt: skip
+            columns = 2
         if self.augment and columns == 1:  # the positive view: the sentence augmented (simcse.augment)
             keys = range(len(rows)) if row_ids is None else row_ids
             rows = [(row[0], augmented(row[0], self.augment, row_rng(self.seed, epoch, int(key))))

@@ -144,6 +144,11 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
         raise DataError(
             where, f"objective unsup takes one sentence per row; this file has {data.columns} columns"
         )
+    if config.positive != "self" and data.columns != 1:
+        raise DataError(
+            where,
+            f"positive {config.positive} takes one sentence per line; this file has {data.columns} columns",
+        )
     if config.dropout_mask == "shared" and data.columns != 1:
         raise DataError(
             where,
