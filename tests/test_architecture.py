@@ -42,6 +42,7 @@ LAYERS = {
     "simcse.export": "use",
     "simcse.serve": "serve",
     "simcse.experiments": "experiments",
+    "simcse.analysis": "experiments",
     "simcse.cli": "cli",
 }
 # what each layer may import (the layer itself included); imports go downward only

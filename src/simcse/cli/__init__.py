@@ -11,11 +11,37 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from simcse.cli import data, encode, experiment, export, index, plot, push, search, serve, similarity, train
+from simcse.cli import (
+    analyze,
+    data,
+    encode,
+    experiment,
+    export,
+    index,
+    plot,
+    push,
+    search,
+    serve,
+    similarity,
+    train,
+)
 from simcse.cli import eval as eval_command
 from simcse.errors import SimCSEError
 
-SUBCOMMANDS = (train, eval_command, experiment, plot, data, similarity, encode, index, search, export, push)
+SUBCOMMANDS = (
+    train,
+    eval_command,
+    experiment,
+    plot,
+    analyze,
+    data,
+    similarity,
+    encode,
+    index,
+    search,
+    export,
+    push,
+)
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -92,7 +92,8 @@ def _last_per_step(records: list[dict[str, Any]], kind: str) -> list[dict[str, A
     return [by_step[s] for s in sorted(by_step)]
 
 
-def _save(fig: Any, out: Path) -> list[Path]:
+def save_figure(fig: Any, out: Path) -> list[Path]:
+    """``out``.png and ``out``.svg, each written to a temporary name and renamed into place."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stem = out.with_suffix("") if out.suffix in (".png", ".svg") else out
@@ -130,7 +131,7 @@ def plot_geometry(runs: list[Path], out: Path, labels: list[str] | None = None) 
     ax.set_title("Alignment and uniformity on STS-B dev during training", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    paths = _save(fig, out)
+    paths = save_figure(fig, out)
     plt.close(fig)
     return paths
 
@@ -165,6 +166,6 @@ def plot_curves(runs: list[Path], out: Path, labels: list[str] | None = None) ->
         if ax.has_data():
             ax.legend(fontsize=7)
     fig.tight_layout()
-    paths = _save(fig, out)
+    paths = save_figure(fig, out)
     plt.close(fig)
     return paths

@@ -1,0 +1,89 @@
+"""``simcse analyze MODEL... [--out DIR]``: anisotropy, similarity by gold score and nearest neighbours."""
+
+from __future__ import annotations
+
+import argparse
+
+from simcse.cli.options import MODEL_HELP, positive_int
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="anisotropy (singular-value spectrum, mean cosine), cosine density by STS-B gold score, neighbours",
+        description="Writes analysis.json, analysis.md, spectrum.png/.svg and similarity-density.png/.svg "
+        "into --out, one column / curve / panel per model (the paper's Section 7 and Figure 3).",
+    )
+    p.add_argument("models", nargs="*", metavar="MODEL", help=MODEL_HELP + " (default: the embedded model)")
+    p.add_argument("--out", default="analysis", help="output directory")
+    p.add_argument("--sentences", default=None, help="text file, one sentence per line, for the spectrum "
+                   "(default: the STS-B test sentences)")  # fmt: skip
+    p.add_argument("--corpus", default=None, help="text file searched for neighbours (default: the data "
+                   "directory's Wikipedia sample)")  # fmt: skip
+    p.add_argument(
+        "--query", action="append", default=[], help="a query sentence (repeatable; default: three)"
+    )
+    p.add_argument("--k", type=positive_int, default=5, help="neighbours per query")
+    p.add_argument("--labels", default=None, help="comma-separated names for the models")
+    p.add_argument("--pooler", default=None, help="override the models' pooler")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="sentences per batch")
+    p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
+    p.add_argument("--no-plots", action="store_true", help="only analysis.json and analysis.md")
+    p.set_defaults(func=run)
+
+
+def _lines(path: str, option: str) -> list[str]:
+    from pathlib import Path
+
+    from simcse.errors import SimCSEError
+
+    try:
+        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise SimCSEError(f"{path}: cannot read {option} ({getattr(e, 'strerror', None) or e})") from None
+    if len(lines) < 2:
+        raise SimCSEError(f"{path}: {option} needs at least two sentences")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from simcse.analysis import DEFAULT_QUERIES, analyze_model, write_analysis
+    from simcse.cli.options import model_arg
+    from simcse.download import ensure_dataset, resolve_data_dir
+    from simcse.errors import SimCSEError
+    from simcse.evaluation import sts
+    from simcse.modeling.encoder import Encoder
+
+    names = args.models or ["default"]
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    if labels is not None and len(labels) != len(names):
+        raise SimCSEError(f"--labels names {len(labels)} models, {len(names)} were given")
+    stsb = sts.load_sts_task("STSBenchmark", ensure_dataset("senteval", args.data_dir), "test")
+    pairs = next(iter(stsb.subsets.values()))
+    sentences = (
+        _lines(args.sentences, "--sentences") if args.sentences else list(dict.fromkeys(stsb.sentences()))
+    )
+    if args.corpus:
+        corpus = _lines(args.corpus, "--corpus")
+    else:
+        wiki = resolve_data_dir(args.data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"
+        corpus = _lines(str(wiki), "--corpus") if wiki.is_file() else sentences
+    queries = args.query or list(DEFAULT_QUERIES)
+    analyses = []
+    for i, name in enumerate(names):
+        encoder = Encoder.load(model_arg(name), args.pooler)
+        label = (
+            labels[i]
+            if labels
+            else ("all-MiniLM-L6-v2" if model_arg(name) is None else Path(name).name or name)
+        )
+        analyses.append(analyze_model(encoder, label, sentences, (pairs.a, pairs.b, np.asarray(pairs.gold)), corpus,
+                                      queries, args.k, args.batch_size))  # fmt: skip
+    files = write_analysis(analyses, Path(args.out), len(sentences), plots=not args.no_plots)
+    print((Path(args.out) / "analysis.md").read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
