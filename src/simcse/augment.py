@@ -7,6 +7,8 @@ generator) on whitespace-separated words, and a spec composes them with ``+``:
 - ``crop:R`` keeps one contiguous span of round((1 - R) * n) words (at least one);
 - ``word_deletion:R`` deletes round(R * n) words chosen uniformly (at least one word is kept);
 - ``delete_one_word`` deletes one uniformly chosen word (a one-word sentence is kept as it is);
+- ``mlm:R`` masks a share R of the tokens and puts a masked-language model's predictions in their place
+  (``augment_mlm_model``, default the training model's own checkpoint with its MLM head);
 - ``synonym:R`` replaces round(R * m) of the m words that have synonyms (at least one when m > 0) by one of
   their synonyms, chosen uniformly, from a thesaurus: ``augment_thesaurus`` (a file with one entry per line:
   the word, then its synonyms, separated by tabs or commas; or a WordNet database directory), else WordNet
@@ -25,6 +27,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,6 +114,61 @@ class Thesaurus:
         return id(self)
 
 
+class MLMReplacement:
+    """``mlm:R``: a share R of the sentence's tokens (at least one) masked and replaced by a masked-language
+    model's most likely token (the paper's "MLM 15%"), then decoded back to text. The model is frozen; its
+    tokenizer may differ from the encoder's."""
+
+    def __init__(self, ratio: float, model: Any, tokenizer: Any):
+        self.ratio, self.model, self.tokenizer = ratio, model, tokenizer
+        self.special = set(tokenizer.all_special_ids)
+
+    def __call__(self, words: list[str], rng: np.random.Generator) -> list[str]:
+        import torch
+
+        ids = self.tokenizer(" ".join(words), truncation=True, max_length=128)["input_ids"]
+        positions = [i for i, t in enumerate(ids) if t not in self.special]
+        if not positions:
+            return list(words)
+        count = max(1, round(self.ratio * len(positions)))
+        chosen = sorted(rng.choice(positions, size=count, replace=False).tolist())
+        masked = list(ids)
+        for i in chosen:
+            masked[i] = self.tokenizer.mask_token_id
+        with torch.inference_mode():
+            logits = self.model(input_ids=torch.tensor([masked])).logits[0]
+            if self.special:
+                logits[:, sorted(self.special)] = -float("inf")  # never a special token
+        for i in chosen:
+            masked[i] = int(logits[i].argmax())
+        return self.tokenizer.decode(masked, skip_special_tokens=True).split()
+
+
+def load_mlm(name: str | None) -> tuple[Any, Any]:
+    """A masked-language model and its tokenizer, frozen in eval mode; one line when there is none."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    if not name:
+        raise ConfigError(
+            "augment mlm needs a masked-language model: the training model has none named (the embedded "
+            "sentence model has no MLM head); set augment_mlm_model, e.g. bert-base-uncased"
+        )
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"augment_mlm_model {name}: cannot load a masked-language model ({str(e).splitlines()[0]})"
+        ) from None
+    head = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
+    if head or tokenizer.mask_token_id is None:
+        raise ConfigError(f"augment_mlm_model {name}: it has no pretrained MLM head (or no [MASK] token)")
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model, tokenizer
+
+
 WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 
 
@@ -187,14 +245,17 @@ def load_thesaurus(path: str | None) -> Thesaurus:
     return Thesaurus(wordnet=wordnet)
 
 
-_WITH_RATIO = {"crop": Crop, "word_deletion": WordDeletion, "synonym": SynonymReplacement}
+_WITH_RATIO = {"crop": Crop, "word_deletion": WordDeletion, "synonym": SynonymReplacement, "mlm": None}
 _PLAIN = {"delete_one_word": DeleteOneWord}
 NAMES = (*(f"{n}:R" for n in _WITH_RATIO), *_PLAIN)
 
 
-def parse_augment(spec: str, thesaurus: str | None = None) -> list[Augmentation]:
+def parse_augment(
+    spec: str, thesaurus: str | None = None, mlm_model: str | None = None, load_models: bool = True
+) -> list[Augmentation]:
     """``crop:0.1+delete_one_word`` -> the pieces, applied left to right; ``""`` -> none. ``thesaurus``: the
-    file ``synonym:R`` reads (else NLTK's WordNet)."""
+    file ``synonym:R`` reads (else WordNet); ``mlm_model``: the masked-language model ``mlm:R`` predicts with
+    (``load_models`` False: the spec is only checked, no model is loaded)."""
     pieces: list[Augmentation] = []
     for part in filter(None, (p.strip() for p in spec.split("+"))):
         name, _, value = part.partition(":")
@@ -209,6 +270,9 @@ def parse_augment(spec: str, thesaurus: str | None = None) -> list[Augmentation]
                 raise ConfigError(f"augment {part!r}: the ratio must be in (0, 1)")
             if name == "synonym":
                 pieces.append(SynonymReplacement(ratio, load_thesaurus(thesaurus)))
+            elif name == "mlm":
+                if load_models:
+                    pieces.append(MLMReplacement(ratio, *load_mlm(mlm_model)))
             else:
                 pieces.append(_WITH_RATIO[name](ratio))
         else:

@@ -80,9 +80,12 @@ class TrainConfig:
     max_train_samples: int = option(0, "use only the first N rows; 0 = all", DATA)
     augment: str = option(
         "",
-        "unsup: the positive view changed by crop:R | word_deletion:R | delete_one_word | synonym:R (joined with "
+        "unsup: the positive view changed by crop:R | word_deletion:R | delete_one_word | synonym:R | mlm:R (joined with "
         "+; dropout still applies); empty = dropout alone (the paper's Table 1)",
         DATA,
+    )
+    augment_mlm_model: str = option(
+        "", "mlm:R's masked-language model; empty = model_name_or_path (with its pretrained MLM head)", DATA
     )
     augment_thesaurus: str = option(
         "", "synonym:R's thesaurus: a file of a word and its synonyms per line; empty = NLTK's WordNet", DATA
@@ -325,7 +328,7 @@ class TrainConfig:
             from simcse.augment import parse_augment
 
             try:
-                parse_augment(self.augment, self.augment_thesaurus or None)
+                parse_augment(self.augment, self.augment_thesaurus or None, load_models=False)
             except ConfigError as e:
                 check(str(e))
             if self.objective == "sup":

@@ -209,3 +209,35 @@ def test_synonym_replacement_without_a_thesaurus_says_what_to_give_or_install(mo
     monkeypatch.setitem(sys.modules, "nltk", None)  # as on a machine without nltk
     with pytest.raises(ConfigError, match="augment synonym needs a thesaurus: give augment_thesaurus FILE"):
         TrainConfig(train_file="x.txt", augment="synonym:0.2").validate()
+
+
+def test_mlm_replacement_puts_the_models_predictions_in_masked_places(tiny_bert_mlm, tiny_bert):
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from simcse.augment import MLMReplacement, load_mlm
+
+    (piece,) = parse_augment("mlm:0.3", mlm_model=str(tiny_bert_mlm))
+    assert isinstance(piece, MLMReplacement) and not any(p.requires_grad for p in piece.model.parameters())
+    sentence = "a man is playing a guitar on the road"
+    out = augmented(sentence, [piece], row_rng(1, 0, 3))
+    # the same by hand: the positions the row's generator picks, masked, and the model's best non-special token
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_mlm))
+    model = AutoModelForMaskedLM.from_pretrained(str(tiny_bert_mlm)).eval()
+    ids = tokenizer(sentence)["input_ids"]
+    positions = list(range(1, len(ids) - 1))  # all but [CLS] and [SEP]
+    chosen = sorted(
+        row_rng(1, 0, 3).choice(positions, size=round(0.3 * len(positions)), replace=False).tolist()
+    )
+    masked = [tokenizer.mask_token_id if i in chosen else t for i, t in enumerate(ids)]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([masked])).logits[0]
+    logits[:, tokenizer.all_special_ids] = -float("inf")
+    expected = [int(logits[i].argmax()) if i in chosen else t for i, t in enumerate(ids)]
+    assert out == tokenizer.decode(expected, skip_special_tokens=True)
+    assert len(chosen) == 3 and out != sentence
+    with pytest.raises(ConfigError, match="has no pretrained MLM head"):
+        load_mlm(str(tiny_bert))
+    with pytest.raises(ConfigError, match="augment mlm needs a masked-language model"):
+        parse_augment("mlm:0.15", mlm_model=None)
+    TrainConfig(train_file="x.txt", augment="mlm:0.15").validate()  # the spec alone: no model loaded here

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from simcse.augment import POSITIVES, parse_augment
+from simcse.augment import POSITIVES
 from simcse.config import TrainConfig
 from simcse.errors import TrainingError
 from simcse.modeling.dropout import use_fast_dropout
@@ -150,7 +150,7 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
     collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, encoded_views,
                        pad_to_length=config.max_seq_len if config.compile else None,
-                       augment=parse_augment(config.augment, config.augment_thesaurus or None), seed=config.seed,
+                       augment=inputs.augment, seed=config.seed,
                        next_window=POSITIVES[config.positive], corpus=inputs.data.rows)  # fmt: skip
     masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
     state = TrainerState()

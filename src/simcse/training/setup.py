@@ -79,6 +79,7 @@ class Inputs:
     checkpoint: Path | None
     plan: BatchPlan
     total_steps: int
+    augment: list  # the positive view's augmentation pieces (simcse.augment), models and thesaurus loaded
 
 
 def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
@@ -115,7 +116,11 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
             "last partial batch is dropped); lower batch_size",
         )
     total_steps = config.max_steps or config.num_epochs * plan.steps_per_epoch
-    return Inputs(data, views, evaluator, geometry, out, checkpoint, plan, total_steps)
+    from simcse.augment import parse_augment
+
+    augment = parse_augment(config.augment, config.augment_thesaurus or None,
+                            config.augment_mlm_model or config.model_name_or_path)  # fmt: skip
+    return Inputs(data, views, evaluator, geometry, out, checkpoint, plan, total_steps, augment)
 
 
 def resolve_train_file(config: TrainConfig) -> Path:
