@@ -79,6 +79,12 @@ def test_a_grid_runs_aggregates_skips_and_refuses_changes(tmp_path, tiny_bert, f
     again = run_experiment(grid_file, out, echo=lines.append)
     assert [c.status for c in again.cells] == ["skipped"] * 4
     assert again.rows[0]["metrics"]["dev_spearman"] == row["metrics"]["dev_spearman"]
+    # a run saved by an older simcse lacks the options added since: they ran at their defaults
+    saved = Path(result.cells[0].out) / "train_config.yaml"
+    values = yaml.safe_load(saved.read_text())
+    values.pop("positive")
+    saved.write_text(yaml.safe_dump(values))
+    assert [c.status for c in run_experiment(grid_file, out, echo=lines.append).cells] == ["skipped"] * 4
     # a changed setting is refused, naming the cell and the difference; nothing is overwritten
     changed = yaml.safe_load(grid_file.read_text())
     changed["settings"][1]["temperature"] = 0.5

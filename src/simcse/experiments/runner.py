@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from simcse.config import TrainConfig
 from simcse.errors import ConfigError, SimCSEError
 from simcse.experiments.grid import Cell, Grid, slug
 from simcse.training.run_dir import RUN_CONFIG, finished_step, latest_checkpoint
@@ -85,6 +86,8 @@ def plan(cells: list[Cell]) -> dict[str, list[Cell]]:
             problems.append(f"{cell.out}: not a simcse run and not empty; remove it or choose another --out")
             continue
         saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+        # an option the saved run's simcse did not have yet ran at its default
+        saved = {**TrainConfig().to_dict(), **saved}
         diff = _differences(saved, cell.config.to_dict())
         if diff:
             problems.append(f"{cell.out} was trained with other settings: {', '.join(diff[:4])}"
