@@ -75,6 +75,20 @@ def markdown_tables(results: list[dict], metric: str = "spearman") -> str:
                 cells.append(_fmt(r.get("avg", {}).get(avg_key)))
             rows.append((r.get("name", r.get("model", "model")), cells))
         blocks.append(_table(rows, header))
+    cluster_tasks = list(dict.fromkeys(t for r in results for t in r["tasks"] if t.startswith("cluster:")))
+    if cluster_tasks:
+        header = ["Model (clustering acc / NMI)", *(t.split(":", 1)[1] for t in cluster_tasks)]
+        with_avg = any("clustering" in r.get("avg", {}) for r in results)
+        if with_avg:
+            header.append("Avg. acc")
+        rows = []
+        for r in results:
+            cells = [f"{r['tasks'][t]['acc']:.2f} / {r['tasks'][t]['nmi']:.2f}" if t in r["tasks"] else "-"
+                     for t in cluster_tasks]  # fmt: skip
+            if with_avg:
+                cells.append(_fmt(r.get("avg", {}).get("clustering")))
+            rows.append((r.get("name", r.get("model", "model")), cells))
+        blocks.append(_table(rows, header))
     if any("geometry" in r["tasks"] for r in results):
         rows = [
             (
@@ -155,7 +169,9 @@ def append_csv(result: dict, path: str | os.PathLike, metric: str = "spearman") 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tasks = [t for t, _ in STS_COLUMNS + TRANSFER_COLUMNS]
-    header = ["time", "model", "mode", "aggregate", "metric", *tasks, "avg_sts", "avg_transfer"]
+    clusters = [f"cluster:{t}" for t in ("TREC", "SST2", "MR", "CR", "SUBJ", "MPQA")]
+    header = ["time", "model", "mode", "aggregate", "metric", *tasks, "avg_sts", "avg_transfer", *clusters,
+              "avg_clustering"]  # fmt: skip
     row = {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": result.get("model", ""),
@@ -168,9 +184,17 @@ def append_csv(result: dict, path: str | os.PathLike, metric: str = "spearman") 
     for t in tasks:
         value = task_value(result, t, metric)
         row[t] = "" if value is None else _fmt(value)
+    for t in clusters:  # clustering accuracy
+        row[t] = _fmt(result["tasks"][t]["acc"]) if t in result.get("tasks", {}) else ""
+    row["avg_clustering"] = (
+        _fmt(result.get("avg", {}).get("clustering")) if "clustering" in result.get("avg", {}) else ""
+    )
     new = not path.exists() or path.stat().st_size == 0
+    if not new:  # a file started by an older simcse keeps its columns
+        with path.open(encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), header) or header
     with path.open("a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
         if new:
             writer.writeheader()
         writer.writerow(row)

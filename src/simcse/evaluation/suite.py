@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from simcse.errors import ConfigError, SimCSEError
-from simcse.evaluation import geometry, sts
+from simcse.evaluation import clustering, geometry, sts
 from simcse.evaluation.whitening import Whitening
 
 MODES = ("test", "dev", "fasttest")
@@ -27,12 +27,14 @@ TASK_GROUPS = {
     "transfer": TRANSFER_TASKS,
     "full": sts.STS_TASKS + TRANSFER_TASKS,
     "geometry": ("geometry",),
+    "clustering": clustering.builtin_tasks(),
 }
-ALL_TASKS = sts.STS_TASKS + TRANSFER_TASKS + ("geometry",)
+ALL_TASKS = sts.STS_TASKS + TRANSFER_TASKS + ("geometry",) + clustering.builtin_tasks()
 
 
 def resolve_tasks(spec: str | Sequence[str], mode: str = "test") -> list[str]:
-    """``sts``, ``transfer``, ``full``, ``geometry`` or a comma-separated list of SentEval task names."""
+    """``sts``, ``transfer``, ``full``, ``geometry``, ``clustering`` or a comma-separated list of task names
+    (``cluster:NAME`` or ``cluster:FILE.csv`` for clustering)."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     items = spec.split(",") if isinstance(spec, str) else list(spec)
@@ -43,6 +45,8 @@ def resolve_tasks(spec: str | Sequence[str], mode: str = "test") -> list[str]:
             if mode == "dev" and item in ("sts", "full"):
                 group = tuple(t for t in group if t not in sts.STS_YEARS)
             tasks.extend(group)
+        elif clustering.is_clustering(item):
+            tasks.append(item)  # a built-in set or a text,label file: checked when loaded
         elif item in ALL_TASKS:
             if mode == "dev" and item in sts.STS_YEARS:
                 raise ConfigError(
@@ -51,7 +55,8 @@ def resolve_tasks(spec: str | Sequence[str], mode: str = "test") -> list[str]:
             tasks.append(item)
         else:
             raise ConfigError(
-                f"unknown task {item!r}; use sts, transfer, full, geometry or names from {', '.join(ALL_TASKS)}"
+                f"unknown task {item!r}; use sts, transfer, full, geometry, clustering, cluster:FILE.csv or "
+                f"names from {', '.join(ALL_TASKS)}"
             )
     if not tasks:
         raise ConfigError("no tasks to evaluate")
@@ -107,7 +112,9 @@ def _load_tasks(tasks: list[str], senteval_dir: Path, mode: str) -> dict[str, ob
 
     loaded: dict[str, object] = {}
     for task in tasks:
-        if task in sts.STS_TASKS:
+        if clustering.is_clustering(task):
+            loaded[task] = clustering.load_clustering_task(task, senteval_dir)
+        elif task in sts.STS_TASKS:
             loaded[task] = sts.load_sts_task(task, senteval_dir, sts_split(mode))
         elif task == "geometry":
             loaded[task] = sts.load_sts_task("STSBenchmark", senteval_dir, sts_split(mode))
@@ -119,6 +126,8 @@ def _load_tasks(tasks: list[str], senteval_dir: Path, mode: str) -> dict[str, ob
 def _sentences_of(data: object) -> list[str]:
     if isinstance(data, sts.STSData):
         return data.sentences()
+    if isinstance(data, clustering.ClusterData):
+        return data.sentences
     from simcse.evaluation import transfer
 
     return transfer.transfer_sentences(data)
@@ -205,6 +214,8 @@ def evaluate(
             results[task] = sts.score_sts(task_data, embed, aggregate)
         elif task == "geometry":
             results[task] = score_geometry(task_data, embed)
+        elif clustering.is_clustering(task):
+            results[task] = clustering.score_clustering(task_data, embed)
         else:
             from simcse.evaluation import transfer
 
@@ -221,6 +232,8 @@ def evaluate(
     if transfer_done and set(transfer_done) == set(TRANSFER_TASKS):
         key = "devacc" if mode == "dev" else "acc"
         averages["transfer"] = float(np.mean([results[t][key] for t in transfer_done]))
+    if all(t in results for t in clustering.builtin_tasks()):
+        averages["clustering"] = float(np.mean([results[t]["acc"] for t in clustering.builtin_tasks()]))
     return {
         "model": encoder.source,
         "pooler": encoder.pooler,
