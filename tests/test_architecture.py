@@ -32,6 +32,7 @@ LAYERS = {
     "simcse.tracker_packages": "base",
     "simcse.sentence_files": "base",
     "simcse.modeling": "modeling",
+    "simcse.baselines": "modeling",
     "simcse.evaluation": "evaluation",
     "simcse.training": "training",
     "simcse.api": "use",

@@ -192,7 +192,12 @@ def evaluate(
     timings: dict[str, float] = {}
     start = perf_counter()
     data = _load_tasks(task_list, senteval_dir, mode)
-    encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler)
+    from simcse.baselines.encoder import is_baseline, load_baseline
+
+    if is_baseline(model):  # a training-free encoder from the related work (baseline:NAME[:SOURCE])
+        encoder = load_baseline(model)
+    else:
+        encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler)
     timings["load"] = perf_counter() - start
 
     sentences = [s for d in data.values() for s in _sentences_of(d)]

@@ -1,0 +1,72 @@
+"""A training-free encoder with the interface the evaluator uses (``encode``, ``fingerprint``, ``source``,
+``pooler``): ``baseline:NAME[:SOURCE]``, NAME one of :data:`BASELINES`, SOURCE an HF encoder (id or
+directory; default the embedded model) or a word-vector file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from simcse.baselines import pooling
+from simcse.baselines.word_vectors import WordVectors, load_word_vectors
+from simcse.errors import ConfigError
+
+PREFIX = "baseline:"
+BASELINES = (*pooling.POOLINGS, "sif", "abtt")
+
+
+def is_baseline(model: object) -> bool:
+    return isinstance(model, str) and model.startswith(PREFIX)
+
+
+class BaselineEncoder:
+    def __init__(self, name: str, vectors: WordVectors):
+        if name not in BASELINES:
+            raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+        self.name, self.vectors = name, vectors
+        self.pooler = name
+        self.source = f"{PREFIX}{name}:{vectors.source}"
+        self.matrix = pooling.all_but_the_top(vectors.matrix) if name == "abtt" else vectors.matrix
+        self.dim = self.matrix.shape[1] * {"swem_concat": 2, "power_means": 3}.get(name, 1)
+
+    def _weights(self, tokens: list[str]) -> np.ndarray:
+        from wordfreq import word_frequency
+
+        return np.array([pooling.SIF_A / (pooling.SIF_A + word_frequency(self.vectors.display(t), "en"))
+                         for t in tokens], dtype=np.float32)  # fmt: skip
+
+    def _sentence(self, sentence: str) -> np.ndarray:
+        tokens = self.vectors.tokens(sentence)
+        if not tokens:
+            return np.zeros(self.dim, dtype=np.float32)
+        v = self.matrix[[self.vectors.tokens_of[t] for t in tokens]]
+        if self.name == "sif":
+            return pooling.weighted_average(v, self._weights(tokens))
+        if self.name == "abtt":
+            return pooling.average(v)
+        return pooling.POOLINGS[self.name](v)
+
+    def encode(self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False,
+               **_) -> np.ndarray:  # fmt: skip
+        """One vector per sentence (float32); for ``sif`` the first common component of THESE sentences is
+        removed (the evaluator passes every sentence of the evaluation at once)."""
+        x = (
+            np.stack([self._sentence(s) for s in sentences])
+            if sentences
+            else np.zeros((0, self.dim), np.float32)
+        )
+        if self.name == "sif":
+            x = pooling.remove_first_component(x)
+        return x.astype(np.float32)
+
+    def fingerprint(self) -> str:
+        return f"{self.name}-{self.vectors.fingerprint()}"
+
+
+def load_baseline(spec: str) -> BaselineEncoder:
+    """``baseline:NAME`` (word vectors of the embedded model) or ``baseline:NAME:SOURCE``."""
+    name, _, source = spec[len(PREFIX) :].partition(":")
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    return BaselineEncoder(name, load_word_vectors(source or None))

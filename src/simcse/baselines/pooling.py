@@ -1,0 +1,77 @@
+"""Sentence vectors from word vectors, as the related work defines them:
+
+- ``avg``: the mean of the word vectors;
+- ``swem_max``, ``swem_concat`` (mean and max concatenated), ``swem_hier`` (the max over windows of the
+  mean of ``window`` consecutive words; Shen et al. 2018);
+- ``power_means``: the concatenation of the power means with p in {-inf, 1, +inf}, i.e. min, mean, max
+  (Rücklé et al. 2018);
+- ``sif``: the mean weighted by a / (a + p(w)) (a = 1e-3, p from ``wordfreq``), then the projection on the
+  first singular vector of the sentence matrix removed (Arora et al. 2017);
+- ``abtt``: the mean of word vectors post-processed by All-but-the-Top (Mu & Viswanath 2018): the
+  vocabulary's mean removed and its top D principal directions (D = dim / 100, at least 1) projected out.
+
+A sentence with no known word is the zero vector (cosine 0 with everything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+SIF_A = 1e-3
+
+
+def average(v: np.ndarray) -> np.ndarray:
+    return v.mean(0)
+
+
+def swem_max(v: np.ndarray) -> np.ndarray:
+    return v.max(0)
+
+
+def swem_concat(v: np.ndarray) -> np.ndarray:
+    return np.concatenate([v.mean(0), v.max(0)])
+
+
+def swem_hier(v: np.ndarray, window: int = 3) -> np.ndarray:
+    if len(v) <= window:
+        return v.mean(0)
+    means = np.stack([v[i : i + window].mean(0) for i in range(len(v) - window + 1)])
+    return means.max(0)
+
+
+def power_means(v: np.ndarray) -> np.ndarray:
+    return np.concatenate([v.min(0), v.mean(0), v.max(0)])
+
+
+def weighted_average(v: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return (weights[:, None] * v).sum(0) / len(v)
+
+
+def remove_first_component(x: np.ndarray) -> np.ndarray:
+    """SIF's common-component removal: x - x u u^T, u the first right singular vector of (uncentred) x."""
+    if len(x) < 2 or not np.any(x):
+        return x
+    _, _, vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)
+    u = vt[0]
+    return (x - np.outer(x @ u, u)).astype(np.float32)
+
+
+def all_but_the_top(matrix: np.ndarray, directions: int | None = None) -> np.ndarray:
+    """The vocabulary's vectors with their mean removed and the top ``directions`` principal components
+    projected out (default dim / 100, at least 1)."""
+    d = directions if directions is not None else max(1, matrix.shape[1] // 100)
+    centred = matrix.astype(np.float64) - matrix.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    top = vt[:d]
+    return (centred - (centred @ top.T) @ top).astype(np.float32)
+
+
+POOLINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "avg": average,
+    "swem_max": swem_max,
+    "swem_concat": swem_concat,
+    "swem_hier": swem_hier,
+    "power_means": power_means,
+}

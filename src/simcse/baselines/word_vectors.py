@@ -1,0 +1,109 @@
+"""Where a baseline's word vectors come from: the input token embeddings of any Hugging Face encoder (its
+tokenizer splits the sentence), or a word-vector file in the common text / word2vec text format (``word v1
+v2 ...`` per line, an optional ``count dim`` first line; whitespace tokens, looked up as given, then
+lower-cased; unknown words are skipped)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from simcse.errors import DataError
+
+VECTOR_SUFFIXES = (".txt", ".vec", ".w2v")
+
+
+class WordVectors:
+    """``tokens(sentence)`` -> the sentence's known tokens; ``matrix[index[token]]`` their vectors."""
+
+    source: str
+    tokens_of: dict[str, int]
+    matrix: np.ndarray
+
+    def tokens(self, sentence: str) -> list[str]:
+        raise NotImplementedError
+
+    def vectors(self, tokens: list[str]) -> np.ndarray:
+        if not tokens:
+            return np.zeros((0, self.matrix.shape[1]), dtype=np.float32)
+        return self.matrix[[self.tokens_of[t] for t in tokens]]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self.source.encode())
+        h.update(np.ascontiguousarray(self.matrix).tobytes())
+        return h.hexdigest()[:16]
+
+    def display(self, token: str) -> str:
+        """The token as a word, for frequency lookups (a WordPiece ``##ing`` -> ``ing``)."""
+        return token[2:] if token.startswith("##") else token.lstrip("Ġ▁")
+
+
+class TokenEmbeddings(WordVectors):
+    """The input embedding matrix of an HF encoder and its tokenizer (special tokens left out)."""
+
+    def __init__(self, name_or_path: str | None):
+        from simcse.modeling.model_dir import read_backbone
+
+        files = read_backbone(name_or_path)
+        self.source = files.source
+        self.tokenizer = files.tokenizer
+        self.matrix = files.backbone.get_input_embeddings().weight.detach().float().cpu().numpy()
+        vocab = self.tokenizer.get_vocab()
+        self.tokens_of = dict(vocab)
+        self.special = set(self.tokenizer.all_special_tokens)
+
+    def tokens(self, sentence: str) -> list[str]:
+        return [t for t in self.tokenizer.tokenize(sentence) if t not in self.special and t in self.tokens_of]
+
+
+class FileVectors(WordVectors):
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        self.source = str(path)
+        words, rows = [], []
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(
+                path, f"cannot read the word vectors ({getattr(e, 'strerror', None) or e})"
+            ) from None
+        dim = None
+        for number, line in enumerate(lines, 1):
+            parts = line.rstrip().split(" ")
+            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # word2vec's "count dim" header
+            if len(parts) < 2:
+                continue
+            try:
+                values = [float(v) for v in parts[1:]]
+            except ValueError:
+                raise DataError(path, "expected a word and its numbers", line=number) from None
+            if dim is None:
+                dim = len(values)
+            elif len(values) != dim:
+                raise DataError(path, f"expected {dim} numbers, found {len(values)}", line=number)
+            words.append(parts[0])
+            rows.append(values)
+        if not rows:
+            raise DataError(path, "no word vectors")
+        self.matrix = np.asarray(rows, dtype=np.float32)
+        self.tokens_of = {}
+        for i, word in enumerate(words):
+            self.tokens_of.setdefault(word, i)
+
+    def tokens(self, sentence: str) -> list[str]:
+        out = []
+        for word in sentence.split():
+            key = word if word in self.tokens_of else word.lower()
+            if key in self.tokens_of:
+                out.append(key)
+        return out
+
+
+def load_word_vectors(source: str | None) -> WordVectors:
+    """A word-vector file (by suffix, or any existing file) or an HF encoder (id, directory, none = embedded)."""
+    if source and (Path(source).suffix in VECTOR_SUFFIXES or Path(source).is_file()):
+        return FileVectors(source)
+    return TokenEmbeddings(source)

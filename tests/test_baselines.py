@@ -1,0 +1,81 @@
+"""Training-free baselines on hand-checked examples, and ``simcse eval baseline:NAME[:SOURCE]``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simcse.baselines import pooling
+from simcse.baselines.encoder import load_baseline
+from simcse.errors import ConfigError, DataError
+from tests.helpers import assert_one_line_error, run
+
+VECTORS = "4 3\nalpha 1 0 0\nbeta 0 2 0\ngamma 0 0 3\ndelta 1 1 1\n"
+
+
+@pytest.fixture
+def vectors(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text(VECTORS, encoding="utf-8")
+    return path
+
+
+def _encode(name, vectors, sentences):
+    return load_baseline(f"baseline:{name}:{vectors}").encode(sentences)
+
+
+def test_the_poolings_by_hand(vectors):
+    np.testing.assert_allclose(_encode("avg", vectors, ["alpha beta"])[0], [0.5, 1, 0])
+    np.testing.assert_allclose(_encode("swem_max", vectors, ["alpha Beta unknown"])[0], [1, 2, 0])
+    np.testing.assert_allclose(_encode("swem_concat", vectors, ["alpha beta"])[0], [0.5, 1, 0, 1, 2, 0])
+    np.testing.assert_allclose(
+        _encode("power_means", vectors, ["alpha beta"])[0], [0, 0, 0, 0.5, 1, 0, 1, 2, 0]
+    )
+    # windows of three: (alpha beta gamma) and (beta gamma delta); the max of their means
+    np.testing.assert_allclose(
+        _encode("swem_hier", vectors, ["alpha beta gamma delta"])[0], [1 / 3, 1, 4 / 3]
+    )
+    np.testing.assert_allclose(_encode("avg", vectors, ["nothing known"])[0], [0, 0, 0])
+
+
+def test_sif_weights_and_its_component_removal(vectors):
+    from wordfreq import word_frequency
+
+    sentences = ["alpha beta", "gamma delta", "alpha delta"]
+    weights = {w: 1e-3 / (1e-3 + word_frequency(w, "en")) for w in ("alpha", "beta", "gamma", "delta")}
+    table = {"alpha": [1, 0, 0], "beta": [0, 2, 0], "gamma": [0, 0, 3], "delta": [1, 1, 1]}
+    raw = np.array([sum(weights[w] * np.array(table[w], float) for w in s.split()) / 2 for s in sentences])
+    u = np.linalg.svd(raw)[2][0]
+    expected = raw - np.outer(raw @ u, u)
+    got = _encode("sif", vectors, sentences)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got @ u, 0, atol=1e-5)  # nothing left along the common direction
+
+
+def test_all_but_the_top_removes_the_mean_and_the_top_direction():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(50, 4)) + np.array([5.0, 0, 0, 0])
+    matrix[:, 1] *= 10  # a dominant direction
+    out = pooling.all_but_the_top(matrix, directions=1)
+    np.testing.assert_allclose(out.mean(0), 0, atol=1e-5)
+    top = np.linalg.svd(matrix - matrix.mean(0))[2][0]
+    np.testing.assert_allclose(out @ top, 0, atol=1e-4)
+
+
+def test_errors(vectors, tmp_path):
+    with pytest.raises(ConfigError, match="unknown baseline 'bogus'"):
+        load_baseline(f"baseline:bogus:{vectors}")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("alpha 1 0\nbeta 1 x\n")
+    with pytest.raises(DataError, match=r"bad.txt:2: expected a word and its numbers"):
+        load_baseline(f"baseline:avg:{bad}")
+
+
+def test_eval_computes_a_baseline_with_the_same_evaluator(vectors, tiny_bert, data_dir, capsys):
+    code, out, _ = run(capsys, ["eval", f"baseline:avg:{vectors}", f"baseline:swem_max:{tiny_bert}", "--tasks",
+                                "STSBenchmark", "--mode", "dev", "--quiet", "--data-dir", str(data_dir)])  # fmt: skip
+    assert code == 0 and "baseline:avg:" in out and "baseline:swem_max:" in out
+    code, _, err = run(
+        capsys, ["eval", "baseline:nope", "--tasks", "STSBenchmark", "--data-dir", str(data_dir)]
+    )
+    assert_one_line_error(code, err, "unknown baseline 'nope'")
