@@ -79,3 +79,46 @@ def test_eval_computes_a_baseline_with_the_same_evaluator(vectors, tiny_bert, da
         capsys, ["eval", "baseline:nope", "--tasks", "STSBenchmark", "--data-dir", str(data_dir)]
     )
     assert_one_line_error(code, err, "unknown baseline 'nope'")
+
+
+def _reference_usif(vectors, prob, sentences, n=11, m=5):
+    """kawine/usif's uSIF (its usif.py), transcribed: the same steps, loops and all."""
+    vocab_size = float(len(prob))
+    threshold = 1 - (1 - 1 / vocab_size) ** n
+    alpha = len([w for w in prob if prob[w] > threshold]) / vocab_size
+    a = (1 - alpha) / (alpha * 0.5 * vocab_size)
+    out = []
+    for sentence in sentences:
+        tokens = [t for t in sentence.split() if t in vectors]
+        v_t = np.array([vectors[t] for t in tokens])
+        v_t = v_t * (1.0 / np.linalg.norm(v_t, axis=0))
+        v_t = np.array([(a / (0.5 * a + prob[t])) * v_t[i, :] for i, t in enumerate(tokens)])
+        out.append(np.mean(v_t, axis=0))
+    from sklearn.decomposition import TruncatedSVD
+
+    svd = TruncatedSVD(n_components=m, random_state=0).fit(out)
+    for i in range(m):
+        lambda_i = (svd.singular_values_[i] ** 2) / (svd.singular_values_**2).sum()
+        pc = svd.components_[i]
+        out = [v_s - lambda_i * v_s.dot(pc.transpose()) * pc for v_s in out]
+    return np.array(out)
+
+
+def test_usif_matches_a_transcription_of_its_reference_code():
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(12)]
+    vectors = {w: rng.normal(size=8) for w in words}
+    shares = np.concatenate([[0.7, 0.1], rng.dirichlet(np.ones(10)) * 0.2])  # w0 (and only w0) is frequent
+    prob = dict(zip(words, shares))
+    sentences = [" ".join(rng.choice(words, size=int(rng.integers(2, 6)), replace=False)) for _ in range(9)]
+    expected = _reference_usif(vectors, prob, sentences, m=3)
+    a = pooling.usif_a(list(prob.values()))
+    ours = np.stack([pooling.usif_sentence(np.array([vectors[t] for t in s.split()]),
+                                           np.array([prob[t] for t in s.split()]), a) for s in sentences])  # fmt: skip
+    ours = pooling.remove_weighted_components(ours, m=3)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_usif_runs_on_a_vector_file(vectors):
+    out = _encode("usif", vectors, ["alpha beta", "gamma delta", "alpha delta", "beta gamma", "zzz"])
+    assert out.shape == (5, 3) and np.isfinite(out).all()

@@ -13,7 +13,7 @@ from simcse.baselines.word_vectors import WordVectors, load_word_vectors
 from simcse.errors import ConfigError
 
 PREFIX = "baseline:"
-BASELINES = (*pooling.POOLINGS, "sif", "abtt")
+BASELINES = (*pooling.POOLINGS, "sif", "usif", "abtt")
 
 
 def is_baseline(model: object) -> bool:
@@ -29,6 +29,7 @@ class BaselineEncoder:
         self.source = f"{PREFIX}{name}:{vectors.source}"
         self.matrix = pooling.all_but_the_top(vectors.matrix) if name == "abtt" else vectors.matrix
         self.dim = self.matrix.shape[1] * {"swem_concat": 2, "power_means": 3}.get(name, 1)
+        self._usif_table: tuple[dict[str, float], float, float] | None = None
 
     def _weights(self, tokens: list[str]) -> np.ndarray:
         from wordfreq import word_frequency
@@ -36,11 +37,27 @@ class BaselineEncoder:
         return np.array([pooling.SIF_A / (pooling.SIF_A + word_frequency(self.vectors.display(t), "en"))
                          for t in tokens], dtype=np.float32)  # fmt: skip
 
+    def _usif(self) -> tuple[dict[str, float], float, float]:
+        """wordfreq's English table as uSIF's vocabulary probabilities, its smallest value for unknown
+        words, and a (computed once)."""
+        if self._usif_table is None:
+            from wordfreq import get_frequency_dict
+
+            table = get_frequency_dict("en")
+            self._usif_table = (table, min(table.values()), pooling.usif_a(list(table.values())))
+        return self._usif_table
+
     def _sentence(self, sentence: str) -> np.ndarray:
         tokens = self.vectors.tokens(sentence)
+        if self.name == "usif" and not tokens:
+            return np.full(self.dim, self._usif()[2], dtype=np.float32)  # the reference: a vector of a's
         if not tokens:
             return np.zeros(self.dim, dtype=np.float32)
         v = self.matrix[[self.vectors.tokens_of[t] for t in tokens]]
+        if self.name == "usif":
+            table, smallest, a = self._usif()
+            p = np.array([table.get(self.vectors.display(t).lower(), smallest) for t in tokens])
+            return pooling.usif_sentence(v, p, a)
         if self.name == "sif":
             return pooling.weighted_average(v, self._weights(tokens))
         if self.name == "abtt":
@@ -58,6 +75,8 @@ class BaselineEncoder:
         )
         if self.name == "sif":
             x = pooling.remove_first_component(x)
+        elif self.name == "usif":
+            x = pooling.remove_weighted_components(x)
         return x.astype(np.float32)
 
     def fingerprint(self) -> str:

@@ -7,6 +7,10 @@
   (Rücklé et al. 2018);
 - ``sif``: the mean weighted by a / (a + p(w)) (a = 1e-3, p from ``wordfreq``), then the projection on the
   first singular vector of the sentence matrix removed (Arora et al. 2017);
+- ``usif``: unsupervised SIF (Ethayarajh 2018) as its reference code computes it: a from the vocabulary's
+  probabilities and the expected sentence length n = 11, weights a / (a/2 + p(w)), each dimension of the
+  sentence's word vectors divided by its norm over the sentence, the weighted mean, then the projections on
+  the top m = 5 singular vectors of the sentence matrix removed, each scaled by its share of the variance;
 - ``abtt``: the mean of word vectors post-processed by All-but-the-Top (Mu & Viswanath 2018): the
   vocabulary's mean removed and its top D principal directions (D = dim / 100, at least 1) projected out.
 
@@ -15,7 +19,7 @@ A sentence with no known word is the zero vector (cosine 0 with everything).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -75,3 +79,36 @@ POOLINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "swem_hier": swem_hier,
     "power_means": power_means,
 }
+
+
+def usif_a(probabilities: Sequence[float], n: int = 11) -> float:
+    """uSIF's a: alpha is the share of the vocabulary likely to appear in a sentence of n words."""
+    size = float(len(probabilities))
+    threshold = 1 - (1 - 1 / size) ** n
+    alpha = sum(1 for p in probabilities if p > threshold) / size
+    if alpha == 0:
+        raise ValueError(f"uSIF: no word of the vocabulary has a probability above {threshold:.3g}")
+    return (1 - alpha) / (alpha * 0.5 * size)
+
+
+def usif_sentence(v: np.ndarray, probabilities: np.ndarray, a: float) -> np.ndarray:
+    """One sentence: every dimension scaled by 1 / its norm over the sentence's words (the reference's
+    ``v_t * (1 / norm(v_t, axis=0))``), each word weighted by a / (a/2 + p(w)), the mean."""
+    norms = np.linalg.norm(v, axis=0)
+    scaled = v / np.where(norms > 0, norms, 1.0)
+    weights = a / (0.5 * a + probabilities)
+    return (weights[:, None] * scaled).mean(0)
+
+
+def remove_weighted_components(x: np.ndarray, m: int = 5) -> np.ndarray:
+    """uSIF's piecewise common-component removal over the top m singular vectors of (uncentred) x."""
+    m = min(m, len(x) - 1, x.shape[1])
+    if m < 1 or not np.any(x):
+        return x
+    _, values, vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)
+    values, vt = values[:m], vt[:m]
+    shares = values**2 / (values**2).sum()
+    out = x.astype(np.float64)
+    for share, pc in zip(shares, vt):
+        out = out - share * np.outer(out @ pc, pc)
+    return out.astype(np.float32)
