@@ -122,3 +122,31 @@ def test_usif_matches_a_transcription_of_its_reference_code():
 def test_usif_runs_on_a_vector_file(vectors):
     out = _encode("usif", vectors, ["alpha beta", "gamma delta", "alpha delta", "beta gamma", "zzz"])
     assert out.shape == (5, 3) and np.isfinite(out).all()
+
+
+def test_wmd_and_wrd_by_hand(vectors):
+    wmd = load_baseline(f"baseline:wmd:{vectors}")
+    # one word each: the distance is the distance between the two vectors
+    assert wmd.distance("alpha", "beta") == pytest.approx(np.sqrt(1 + 4))
+    assert wmd.distance("alpha beta", "beta alpha") == pytest.approx(0.0)
+    # half of the mass moves from beta to gamma: 0.5 * |(0,2,0) - (0,0,3)|
+    assert wmd.distance("alpha beta", "alpha gamma") == pytest.approx(0.5 * np.sqrt(13))
+    wrd = load_baseline(f"baseline:wrd:{vectors}")
+    # orthogonal directions cost 1; the weights are the norms: (1/3, 2/3) against (1/4, 3/4), so a quarter
+    # stays on alpha for free and three quarters move at cost 1
+    assert wrd.distance("alpha", "beta") == pytest.approx(1.0)
+    assert wrd.distance("alpha beta", "alpha gamma") == pytest.approx(0.75)
+    sims = wrd.pair_similarity(["alpha", "alpha", "zzz"], ["alpha", "beta", "alpha"])
+    np.testing.assert_allclose(sims, [1.0, 0.0, 0.0])  # no known word: the batch's lowest similarity
+    with pytest.raises(ConfigError, match="has no sentence vector"):
+        wmd.encode(["alpha"])
+
+
+def test_wmd_on_sts_and_only_sts(vectors, data_dir, capsys):
+    code, out, _ = run(capsys, ["eval", f"baseline:wrd:{vectors}", "--tasks", "STSBenchmark", "--mode", "dev",
+                                "--quiet", "--data-dir", str(data_dir)])  # fmt: skip
+    assert code == 0 and "baseline:wrd:" in out
+    code, _, err = run(capsys, ["eval", f"baseline:wmd:{vectors}", "--tasks", "STSBenchmark,MR", "--quiet",
+                                "--mode", "fasttest",
+                                "--data-dir", str(data_dir)])  # fmt: skip
+    assert_one_line_error(code, err, "scores sentence pairs and has no sentence vector")

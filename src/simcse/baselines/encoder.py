@@ -9,11 +9,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from simcse.baselines import pooling
+from simcse.baselines.transport import TRANSPORTS, TransportSimilarity
 from simcse.baselines.word_vectors import WordVectors, load_word_vectors
 from simcse.errors import ConfigError
 
 PREFIX = "baseline:"
 BASELINES = (*pooling.POOLINGS, "sif", "usif", "abtt")
+PAIR_BASELINES = TRANSPORTS  # similarity of a pair, no sentence vector
 
 
 def is_baseline(model: object) -> bool:
@@ -83,9 +85,10 @@ class BaselineEncoder:
         return f"{self.name}-{self.vectors.fingerprint()}"
 
 
-def load_baseline(spec: str) -> BaselineEncoder:
+def load_baseline(spec: str) -> BaselineEncoder | TransportSimilarity:
     """``baseline:NAME`` (word vectors of the embedded model) or ``baseline:NAME:SOURCE``."""
     name, _, source = spec[len(PREFIX) :].partition(":")
-    if name not in BASELINES:
-        raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
-    return BaselineEncoder(name, load_word_vectors(source or None))
+    if name not in BASELINES + PAIR_BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES + PAIR_BASELINES)}")
+    vectors = load_word_vectors(source or None)
+    return TransportSimilarity(name, vectors) if name in PAIR_BASELINES else BaselineEncoder(name, vectors)

@@ -236,13 +236,23 @@ def cosine_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return num / np.maximum(den, 1e-12)
 
 
-def score_sts(data: STSData, embed: Callable[[list[str]], np.ndarray], aggregate: str = "all") -> dict:
-    """Correlations of one task. ``embed`` maps sentences to embeddings (rows in order)."""
+def score_sts(
+    data: STSData,
+    embed: Callable[[list[str]], np.ndarray] | None,
+    aggregate: str = "all",
+    similarity: Callable[[list[str], list[str]], np.ndarray] | None = None,
+) -> dict:
+    """Correlations of one task. ``embed`` maps sentences to embeddings (rows in order), scored by cosine;
+    or ``similarity`` scores the pairs itself (a sentence as a set of word vectors: WMD, WRD)."""
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}")
     preds, golds, subsets = [], [], {}
     for sub, pairs in data.subsets.items():
-        pred = cosine_rows(embed(pairs.a), embed(pairs.b))
+        pred = (
+            similarity(pairs.a, pairs.b)
+            if similarity is not None
+            else cosine_rows(embed(pairs.a), embed(pairs.b))
+        )
         sp, pe = _correlations(pred, pairs.gold)
         subsets[sub] = {"spearman": sp, "pearson": pe, "n": len(pairs)}
         preds.append(pred)

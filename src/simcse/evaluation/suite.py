@@ -200,6 +200,13 @@ def evaluate(
         encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler)
     timings["load"] = perf_counter() - start
 
+    pair_similarity = getattr(encoder, "pair_similarity", None)
+    if pair_similarity is not None:  # WMD / WRD: pairs of word-vector sets, no sentence vectors
+        other = [t for t in task_list if t not in sts.STS_TASKS]
+        if other or whiten is not None:
+            raise ConfigError(f"{encoder.source} scores sentence pairs and has no sentence vector: evaluate it on "
+                              f"STS tasks only (not {', '.join(other) or '--whiten'})")  # fmt: skip
+        return _evaluate_pairs(encoder, data, mode, aggregate, timings)
     sentences = [s for d in data.values() for s in _sentences_of(d)]
     corpus = read_corpus(whiten) if whiten not in (None, "self") else []
     table = EmbeddingTable(encoder, sentences + corpus, batch_size, dtype, cache_dir, show_progress)
@@ -251,3 +258,20 @@ def evaluate(
         "n_sentences": len(table.sentences),
         "seconds": timings,
     }
+
+
+def _evaluate_pairs(encoder, data: dict, mode: str, aggregate: str, timings: dict) -> dict:
+    """STS scored by a pair-similarity baseline (no embeddings): the same result layout as :func:`evaluate`."""
+    start = perf_counter()
+    results = {
+        task: sts.score_sts(d, None, aggregate, similarity=encoder.pair_similarity)
+        for task, d in data.items()
+    }
+    timings["score"] = perf_counter() - start
+    averages = {}
+    done = [t for t in sts.STS_TASKS if t in results]
+    if done and (set(done) == set(TASK_GROUPS["sts"]) or mode == "dev"):
+        averages["sts"] = float(np.mean([results[t]["spearman"] for t in done]))
+        averages["sts_pearson"] = float(np.mean([results[t]["pearson"] for t in done]))
+    return {"model": encoder.source, "pooler": encoder.pooler, "mode": mode, "aggregate": aggregate, "whiten": None,
+            "whiten_dim": None, "tasks": results, "avg": averages, "n_sentences": 0, "seconds": timings}  # fmt: skip
