@@ -21,7 +21,14 @@ import yaml
 from simcse.errors import ConfigError, shorten
 from simcse.safe_yaml import check_yaml_size, read_yaml, safe_load_yaml
 
-POOLERS = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last")  # see simcse.modeling.pooling
+POOLERS = (
+    "cls",
+    "cls_before_pooler",
+    "avg",
+    "avg_top2",
+    "avg_first_last",
+    "avg_first_last_emb",
+)  # see simcse.modeling.pooling
 DEFAULT_MODEL = "default"  # the embedded model's name wherever a model is accepted (CLI and library)
 OBJECTIVES = ("auto", "unsup", "sup")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

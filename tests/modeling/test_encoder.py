@@ -89,6 +89,7 @@ def test_poolers_match_hidden_states(pooler, tiny_bert4):
         "avg": masked_mean(hs[-1], mask),
         "avg_top2": masked_mean((hs[-1] + hs[-2]) / 2, mask),
         "avg_first_last": masked_mean((hs[1] + hs[-1]) / 2, mask),  # first transformer layer, not embeddings
+        "avg_first_last_emb": masked_mean((hs[0] + hs[-1]) / 2, mask),  # the embedding output
     }[pooler]
     assert torch.allclose(got, expected, atol=1e-5)
 
@@ -132,6 +133,7 @@ def test_encode_is_in_input_order_and_batch_independent(tiny_bert, sentences):
         ("avg", False),
         ("avg_top2", False),
         ("avg_first_last", False),
+        ("avg_first_last_emb", False),
     ],
 )
 def test_saved_model_loads_in_sentence_transformers_with_equal_embeddings(

@@ -16,7 +16,7 @@ from tests.helpers import SENTENCES
 
 
 @pytest.mark.parametrize("layout", ["compatible", "current"])
-@pytest.mark.parametrize("pooler", ["cls", "avg", "avg_first_last"])
+@pytest.mark.parametrize("pooler", ["cls", "avg", "avg_first_last", "avg_first_last_emb"])
 def test_sentence_transformers_export_encodes_like_simcse(tmp_path, tiny_bert, pooler, layout):
     st = pytest.importorskip("sentence_transformers")
     out = export_model(

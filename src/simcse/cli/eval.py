@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pooler",
         default=None,
-        help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last)",
+        help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last, avg_first_last_emb)",
     )
     p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="sentences per batch")

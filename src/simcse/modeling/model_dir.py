@@ -271,7 +271,7 @@ def _backbone_state(encoder: Any) -> dict[str, torch.Tensor]:
 
 def _write_files(encoder: Any, tmp: Path, extra: dict[str, Any], readme: str | None, st_layout: str) -> None:
     config = encoder.backbone.config
-    config.output_hidden_states = encoder.pooler in ("avg_top2", "avg_first_last")
+    config.output_hidden_states = encoder.pooler in ("avg_top2", "avg_first_last", "avg_first_last_emb")
     try:
         # save_pretrained would drop the (detached) pooler; write the weights ourselves.
         config.save_pretrained(str(tmp))

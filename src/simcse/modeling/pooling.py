@@ -9,6 +9,8 @@ Hidden-state indices follow Hugging Face: ``hidden_states[0]`` is the embedding 
 - ``avg_top2``: mean over tokens of the average of the last two layers.
 - ``avg_first_last``: mean over tokens of the average of the FIRST TRANSFORMER LAYER (``hidden_states[1]``,
   not the embedding output ``hidden_states[0]``) and the last layer, as in SimCSE's released code.
+- ``avg_first_last_emb``: the same with the embedding output ``hidden_states[0]`` as the first layer: what
+  the paper's baseline rows ("first-last avg.") were computed with before the released code changed it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def layers_needed(pooler: str, num_layers: int) -> tuple[int, ...]:
         return (num_layers - 1, num_layers)
     if pooler == "avg_first_last":
         return (1, num_layers)
+    if pooler == "avg_first_last_emb":
+        return (0, num_layers)
     raise ValueError(f"unknown pooler {pooler!r}; choose one of {', '.join(POOLERS)}")
 
 

@@ -125,6 +125,8 @@ def describe_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, Any]:
             desc["pooler"] = "avg_top2"
         elif used == [1, num_layers] and desc["pooler"] == "avg":
             desc["pooler"] = "avg_first_last"
+        elif used == [0, num_layers] and desc["pooler"] == "avg":
+            desc["pooler"] = "avg_first_last_emb"
         else:
             raise SimCSEError(f"{root}: unsupported WeightedLayerPooling weights {weights}")
     if desc["mlp_state"] is not None and desc["pooler"] == "cls_before_pooler":
@@ -182,8 +184,8 @@ def pipeline_files(encoder: Any, layout: str = "compatible") -> dict[str, Any]:
     files: dict[str, Any] = {}
     weights: dict[str, dict[str, torch.Tensor]] = {}
     dim_key = "embedding_dimension" if layout == "current" else "word_embedding_dimension"
-    if pooler in ("avg_top2", "avg_first_last"):
-        start = num_layers - 1 if pooler == "avg_top2" else 1
+    if pooler in ("avg_top2", "avg_first_last", "avg_first_last_emb"):
+        start = {"avg_top2": num_layers - 1, "avg_first_last": 1, "avg_first_last_emb": 0}[pooler]
         layer_weights = [0.0] * (num_layers + 1 - start)
         layer_weights[0] = layer_weights[-1] = 1.0
         modules.append(_module(1, "WeightedLayerPooling", layout, "1_WeightedLayerPooling"))
