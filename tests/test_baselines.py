@@ -150,3 +150,19 @@ def test_wmd_on_sts_and_only_sts(vectors, data_dir, capsys):
                                 "--mode", "fasttest",
                                 "--data-dir", str(data_dir)])  # fmt: skip
     assert_one_line_error(code, err, "scores sentence pairs and has no sentence vector")
+
+
+def test_the_baseline_table_for_one_encoder(tiny_bert, data_dir, tmp_path, capsys):
+    import json
+
+    from simcse.evaluation.baseline_table import rows_for
+
+    code, out, _ = run(capsys, ["baselines", str(tiny_bert), "--tasks", "STSBenchmark", "--data-dir", str(data_dir),
+                                "--output", str(tmp_path / "b.json")])  # fmt: skip
+    assert code == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    names = [r["name"] for r in rows]
+    assert names == [row.name for row in rows_for(str(tiny_bert), [])] and len(names) == 15
+    assert all("STSBenchmark" in r["tasks"] and r["seconds_total"] >= 0 for r in rows)
+    assert "wmd (token embeddings)" in out and "encoder avg + whitening (BERT-whitening)" in out
+    assert "| Row | seconds |" in out

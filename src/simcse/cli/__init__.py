@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from simcse.cli import (
     analyze,
+    baselines,
     data,
     encode,
     experiment,
@@ -34,6 +35,7 @@ SUBCOMMANDS = (
     experiment,
     plot,
     analyze,
+    baselines,
     data,
     similarity,
     encode,
