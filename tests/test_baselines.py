@@ -166,3 +166,18 @@ def test_the_baseline_table_for_one_encoder(tiny_bert, data_dir, tmp_path, capsy
     assert all("STSBenchmark" in r["tasks"] and r["seconds_total"] >= 0 for r in rows)
     assert "wmd (token embeddings)" in out and "encoder avg + whitening (BERT-whitening)" in out
     assert "| Row | seconds |" in out
+
+
+def test_a_word_with_spaces_and_a_missing_extra(tmp_path, monkeypatch):
+    glove = tmp_path / "glove.txt"
+    glove.write_text(". . . 1 0 0\nalpha 0 1 0\n", encoding="utf-8")  # GloVe 840B has such words
+    out = load_baseline(f"baseline:avg:{glove}")
+    assert out.vectors.tokens_of == {". . .": 0, "alpha": 1}
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wordfreq" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"baseline sif needs wordfreq: pip install wordfreq"):
+        load_baseline(f"baseline:sif:{glove}")

@@ -34,6 +34,9 @@ WEIGHT_FILES = (
 IGNORE_PATTERNS = [
     "checkpoints/*",
     "tensorboard/*",
+    "wandb/*",  # the trackers' local files (console logs, host, command line, MLflow's database)
+    "mlruns/*",
+    "trackers.json",
     ".simcse-files",
     "*.tmp",
     "*.tmp/*",

@@ -69,6 +69,7 @@ def test_no_results_no_model_index_and_no_guessed_fields():
 
 def test_the_base_model_from_the_embedded_model_a_hub_id_or_a_local_directory(tmp_path):
     assert base_model_id({"model_name_or_path": None}) == EMBEDDED_BASE
+    assert base_model_id({"model_name_or_path": "default"}) == EMBEDDED_BASE  # the CLI's name for it
     assert base_model_id({"model_name_or_path": "princeton-nlp/unsup-simcse-bert-base-uncased"}) == (
         "princeton-nlp/unsup-simcse-bert-base-uncased"
     )

@@ -85,10 +85,23 @@ class BaselineEncoder:
         return f"{self.name}-{self.vectors.fingerprint()}"
 
 
+def check_installed(name: str) -> None:
+    """SIF / uSIF need wordfreq, WMD / WRD need POT: a one-line error with the install command."""
+    import importlib.util
+
+    needed = {"sif": "wordfreq", "usif": "wordfreq", "wmd": "ot", "wrd": "ot"}.get(name)
+    if needed and importlib.util.find_spec(needed) is None:
+        package = {"ot": "pot"}.get(needed, needed)
+        raise ConfigError(
+            f"baseline {name} needs {package}: pip install {package} (or 'simcse-toolkit[baselines]')"
+        )
+
+
 def load_baseline(spec: str) -> BaselineEncoder | TransportSimilarity:
     """``baseline:NAME`` (word vectors of the embedded model) or ``baseline:NAME:SOURCE``."""
     name, _, source = spec[len(PREFIX) :].partition(":")
     if name not in BASELINES + PAIR_BASELINES:
         raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES + PAIR_BASELINES)}")
+    check_installed(name)
     vectors = load_word_vectors(source or None)
     return TransportSimilarity(name, vectors) if name in PAIR_BASELINES else BaselineEncoder(name, vectors)

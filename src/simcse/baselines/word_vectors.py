@@ -59,36 +59,40 @@ class TokenEmbeddings(WordVectors):
 
 
 class FileVectors(WordVectors):
+    """A text / word2vec-text file, read line by line. A word may contain spaces (GloVe 840B has ``. . .``):
+    the last ``dim`` fields of a line are the numbers, the rest is the word."""
+
     def __init__(self, path: str | Path):
         path = Path(path)
         self.source = str(path)
-        words, rows = [], []
+        words: list[str] = []
+        rows: list[np.ndarray] = []
+        dim = None
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):
+                    parts = line.rstrip("\n").rstrip().split(" ")
+                    if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                        dim = int(parts[1])  # word2vec's "count dim" header
+                        continue
+                    if len(parts) < 2:
+                        continue
+                    if dim is None:
+                        dim = _numbers_at_end(parts)
+                    if len(parts) < dim + 1:
+                        raise DataError(path, f"expected a word and {dim} numbers", line=number)
+                    try:
+                        rows.append(np.asarray(parts[-dim:], dtype=np.float32))
+                    except ValueError:
+                        raise DataError(path, "expected a word and its numbers", line=number) from None
+                    words.append(" ".join(parts[:-dim]))
         except (OSError, UnicodeDecodeError) as e:
             raise DataError(
                 path, f"cannot read the word vectors ({getattr(e, 'strerror', None) or e})"
             ) from None
-        dim = None
-        for number, line in enumerate(lines, 1):
-            parts = line.rstrip().split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # word2vec's "count dim" header
-            if len(parts) < 2:
-                continue
-            try:
-                values = [float(v) for v in parts[1:]]
-            except ValueError:
-                raise DataError(path, "expected a word and its numbers", line=number) from None
-            if dim is None:
-                dim = len(values)
-            elif len(values) != dim:
-                raise DataError(path, f"expected {dim} numbers, found {len(values)}", line=number)
-            words.append(parts[0])
-            rows.append(values)
         if not rows:
             raise DataError(path, "no word vectors")
-        self.matrix = np.asarray(rows, dtype=np.float32)
+        self.matrix = np.stack(rows)
         self.tokens_of = {}
         for i, word in enumerate(words):
             self.tokens_of.setdefault(word, i)
@@ -107,3 +111,15 @@ def load_word_vectors(source: str | None) -> WordVectors:
     if source and (Path(source).suffix in VECTOR_SUFFIXES or Path(source).is_file()):
         return FileVectors(source)
     return TokenEmbeddings(source)
+
+
+def _numbers_at_end(parts: list[str]) -> int:
+    """How many of a line's last fields are numbers (the vector's dimension)."""
+    count = 0
+    for field in reversed(parts[1:]):
+        try:
+            float(field)
+        except ValueError:
+            break
+        count += 1
+    return count

@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from simcse.evaluation import sts
     from simcse.modeling.encoder import Encoder
 
+    if not args.no_plots:
+        from simcse.experiments.plots import pyplot
+
+        pyplot()  # before any encoding
     names = args.models or ["default"]
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
     if labels is not None and len(labels) != len(names):

@@ -47,7 +47,11 @@ def baseline_table(
     echo: Callable[[str], None] = lambda line: None,
 ) -> list[dict]:
     """Every row's evaluation result (``name`` and ``seconds`` added), in table order."""
+    from simcse.baselines.encoder import check_installed
+
     task_list = resolve_tasks(tasks)
+    for name in (*BASELINES, *PAIR_BASELINES):  # every extra before the first row is computed
+        check_installed(name)
     results = []
     for row in rows_for(encoder, trained or []):
         chosen = [t for t in task_list if t in sts.STS_TASKS] if row.pairs_only else task_list

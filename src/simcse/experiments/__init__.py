@@ -63,6 +63,10 @@ def run_experiment(
     out = Path(out) if out is not None else Path("runs/experiments") / grid.name
     base_values = read_yaml(base) if isinstance(base, (str, Path)) else base
     todo = cells(grid, out, base=base_values, seeds=seeds, overrides=overrides)
+    if plots:
+        from simcse.experiments.plots import pyplot
+
+        pyplot()  # a missing matplotlib is said before the cells train, not after
     n_seeds = len(seeds or grid.seeds)
     budget = budget_of(todo[0], n_seeds)
     echo(f"simcse: experiment {grid.name}: {len(grid.settings)} settings x {n_seeds} seeds = {len(todo)} cells "

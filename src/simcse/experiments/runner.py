@@ -121,8 +121,9 @@ def cell_command(config_path: Path, resume: bool) -> list[str]:
     return [sys.executable, "-m", "simcse.cli", "train", str(config_path), *(["--resume"] if resume else [])]
 
 
-def run_command(command: list[str], log: str, env: dict[str, str]) -> int:
-    """One cell's process, its output in ``log``; its exit status. (Module level: submitit pickles it.)"""
+def run_command(command: list[str], log: str, env: dict[str, str] | None = None) -> int:
+    """One cell's process, its output in ``log``; its exit status. ``env`` None: this process's environment
+    (on a Slurm node: what Slurm set). (Module level: submitit pickles it.)"""
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"$ {' '.join(command)}\n")
@@ -229,8 +230,9 @@ def _result(cell: Cell, log: str, code: int, seconds: float) -> CellResult:
 
 def _cell_env(slot: int, gpus: int, parallel: int) -> dict[str, str]:
     env = dict(os.environ)
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+    if gpus:  # one of the GPUs this process was given (device_count() counts only the visible ones)
+        visible = [d.strip() for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)] if visible else str(slot % gpus)
     elif (
         parallel > 1 and "OMP_NUM_THREADS" not in env
     ):  # K CPU cells share the cores instead of each taking all
@@ -280,10 +282,17 @@ def _run_submitit(jobs: list[tuple[Cell, list[str], str]], out: Path, parallel: 
         raise ConfigError(f"submitit options {options}: {e}") from None
 
     def finished() -> Iterator[tuple[Cell, str, int, float]]:
-        started = []
-        for cell, command, log in jobs:
-            job = executor.submit(run_command, command, log, dict(os.environ))
-            started.append((cell, log, job, time.perf_counter()))
+        try:
+            with executor.batch():  # one job array: slurm_array_parallelism caps how many run at once
+                submitted = [
+                    (cell, log, executor.submit(run_command, command, log)) for cell, command, log in jobs
+                ]
+        except Exception as e:  # sbatch refused (partition, account ...): nothing was submitted
+            raise SimCSEError(
+                f"submitit could not submit the cells: {str(e).strip().splitlines()[0]}"
+            ) from None
+        start = time.perf_counter()
+        started = [(cell, log, job, start) for cell, log, job in submitted]
         for cell, log, job, start in started:
             try:
                 code = job.result()

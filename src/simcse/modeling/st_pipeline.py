@@ -121,6 +121,8 @@ def describe_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, Any]:
         start, weights = layer_pooling
         full = [0.0] * start + list(weights)
         used = [i for i, w in enumerate(full) if w != 0]
+        if len({full[i] for i in used}) > 1:  # SimCSE's layer averages weigh their two layers equally
+            raise SimCSEError(f"{root}: unsupported WeightedLayerPooling weights {weights} (unequal)")
         if used == [num_layers - 1, num_layers] and desc["pooler"] == "avg":
             desc["pooler"] = "avg_top2"
         elif used == [1, num_layers] and desc["pooler"] == "avg":

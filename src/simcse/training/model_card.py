@@ -15,6 +15,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from simcse.config import DEFAULT_MODEL
 from simcse.evaluation.report import STS_COLUMNS, TRANSFER_COLUMNS, task_value
 
 EMBEDDED_BASE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -39,7 +40,7 @@ STS_DATASETS = {
 def _starting_readme(name: str | None) -> Path | None:
     """The model card of the model training started from: the embedded model's, a local directory's, or a
     hub model's when it is in the Hugging Face cache (nothing is downloaded for the card)."""
-    if not name:
+    if not name or name == DEFAULT_MODEL:
         from simcse.modeling.model_dir import embedded_model_path
 
         try:
@@ -71,7 +72,7 @@ def base_model_id(cfg: dict[str, Any]) -> str | None:
     """The Hub id the model was fine-tuned from: the one given to training, the embedded model's, or the
     ``base_model`` / ``_name_or_path`` a local starting directory records; ``None`` when none is known."""
     name = cfg.get("model_name_or_path")
-    if not name:
+    if not name or name == DEFAULT_MODEL:
         return EMBEDDED_BASE
     name = str(name)
     if _HUB_ID.match(name) and not Path(name).exists():

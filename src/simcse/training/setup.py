@@ -117,9 +117,11 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
         )
     total_steps = config.max_steps or config.num_epochs * plan.steps_per_epoch
     from simcse.augment import parse_augment
+    from simcse.config import DEFAULT_MODEL
 
+    mlm_model = config.augment_mlm_model or config.model_name_or_path
     augment = parse_augment(config.augment, config.augment_thesaurus or None,
-                            config.augment_mlm_model or config.model_name_or_path)  # fmt: skip
+                            None if mlm_model == DEFAULT_MODEL else mlm_model)  # fmt: skip
     return Inputs(data, views, evaluator, geometry, out, checkpoint, plan, total_steps, augment)
 
 

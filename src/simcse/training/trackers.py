@@ -77,7 +77,10 @@ class RunIdentity:
                     return cls(saved["name"], True, ids)
             except (OSError, ValueError, AttributeError):
                 pass
-        return cls(f"{out.resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        path = out.resolve()
+        # an experiment's cell (OUT/SETTING/seedN): the setting names the run too
+        stem = f"{path.parent.name}-{path.name}" if re.fullmatch(r"seed\d+", path.name) else path.name
+        return cls(f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
 
     def save(self, out: Path) -> None:
         from simcse.training.run_dir import record_written  # imports torch; config.validate imports this
