@@ -181,3 +181,27 @@ def test_a_word_with_spaces_and_a_missing_extra(tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError, match=r"baseline sif needs wordfreq: pip install wordfreq"):
         load_baseline(f"baseline:sif:{glove}")
+
+
+def test_sif_components_are_fitted_per_task_so_a_score_does_not_depend_on_the_other_tasks(
+    tiny_bert, data_dir
+):
+    from simcse.evaluation.suite import evaluate
+
+    alone = evaluate(f"baseline:sif:{tiny_bert}", "STSBenchmark", mode="dev", data_dir=data_dir)
+    both = evaluate(
+        f"baseline:sif:{tiny_bert}", "STSBenchmark,SICKRelatedness", mode="dev", data_dir=data_dir
+    )
+    assert alone["tasks"]["STSBenchmark"]["spearman"] == both["tasks"]["STSBenchmark"]["spearman"]
+    # and the removal is fitted on the task's sentences: the same as encode() on exactly those
+    from simcse.baselines.encoder import load_baseline
+    from simcse.evaluation import sts
+
+    data = sts.load_sts_task("STSBenchmark", data_dir / "senteval" / "downstream", "dev")
+    pairs = next(iter(data.subsets.values()))
+    encoder = load_baseline(f"baseline:sif:{tiny_bert}")
+    unique = list(dict.fromkeys(data.sentences()))
+    table = dict(zip(unique, encoder.encode(unique)))
+    expected = sts._correlations(sts.cosine_rows(np.stack([table[s] for s in pairs.a]),
+                                                 np.stack([table[s] for s in pairs.b])), pairs.gold)[0]  # fmt: skip
+    assert alone["tasks"]["STSBenchmark"]["spearman"] == pytest.approx(expected)

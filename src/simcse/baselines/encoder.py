@@ -4,7 +4,7 @@ directory; default the embedded model) or a word-vector file."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -66,20 +66,27 @@ class BaselineEncoder:
             return pooling.average(v)
         return pooling.POOLINGS[self.name](v)
 
+    def raw(self, sentences: Sequence[str], **_) -> np.ndarray:
+        """The sentence vectors before any common-component removal."""
+        if not sentences:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self._sentence(s) for s in sentences]).astype(np.float32)
+
+    def fit_postprocess(self, matrix: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """SIF's / uSIF's common components fitted on ``matrix`` (raw vectors); identity for the others. The
+        evaluator fits it per task, on that task's sentences, as Arora et al.'s code does."""
+        if self.name == "sif":
+            return pooling.fit_first_component(matrix)
+        if self.name == "usif":
+            return pooling.fit_weighted_components(matrix)
+        return lambda x: x
+
     def encode(self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False,
                **_) -> np.ndarray:  # fmt: skip
-        """One vector per sentence (float32); for ``sif`` the first common component of THESE sentences is
-        removed (the evaluator passes every sentence of the evaluation at once)."""
-        x = (
-            np.stack([self._sentence(s) for s in sentences])
-            if sentences
-            else np.zeros((0, self.dim), np.float32)
-        )
-        if self.name == "sif":
-            x = pooling.remove_first_component(x)
-        elif self.name == "usif":
-            x = pooling.remove_weighted_components(x)
-        return x.astype(np.float32)
+        """One vector per sentence (float32); for ``sif`` / ``usif`` the common components of THESE sentences
+        are removed."""
+        x = self.raw(sentences)
+        return self.fit_postprocess(x)(x)
 
     def fingerprint(self) -> str:
         return f"{self.name}-{self.vectors.fingerprint()}"

@@ -53,13 +53,17 @@ def weighted_average(v: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (weights[:, None] * v).sum(0) / len(v)
 
 
-def remove_first_component(x: np.ndarray) -> np.ndarray:
-    """SIF's common-component removal: x - x u u^T, u the first right singular vector of (uncentred) x."""
+def fit_first_component(x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """SIF's common-component removal fitted on ``x``: y -> y - y u u^T, u the first right singular vector
+    of (uncentred) x."""
     if len(x) < 2 or not np.any(x):
-        return x
-    _, _, vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)
-    u = vt[0]
-    return (x - np.outer(x @ u, u)).astype(np.float32)
+        return lambda y: y
+    u = np.linalg.svd(x.astype(np.float64), full_matrices=False)[2][0]
+    return lambda y: (y - np.outer(y @ u, u)).astype(np.float32)
+
+
+def remove_first_component(x: np.ndarray) -> np.ndarray:
+    return fit_first_component(x)(x)
 
 
 def all_but_the_top(matrix: np.ndarray, directions: int | None = None) -> np.ndarray:
@@ -100,15 +104,23 @@ def usif_sentence(v: np.ndarray, probabilities: np.ndarray, a: float) -> np.ndar
     return (weights[:, None] * scaled).mean(0)
 
 
-def remove_weighted_components(x: np.ndarray, m: int = 5) -> np.ndarray:
-    """uSIF's piecewise common-component removal over the top m singular vectors of (uncentred) x."""
+def fit_weighted_components(x: np.ndarray, m: int = 5) -> Callable[[np.ndarray], np.ndarray]:
+    """uSIF's piecewise common-component removal, fitted on the top m singular vectors of (uncentred) x."""
     m = min(m, len(x) - 1, x.shape[1])
     if m < 1 or not np.any(x):
-        return x
+        return lambda y: y
     _, values, vt = np.linalg.svd(x.astype(np.float64), full_matrices=False)
     values, vt = values[:m], vt[:m]
     shares = values**2 / (values**2).sum()
-    out = x.astype(np.float64)
-    for share, pc in zip(shares, vt):
-        out = out - share * np.outer(out @ pc, pc)
-    return out.astype(np.float32)
+
+    def remove(y: np.ndarray) -> np.ndarray:
+        out = y.astype(np.float64)
+        for share, pc in zip(shares, vt):
+            out = out - share * np.outer(out @ pc, pc)
+        return out.astype(np.float32)
+
+    return remove
+
+
+def remove_weighted_components(x: np.ndarray, m: int = 5) -> np.ndarray:
+    return fit_weighted_components(x, m)(x)

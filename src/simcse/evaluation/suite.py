@@ -209,9 +209,12 @@ def evaluate(
         return _evaluate_pairs(encoder, data, mode, aggregate, timings)
     sentences = [s for d in data.values() for s in _sentences_of(d)]
     corpus = read_corpus(whiten) if whiten not in (None, "self") else []
-    table = EmbeddingTable(encoder, sentences + corpus, batch_size, dtype, cache_dir, show_progress)
+    per_task = getattr(encoder, "fit_postprocess", None)  # SIF / uSIF: components fitted per task
+    table = EmbeddingTable(_Raw(encoder) if per_task else encoder, sentences + corpus, batch_size, dtype, cache_dir,
+                           show_progress)  # fmt: skip
     timings["encode"] = table.encode_seconds
     embed = table
+    whitening = None
     if whiten is not None:
         fit_on = table(corpus) if corpus else table.matrix
         whitening = Whitening.fit(fit_on, whiten_dim)
@@ -222,6 +225,10 @@ def evaluate(
     start = perf_counter()
     results: dict[str, dict] = {}
     for task, task_data in data.items():
+        if per_task is not None:
+            embed = _fitted(
+                per_task, table, _sentences_of(task_data), whitening if whiten is not None else None
+            )
         if task in sts.STS_TASKS:
             results[task] = sts.score_sts(task_data, embed, aggregate)
         elif task == "geometry":
@@ -275,3 +282,27 @@ def _evaluate_pairs(encoder, data: dict, mode: str, aggregate: str, timings: dic
         averages["sts_pearson"] = float(np.mean([results[t]["pearson"] for t in done]))
     return {"model": encoder.source, "pooler": encoder.pooler, "mode": mode, "aggregate": aggregate, "whiten": None,
             "whiten_dim": None, "tasks": results, "avg": averages, "n_sentences": 0, "seconds": timings}  # fmt: skip
+
+
+class _Raw:
+    """An encoder whose ``encode`` is its raw vectors (the table of a per-task post-processed baseline)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode(self, sentences, **kwargs):
+        return self.encoder.raw(sentences)
+
+    def fingerprint(self) -> str:
+        return self.encoder.fingerprint() + "-raw"
+
+
+def _fitted(fit, table: EmbeddingTable, task_sentences: list[str], whitening):
+    """A task's embed function: the post-processing fitted on that task's distinct sentences."""
+    post = fit(table(list(dict.fromkeys(task_sentences))))
+
+    def embed(sentences):
+        x = post(table(sentences))
+        return whitening(x) if whitening is not None else x
+
+    return embed
