@@ -162,7 +162,7 @@ def test_the_baseline_table_for_one_encoder(tiny_bert, data_dir, tmp_path, capsy
     assert code == 0
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     names = [r["name"] for r in rows]
-    assert names == [row.name for row in rows_for(str(tiny_bert), [])] and len(names) == 15
+    assert names == [row.name for row in rows_for(str(tiny_bert), [])] and len(names) == 18
     assert all("STSBenchmark" in r["tasks"] and r["seconds_total"] >= 0 for r in rows)
     assert "wmd (token embeddings)" in out and "encoder avg + whitening (BERT-whitening)" in out
     assert "| Row | seconds |" in out
@@ -205,3 +205,28 @@ def test_sif_components_are_fitted_per_task_so_a_score_does_not_depend_on_the_ot
     expected = sts._correlations(sts.cosine_rows(np.stack([table[s] for s in pairs.a]),
                                                  np.stack([table[s] for s in pairs.b])), pairs.gold)[0]  # fmt: skip
     assert alone["tasks"]["STSBenchmark"]["spearman"] == pytest.approx(expected)
+
+
+def test_layer_averages_read_the_named_layers(tiny_bert4):
+    import torch
+
+    from simcse.modeling.encoder import Encoder, pad_batch
+    from simcse.modeling.pooling import masked_mean
+
+    sentences = ["a man is playing a guitar", "two dogs run in the park"]
+    got = load_baseline(f"baseline:layers=0+L:{tiny_bert4}").encode(sentences)
+    enc = Encoder.load(str(tiny_bert4), "avg", packed=False)
+    tokens = enc.tokenize(sentences)
+    batch = pad_batch(tokens.input_ids, tokens.pad_token_id)
+    with torch.no_grad():
+        hs = enc.backbone(**batch, output_hidden_states=True).hidden_states
+    expected = masked_mean((hs[0] + hs[4]) / 2, batch["attention_mask"]).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # avg_first_last_emb is the same average
+    np.testing.assert_allclose(
+        Encoder.load(str(tiny_bert4), "avg_first_last_emb").encode(sentences), got, atol=1e-5
+    )
+    with pytest.raises(ConfigError, match="has layers 0 to 4"):
+        load_baseline(f"baseline:layers=1+9:{tiny_bert4}")
+    with pytest.raises(ConfigError, match="layer numbers or L"):
+        load_baseline(f"baseline:layers=first+last:{tiny_bert4}")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from simcse.baselines import pooling
+from simcse.baselines.layers import LayerAverage, parse_layers
 from simcse.baselines.transport import TRANSPORTS, TransportSimilarity
 from simcse.baselines.word_vectors import WordVectors, load_word_vectors
 from simcse.errors import ConfigError
@@ -104,9 +105,12 @@ def check_installed(name: str) -> None:
         )
 
 
-def load_baseline(spec: str) -> BaselineEncoder | TransportSimilarity:
-    """``baseline:NAME`` (word vectors of the embedded model) or ``baseline:NAME:SOURCE``."""
+def load_baseline(spec: str) -> BaselineEncoder | TransportSimilarity | LayerAverage:
+    """``baseline:NAME`` (word vectors of the embedded model) or ``baseline:NAME:SOURCE``; ``NAME`` may also
+    be ``layers=1+12`` (WhiteningBERT's layer average of the encoder SOURCE)."""
     name, _, source = spec[len(PREFIX) :].partition(":")
+    if name.startswith("layers="):
+        return LayerAverage(parse_layers(name[len("layers=") :]), source or None)
     if name not in BASELINES + PAIR_BASELINES:
         raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES + PAIR_BASELINES)}")
     check_installed(name)
