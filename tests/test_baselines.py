@@ -162,7 +162,7 @@ def test_the_baseline_table_for_one_encoder(tiny_bert, data_dir, tmp_path, capsy
     assert code == 0
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     names = [r["name"] for r in rows]
-    assert names == [row.name for row in rows_for(str(tiny_bert), [])] and len(names) == 18
+    assert names == [row.name for row in rows_for(str(tiny_bert), [])] and len(names) == 19
     assert all("STSBenchmark" in r["tasks"] and r["seconds_total"] >= 0 for r in rows)
     assert "wmd (token embeddings)" in out and "encoder avg + whitening (BERT-whitening)" in out
     assert "| Row | seconds |" in out
@@ -230,3 +230,30 @@ def test_layer_averages_read_the_named_layers(tiny_bert4):
         load_baseline(f"baseline:layers=1+9:{tiny_bert4}")
     with pytest.raises(ConfigError, match="layer numbers or L"):
         load_baseline(f"baseline:layers=first+last:{tiny_bert4}")
+
+
+def test_the_flow_maps_embeddings_onto_a_standard_gaussian_deterministically():
+    from simcse.baselines.flow import fit_flow
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(1500, 6)) @ rng.normal(size=(6, 6)) + 3.0) ** 3 / 10  # skewed and correlated
+    to_latent = fit_flow(x, seed=1, steps=300)
+    z = to_latent(x)
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.15
+    off_diagonal = np.corrcoef(z.T)[~np.eye(6, dtype=bool)]
+    assert np.abs(off_diagonal).max() < 0.2  # decorrelated (the input's are far from 0)
+    assert np.abs(np.corrcoef(x.T)[~np.eye(6, dtype=bool)]).max() > 0.5
+    np.testing.assert_allclose(
+        fit_flow(x, seed=1, steps=300)(x[:5]), z[:5], atol=1e-5
+    )  # the same seed, the same flow
+
+
+def test_bert_flow_through_the_evaluator(tiny_bert4, data_dir, monkeypatch):
+    from simcse.baselines import flow
+    from simcse.evaluation.suite import evaluate
+
+    monkeypatch.setattr(flow, "STEPS", 30)
+    result = evaluate(f"baseline:flow:{tiny_bert4}", "STSBenchmark", mode="dev", data_dir=data_dir)
+    assert np.isfinite(result["tasks"]["STSBenchmark"]["spearman"]) and result["model"].startswith(
+        "baseline:flow:"
+    )

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from simcse.baselines import pooling
+from simcse.baselines.flow import FlowEncoder
 from simcse.baselines.layers import LayerAverage, parse_layers
 from simcse.baselines.transport import TRANSPORTS, TransportSimilarity
 from simcse.baselines.word_vectors import WordVectors, load_word_vectors
@@ -111,6 +112,8 @@ def load_baseline(spec: str) -> BaselineEncoder | TransportSimilarity | LayerAve
     name, _, source = spec[len(PREFIX) :].partition(":")
     if name.startswith("layers="):
         return LayerAverage(parse_layers(name[len("layers=") :]), source or None)
+    if name == "flow":
+        return FlowEncoder(source or None)
     if name not in BASELINES + PAIR_BASELINES:
         raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES + PAIR_BASELINES)}")
     check_installed(name)

@@ -34,6 +34,7 @@ def rows_for(encoder: str | None, trained: list[str]) -> list[Row]:
     ]
     rows += [Row(f"encoder {pooler}", encoder, pooler=pooler) for pooler in OWN_POOLERS]
     rows += [Row("encoder avg + whitening (BERT-whitening)", encoder, pooler="avg", whiten="self")]
+    rows += [Row("encoder last-two avg + flow (BERT-flow)", f"baseline:flow{source}")]
     for combo, label in (("0+L", "embeddings + last"), ("1+L", "first + last"), ("L-1+L", "last two")):
         rows += [
             Row(

@@ -291,7 +291,7 @@ class _Raw:
         self.encoder = encoder
 
     def encode(self, sentences, **kwargs):
-        return self.encoder.raw(sentences)
+        return self.encoder.raw(sentences, **kwargs)
 
     def fingerprint(self) -> str:
         return self.encoder.fingerprint() + "-raw"
