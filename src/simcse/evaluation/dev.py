@@ -18,7 +18,27 @@ METRICS = (*DEV_TASKS, "avg_sts")
 OWN_DEV_METRIC = "dev_spearman"
 
 
-class DevEvaluator:
+class _SentenceSet:
+    """Distinct sentences tokenised once (again only for another tokenizer or length) and encoded on call."""
+
+    def __init__(self, sentences: list[str], batch_size: int):
+        self.sentences = list(dict.fromkeys(sentences))
+        self.index = {s: i for i, s in enumerate(self.sentences)}
+        self.batch_size = batch_size
+        self._tokens = None
+        self._tokenizer_key = None
+
+    def embed_function(self, encoder):
+        """The encoder's embeddings of the set, as a function of a list of its sentences."""
+        key = (id(encoder.tokenizer), encoder.max_length)
+        if self._tokens is None or key != self._tokenizer_key:
+            self._tokens = encoder.tokenize(self.sentences)
+            self._tokenizer_key = key
+        matrix = encoder.encode_tokenized(self._tokens, self.batch_size).numpy()
+        return lambda sentences: matrix[[self.index[s] for s in sentences]]
+
+
+class DevEvaluator(_SentenceSet):
     """``evaluator(encoder) -> {"stsb_spearman": .., "sickr_spearman": .., "avg_sts": ..}``."""
 
     def __init__(
@@ -28,22 +48,10 @@ class DevEvaluator:
             self.data = {OWN_DEV_METRIC: sts.load_dev_file(dev_file)}
         else:
             self.data = {key: sts.load_sts_task(task, senteval_dir, "dev") for key, task in DEV_TASKS.items()}
-        self.sentences = list(dict.fromkeys(s for d in self.data.values() for s in d.sentences()))
-        self.index = {s: i for i, s in enumerate(self.sentences)}
-        self.batch_size = batch_size
-        self._tokens = None
-        self._tokenizer_key = None
+        super().__init__([s for d in self.data.values() for s in d.sentences()], batch_size)
 
     def __call__(self, encoder) -> dict[str, float]:
-        key = (id(encoder.tokenizer), encoder.max_length)
-        if self._tokens is None or key != self._tokenizer_key:
-            self._tokens = encoder.tokenize(self.sentences)
-            self._tokenizer_key = key
-        matrix = encoder.encode_tokenized(self._tokens, self.batch_size).numpy()
-
-        def embed(sentences: list[str]) -> np.ndarray:
-            return matrix[[self.index[s] for s in sentences]]
-
+        embed = self.embed_function(encoder)
         scores = {k: sts.score_sts(d, embed)["spearman"] for k, d in self.data.items()}
         if OWN_DEV_METRIC not in scores:
             scores["avg_sts"] = float(np.mean(list(scores.values())))
@@ -58,26 +66,17 @@ class DevEvaluator:
         return "dev sets STS-B and SICK-R, Spearman"
 
 
-class GeometryEvaluator:
+class GeometryEvaluator(_SentenceSet):
     """``evaluator(encoder) -> {"align": .., "uniform": ..}`` on STS-B dev (alignment over the pairs with gold
     score > 4, uniformity over all its sentences): the trajectory of the paper's Figure 2, logged every
     ``geometry_steps``. The sentences are tokenised once."""
 
     def __init__(self, senteval_dir: str | Path, batch_size: int = 128):
         self.data = sts.load_sts_task("STSBenchmark", senteval_dir, "dev")
-        self.sentences = self.data.sentences()
-        self.index = {s: i for i, s in enumerate(self.sentences)}
-        self.batch_size = batch_size
-        self._tokens = None
-        self._tokenizer_key = None
+        super().__init__(self.data.sentences(), batch_size)
 
     def __call__(self, encoder) -> dict[str, float]:
         from simcse.evaluation.suite import score_geometry
 
-        key = (id(encoder.tokenizer), encoder.max_length)
-        if self._tokens is None or key != self._tokenizer_key:
-            self._tokens = encoder.tokenize(self.sentences)
-            self._tokenizer_key = key
-        matrix = encoder.encode_tokenized(self._tokens, self.batch_size).numpy()
-        scores = score_geometry(self.data, lambda sentences: matrix[[self.index[s] for s in sentences]])
+        scores = score_geometry(self.data, self.embed_function(encoder))
         return {"align": scores["align"], "uniform": scores["uniform"]}

@@ -242,11 +242,7 @@ def evaluate(
                                                             classifier=classifier)  # fmt: skip
     timings["score"] = perf_counter() - start
 
-    averages = {}
-    sts_done = [t for t in sts.STS_TASKS if t in results]
-    if sts_done and (set(sts_done) == set(TASK_GROUPS["sts"]) or mode == "dev"):
-        averages["sts"] = float(np.mean([results[t]["spearman"] for t in sts_done]))
-        averages["sts_pearson"] = float(np.mean([results[t]["pearson"] for t in sts_done]))
+    averages = _sts_averages(results, mode)
     transfer_done = [t for t in TRANSFER_TASKS if t in results]
     if transfer_done and set(transfer_done) == set(TRANSFER_TASKS):
         key = "devacc" if mode == "dev" else "acc"
@@ -275,11 +271,7 @@ def _evaluate_pairs(encoder, data: dict, mode: str, aggregate: str, timings: dic
         for task, d in data.items()
     }
     timings["score"] = perf_counter() - start
-    averages = {}
-    done = [t for t in sts.STS_TASKS if t in results]
-    if done and (set(done) == set(TASK_GROUPS["sts"]) or mode == "dev"):
-        averages["sts"] = float(np.mean([results[t]["spearman"] for t in done]))
-        averages["sts_pearson"] = float(np.mean([results[t]["pearson"] for t in done]))
+    averages = _sts_averages(results, mode)
     return {"model": encoder.source, "pooler": encoder.pooler, "mode": mode, "aggregate": aggregate, "whiten": None,
             "whiten_dim": None, "tasks": results, "avg": averages, "n_sentences": 0, "seconds": timings}  # fmt: skip
 
@@ -306,3 +298,12 @@ def _fitted(fit, table: EmbeddingTable, task_sentences: list[str], whitening):
         return whitening(x) if whitening is not None else x
 
     return embed
+
+
+def _sts_averages(results: dict, mode: str) -> dict[str, float]:
+    """The STS average (Spearman and Pearson) when all seven tasks were scored (in dev mode: those there)."""
+    done = [t for t in sts.STS_TASKS if t in results]
+    if not done or not (set(done) == set(TASK_GROUPS["sts"]) or mode == "dev"):
+        return {}
+    return {"sts": float(np.mean([results[t]["spearman"] for t in done])),
+            "sts_pearson": float(np.mean([results[t]["pearson"] for t in done]))}  # fmt: skip
