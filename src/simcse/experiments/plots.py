@@ -32,7 +32,7 @@ def plot_settings(grid: Grid, rows: list[dict[str, Any]], out: Path, budget: str
     if not shown:
         return []
     label = dict(DEV_COLUMNS).get(metric, metric)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(shown) + 1.5), 3.6))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(shown) + 3.0), 4.0))
     x = range(len(shown))
     means = [r["metrics"][metric]["mean"] for r in shown]
     stds = [r["metrics"][metric]["std"] or 0.0 for r in shown]
@@ -52,8 +52,10 @@ def plot_settings(grid: Grid, rows: list[dict[str, Any]], out: Path, budget: str
     ax.set_xticklabels([r["setting"] for r in shown], rotation=30, ha="right")
     ax.set_xlabel("setting")
     ax.set_ylabel(f"{label} (Spearman x 100)")
-    ax.set_title(f"{grid.title}\n{budget}", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    import textwrap
+
+    ax.set_title(grid.title + "\n" + "\n".join(textwrap.wrap(budget, 100)), fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar or marker
     fig.tight_layout()
     paths = []
     for suffix in ("png", "svg"):
