@@ -66,4 +66,4 @@ def test_cli_writes_the_tables_and_figures(tiny_bert, tiny_bert4, data_dir, tmp_
     bad = tmp_path / "one.txt"
     bad.write_text("only one\n")
     code, _, err = run(capsys, ["analyze", str(tiny_bert), "--corpus", str(bad), "--data-dir", str(data_dir)])
-    assert_one_line_error(code, err, "--corpus needs at least two sentences")
+    assert_one_line_error(code, err, "--corpus needs at least two non-empty lines")

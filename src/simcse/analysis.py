@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from simcse.errors import SimCSEError
+from simcse.files import write_text_atomic
 
 GOLD_BINS = ((0, 1), (1, 2), (2, 3), (3, 4), (4, 5))
 TOP_K = (1, 10, 50)
@@ -98,15 +99,20 @@ def analyze_model(
     encoder: Any, name: str, sentences: list[str], pairs: tuple[list[str], list[str], np.ndarray],
     corpus: list[str], queries: list[str], k: int = 5, batch_size: int = 128,
 ) -> ModelAnalysis:  # fmt: skip
-    """One encoder's figures (``encoder.encode(list) -> (n, dim)``)."""
-    matrix = encoder.encode(sentences, batch_size=batch_size)
-    values, share = spectrum(matrix)
+    """One encoder's figures (``encoder.encode(list) -> (n, dim)``). Every distinct sentence (the spectrum's,
+    the pairs', the queries', the corpus's) is encoded once."""
     a, b, gold = pairs
-    by_gold = cosine_by_gold(
-        encoder.encode(a, batch_size=batch_size), encoder.encode(b, batch_size=batch_size), gold
-    )
-    hits = nearest(encoder.encode(queries, batch_size=batch_size), encoder.encode(corpus, batch_size=batch_size),
-                   corpus, k)  # fmt: skip
+    distinct = list(dict.fromkeys([*sentences, *a, *b, *queries, *corpus]))
+    index = {s: i for i, s in enumerate(distinct)}
+    table = encoder.encode(distinct, batch_size=batch_size)
+
+    def embed(batch: list[str]) -> np.ndarray:
+        return table[[index[s] for s in batch]]
+
+    matrix = embed(sentences)
+    values, share = spectrum(matrix)
+    by_gold = cosine_by_gold(embed(a), embed(b), gold)
+    hits = nearest(embed(queries), embed(corpus), corpus, k)
     return ModelAnalysis(name, values, share, mean_cosine(matrix), by_gold, dict(zip(queries, hits)))
 
 
@@ -186,11 +192,7 @@ def write_analysis(
     files = []
     for name, text in (("analysis.json", json.dumps([a.summary() for a in analyses], indent=2) + "\n"),
                        ("analysis.md", markdown(analyses, n_sentences))):  # fmt: skip
-        path = out / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-        files.append(path)
+        files.append(write_text_atomic(out / name, text))
     if plots:
         files += _plots(analyses, out)
     return files

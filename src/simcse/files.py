@@ -1,5 +1,5 @@
-"""Small file-system helpers shared by the writers and readers: checksums, swapping a finished directory in,
-reading JSON with a one-line error."""
+"""Small file-system helpers shared by the writers and readers: checksums, writing a file or swapping a
+finished directory in atomically, reading JSON with a one-line error."""
 
 from __future__ import annotations
 
@@ -19,6 +19,21 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
         while chunk := f.read(block):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a temporary sibling, then rename it into place: readers see the old file or the
+    whole new one, never part of it; after a failure nothing partial is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def replace_directory(staging: Path, target: Path) -> None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections import defaultdict
 from pathlib import Path
 
 from simcse.errors import ConfigError, DataError
+from simcse.files import write_text_atomic
 
 PREFIX = "snli:"
 NAMES = ("entailment", "neutral", "contradiction", "all", "triples", "triples-no-hard-negative")
@@ -97,12 +97,4 @@ def derived_file(train_file: str, data_dir: Path) -> Path:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(target, buffer.getvalue())

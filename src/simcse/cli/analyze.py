@@ -32,20 +32,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _lines(path: str, option: str) -> list[str]:
-    from pathlib import Path
-
-    from simcse.errors import SimCSEError
-
-    try:
-        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise SimCSEError(f"{path}: cannot read {option} ({getattr(e, 'strerror', None) or e})") from None
-    if len(lines) < 2:
-        raise SimCSEError(f"{path}: {option} needs at least two sentences")
-    return lines
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -56,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from simcse.download import ensure_dataset, resolve_data_dir
     from simcse.errors import SimCSEError
     from simcse.evaluation import sts
+    from simcse.evaluation.suite import read_corpus
     from simcse.modeling.encoder import Encoder
 
     if not args.no_plots:
@@ -69,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
     stsb = sts.load_sts_task("STSBenchmark", ensure_dataset("senteval", args.data_dir), "test")
     pairs = next(iter(stsb.subsets.values()))
     sentences = (
-        _lines(args.sentences, "--sentences") if args.sentences else list(dict.fromkeys(stsb.sentences()))
+        read_corpus(args.sentences, "--sentences")
+        if args.sentences
+        else list(dict.fromkeys(stsb.sentences()))
     )
     if args.corpus:
-        corpus = _lines(args.corpus, "--corpus")
+        corpus = read_corpus(args.corpus, "--corpus")
     else:
         wiki = resolve_data_dir(args.data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"
-        corpus = _lines(str(wiki), "--corpus") if wiki.is_file() else sentences
+        corpus = read_corpus(wiki, "--corpus") if wiki.is_file() else sentences
     queries = args.query or list(DEFAULT_QUERIES)
     analyses = []
     for i, name in enumerate(names):

@@ -108,14 +108,15 @@ def seed_summary(results: list[dict], metric: str = "spearman") -> dict:
     tasks = [t for t, _ in (*STS_COLUMNS, *TRANSFER_COLUMNS) if any(t in r["tasks"] for r in results)]
     for task in tasks:
         values = [v for v in (task_value(r, task, metric) for r in results) if v is not None]
-        summary["tasks"][task] = _mean_std(values)
+        summary["tasks"][task] = mean_std(values)
     for key in sorted({k for r in results for k in r.get("avg", {})}):
         values = [r["avg"][key] for r in results if isinstance(r.get("avg", {}).get(key), (int, float))]
-        summary["avg"][key] = _mean_std(values)
+        summary["avg"][key] = mean_std(values)
     return summary
 
 
-def _mean_std(values: list[float]) -> dict:
+def mean_std(values: list[float]) -> dict:
+    """Mean, sample standard deviation (None for one value) and n, of several runs' values."""
     n = len(values)
     mean = sum(values) / n if n else math.nan
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
@@ -146,16 +147,10 @@ def seed_summary_table(summary: dict) -> str:
 
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:  # nothing partial: the old file, if any, stays as it was
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Atomically: after a failure the old file, if any, stays as it was."""
+    from simcse.files import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(result, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: object) -> object:

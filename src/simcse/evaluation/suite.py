@@ -148,11 +148,12 @@ def score_geometry(data: sts.STSData, embed) -> dict:
     }
 
 
-def read_corpus(path: str | Path) -> list[str]:
+def read_corpus(path: str | Path, what: str = "a whitening corpus") -> list[str]:
+    """A text file's non-empty lines, stripped; at least two (``what`` names the file's use in the error)."""
     lines = [line.strip() for line in sts.read_lines(Path(path))]
     corpus = [line for line in lines if line]
     if len(corpus) < 2:
-        raise SimCSEError(f"{path}: a whitening corpus needs at least two non-empty lines")
+        raise SimCSEError(f"{path}: {what} needs at least two non-empty lines")
     return corpus
 
 

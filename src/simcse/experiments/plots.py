@@ -57,13 +57,7 @@ def plot_settings(grid: Grid, rows: list[dict[str, Any]], out: Path, budget: str
     ax.set_title(grid.title + "\n" + "\n".join(textwrap.wrap(budget, 100)), fontsize=8)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar or marker
     fig.tight_layout()
-    paths = []
-    for suffix in ("png", "svg"):
-        path = out / f"{grid.name}.{suffix}"
-        tmp = path.with_name(f".{path.name}.tmp.{suffix}")
-        fig.savefig(tmp, dpi=150)
-        tmp.replace(path)
-        paths.append(path)
+    paths = save_figure(fig, out / grid.name)
     plt.close(fig)
     return paths
 

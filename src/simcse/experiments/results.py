@@ -6,25 +6,23 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from simcse.evaluation.report import STS_COLUMNS
+from simcse.evaluation.report import mean_std as seed_mean_std
 from simcse.experiments.grid import Grid
 from simcse.experiments.runner import CellResult
+from simcse.files import write_text_atomic
 
 DEV_COLUMNS = (("stsb_spearman", "STS-B dev"), ("sickr_spearman", "SICK-R dev"), ("dev_spearman", "dev"))
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None, int]:
     """Mean, sample standard deviation (None for one value) and n."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return mean, std, n
+    entry = seed_mean_std(values)
+    return entry["mean"], entry["std"], entry["n"]
 
 
 def summarize(grid: Grid, results: list[CellResult]) -> list[dict[str, Any]]:
@@ -108,23 +106,13 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_results(grid: Grid, results: list[CellResult], out: Path, budget: str) -> list[dict[str, Any]]:
     """results.md, results.json and results.csv in ``out``; returns the summary rows."""
     rows = summarize(grid, results)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "results.md", markdown(grid, rows, budget))
+    write_text_atomic(out / "results.md", markdown(grid, rows, budget))
     payload = {"grid": grid.name, "title": grid.title, "metric": grid.metric, "budget": budget,
                "paper_source": grid.paper_source, "settings": rows, "cells": [asdict(r) for r in results]}  # fmt: skip
-    _write(out / "results.json", json.dumps(payload, indent=2) + "\n")
-    _write(out / "results.csv", csv_text(rows))
+    write_text_atomic(out / "results.json", json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(out / "results.csv", csv_text(rows))
     return rows

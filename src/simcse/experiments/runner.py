@@ -26,6 +26,7 @@ import yaml
 from simcse.config import TrainConfig
 from simcse.errors import ConfigError, SimCSEError
 from simcse.experiments.grid import Cell, Grid, slug
+from simcse.files import write_text_atomic
 from simcse.training.run_dir import RUN_CONFIG, finished_step, latest_checkpoint
 
 LAUNCHERS = ("local", "submitit")
@@ -110,11 +111,7 @@ def _write_cell_config(cell: Cell, root: Path, fresh: bool) -> Path:
     )
     config["progress_bar"] = False
     path = root / ".cells" / slug(cell.setting.name) / f"seed{cell.seed}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
 
 
 def cell_command(config_path: Path, resume: bool) -> list[str]:

@@ -104,40 +104,24 @@ def eval_results(test: dict | None) -> list[EvalResult]:
     transfer tasks."""
     if not test:
         return []
-    results = []
     split = "test" if test.get("mode", "test") == "test" else "validation"
-    for task, label in STS_COLUMNS:
-        value = task_value(test, task, "spearman")
-        if value is None:
-            continue
-        results.append(
-            EvalResult(
-                task_type="sentence-similarity",
-                task_name="Semantic Textual Similarity",
-                dataset_type=STS_DATASETS[task],
-                dataset_name=f"{label} (SentEval release)",
-                dataset_split=split,
-                metric_type="spearman",
-                metric_name="Spearman correlation of cosine similarity x 100",
-                metric_value=round(float(value), 2),
-            )
-        )
-    for task, label in TRANSFER_COLUMNS:
-        value = task_value(test, task, "acc")
-        if value is None:
-            continue
-        results.append(
-            EvalResult(
-                task_type="text-classification",
-                task_name="SentEval transfer",
-                dataset_type=f"senteval/{task}",
-                dataset_name=f"{label} (SentEval)",
-                dataset_split=split,
-                metric_type="accuracy",
-                metric_name=f"accuracy ({test.get('mode', 'test')} mode)",
-                metric_value=round(float(value), 2),
-            )
-        )
+    mode = test.get("mode", "test")
+    families = [  # columns, metric, task type and name, dataset id, dataset name, metric type and name
+        (STS_COLUMNS, "spearman", "sentence-similarity", "Semantic Textual Similarity", STS_DATASETS.get,
+         "{} (SentEval release)", "spearman", "Spearman correlation of cosine similarity x 100"),
+        (TRANSFER_COLUMNS, "acc", "text-classification", "SentEval transfer", "senteval/{}".format,
+         "{} (SentEval)", "accuracy", f"accuracy ({mode} mode)"),
+    ]  # fmt: skip
+    results = []
+    for columns, metric, task_type, task_name, dataset, dataset_name, metric_type, metric_name in families:
+        for task, label in columns:
+            value = task_value(test, task, metric)
+            if value is not None:
+                results.append(EvalResult(
+                    task_type=task_type, task_name=task_name, dataset_type=dataset(task),
+                    dataset_name=dataset_name.format(label), dataset_split=split, metric_type=metric_type,
+                    metric_name=metric_name, metric_value=round(float(value), 2),
+                ))  # fmt: skip
     return results
 
 

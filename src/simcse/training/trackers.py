@@ -37,6 +37,7 @@ from typing import Any
 
 from simcse.config import TRACKERS
 from simcse.errors import shorten
+from simcse.files import write_text_atomic
 from simcse.tracker_packages import REQUIREMENTS, installed, missing_package  # noqa: F401 (re-exported)
 
 TRACKERS_FILE = "trackers.json"  # in the output directory: the run's name and its tracker run ids
@@ -86,9 +87,9 @@ class RunIdentity:
         from simcse.training.run_dir import record_written  # imports torch; config.validate imports this
 
         record_written(out, [TRACKERS_FILE])
-        staged = out / (TRACKERS_FILE + ".partial")
-        staged.write_text(json.dumps({"name": self.name, "ids": self.ids}, indent=2) + "\n", encoding="utf-8")
-        os.replace(staged, out / TRACKERS_FILE)
+        write_text_atomic(
+            out / TRACKERS_FILE, json.dumps({"name": self.name, "ids": self.ids}, indent=2) + "\n"
+        )
 
 
 class Tracker:
