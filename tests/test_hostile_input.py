@@ -430,7 +430,7 @@ TRAIN_FILE_CASES = {
     "pairs.csv": (b"a,b\r\nc,d,e\r\n", ":2: expected 2 columns, found 3"),
     "quote.csv": (b'a,b\n"c,d\ne,f\n', ":2: malformed CSV"),
     "huge.csv": (b"a,b\n" + b"x" * 200_000 + b",y\n", ":2: malformed CSV (field larger than field limit"),
-    "five.tsv": (b"a\tb\tc\td\te\n", ":1: expected 1 to 3 columns, found 5"),
+    "five.tsv": (b"a\tb\tc\td\te\n", ":1: expected 1 to 4 columns, found 5"),
     "blank.txt": (b"\xef\xbb\xbf\r\n \r\n\t\n", ": no sentences"),
 }
 

@@ -17,6 +17,13 @@ def _snli(data_dir):
     return data_dir / "senteval" / "downstream" / "SNLI"
 
 
+def _pairs(snli, split):
+    lines = [
+        (snli / f"{stem}.{split}").read_text(encoding="utf-8").splitlines() for stem in ("s1", "s2", "labels")
+    ]
+    return [(p.rstrip(), h.rstrip(), label.strip()) for p, h, label in zip(*lines)]
+
+
 def test_the_labels_split_every_pair_and_the_triples_equal_the_data_directorys(data_dir):
     snli = _snli(data_dir)
     counts = {
@@ -30,6 +37,11 @@ def test_the_labels_split_every_pair_and_the_triples_equal_the_data_directorys(d
     assert shared[0] == tuple(header) and triples == shared[1:]  # 5,883 rows, the same rule
     _, pairs = derive_rows(snli, "triples-no-hard-negative")
     assert pairs == [t[:2] for t in triples]
+    header, quads = derive_rows(snli, "triples-with-neutral")
+    assert header == ["sent0", "sent1", "hard_neg", "hard_neg2"] and len(quads) == 5189
+    labels = {(p, h): label for split in ("dev", "test") for p, h, label in _pairs(snli, split)}
+    assert all(labels[(q[0], q[1])] == "entailment" and labels[(q[0], q[2])] == "contradiction"
+               and labels[(q[0], q[3])] == "neutral" for q in quads)  # fmt: skip
 
 
 def test_a_file_is_derived_once_into_the_data_directory(data_dir, tmp_path):

@@ -79,7 +79,7 @@ class TrainConfig:
     train_file: str = option(
         "",
         ".txt (unsup) or .csv/.tsv (sup); relative paths also looked up in data_dir; wiki1m / nli: the paper's files; "
-        "snli:entailment|neutral|contradiction|all|triples|triples-no-hard-negative: derived from the data dir's SNLI",
+        "snli:entailment|neutral|contradiction|all|triples|triples-no-hard-negative|triples-with-neutral: derived from the data dir's SNLI",
         DATA,
     )
     data_dir: str | None = option(None, "default: $SIMCSE_DATA_DIR, then ~/.cache/simcse/data", DATA)
@@ -111,6 +111,12 @@ class TrainConfig:
         "independent",
         "unsup: independent (a mask per view: the positive pair) | shared: both views under the same mask, the "
         "paper's 'fixed 0.1' (a sentence is then encoded once and its embedding is both views: the same computation)",
+        OBJECTIVE,
+    )
+    encoders: str = option(
+        "shared",
+        "shared: one encoder for every view (SimCSE) | two: the positive view (and hard negatives) go through a "
+        "second, independent copy of the pretrained encoder: the paper's Table 2 'two encoders'; the first is saved",
         OBJECTIVE,
     )
     similarity: str = option(
@@ -349,6 +355,10 @@ class TrainConfig:
             check(
                 "dropout_mask shared is for unsup training without augment (the views must be the same sentence)"
             )
+        if self.encoders == "two" and self.dropout_mask == "shared":
+            check(
+                "encoders two encodes the views apart; dropout_mask shared encodes a sentence once for both"
+            )
         if self.dropout is not None and not 0 <= self.dropout < 1:
             check(f"dropout must be in [0, 1) or none (the checkpoint's own), got {self.dropout}")
         if not 0 < self.mlm_probability < 1:
@@ -396,6 +406,7 @@ class TrainConfig:
                 ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS),
                 ("optimizer", self.optimizer, OPTIMIZERS), ("similarity", self.similarity, SIMILARITIES),
                 ("dropout_mask", self.dropout_mask, ("independent", "shared")),
+                ("encoders", self.encoders, ("shared", "two")),
                 ("positive", self.positive, ("self", "next_sentence", "next_3_sentences"))]  # fmt: skip
 
 

@@ -9,7 +9,9 @@ The data directory has SNLI dev and test in SentEval's format (``senteval/downst
 - ``triples``: (premise, entailment, contradiction) rows, the rule of ``nli_for_simcse.csv`` and of the data
   directory's ``nli/snli_devtest_triples_for_simcse.csv``: per split, the premise's entailment hypotheses
   zipped with its contradiction hypotheses, in file order;
-- ``triples-no-hard-negative``: the same rows without their third column (the "N/A" row of Table 7).
+- ``triples-no-hard-negative``: the same rows without their third column (the "N/A" row of Table 7);
+- ``triples-with-neutral``: (premise, entailment, contradiction, neutral) rows, the premise's hypotheses of
+  the three labels zipped (Table 7's "contradiction + neutral" row: both are hard negatives).
 
 A file is written once, atomically (a temporary sibling renamed into place), and re-derived when missing.
 SNLI dev/test are evaluation sets: models trained on these files must not be evaluated on SNLI.
@@ -26,9 +28,22 @@ from simcse.errors import ConfigError, DataError
 from simcse.files import write_text_atomic
 
 PREFIX = "snli:"
-NAMES = ("entailment", "neutral", "contradiction", "all", "triples", "triples-no-hard-negative")
+NAMES = (
+    "entailment",
+    "neutral",
+    "contradiction",
+    "all",
+    "triples",
+    "triples-no-hard-negative",
+    "triples-with-neutral",
+)
 LABELS = ("entailment", "neutral", "contradiction")
 SPLITS = ("dev", "test")
+TRIPLE_WITH_NEUTRAL = ("entailment", "contradiction", "neutral")
+HEADERS = {
+    "triples": ["sent0", "sent1", "hard_neg"],
+    "triples-with-neutral": ["sent0", "sent1", "hard_neg", "hard_neg2"],
+}
 
 
 def is_derived(train_file: str) -> bool:
@@ -76,11 +91,14 @@ def derive_rows(snli: Path, name: str) -> tuple[list[str], list[tuple[str, ...]]
             for premise, hypothesis, label in rows:
                 by_premise[premise][label].append(hypothesis)
             for premise, hypotheses in by_premise.items():
+                if name == "triples-with-neutral":
+                    out += [(premise, *h) for h in zip(*(hypotheses[k] for k in TRIPLE_WITH_NEUTRAL))]
+                    continue
                 for entailed, contradicted in zip(hypotheses["entailment"], hypotheses["contradiction"]):
                     out.append(
                         (premise, entailed, contradicted) if name == "triples" else (premise, entailed)
                     )
-    header = ["sent0", "sent1", "hard_neg"] if name == "triples" else ["sent0", "sent1"]
+    header = HEADERS.get(name, ["sent0", "sent1"])
     return header, out
 
 

@@ -2,7 +2,8 @@
 
 Formats:
 - ``.txt``: one sentence per line (unsup). Blank lines are skipped and counted.
-- ``.csv`` / ``.tsv``: 1-3 columns: (sentence), (anchor, positive) or (anchor, positive, hard negative).
+- ``.csv`` / ``.tsv``: 1-4 columns: (sentence), (anchor, positive), (anchor, positive, hard negative) or
+  (anchor, positive, hard negative, second hard negative).
   A first row made only of known column names (``sent0,sent1,hard_neg`` as in SimCSE's files, or
   anchor/positive/negative, premise/entailment/contradiction, sentence/text) is a header; any other first
   row is data. CSV uses standard quoting; TSV splits on tabs with no quoting.
@@ -22,13 +23,15 @@ from simcse.errors import DataError
 
 HEADER_NAMES = {
     "sent0", "sent1", "hard_neg", "anchor", "positive", "negative", "premise", "entailment",
-    "contradiction", "hypothesis", "sentence", "sentence1", "sentence2", "text",
+    "contradiction", "hypothesis", "neutral", "hard_neg2", "sentence", "sentence1", "sentence2", "text",
 }  # fmt: skip
+
+MAX_COLUMNS = 4  # anchor, positive, two hard negatives (the paper's contradiction + neutral)
 
 
 @dataclass
 class TrainingData:
-    """Rows of 1-3 sentences. ``rows[i]`` is a tuple (one column: a 1-tuple)."""
+    """Rows of 1-4 sentences. ``rows[i]`` is a tuple (one column: a 1-tuple)."""
 
     path: str
     columns: int
@@ -101,8 +104,8 @@ def read_table(path: Path, delimiter: str, what: str = "training file") -> Train
                 raise DataError(path, "contains a NUL byte; not a text file", line=line)
             if columns == 0:
                 columns = len(record)
-                if not 1 <= columns <= 3:
-                    raise DataError(path, f"expected 1 to 3 columns, found {columns}", line=line)
+                if not 1 <= columns <= MAX_COLUMNS:
+                    raise DataError(path, f"expected 1 to {MAX_COLUMNS} columns, found {columns}", line=line)
                 if header is None and all(f.strip().lower() in HEADER_NAMES for f in record):
                     header = tuple(f.strip() for f in record)
                     continue

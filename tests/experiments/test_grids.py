@@ -13,10 +13,10 @@ EXPECTED = {
     "mlm": ("mlm_weight", 4),
     "batch": ("batch_size", 12),
     "augmentation": ("augment", 10),
-    "hard-negative": ("hard_negative_weight", 4),
+    "hard-negative": ("hard_negative_weight", 5),
     "supervised-data": ("train_file", 5),
     "alignment-uniformity": ("geometry_steps", 4),
-    "objective": ("positive", 4),
+    "objective": ("encoders", 8),
 }
 
 

@@ -181,7 +181,7 @@ def test_header_only(tmp_path, name):
 
 
 def test_four_columns(tmp_path):
-    data_error(write(tmp_path, "a.csv", "a,b,c,d\ne,f,g,h\n"), "expected 1 to 3 columns, found 4", line=1)
+    data_error(write(tmp_path, "a.csv", "a,b,c,d,x\ne,f,g,h,y\n"), "expected 1 to 4 columns, found 5", line=1)
 
 
 def test_csv_nul_byte_names_the_line(tmp_path):

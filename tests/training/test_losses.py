@@ -60,6 +60,21 @@ def test_zero_weight_removes_own_hard_negative():
     assert torch.allclose(loss, F.cross_entropy(logits, torch.arange(5)), atol=1e-5)
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_two_hard_negatives_are_both_candidates_and_both_weighted(alpha):
+    """Table 7's contradiction + neutral: views (anchor, positive, negative 1, negative 2); every positive
+    and negative is a candidate, and alpha weighs the anchor's own two negatives."""
+    torch.manual_seed(3)
+    z = torch.randn(5, 4, 8)
+    loss = ContrastiveLoss(0.05, hard_negative_weight=alpha)(z)
+    a, p, n1, n2 = (F.normalize(t, dim=-1) for t in z.unbind(1))
+    logits = torch.cat([a @ p.T, a @ n1.T, a @ n2.T], 1) / 0.05
+    own = torch.arange(5)
+    logits[own, 5 + own] += math.log(alpha)
+    logits[own, 10 + own] += math.log(alpha)
+    assert torch.allclose(loss, F.cross_entropy(logits, own), atol=1e-5)
+
+
 def test_loss_is_fp32_under_bf16_inputs_and_gradients_flow():
     z = torch.randn(4, 2, 8, dtype=torch.bfloat16, requires_grad=True)
     loss = ContrastiveLoss()(z)

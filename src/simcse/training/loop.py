@@ -110,12 +110,14 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     env = resolve(config)
     inputs = read_inputs(config, env.dist, resume)  # 1. everything that can fail on input, nothing written
     seed_everything(config.seed)
-    model, mlm_head_pretrained = build_model(config)
+    model, mlm_head_pretrained = build_model(config, inputs.views)
     if inputs.checkpoint is None:
         prepare_output_dir(config, inputs.out, resume, env.dist)  # 2.
     model.to(env.device)  # 3.
     if config.fast_dropout and env.device.type == "cpu":
-        use_fast_dropout(model.encoder.backbone)
+        for encoder in (model.encoder, model.second_encoder):
+            if encoder is not None:
+                use_fast_dropout(encoder.backbone)
     if env.dist.main and config.do_mlm and mlm_head_pretrained is False:
         print("simcse: the checkpoint has no MLM head; it starts freshly initialised", file=sys.stderr)
     elif env.dist.main and config.do_mlm and mlm_head_pretrained is None:

@@ -1,7 +1,7 @@
 """SimCSE's contrastive loss (InfoNCE over cosine similarity / temperature) and the MLM auxiliary loss.
 
-The loss takes ``views``: a (rows, V, dim) tensor. View 0 is the anchor, view 1 its positive, view 2 (when
-present) its hard negative. Every positive and every hard negative in the (global) batch is a candidate for
+The loss takes ``views``: a (rows, V, dim) tensor. View 0 is the anchor, view 1 its positive, views 2.. (when
+present) its hard negatives. Every positive and every hard negative in the (global) batch is a candidate for
 every anchor; the target of anchor i is positive i. Variants plug in by producing other views or by
 replacing this module, not by branching inside the training loop.
 
@@ -75,23 +75,22 @@ class ContrastiveLoss(nn.Module):
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         rows, num_views, _ = views.shape
-        if num_views not in (2, 3):
-            raise ValueError(f"expected 2 or 3 views per row, got {num_views}")
+        if num_views < 2:
+            raise ValueError(f"expected at least 2 views per row (anchor, positive), got {num_views}")
         z = F.normalize(views.float(), dim=-1) if self.similarity == "cosine" else views.float()
         anchors = z[:, 0]
         candidates = gather_with_grad(z[:, 1:].transpose(0, 1).reshape(-1, z.shape[-1]).contiguous())
         rank = dist.get_rank() if distributed() else 0
-        # candidates are ordered [rank0 positives, rank0 negatives, rank1 positives, ...]: (world, V-1, rows)
+        # candidates are ordered [rank0 positives, rank0 negatives (per view), rank1 positives, ...]
         logits = anchors @ candidates.T / self.temperature
         per_rank = (num_views - 1) * rows
         local = torch.arange(rows, device=views.device)
         labels = rank * per_rank + local
-        if num_views == 3 and self.hard_negative_weight != 1.0:
-            own = rank * per_rank + rows + local
+        if num_views >= 3 and self.hard_negative_weight != 1.0:
             bias = torch.zeros_like(logits)
-            bias[local, own] = (
-                math.log(self.hard_negative_weight) if self.hard_negative_weight > 0 else -math.inf
-            )
+            weight = math.log(self.hard_negative_weight) if self.hard_negative_weight > 0 else -math.inf
+            for view in range(2, num_views):  # each anchor's own hard negatives (the contradiction, ...)
+                bias[local, rank * per_rank + (view - 1) * rows + local] = weight
             logits = logits + bias
         loss = F.cross_entropy(logits, labels)
         if self.gradient_scale != 1.0:

@@ -15,12 +15,38 @@ class SimCSEModel(nn.Module):
 
     The embeddings are computed first, then the MLM pass, so GradCache's replay of the random state
     reproduces the embedding pass's dropout masks.
+
+    With ``second_encoder`` (``encoders: two``, the paper's Table 2) the sequences come row-major with
+    ``views`` per row: view 0 (the anchor) goes through ``encoder``, the others through the second encoder,
+    and the embeddings are put back in the batch's order. Only ``encoder`` is evaluated and saved.
     """
 
-    def __init__(self, encoder: Encoder, mlm_head: nn.Module | None = None):
+    def __init__(
+        self,
+        encoder: Encoder,
+        mlm_head: nn.Module | None = None,
+        second_encoder: Encoder | None = None,
+        views: int = 2,
+    ):
         super().__init__()
         self.encoder = encoder
         self.mlm_head = mlm_head
+        self.second_encoder = second_encoder
+        self.views = views
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.second_encoder is None:
+            return self.encoder(input_ids, attention_mask, with_mlp=True)
+        rows = input_ids.shape[0] // self.views
+        anchor = torch.arange(rows, device=input_ids.device) * self.views
+        others = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        others[anchor] = False
+        first = self.encoder(input_ids[anchor], attention_mask[anchor], with_mlp=True)
+        second = self.second_encoder(input_ids[others], attention_mask[others], with_mlp=True)
+        out = first.new_empty(input_ids.shape[0], first.shape[-1])
+        out[anchor] = first
+        out[others] = second.to(first.dtype)
+        return out
 
     def forward(
         self,
@@ -29,7 +55,7 @@ class SimCSEModel(nn.Module):
         mlm_input_ids: torch.Tensor | None = None,
         mlm_labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        embeddings = self.encoder(input_ids, attention_mask, with_mlp=True)
+        embeddings = self.embed(input_ids, attention_mask)
         if self.mlm_head is None or mlm_input_ids is None:
             return embeddings, embeddings.new_zeros(()), 0
         hidden = self.encoder.hidden_states(mlm_input_ids, attention_mask)[self.encoder.num_layers]

@@ -8,6 +8,7 @@ Each piece that can fail on the user's input fails here, before anything is writ
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import sys
 from dataclasses import dataclass
@@ -145,7 +146,8 @@ def resolve_train_file(config: TrainConfig) -> Path:
 
 
 def resolve_views(config: TrainConfig, data: TrainingData) -> int:
-    """Views per row: 2 for unsup (the sentence twice) and sup pairs, 3 with a hard-negative column."""
+    """Views per row: 2 for unsup (the sentence twice) and sup pairs, 3 or 4 with one or two hard-negative
+    columns."""
     where = data.path
     if config.objective == "unsup" and data.columns != 1:
         raise DataError(
@@ -166,14 +168,15 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
                                f"{data.columns} columns")  # fmt: skip
     if config.objective == "sup" and data.columns == 1:
         raise DataError(where, "objective sup needs 2 columns (anchor, positive) or 3 (with a hard negative)")
-    if config.hard_negative_weight != 1.0 and data.columns != 3:
-        raise ConfigError("hard_negative_weight needs a third (hard negative) column in the training file")
-    return 2 if data.columns <= 2 else 3
+    if config.hard_negative_weight != 1.0 and data.columns < 3:
+        raise ConfigError("hard_negative_weight needs a hard-negative (third) column in the training file")
+    return max(2, data.columns)
 
 
-def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
+def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool | None]:
     """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the LM head ``mlm_head`` asks for; also
-    whether that head is pretrained (None without do_mlm or with a fresh head)."""
+    whether that head is pretrained (None without do_mlm or with a fresh head). ``encoders: two`` adds an
+    independent copy of the encoder (its MLP too) for views 1.. of each row of ``views``."""
     from simcse.modeling.encoder import Encoder
     from simcse.modeling.model_dir import position_limit, read_backbone
     from simcse.training.model import mlm_head_of, resolved_mlm_head
@@ -199,7 +202,8 @@ def build_model(config: TrainConfig) -> tuple[SimCSEModel, bool | None]:
     kind = resolved_mlm_head(files.mlm_model, config.mlm_head) if config.do_mlm else None
     head = mlm_head_of(files.mlm_model, kind) if kind else None
     pretrained = None if kind == "fresh" else files.mlm_head_pretrained
-    return SimCSEModel(encoder, head), pretrained
+    second = copy.deepcopy(encoder) if config.encoders == "two" else None
+    return SimCSEModel(encoder, head, second, views), pretrained
 
 
 def build_optimizer(
