@@ -46,14 +46,14 @@ WAIT_S = 30
 
 
 @contextmanager
-def live_server(model: SimCSE, **options) -> Iterator[str]:
+def live_server(model: SimCSE, compare: SimCSE | None = None, **options) -> Iterator[str]:
     """uvicorn on a free loopback port in a thread (no signal handlers off the main thread)."""
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(model, ServeSettings(port=port, **options))
+    app = create_app(model, ServeSettings(port=port, **options), compare)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -176,3 +176,41 @@ def test_page_without_index_and_with_api_key(model, driver):
         by_id(driver, "similarity-button").click()
         wait_for(driver, lambda d: by_id(d, "similarity-result").get_attribute("data-score"))
         assert float(by_id(driver, "similarity-result").get_attribute("data-score")) > 0.5
+
+
+def test_two_models_side_by_side(model, driver):
+    """serve --compare: both rankings, both similarities and one heatmap per model."""
+    other = SimCSE(model.encoder.source.split(" (")[0], pooler="cls_before_pooler", device="cpu")
+    other.build_index(CORPUS, index="flat")
+    with live_server(model, other, model_name="mean", compare_name="cls") as url:
+        open_page(driver, url)
+        assert "mean" in by_id(driver, "model-info").text and "beside cls" in by_id(driver, "model-info").text
+        query = "A man plays the guitar."
+        search(driver, query, "5")
+        for list_id, served in (("results", model), ("results-2", other)):
+            rows = driver.find_elements("css selector", f"#{list_id} li.result")
+            shown = [row.find_element("css selector", ".sentence").text for row in rows]
+            assert shown == [s for s, _ in served.search(query, top_k=5, threshold=None)]
+        headings = [h.text for h in driver.find_elements("css selector", "#rankings .model-name")]
+        assert headings == ["mean", "cls"]
+
+        a, b = "A man is playing a guitar.", "Someone plays an instrument."
+        by_id(driver, "sentence-a").send_keys(a)
+        by_id(driver, "sentence-b").send_keys(b)
+        by_id(driver, "similarity-button").click()
+        wait_for(driver, lambda d: by_id(d, "similarity-result").get_attribute("data-scores"))
+        scores = [
+            float(x) for x in by_id(driver, "similarity-result").get_attribute("data-scores").split(",")
+        ]
+        assert scores == pytest.approx([model.similarity(a, b), other.similarity(a, b)], abs=1e-4)
+
+        by_id(driver, "heatmap-button").click()
+        wait_for(driver, lambda d: "done" in (by_id(d, "heatmap-status").get_attribute("class") or ""))
+        tables = driver.find_elements("css selector", "#heatmaps table.heatmap")
+        assert len(tables) == 2
+        sentences = [x for x in by_id(driver, "heatmap-sentences").get_attribute("value").splitlines() if x]
+        for table, served in zip(tables, (model, other)):
+            cells = table.find_elements("css selector", "td")
+            assert len(cells) == len(sentences) ** 2
+            shown = [float(c.get_attribute("data-score")) for c in cells]
+            assert shown == pytest.approx(list(served.similarity(sentences, sentences).ravel()), abs=1e-4)

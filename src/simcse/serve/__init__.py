@@ -1,4 +1,5 @@
-"""``simcse serve``: an HTTP service over one loaded model (and optionally an index).
+"""``simcse serve``: an HTTP service over one loaded model, or two side by side (``--compare``), and
+optionally an index.
 
 Endpoints: ``POST /v1/embeddings`` (OpenAI shape), ``POST /similarity``, ``POST /search``, ``GET /health`` and
 the demo page at ``GET /``. FastAPI and uvicorn are imported only when the service is used
@@ -24,11 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["ServeSettings", "add_arguments", "create_app", "run"]
 
 
-def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
-    """The FastAPI app around a loaded model (see :mod:`simcse.serve.app`)."""
+def create_app(model: SimCSE, settings: ServeSettings, compare: SimCSE | None = None) -> FastAPI:
+    """The FastAPI app around a loaded model, and ``compare`` beside it (see :mod:`simcse.serve.app`)."""
     from simcse.serve.app import create_app as _create_app
 
-    return _create_app(model, settings)
+    return _create_app(model, settings, compare)
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:
@@ -68,7 +69,14 @@ def run(args: argparse.Namespace) -> int:
         model = SimCSE(args.model, pooler=args.pooler, batch_size=settings.batch_size)
         if args.index:
             model.load_index(args.index)
-        app = _create_app(model, settings)
+        compare = None
+        if getattr(args, "compare", None):
+            compare = SimCSE(args.compare, pooler=args.compare_pooler, batch_size=settings.batch_size)
+            if model.sentences:
+                print(f"simcse serve: encoding the {len(model.sentences)} indexed sentences with {args.compare}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                compare.build_index(list(model.sentences), index="flat")
+        app = _create_app(model, settings, compare)
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -83,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         print(
             f"simcse serve: http://{host}:{sock.getsockname()[1]}/ (demo page and API), "
-            f"model {app.state.model_name} ({model.dim} dims), {index_note}"
+            f"model {app.state.model_name} ({model.dim} dims)"
+            + (f" beside {app.state.compare_name} ({compare.dim} dims)" if compare is not None else "")
+            + f", {index_note}"
             + (", API key required" if settings.api_key else ""),
             file=sys.stderr,
             flush=True,

@@ -1,5 +1,9 @@
 """The FastAPI application: OpenAI-style embeddings, similarity, search, health and the demo page.
 
+One model is served, or two (``compare``: e.g. the base encoder beside the trained one, each with its own
+encoder thread and an index of the same sentences); a request picks one by its ``model`` field (the first
+when it names none), and the demo page shows both side by side.
+
 Request bodies are read and checked here, not by FastAPI's body parsing, so every limit is enforced before
 any work (size while streaming, text count, text length) and every failure has the OpenAI error shape
 ``{"error": {"message", "type", "code"}}``. Texts are encoded by the single :class:`EncodeBatcher` thread;
@@ -15,6 +19,7 @@ import math
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -27,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simcse.api import SimCSE
-from simcse.errors import shorten
+from simcse.errors import SimCSEError, shorten
 from simcse.serve.batcher import EncodeBatcher, QueueFull, ShuttingDown
 from simcse.serve.request_checks import (
     ApiError,
@@ -98,36 +103,70 @@ class GuardMiddleware:
 
 
 # ---------------------------------------------------------------------------------------------- app
-class Service:
-    """What the endpoints share: the model, the settings, the encoder thread and the search thread. Each
-    ``*_body`` method turns a checked request body into the response payload."""
+def model_name_of(model: SimCSE, given: str | None) -> str:
+    """``given``, else the source's last path part: the directory or hub name ("all-MiniLM-L6-v2" for the
+    embedded model)."""
+    return given or model.encoder.source.split(" (")[0].rstrip("/").split("/")[-1] or "simcse"
 
-    def __init__(self, model: SimCSE, settings: ServeSettings):
-        self.model, self.settings, self.dim = model, settings, model.dim
-        # the source's last path part: the directory or hub name, "all-MiniLM-L6-v2" for the embedded model
-        self.model_name = (
-            settings.model_name or model.encoder.source.split(" (")[0].rstrip("/").split("/")[-1] or "simcse"
+
+@dataclass
+class Served:
+    """One served model: its name, the model (and its index) and the thread that encodes for it."""
+
+    name: str
+    model: SimCSE
+    batcher: EncodeBatcher
+
+    def index_size(self) -> int:
+        index = self.model.vector_index
+        return 0 if index is None else len(index)
+
+
+class Service:
+    """What the endpoints share: the served models, the settings, their encoder threads and the search
+    thread. Each ``*_body`` method turns a checked request body into the response payload."""
+
+    def __init__(self, model: SimCSE, settings: ServeSettings, compare: SimCSE | None = None):
+        self.settings = settings
+        self.served = [self._serve(model, model_name_of(model, settings.model_name))]
+        if compare is not None:
+            name = model_name_of(compare, settings.compare_name)
+            if name in (self.served[0].name, MODEL_ALIAS):
+                raise SimCSEError(
+                    f"both served models are named {name!r}; name them apart with --model-name / --compare-name"
+                )
+            self.served.append(self._serve(compare, name))
+        first = self.served[0]
+        self.model, self.model_name, self.dim, self.batcher = (
+            first.model,
+            first.name,
+            first.model.dim,
+            first.batcher,
         )
-        self.model_names = {self.model_name, MODEL_ALIAS}
-        self.batcher = EncodeBatcher(self._encode_texts, settings.batch_size, settings.queue_size)
         self.searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simcse-search")
 
-    def _encode_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        # the same steps as SimCSE.encode (tokenize, length-sorted batches, unit vectors), plus token counts
-        encoder = self.model.encoder
-        tokens = encoder.tokenize(texts)
-        vectors = encoder.encode_tokenized(
-            tokens, self.settings.batch_size, normalize=True, dtype=self.model.dtype
+    def _serve(self, model: SimCSE, name: str) -> Served:
+        def encode_texts(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+            # the same steps as SimCSE.encode (tokenize, length-sorted batches, unit vectors), plus token counts
+            tokens = model.encoder.tokenize(texts)
+            vectors = model.encoder.encode_tokenized(
+                tokens, self.settings.batch_size, normalize=True, dtype=model.dtype
+            )
+            return vectors.numpy(), tokens.lengths()
+
+        return Served(
+            name, model, EncodeBatcher(encode_texts, self.settings.batch_size, self.settings.queue_size)
         )
-        return vectors.numpy(), tokens.lengths()
 
     def close(self) -> None:
-        self.batcher.close()
+        for served in self.served:
+            served.batcher.close()
         self.searcher.shutdown(wait=False, cancel_futures=True)
 
-    async def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    async def encode(self, texts: list[str], served: Served | None = None) -> tuple[np.ndarray, np.ndarray]:
+        batcher = (served or self.served[0]).batcher
         try:  # ShuttingDown: raised by submit, or set on a queued job by close
-            return await asyncio.wrap_future(self.batcher.submit(texts))
+            return await asyncio.wrap_future(batcher.submit(texts))
         except QueueFull as e:
             raise ApiError(
                 503, f"the server is busy ({e}); retry later", "queue_full", {"Retry-After": RETRY_AFTER_S}
@@ -155,35 +194,40 @@ class Service:
             ) from None
         return Response(await run_in_threadpool(_dumps, payload), media_type="application/json")
 
-    def check_model(self, body: dict[str, Any]) -> str:
-        """The served model's name. A request may name it (or ``simcse``); any other name is 404
-        ``model_not_found``, as the OpenAI API answers, never echoed back as if it were served."""
+    def check_model(self, body: dict[str, Any]) -> Served:
+        """The model a request names (the first served one when it names none, or ``simcse``); any other
+        name is 404 ``model_not_found``, as the OpenAI API answers, never echoed back as if it were served."""
         name = optional_string(body, "model")
-        if name is not None and name not in self.model_names:
-            raise ApiError(
-                404, f"model {shorten(name, 80)!r} is not served here; this server serves {self.model_name!r} "
-                f"(also accepted: {MODEL_ALIAS!r})", "model_not_found",
-            )  # fmt: skip
-        return self.model_name
+        if name is None or name == MODEL_ALIAS:
+            return self.served[0]
+        for served in self.served:
+            if served.name == name:
+                return served
+        names = " and ".join(repr(s.name) for s in self.served)
+        raise ApiError(
+            404, f"model {shorten(name, 80)!r} is not served here; this server serves {names} "
+            f"(also accepted: {MODEL_ALIAS!r}, the first)", "model_not_found",
+        )  # fmt: skip
 
     async def embeddings_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """OpenAI's embeddings API: its fields (``user`` is accepted and ignored); any other is 422."""
         check_fields(body, EMBEDDINGS_FIELDS, ("input",))
         texts, _ = texts_field(body, "input", self.settings)
-        name = self.check_model(body)
+        served = self.check_model(body)
+        dim = served.model.dim
         fmt = body.get("encoding_format") or "float"
         if fmt not in ("float", "base64"):
             raise ApiError(
                 422, f"'encoding_format' must be 'float' or 'base64', got {fmt!r}", "invalid_value"
             )
         dims = body.get("dimensions")
-        if dims is not None and (isinstance(dims, bool) or dims != self.dim):
+        if dims is not None and (isinstance(dims, bool) or dims != dim):
             raise ApiError(
                 422,
-                f"'dimensions' must be {self.dim} for this model (no truncation), got {dims!r}",
+                f"'dimensions' must be {dim} for this model (no truncation), got {dims!r}",
                 "invalid_value",
             )
-        vectors, counts = await self.encode(texts)
+        vectors, counts = await self.encode(texts, served)
         if fmt == "base64":
             little_endian = vectors.astype("<f4", copy=False)  # one conversion, not one per row
             rows = [base64.b64encode(v.tobytes()).decode("ascii") for v in little_endian]
@@ -193,7 +237,7 @@ class Service:
         return {
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
-            "model": name,
+            "model": served.name,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
@@ -204,11 +248,11 @@ class Service:
         a, single_a = texts_field(body, "a", self.settings)
         b, single_b = texts_field(body, "b", self.settings)
         check_count(len(a) + len(b), "'a' and 'b' have", self.settings)
-        name = self.check_model(body)
-        vectors, _ = await self.encode(a + b)
+        served = self.check_model(body)
+        vectors, _ = await self.encode(a + b, served)
         scores = np.clip(vectors[: len(a)] @ vectors[len(a) :].T, -1.0, 1.0)
         result = float(scores[0, 0]) if single_a and single_b else scores.tolist()
-        return {"object": "similarity", "model": name, "scores": result}
+        return {"object": "similarity", "model": served.name, "scores": result}
 
     async def search_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """Nearest indexed sentences, best first: a list of hits for a string, a list of lists for a list."""
@@ -227,32 +271,36 @@ class Service:
         ):
             got = threshold if isinstance(threshold, float) else json_type(threshold)
             raise ApiError(422, f"'threshold' must be a finite number, got {got}", "invalid_value")
-        name = self.check_model(body)
-        index = self.model.vector_index
+        served = self.check_model(body)
+        index = served.model.vector_index
         if index is None or len(index) == 0:
             raise ApiError(409, "no index is loaded: start the server with --index DIR", "no_index")
-        vectors, _ = await self.encode(queries)
+        vectors, _ = await self.encode(queries, served)
         loop = asyncio.get_running_loop()
         scores, ids = await loop.run_in_executor(self.searcher, index.search, vectors, top_k)
         results = []
         for row_scores, row_ids in zip(scores, ids):
             hits = [
-                {"sentence": self.model.sentences[i], "score": float(s), "id": int(i)}
+                {"sentence": served.model.sentences[i], "score": float(s), "id": int(i)}
                 for s, i in zip(row_scores, row_ids)
                 if i >= 0 and (threshold is None or s >= threshold)
             ]
             results.append(hits)
-        return {"object": "search", "model": name, "results": results[0] if single else results}
+        return {"object": "search", "model": served.name, "results": results[0] if single else results}
 
     def health_body(self) -> dict[str, Any]:
-        """Open without the API key (for load balancers and the demo page); shows no indexed text."""
-        settings, index = self.settings, self.model.vector_index
+        """Open without the API key (for load balancers and the demo page); shows no indexed text. The
+        top-level model fields describe the first model; ``models`` lists every served one."""
+        settings, first = self.settings, self.served[0]
         return {
             "status": "ok",
-            "model": self.model_name,
-            "dim": self.dim,
-            "index_size": 0 if index is None else len(index),
-            "queue_depth": self.batcher.depth,
+            "model": first.name,
+            "dim": first.model.dim,
+            "index_size": first.index_size(),
+            "models": [
+                {"name": s.name, "dim": s.model.dim, "index_size": s.index_size()} for s in self.served
+            ],
+            "queue_depth": sum(s.batcher.depth for s in self.served),
             "queue_size": settings.queue_size,
             "api_key_required": settings.api_key is not None,
             "limits": {
@@ -265,10 +313,10 @@ class Service:
         }
 
 
-def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
-    """The service around an already loaded model (and its index, if any)."""
+def create_app(model: SimCSE, settings: ServeSettings, compare: SimCSE | None = None) -> FastAPI:
+    """The service around an already loaded model (and its index, if any), and ``compare`` beside it."""
     settings.validate()
-    service = Service(model, settings)
+    service = Service(model, settings, compare)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -281,6 +329,7 @@ def create_app(model: SimCSE, settings: ServeSettings) -> FastAPI:
     app.state.batcher = service.batcher
     app.state.settings = settings
     app.state.model_name = service.model_name
+    app.state.compare_name = service.served[1].name if len(service.served) > 1 else None
     app.add_middleware(GuardMiddleware, allowed_hosts=settings.allowed_hosts)
     add_error_handlers(app)
     add_routes(app, service)

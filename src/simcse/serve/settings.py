@@ -28,6 +28,7 @@ class ServeSettings:
     queue_size: int = 4096
     batch_size: int = 64
     model_name: str | None = None
+    compare_name: str | None = None
     allowed_hosts: tuple[str, ...] = field(default_factory=lambda: ("*",))
     log_level: str = "info"
 
@@ -105,6 +106,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the name clients send as 'model' and get back (default: the model folder's or hub id's last "
         "part); 'simcse' is always accepted too",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="MODEL",
+        default=None,
+        help="serve a second model beside the first (e.g. the base encoder beside the trained one: 'default' is "
+        "the embedded model); requests pick it by 'model', and the demo page shows both; with --index, its own "
+        "index of the same sentences is encoded at start",
+    )
+    parser.add_argument("--compare-name", default=None, help="the second model's name (as --model-name)")
+    parser.add_argument("--compare-pooler", default=None, help="override the second model's pooler")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
     parser.add_argument(
         "--allowed-hosts",
@@ -141,4 +152,5 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         allowed_hosts=hosts,
         log_level=args.log_level,
         model_name=args.model_name,
+        compare_name=getattr(args, "compare_name", None),
     ).validate()
