@@ -66,6 +66,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plot")
     p.add_argument("--dry-run", action="store_true", help="list the cells and what would run; run nothing")
+    p.add_argument(
+        "--step-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --dry-run: the grid's projected time at this measured time per training step",
+    )
     p.set_defaults(func=run)
 
 
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from simcse.config import parse_flags
+    from simcse.errors import SimCSEError
     from simcse.experiments import run_experiment
     from simcse.experiments.grid import cells, load_grid
     from simcse.experiments.runner import plan
@@ -88,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_flags([item for key, value in args.sets for item in (f"--{key}", value)])
     if args.max_steps is not None:
         overrides["max_steps"] = args.max_steps
+    if args.step_time is not None and not (args.step_time > 0 and args.dry_run):
+        raise SimCSEError(
+            f"--step-time {args.step_time:g}: give a positive number of seconds, with --dry-run"
+        )
     grid = load_grid(args.grid)
     if args.dry_run:
         out = Path(args.out) if args.out else Path("runs/experiments") / grid.name
@@ -96,6 +108,12 @@ def run(args: argparse.Namespace) -> int:
         for state, listed in states.items():
             for cell in listed:
                 print(f"{state:6} {cell.label}: {cell.out}")
+        if args.step_time is not None:
+            from simcse.experiments.projection import projection_lines
+
+            print(
+                "\n".join(projection_lines([c for listed in states.values() for c in listed], args.step_time))
+            )
         return 0
     result = run_experiment(grid, args.out, base=args.base, seeds=args.seeds, overrides=overrides,
                             parallel=args.parallel, launcher=args.launcher,
