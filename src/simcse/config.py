@@ -125,6 +125,14 @@ class TrainConfig:
     hard_negative_weight: float = option(
         1.0, "alpha, multiplies exp(sim) of each anchor's own hard negative", OBJECTIVE
     )
+    noise_negatives: int = option(
+        0,
+        "GS-InfoNCE: this many Gaussian noise vectors as extra negatives of every anchor each step",
+        OBJECTIVE,
+    )
+    noise_std: float = option(
+        1.0, "GS-InfoNCE: the noise's standard deviation (with cosine only the direction counts)", OBJECTIVE
+    )
     do_mlm: bool = option(False, "add the masked-language-model auxiliary loss", OBJECTIVE)
     mlm_weight: float = option(0.1, "lambda: loss = contrastive + lambda * MLM", OBJECTIVE)
     mlm_probability: float = option(0.15, "share of tokens masked for the MLM loss", OBJECTIVE)
@@ -327,7 +335,7 @@ class TrainConfig:
             check("metric_for_best_model dev_spearman needs dev_file (your dev set)")
         if self.mlp_only_train and self.pooler != "cls":
             check("mlp_only_train needs pooler 'cls' (the only pooler with an MLP)")
-        for name in ("temperature", "learning_rate", "eval_batch_size"):
+        for name in ("temperature", "learning_rate", "eval_batch_size", "noise_std"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 check(f"{name} must be > 0, got {value}")
@@ -416,7 +424,7 @@ OPTIMIZERS = ("adamw", "adamw_hf")
 SIMILARITIES = ("cosine", "dot")
 NULLABLE = ("model_name_or_path", "data_dir", "dropout")  # null / none in YAML and on the command line
 
-NON_NEGATIVE = ("num_epochs", "max_steps", "eval_steps", "geometry_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
+NON_NEGATIVE = ("num_epochs", "max_steps", "noise_negatives", "eval_steps", "geometry_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
                 "max_train_samples", "num_threads", "logging_steps", "seed")  # fmt: skip
 
 

@@ -188,3 +188,39 @@ def test_a_shared_dropout_mask_is_one_pass_whose_embedding_is_both_views(tmp_pat
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="one per row"):
         SharedMaskViews(ContrastiveLoss())(torch.randn(4, 2, 8))
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_gaussian_noise_negatives_are_drawn_under_the_seed_and_join_every_anchors_candidates(similarity):
+    """GS-InfoNCE: ``count`` N(0, std^2) vectors per step are candidates (never targets) of every anchor."""
+    from simcse.training.losses import GaussianNegatives
+
+    z = torch.randn(6, 2, 8)
+    loss = GaussianNegatives(ContrastiveLoss(0.05, similarity=similarity), count=10, std=0.5)
+    torch.manual_seed(4)
+    ours = loss(z)
+    torch.manual_seed(4)
+    noise = torch.randn(10, 8) * 0.5
+    prep = (lambda t: F.normalize(t, dim=-1)) if similarity == "cosine" else (lambda t: t)
+    a, p, n = prep(z[:, 0]), prep(z[:, 1]), prep(noise)
+    logits = torch.cat([a @ p.T, a @ n.T], 1) / 0.05
+    assert logits.shape == (6, 16)
+    assert torch.allclose(ours, F.cross_entropy(logits, torch.arange(6)), atol=1e-4)
+    torch.manual_seed(5)
+    assert not torch.allclose(loss(z), ours)  # a new draw every step
+    plain = ContrastiveLoss(0.05, similarity=similarity)(z)
+    assert ours > plain  # more negatives: a larger loss
+
+
+def test_noise_negatives_train_and_bad_values_are_refused(tiny_bert, tmp_path):
+    from simcse.config import TrainConfig
+    from simcse.errors import ConfigError
+    from simcse.training.loop import train
+    from tests.helpers import SENTENCES, train_config
+
+    txt = tmp_path / "t.txt"
+    txt.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    assert train(train_config(tiny_bert, txt, tmp_path / "run", noise_negatives=16)).global_step == 4
+    with pytest.raises(ConfigError, match="noise_negatives must be >= 0") as e:
+        TrainConfig(train_file="x.txt", noise_negatives=-1, noise_std=0.0).validate()
+    assert "noise_std must be > 0" in str(e.value)

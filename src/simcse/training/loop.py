@@ -37,7 +37,7 @@ from simcse.runtime import seed_everything
 from simcse.training.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
 from simcse.training.data import Collator, MLMMasker, Prefetcher
 from simcse.training.finish import finish, run_facts
-from simcse.training.losses import ContrastiveLoss, SharedMaskViews
+from simcse.training.losses import ContrastiveLoss, GaussianNegatives, SharedMaskViews
 from simcse.training.metrics import LogWindow, MetricsLog, describe_run, format_scores
 from simcse.training.model import SimCSEModel
 from simcse.training.run_dir import BEST_DIR, model_write_errors, prepare_output_dir
@@ -144,6 +144,8 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16")
     scale = 1.0 / env.dist.world_size if config.ddp_gradient == "original" else 1.0
     loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight, scale, config.similarity)
+    if config.noise_negatives:
+        loss_fn = GaussianNegatives(loss_fn, config.noise_negatives, config.noise_std)
     # sequences per row as the batches carry them: one with a shared dropout mask (both views are one pass)
     encoded_views = 1 if config.dropout_mask == "shared" else inputs.views
     if config.dropout_mask == "shared":

@@ -73,7 +73,8 @@ class ContrastiveLoss(nn.Module):
         # value stays the same, only its gradient is scaled
         self.gradient_scale = gradient_scale
 
-    def forward(self, views: torch.Tensor) -> torch.Tensor:
+    def forward(self, views: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """``extra``: (M, dim) further negatives for every anchor (after the batch's candidates)."""
         rows, num_views, _ = views.shape
         if num_views < 2:
             raise ValueError(f"expected at least 2 views per row (anchor, positive), got {num_views}")
@@ -81,7 +82,10 @@ class ContrastiveLoss(nn.Module):
         anchors = z[:, 0]
         candidates = gather_with_grad(z[:, 1:].transpose(0, 1).reshape(-1, z.shape[-1]).contiguous())
         rank = dist.get_rank() if distributed() else 0
-        # candidates are ordered [rank0 positives, rank0 negatives (per view), rank1 positives, ...]
+        # candidates are ordered [rank0 positives, rank0 negatives (per view), rank1 positives, ..., extra]
+        if extra is not None:
+            extra = F.normalize(extra.float(), dim=-1) if self.similarity == "cosine" else extra.float()
+            candidates = torch.cat([candidates, extra])
         logits = anchors @ candidates.T / self.temperature
         per_rank = (num_views - 1) * rows
         local = torch.arange(rows, device=views.device)
@@ -96,6 +100,21 @@ class ContrastiveLoss(nn.Module):
         if self.gradient_scale != 1.0:
             loss = loss * self.gradient_scale + (loss * (1.0 - self.gradient_scale)).detach()
         return loss
+
+
+class GaussianNegatives(nn.Module):
+    """GS-InfoNCE (Wu et al. 2021): ``count`` vectors drawn from N(0, std^2) every step are further negatives
+    of every anchor, smoothing the negative distribution. Drawn from the global torch generator, so a seed
+    fixes them and a resumed run draws what the uninterrupted one would (GradCache computes the loss once
+    per step: one draw)."""
+
+    def __init__(self, loss: ContrastiveLoss, count: int, std: float = 1.0):
+        super().__init__()
+        self.loss, self.count, self.std = loss, count, std
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(self.count, views.shape[-1]) * self.std  # CPU generator: the same on any device
+        return self.loss(views, extra=noise.to(views.device))
 
 
 class SharedMaskViews(nn.Module):
