@@ -125,6 +125,12 @@ class TrainConfig:
     hard_negative_weight: float = option(
         1.0, "alpha, multiplies exp(sim) of each anchor's own hard negative", OBJECTIVE
     )
+    dropout_range: str = option(
+        "",
+        "S-SimCSE: LOW,HIGH: the anchors and the other views are two passes, each under a dropout rate drawn "
+        "uniformly from [LOW, HIGH) (training only; the saved config keeps the checkpoint's rate)",
+        OBJECTIVE,
+    )
     noise_negatives: int = option(
         0,
         "GS-InfoNCE: this many Gaussian noise vectors as extra negatives of every anchor each step",
@@ -363,6 +369,15 @@ class TrainConfig:
             check(
                 "dropout_mask shared is for unsup training without augment (the views must be the same sentence)"
             )
+        if self.dropout_range:
+            try:
+                self.dropout_bounds()
+            except ValueError as e:
+                check(f"dropout_range {self.dropout_range!r}: {e}")
+            if self.dropout_mask == "shared" or self.dropout is not None:
+                check(
+                    "dropout_range draws the rates itself; it does not combine with dropout or dropout_mask shared"
+                )
         if self.encoders == "two" and self.dropout_mask == "shared":
             check(
                 "encoders two encodes the views apart; dropout_mask shared encodes a sentence once for both"
@@ -404,6 +419,19 @@ class TrainConfig:
         problems += _report_to_problems(self.report_to, self.tensorboard)
         _raise_together(problems)
         return self
+
+    def dropout_bounds(self) -> tuple[float, float] | None:
+        """``dropout_range`` as (LOW, HIGH), or None when unset; ValueError says what is wrong."""
+        if not self.dropout_range:
+            return None
+        parts = self.dropout_range.split(",")
+        try:
+            low, high = (float(x) for x in parts)
+        except ValueError:
+            raise ValueError("expected LOW,HIGH, two numbers, e.g. 0.05,0.25") from None
+        if not 0 <= low <= high < 1:
+            raise ValueError("expected 0 <= LOW <= HIGH < 1")
+        return low, high
 
     def _choices(self) -> list[tuple[str, str, tuple[str, ...]]]:
         return [("pooler", self.pooler, POOLERS), ("objective", self.objective, OBJECTIVES),

@@ -133,3 +133,19 @@ def test_gradcache_replays_fast_dropout_too(bert_dropout):
     ContrastiveLoss(0.05)(torch.cat(embs).view(-1, 2, embs[0].shape[-1])).backward()
     for k, g in _grads(model).items():
         assert torch.allclose(grads_gc[k], g, atol=1e-5), k
+
+
+def test_gradcache_replays_sampled_dropout_rates_too(bert_dropout):
+    """S-SimCSE's per-pass rates are drawn from the global generator inside the forward: the replay draws
+    the same rates, so GradCache still equals one autograd pass over the same chunks."""
+    model, batch = _setup(bert_dropout)
+    model.dropout_range = (0.05, 0.4)
+    loss_gc, grads_gc = _run_gradcache(model, batch, chunk=3)
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(123)
+    embs = [model(c["input_ids"], c["attention_mask"])[0] for c in _chunks(batch, 2, 3)]
+    loss_ref = ContrastiveLoss(0.05)(torch.cat(embs).view(-1, 2, embs[0].shape[-1]))
+    loss_ref.backward()
+    assert torch.allclose(loss_gc, loss_ref, atol=1e-6)
+    for k, g in _grads(model).items():
+        assert torch.allclose(grads_gc[k], g, atol=1e-5), k

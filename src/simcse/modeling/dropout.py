@@ -50,15 +50,17 @@ def use_fast_dropout(module: nn.Module) -> int:
     return count
 
 
-def set_dropout(module: nn.Module, p: float) -> int:
-    """Set the rate of every dropout layer inside ``module`` (torch's and :class:`FastDropout`), and the
-    rates its config records, so that the saved config says what was trained; returns how many layers.
-    Attention reads its layer's ``p`` too (SDPA's ``dropout_p`` and the packed path)."""
+def set_dropout(module: nn.Module, p: float, record: bool = True) -> int:
+    """Set the rate of every dropout layer inside ``module`` (torch's and :class:`FastDropout`), and (with
+    ``record``) the rates its config records, so that the saved config says what was trained; returns how
+    many layers. Attention reads its layer's ``p`` too (SDPA's ``dropout_p`` and the packed path)."""
     count = 0
     for child in module.modules():
         if isinstance(child, (nn.Dropout, FastDropout)):
             child.p = p
             count += 1
+    if not record:
+        return count
     config = getattr(module, "config", None)
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
         if isinstance(getattr(config, name, None), float):

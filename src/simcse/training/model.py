@@ -19,6 +19,10 @@ class SimCSEModel(nn.Module):
     With ``second_encoder`` (``encoders: two``, the paper's Table 2) the sequences come row-major with
     ``views`` per row: view 0 (the anchor) goes through ``encoder``, the others through the second encoder,
     and the embeddings are put back in the batch's order. Only ``encoder`` is evaluated and saved.
+
+    With ``dropout_range`` (LOW, HIGH) (``dropout_range``, S-SimCSE) the anchors and the other views are two
+    passes, each under its own dropout rate drawn uniformly from [LOW, HIGH) from the global generator (so
+    GradCache's replay and a resume draw the same rates).
     """
 
     def __init__(
@@ -27,22 +31,32 @@ class SimCSEModel(nn.Module):
         mlm_head: nn.Module | None = None,
         second_encoder: Encoder | None = None,
         views: int = 2,
+        dropout_range: tuple[float, float] | None = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.mlm_head = mlm_head
         self.second_encoder = second_encoder
         self.views = views
+        self.dropout_range = dropout_range
+
+    def _pass(self, encoder: Encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.dropout_range is not None and self.training:
+            from simcse.modeling.dropout import set_dropout
+
+            low, high = self.dropout_range
+            set_dropout(encoder.backbone, low + (high - low) * float(torch.rand(())), record=False)
+        return encoder(input_ids, attention_mask, with_mlp=True)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.second_encoder is None:
+        if self.second_encoder is None and self.dropout_range is None:
             return self.encoder(input_ids, attention_mask, with_mlp=True)
         rows = input_ids.shape[0] // self.views
         anchor = torch.arange(rows, device=input_ids.device) * self.views
         others = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         others[anchor] = False
-        first = self.encoder(input_ids[anchor], attention_mask[anchor], with_mlp=True)
-        second = self.second_encoder(input_ids[others], attention_mask[others], with_mlp=True)
+        first = self._pass(self.encoder, input_ids[anchor], attention_mask[anchor])
+        second = self._pass(self.second_encoder or self.encoder, input_ids[others], attention_mask[others])
         out = first.new_empty(input_ids.shape[0], first.shape[-1])
         out[anchor] = first
         out[others] = second.to(first.dtype)

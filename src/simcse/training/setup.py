@@ -203,7 +203,7 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
     head = mlm_head_of(files.mlm_model, kind) if kind else None
     pretrained = None if kind == "fresh" else files.mlm_head_pretrained
     second = copy.deepcopy(encoder) if config.encoders == "two" else None
-    return SimCSEModel(encoder, head, second, views), pretrained
+    return SimCSEModel(encoder, head, second, views, config.dropout_bounds()), pretrained
 
 
 def build_optimizer(
