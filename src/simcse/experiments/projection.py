@@ -13,7 +13,8 @@ PAPER_ROWS = {"wiki1m": 1_000_000, "nli": 275_601}  # wiki1m_for_simcse.txt, nli
 
 
 def cell_steps(config: TrainConfig) -> int | None:
-    """Optimiser steps of one run (one process), or None when its training file is not here."""
+    """Optimiser steps of one run (one process: the trainer's own batch plan), or None when its training
+    file is not here."""
     if config.max_steps:
         return config.max_steps
     rows = PAPER_ROWS.get(config.train_file)
@@ -27,8 +28,9 @@ def cell_steps(config: TrainConfig) -> int | None:
             return None
     if config.max_train_samples:
         rows = min(rows, config.max_train_samples)
-    full, rest = divmod(rows, config.batch_size)
-    return config.num_epochs * (full + (1 if rest >= 2 else 0))
+    from simcse.training.data import BatchPlan
+
+    return config.num_epochs * BatchPlan(rows, config.batch_size, config.seed).steps_per_epoch
 
 
 def _hours(seconds: float) -> str:

@@ -128,21 +128,14 @@ class Service:
 
     def __init__(self, model: SimCSE, settings: ServeSettings, compare: SimCSE | None = None):
         self.settings = settings
-        self.served = [self._serve(model, model_name_of(model, settings.model_name))]
+        names = [model_name_of(model, settings.model_name)]
         if compare is not None:
-            name = model_name_of(compare, settings.compare_name)
-            if name in (self.served[0].name, MODEL_ALIAS):
+            names.append(model_name_of(compare, settings.compare_name))
+            if names[1] in (names[0], MODEL_ALIAS):  # checked before any encoder thread starts
                 raise SimCSEError(
-                    f"both served models are named {name!r}; name them apart with --model-name / --compare-name"
+                    f"both served models are named {names[1]!r}; name them apart with --model-name / --compare-name"
                 )
-            self.served.append(self._serve(compare, name))
-        first = self.served[0]
-        self.model, self.model_name, self.dim, self.batcher = (
-            first.model,
-            first.name,
-            first.model.dim,
-            first.batcher,
-        )
+        self.served = [self._serve(m, n) for m, n in zip([model, compare], names)]
         self.searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simcse-search")
 
     def _serve(self, model: SimCSE, name: str) -> Served:
@@ -326,9 +319,9 @@ def create_app(model: SimCSE, settings: ServeSettings, compare: SimCSE | None = 
     app = FastAPI(
         title="simcse", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )  # no docs pages: they load scripts from a CDN
-    app.state.batcher = service.batcher
+    app.state.batcher = service.served[0].batcher
     app.state.settings = settings
-    app.state.model_name = service.model_name
+    app.state.model_name = service.served[0].name
     app.state.compare_name = service.served[1].name if len(service.served) > 1 else None
     app.add_middleware(GuardMiddleware, allowed_hosts=settings.allowed_hosts)
     add_error_handlers(app)
