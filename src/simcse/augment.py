@@ -293,6 +293,27 @@ def augmented(sentence: str, pieces: Sequence[Augmentation], rng: np.random.Gene
     return " ".join(words)
 
 
+def repeat_subwords(
+    ids: Sequence[int], rate: float, rng: np.random.Generator, special: frozenset[int]
+) -> list[int]:
+    """ESimCSE's word repetition on a tokenised sentence (``word_repetition``): of its N non-special subwords,
+    dup_len, drawn uniformly from [0, max(2, int(rate * N))], distinct ones chosen uniformly are each
+    written twice in place, changing the length without changing the words. The ESimCSE code draws from
+    [0, min(10, int(rate * L))) with L counting [CLS] and [SEP]; this is the paper's rule. Special tokens are
+    never repeated; the result may be up to dup_len tokens longer than the truncation length."""
+    positions = [i for i, token in enumerate(ids) if token not in special]
+    if not positions:
+        return list(ids)
+    count = min(int(rng.integers(0, max(2, int(rate * len(positions))) + 1)), len(positions))
+    chosen = set(rng.choice(positions, size=count, replace=False).tolist()) if count else set()
+    out: list[int] = []
+    for i, token in enumerate(ids):
+        out.append(token)
+        if i in chosen:
+            out.append(token)
+    return out
+
+
 POSITIVES = {"self": 0, "next_sentence": 1, "next_3_sentences": 3}
 
 

@@ -125,6 +125,49 @@ class TrainConfig:
     hard_negative_weight: float = option(
         1.0, "alpha, multiplies exp(sim) of each anchor's own hard negative", OBJECTIVE
     )
+    loss: str = option(
+        "infonce",
+        "infonce (SimCSE) | binary: Contrastive Tension's objective, every (anchor, candidate) pair a binary "
+        "decision (sigmoid of similarity / temperature, label 1 for the positive), with encoders two",
+        OBJECTIVE,
+    )
+    word_repetition: float = option(
+        0.0,
+        "ESimCSE: the positive view repeats random subwords: up to max(2, int(RATE * length)) of them (the "
+        "paper's rule; its 0.32); 0 = off (unsup)",
+        OBJECTIVE,
+    )
+    queue_size: int = option(
+        0,
+        "ESimCSE: > 0 keeps the last N anchors, encoded by a momentum copy of the encoder without dropout, "
+        "as extra negatives (the paper: 2.5 x batch_size)",
+        OBJECTIVE,
+    )
+    queue_momentum: float = option(0.995, "ESimCSE: the momentum copy's EMA factor m", OBJECTIVE)
+    negatives_without_dropout: bool = option(
+        False,
+        "SimCSE++: the negative pairs are the sentences encoded once more with dropout off (unsup)",
+        OBJECTIVE,
+    )
+    dimension_contrast_weight: float = option(
+        0.0,
+        "SimCSE++: > 0 adds the dimension-wise contrastive term with this weight (the paper's 0.1)",
+        OBJECTIVE,
+    )
+    dimension_contrast_temperature: float = option(
+        5.0, "SimCSE++: the dimension-wise term's temperature", OBJECTIVE
+    )
+    guide_model: str = option(
+        "",
+        "false-negative filtering (GISTEmbed): a model (any the toolkit loads) that drops the in-batch "
+        "negatives it rates closer to the anchor than the anchor's positive; empty = off",
+        OBJECTIVE,
+    )
+    guide_margin: float = option(
+        0.0,
+        "false-negative filtering: drop negatives rated above the positive's similarity minus this",
+        OBJECTIVE,
+    )
     dropout_range: str = option(
         "",
         "S-SimCSE: LOW,HIGH: the anchors and the other views are two passes, each under a dropout rate drawn "
@@ -351,6 +394,7 @@ class TrainConfig:
             check(f"max_seq_len must be at least 3, got {self.max_seq_len}")
         if not (self.hard_negative_weight >= 0 and math.isfinite(self.hard_negative_weight)):
             check(f"hard_negative_weight must be a finite number >= 0, got {self.hard_negative_weight}")
+        problems += self._family_problems()
         if self.augment:
             from simcse.augment import parse_augment
 
@@ -420,6 +464,46 @@ class TrainConfig:
         _raise_together(problems)
         return self
 
+    def _family_problems(self) -> list[str]:
+        """The follow-up methods' options (ESimCSE, SimCSE++, false-negative filtering, CT)."""
+        problems = []
+        if not 0 <= self.word_repetition < 1:
+            problems.append(f"word_repetition must be in [0, 1), got {self.word_repetition}")
+        if self.word_repetition and (self.objective == "sup" or self.dropout_mask == "shared"):
+            problems.append("word_repetition changes the positive of unsup training (not sup rows, not "
+                            "dropout_mask shared, whose views are one pass)")  # fmt: skip
+        if self.word_repetition and self.compile:
+            problems.append("word_repetition lengthens sequences; compile needs every batch at max_seq_len")
+        if not 0 <= self.queue_momentum < 1:
+            problems.append(f"queue_momentum must be in [0, 1), got {self.queue_momentum}")
+        if self.negatives_without_dropout:
+            if self.objective == "sup" or self.dropout_mask == "shared" or self.encoders == "two":
+                problems.append("negatives_without_dropout is for unsup training with one shared encoder and "
+                                "independent dropout masks")  # fmt: skip
+            if self.loss == "binary":
+                problems.append(
+                    "negatives_without_dropout is an InfoNCE variant; it does not combine with loss binary"
+                )
+            if self.guide_model:
+                problems.append(
+                    "negatives_without_dropout builds its own negatives; guide_model filters the batch's"
+                )
+        if not (self.dimension_contrast_weight >= 0 and math.isfinite(self.dimension_contrast_weight)):
+            problems.append(f"dimension_contrast_weight must be >= 0, got {self.dimension_contrast_weight}")
+        if not (
+            self.dimension_contrast_temperature > 0 and math.isfinite(self.dimension_contrast_temperature)
+        ):
+            problems.append(
+                f"dimension_contrast_temperature must be > 0, got {self.dimension_contrast_temperature}"
+            )
+        if self.dimension_contrast_weight and self.dropout_mask == "shared":
+            problems.append("dimension_contrast_weight compares two views; dropout_mask shared has one")
+        if not math.isfinite(self.guide_margin):
+            problems.append(f"guide_margin must be a finite number, got {self.guide_margin}")
+        if self.loss == "binary" and self.hard_negative_weight != 1.0:
+            problems.append("hard_negative_weight weighs InfoNCE's denominator; loss binary has none")
+        return problems
+
     def dropout_bounds(self) -> tuple[float, float] | None:
         """``dropout_range`` as (LOW, HIGH), or None when unset; ValueError says what is wrong."""
         if not self.dropout_range:
@@ -442,7 +526,7 @@ class TrainConfig:
                 ("mlm_head", self.mlm_head, MLM_HEADS), ("ddp_gradient", self.ddp_gradient, DDP_GRADIENTS),
                 ("optimizer", self.optimizer, OPTIMIZERS), ("similarity", self.similarity, SIMILARITIES),
                 ("dropout_mask", self.dropout_mask, ("independent", "shared")),
-                ("encoders", self.encoders, ("shared", "two")),
+                ("encoders", self.encoders, ("shared", "two")), ("loss", self.loss, ("infonce", "binary")),
                 ("positive", self.positive, ("self", "next_sentence", "next_3_sentences"))]  # fmt: skip
 
 
@@ -452,7 +536,7 @@ OPTIMIZERS = ("adamw", "adamw_hf")
 SIMILARITIES = ("cosine", "dot")
 NULLABLE = ("model_name_or_path", "data_dir", "dropout")  # null / none in YAML and on the command line
 
-NON_NEGATIVE = ("num_epochs", "max_steps", "noise_negatives", "eval_steps", "geometry_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
+NON_NEGATIVE = ("num_epochs", "max_steps", "noise_negatives", "queue_size", "eval_steps", "geometry_steps", "save_steps", "gradcache_chunk_size", "warmup_steps",
                 "max_train_samples", "num_threads", "logging_steps", "seed")  # fmt: skip
 
 

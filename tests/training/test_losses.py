@@ -193,10 +193,10 @@ def test_a_shared_dropout_mask_is_one_pass_whose_embedding_is_both_views(tmp_pat
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
 def test_gaussian_noise_negatives_are_drawn_under_the_seed_and_join_every_anchors_candidates(similarity):
     """GS-InfoNCE: ``count`` N(0, std^2) vectors per step are candidates (never targets) of every anchor."""
-    from simcse.training.losses import GaussianNegatives
+    from simcse.training.negatives import GaussianNoise
 
     z = torch.randn(6, 2, 8)
-    loss = GaussianNegatives(ContrastiveLoss(0.05, similarity=similarity), count=10, std=0.5)
+    loss = ContrastiveLoss(0.05, similarity=similarity, sources=[GaussianNoise(count=10, std=0.5)])
     torch.manual_seed(4)
     ours = loss(z)
     torch.manual_seed(4)

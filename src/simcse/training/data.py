@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simcse.augment import Augmentation, augmented, neighbour, row_rng
+from simcse.augment import Augmentation, augmented, neighbour, repeat_subwords, row_rng
 from simcse.errors import DataError
 
 
@@ -98,12 +98,19 @@ class Collator:
     sup: the columns are the views (anchor, positive[, hard negative]).
     ``pad_to_length`` pads every batch to one length (static shapes for ``torch.compile``); otherwise
     batches are padded to their longest sequence. No randomness here (it may run in a prefetch thread):
-    MLM masking happens in the training loop.
+    MLM masking happens in the training loop; the per-row pieces (augmentation, ``word_repetition``) draw
+    from the row's own seeded generator.
+
+    ``plain_copy`` (SimCSE++): the anchor's tokens once more as the last view (encoded with dropout off).
+    ``word_repetition`` (ESimCSE): view 1's subwords repeated (:func:`simcse.augment.repeat_subwords`).
+    ``guide_tokenizer`` (false-negative filtering): the rows' texts also as that tokenizer's ids
+    (``guide_input_ids``, ``guide_attention_mask``, ``guide_columns``), for the guide model.
     """
 
     def __init__(self, tokenizer, max_seq_len: int, views: int, pad_to_length: int | None = None,
                  augment: Sequence[Augmentation] = (), seed: int = 0, next_window: int = 0,
-                 corpus: Sequence[tuple[str, ...]] | None = None):  # fmt: skip
+                 corpus: Sequence[tuple[str, ...]] | None = None, plain_copy: bool = False,
+                 word_repetition: float = 0.0, guide_tokenizer=None):  # fmt: skip
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.views = views
@@ -112,6 +119,10 @@ class Collator:
         self.seed = seed
         self.next_window = next_window  # > 0: the positive is one of the next rows of ``corpus``
         self.corpus = corpus
+        self.plain_copy = plain_copy
+        self.word_repetition = word_repetition
+        self.guide_tokenizer = guide_tokenizer
+        self.special = frozenset(tokenizer.all_special_ids)
 
     def __call__(
         self, rows: Sequence[tuple[str, ...]], epoch: int = 0, row_ids: Sequence[int] | None = None
@@ -133,12 +144,33 @@ class Collator:
         flat = [s for row in rows for s in row]
         ids = self.tokenizer(flat, truncation=True, max_length=self.max_seq_len, return_attention_mask=False,
                              return_token_type_ids=False)["input_ids"]  # fmt: skip
-        if columns == 1 and self.views == 2:
-            ids = [x for x in ids for _ in range(2)]
+        per_row = [ids[i * columns : (i + 1) * columns] for i in range(len(rows))]
+        if columns == 1 and self.views - self.plain_copy >= 2:
+            per_row = [row * 2 for row in per_row]
+        if self.word_repetition:
+            keys = range(len(rows)) if row_ids is None else row_ids
+            for row, key in zip(per_row, keys):
+                rng = np.random.default_rng(
+                    [self.seed, epoch, int(key), 1]
+                )  # its own stream beside augment's
+                row[1] = repeat_subwords(row[1], self.word_repetition, rng, self.special)
+        if self.plain_copy:
+            per_row = [[*row, row[0]] for row in per_row]
         from simcse.modeling.encoder import pad_batch
 
-        batch = pad_batch(ids, self.tokenizer.pad_token_id, self.pad_to_length)
+        batch = pad_batch(
+            [x for row in per_row for x in row], self.tokenizer.pad_token_id, self.pad_to_length
+        )
         batch["views"] = torch.tensor(self.views)
+        if self.guide_tokenizer is not None:
+            guide = self.guide_tokenizer(flat, truncation=True, max_length=self.max_seq_len,
+                                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]  # fmt: skip
+            padded = pad_batch(guide, self.guide_tokenizer.pad_token_id)
+            batch["guide_input_ids"], batch["guide_attention_mask"] = (
+                padded["input_ids"],
+                padded["attention_mask"],
+            )
+            batch["guide_columns"] = torch.tensor(columns)
         return batch
 
 

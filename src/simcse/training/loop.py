@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from simcse.runtime import seed_everything
 from simcse.training.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
 from simcse.training.data import Collator, MLMMasker, Prefetcher
 from simcse.training.finish import finish, run_facts
-from simcse.training.losses import ContrastiveLoss, GaussianNegatives, SharedMaskViews
+from simcse.training.losses import ContrastiveLoss, DimensionContrast, OffDropoutLoss, SharedMaskViews
 from simcse.training.metrics import LogWindow, MetricsLog, describe_run, format_scores
 from simcse.training.model import SimCSEModel
 from simcse.training.run_dir import BEST_DIR, model_write_errors, prepare_output_dir
@@ -101,6 +101,7 @@ class Run:
     log: MetricsLog
     collate: Collator
     masker: MLMMasker | None
+    hooks: list = field(default_factory=list)  # before_step(batch) / after_step() pieces of the loss
     progress: Any = None  # the progress bar, on the main process
 
 
@@ -142,20 +143,17 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     optimizer = build_optimizer(config, model, env.device)
     scheduler = build_scheduler(config, optimizer, inputs.total_steps)
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16")
-    scale = 1.0 / env.dist.world_size if config.ddp_gradient == "original" else 1.0
-    loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight, scale, config.similarity)
-    if config.noise_negatives:
-        loss_fn = GaussianNegatives(loss_fn, config.noise_negatives, config.noise_std)
+    loss_fn, hooks, guide = build_loss(config, env, inputs, model)
     # sequences per row as the batches carry them: one with a shared dropout mask (both views are one pass)
     encoded_views = 1 if config.dropout_mask == "shared" else inputs.views
-    if config.dropout_mask == "shared":
-        loss_fn = SharedMaskViews(loss_fn)
     # the collator's own tokenizer copy: it runs in the prefetch thread while the dev evaluation may be
     # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
     collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, encoded_views,
                        pad_to_length=config.max_seq_len if config.compile else None,
                        augment=inputs.augment, seed=config.seed,
-                       next_window=POSITIVES[config.positive], corpus=inputs.data.rows)  # fmt: skip
+                       next_window=POSITIVES[config.positive], corpus=inputs.data.rows,
+                       plain_copy=config.negatives_without_dropout, word_repetition=config.word_repetition,
+                       guide_tokenizer=copy.deepcopy(guide.guide.tokenizer) if guide is not None else None)  # fmt: skip
     masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
     state = TrainerState()
     if inputs.checkpoint is not None:
@@ -176,7 +174,43 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     log = MetricsLog(inputs.out, env.dist.main, config, resumed=inputs.checkpoint is not None)
     if env.dist.main:
         describe_run(config, inputs.data, inputs.views, inputs.total_steps, env, model.encoder)
-    return Run(config, env, inputs, model, optimizer, scheduler, scaler, step, state, log, collate, masker)
+    return Run(
+        config, env, inputs, model, optimizer, scheduler, scaler, step, state, log, collate, masker, hooks
+    )
+
+
+def build_loss(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel) -> tuple:
+    """The loss the step minimises, from its pieces (:mod:`simcse.training.negatives`), the step hooks those
+    pieces need, and the guide filter (None without ``guide_model``). The momentum queue is registered on
+    ``model`` so that checkpoints keep it."""
+    from simcse.training import negatives
+
+    scale = 1.0 / env.dist.world_size if config.ddp_gradient == "original" else 1.0
+    sources, filters, hooks, guide = [], [], [], None
+    if config.noise_negatives:
+        sources.append(negatives.GaussianNoise(config.noise_negatives, config.noise_std))
+    if config.queue_size:
+        encoded = 1 if config.dropout_mask == "shared" else inputs.views
+        model.momentum = negatives.MomentumQueue(model.encoder, config.queue_size, config.queue_momentum,
+                                                 encoded).to(env.device)  # fmt: skip
+        sources.append(model.momentum)
+        hooks.append(model.momentum)
+    if config.guide_model:
+        guide = negatives.GuideFilter(inputs.guide.to(env.device), config.guide_margin)
+        filters.append(guide)
+        hooks.append(guide)
+    if config.negatives_without_dropout:
+        loss_fn = OffDropoutLoss(config.temperature, scale, config.similarity, sources)
+    else:
+        loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight, scale, config.similarity,
+                                  sources, filters, "binary" if config.loss == "binary" else "infonce")  # fmt: skip
+    if config.dimension_contrast_weight:
+        loss_fn = DimensionContrast(
+            loss_fn, config.dimension_contrast_weight, config.dimension_contrast_temperature
+        )
+    if config.dropout_mask == "shared":
+        loss_fn = SharedMaskViews(loss_fn)
+    return loss_fn, hooks, guide
 
 
 def loop(run: Run) -> None:
@@ -192,8 +226,13 @@ def loop(run: Run) -> None:
     try:
         while state.global_step < total:
             epoch, step_in_epoch, rows, batch = next(batches)
-            loss, mlm = run.step(on_device(run, batch))
+            batch = on_device(run, batch)
+            for hook in run.hooks:
+                hook.before_step(batch)
+            loss, mlm = run.step(batch)
             update_weights(run, loss)
+            for hook in run.hooks:
+                hook.after_step()
             state.advance(epoch, step_in_epoch, run.inputs.plan.steps_per_epoch)
             window.add(len(rows) * dist.world_size, loss)
             step = state.global_step

@@ -23,6 +23,11 @@ class SimCSEModel(nn.Module):
     With ``dropout_range`` (LOW, HIGH) (``dropout_range``, S-SimCSE) the anchors and the other views are two
     passes, each under its own dropout rate drawn uniformly from [LOW, HIGH) from the global generator (so
     GradCache's replay and a resume draw the same rates).
+
+    With ``plain_views`` (SimCSE++'s ``negatives_without_dropout``) those views of each row are encoded in a
+    pass of their own with dropout off (the encoder in eval mode: attention dropout too), with gradient.
+    ``momentum`` (ESimCSE's queue, :class:`~simcse.training.negatives.MomentumQueue`) is kept here so that
+    checkpoints hold it; it takes no part in the forward.
     """
 
     def __init__(
@@ -32,6 +37,7 @@ class SimCSEModel(nn.Module):
         second_encoder: Encoder | None = None,
         views: int = 2,
         dropout_range: tuple[float, float] | None = None,
+        plain_views: tuple[int, ...] = (),
     ):
         super().__init__()
         self.encoder = encoder
@@ -39,6 +45,8 @@ class SimCSEModel(nn.Module):
         self.second_encoder = second_encoder
         self.views = views
         self.dropout_range = dropout_range
+        self.plain_views = tuple(plain_views)
+        self.momentum: nn.Module | None = None
 
     def _pass(self, encoder: Encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.dropout_range is not None and self.training:
@@ -48,18 +56,38 @@ class SimCSEModel(nn.Module):
             set_dropout(encoder.backbone, low + (high - low) * float(torch.rand(())), record=False)
         return encoder(input_ids, attention_mask, with_mlp=True)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _groups(self) -> list[tuple[list[int], Encoder, bool]]:
+        """(views, encoder, dropout off) for each pass over a row's views."""
+        trained = [v for v in range(self.views) if v not in self.plain_views]
         if self.second_encoder is None and self.dropout_range is None:
+            groups = [(trained, self.encoder, False)]
+        else:
+            groups = [([0], self.encoder, False), (trained[1:], self.second_encoder or self.encoder, False)]
+        if self.plain_views:
+            groups.append((list(self.plain_views), self.encoder, True))
+        return [g for g in groups if g[0]]
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        groups = self._groups()
+        if len(groups) == 1:
             return self.encoder(input_ids, attention_mask, with_mlp=True)
-        rows = input_ids.shape[0] // self.views
-        anchor = torch.arange(rows, device=input_ids.device) * self.views
-        others = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        others[anchor] = False
-        first = self._pass(self.encoder, input_ids[anchor], attention_mask[anchor])
-        second = self._pass(self.second_encoder or self.encoder, input_ids[others], attention_mask[others])
-        out = first.new_empty(input_ids.shape[0], first.shape[-1])
-        out[anchor] = first
-        out[others] = second.to(first.dtype)
+        view_of = torch.arange(input_ids.shape[0], device=input_ids.device) % self.views
+        out = None
+        for views, encoder, plain in groups:
+            chosen = torch.isin(view_of, torch.tensor(views, device=input_ids.device))
+            ids, mask = input_ids[chosen], attention_mask[chosen]
+            if plain:
+                was = encoder.training
+                encoder.eval()
+                try:
+                    emb = encoder(ids, mask, with_mlp=True)
+                finally:
+                    encoder.train(was)
+            else:
+                emb = self._pass(encoder, ids, mask)
+            if out is None:
+                out = emb.new_empty(input_ids.shape[0], emb.shape[-1])
+            out[chosen] = emb.to(out.dtype)
         return out
 
     def forward(

@@ -81,6 +81,7 @@ class Inputs:
     plan: BatchPlan
     total_steps: int
     augment: list  # the positive view's augmentation pieces (simcse.augment), models and thesaurus loaded
+    guide: Any = None  # guide_model's Encoder (false-negative filtering), loaded
 
 
 def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
@@ -123,7 +124,21 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
     mlm_model = config.augment_mlm_model or config.model_name_or_path
     augment = parse_augment(config.augment, config.augment_thesaurus or None,
                             None if mlm_model == DEFAULT_MODEL else mlm_model)  # fmt: skip
-    return Inputs(data, views, evaluator, geometry, out, checkpoint, plan, total_steps, augment)
+    return Inputs(data, views, evaluator, geometry, out, checkpoint, plan, total_steps, augment,
+                  load_guide(config.guide_model))  # fmt: skip
+
+
+def load_guide(name: str) -> Any:
+    """``guide_model`` as an Encoder (None when unset); a model that cannot be loaded is a ConfigError."""
+    if not name:
+        return None
+    from simcse.errors import SimCSEError
+    from simcse.modeling.encoder import Encoder
+
+    try:
+        return Encoder.load(name)
+    except (SimCSEError, OSError, ValueError) as e:
+        raise ConfigError(f"guide_model {name!r} cannot be loaded: {e}") from None
 
 
 def resolve_train_file(config: TrainConfig) -> Path:
@@ -147,7 +162,7 @@ def resolve_train_file(config: TrainConfig) -> Path:
 
 def resolve_views(config: TrainConfig, data: TrainingData) -> int:
     """Views per row: 2 for unsup (the sentence twice) and sup pairs, 3 or 4 with one or two hard-negative
-    columns."""
+    columns; one more with ``negatives_without_dropout`` (the sentence once more, without dropout)."""
     where = data.path
     if config.objective == "unsup" and data.columns != 1:
         raise DataError(
@@ -170,7 +185,12 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
         raise DataError(where, "objective sup needs 2 columns (anchor, positive) or 3 (with a hard negative)")
     if config.hard_negative_weight != 1.0 and data.columns < 3:
         raise ConfigError("hard_negative_weight needs a hard-negative (third) column in the training file")
-    return max(2, data.columns)
+    for name in ("word_repetition", "negatives_without_dropout"):
+        if getattr(config, name) and data.columns != 1:
+            raise DataError(
+                where, f"{name} is for one-sentence (unsup) rows; this file has {data.columns} columns"
+            )
+    return max(2, data.columns) + (1 if config.negatives_without_dropout else 0)
 
 
 def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool | None]:
@@ -203,7 +223,8 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
     head = mlm_head_of(files.mlm_model, kind) if kind else None
     pretrained = None if kind == "fresh" else files.mlm_head_pretrained
     second = copy.deepcopy(encoder) if config.encoders == "two" else None
-    return SimCSEModel(encoder, head, second, views, config.dropout_bounds()), pretrained
+    plain = (views - 1,) if config.negatives_without_dropout else ()
+    return SimCSEModel(encoder, head, second, views, config.dropout_bounds(), plain), pretrained
 
 
 def build_optimizer(
