@@ -66,7 +66,10 @@ def test_a_grid_runs_aggregates_skips_and_refuses_changes(tmp_path, tiny_bert, f
     assert row["metrics"]["dev_spearman"]["mean"] == pytest.approx(sum(values) / 2)
     assert row["metrics"]["dev_spearman"]["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
     table = (out / "results.md").read_text()
-    assert "| Setting | dev | n | paper |" in table and "| tau 0.05 |" in table and "50.0" in table
+    header = "| Setting | dev | n | wall s | s / 1k steps | time vs tau 0.05 | paper |"
+    assert header in table and "| tau 0.05 |" in table and "50.0" in table and "| 1.00x |" in table
+    timing = result.cells[0].metrics
+    assert timing["wall_s"] >= 0 and timing["train_s_per_1000_steps"] > 0
     saved = json.loads((out / "results.json").read_text())
     assert [s["setting"] for s in saved["settings"]] == ["tau 0.05", "tau 1"] and len(saved["cells"]) == 4
     assert (out / "results.csv").read_text().splitlines()[0].startswith("setting,n,dev_spearman_mean")

@@ -56,6 +56,7 @@ def _cell(entry: dict[str, Any] | None) -> str:
 
 def _columns(rows: list[dict[str, Any]], metric: str) -> list[tuple[str, str]]:
     present = {k for row in rows for k in row["metrics"]}
+    present -= {k for k, _ in TIME_COLUMNS}
     columns = [(metric, dict(DEV_COLUMNS).get(metric, metric))]
     columns += [(k, label) for k, label in DEV_COLUMNS if k in present and k != metric]
     columns += [(f"test_{t}", label) for t, label in STS_COLUMNS if f"test_{t}" in present]
@@ -65,11 +66,28 @@ def _columns(rows: list[dict[str, Any]], metric: str) -> list[tuple[str, str]]:
     return columns
 
 
+TIME_COLUMNS = (("wall_s", "wall s"), ("train_s_per_1000_steps", "s / 1k steps"))
+
+
+def _time_cells(row: dict[str, Any], first: dict[str, Any] | None) -> list[str]:
+    """Wall time, training time per 1,000 steps, and that time relative to the first row's."""
+    cells = []
+    for key, _ in TIME_COLUMNS:
+        entry = row["metrics"].get(key)
+        cells.append(f"{entry['mean']:.0f}" if entry else "-")
+    mine = row["metrics"].get("train_s_per_1000_steps")
+    base = (first or {}).get("metrics", {}).get("train_s_per_1000_steps")
+    cells.append(f"{mine['mean'] / base['mean']:.2f}x" if mine and base else "-")
+    return cells
+
+
 def markdown(grid: Grid, rows: list[dict[str, Any]], budget: str) -> str:
     metric = grid.metric
     columns = _columns(rows, metric)
     with_paper = any(row["paper"] is not None for row in rows)
-    header = ["Setting", *(label for _, label in columns), "n", *(["paper"] if with_paper else [])]
+    timed = any(k in row["metrics"] for row in rows for k, _ in TIME_COLUMNS)
+    times = [*(label for _, label in TIME_COLUMNS), f"time vs {rows[0]['setting']}"] if timed and rows else []
+    header = ["Setting", *(label for _, label in columns), "n", *times, *(["paper"] if with_paper else [])]
     lines = [f"## {grid.title}", ""]
     if grid.description:
         lines += [grid.description, ""]
@@ -79,6 +97,8 @@ def markdown(grid: Grid, rows: list[dict[str, Any]], budget: str) -> str:
         n = row["metrics"].get(metric, {}).get("n", 0)
         failed = f" ({len(row['failed_seeds'])} failed)" if row["failed_seeds"] else ""
         cells = [row["setting"], *(_cell(row["metrics"].get(k)) for k, _ in columns), f"{n}{failed}"]
+        if times:
+            cells += _time_cells(row, rows[0])
         if with_paper:
             cells.append(f"{row['paper']:.1f}" if row["paper"] is not None else "-")
         lines.append("| " + " | ".join(cells) + " |")

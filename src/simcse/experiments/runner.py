@@ -65,7 +65,34 @@ def cell_metrics(out: Path) -> dict[str, float]:
         value = scores.get("spearman", scores.get("acc")) if isinstance(scores, dict) else None
         if isinstance(value, (int, float)):
             metrics[f"test_{task}"] = float(value)
-    return metrics
+    return {**metrics, **cell_timing(out)}
+
+
+def cell_timing(out: Path) -> dict[str, float]:
+    """From the cell's metrics.jsonl: ``wall_s``, the seconds from its first record to its last (training and
+    the dev and test evaluations), and ``train_s_per_1000_steps``, the training time of 1,000 steps at the
+    median logged throughput (windows that held a dev evaluation are outliers the median ignores)."""
+    import statistics
+
+    path = out / "metrics.jsonl"
+    config = out / RUN_CONFIG
+    if not path.is_file() or not config.is_file():
+        return {}
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    times = [r["time"] for r in records if isinstance(r.get("time"), (int, float))]
+    rates = [r["sentences_per_s"] for r in records if isinstance(r.get("sentences_per_s"), (int, float))]
+    batch = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("batch_size")
+    timing = {}
+    if len(times) >= 2:
+        timing["wall_s"] = float(max(times) - min(times))
+    if rates and isinstance(batch, int) and statistics.median(rates) > 0:
+        timing["train_s_per_1000_steps"] = 1000.0 * batch / statistics.median(rates)
+    return timing
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
