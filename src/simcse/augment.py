@@ -154,6 +154,11 @@ def load_mlm(name: str | None, option: str = "augment_mlm_model") -> tuple[Any, 
             "augment mlm needs a masked-language model: the training model has none named (the embedded "
             "sentence model has no MLM head); set augment_mlm_model, e.g. bert-base-uncased"
         )
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # a missing head is reported below in one line, not as a load report
+    hf_logging.disable_progress_bar()
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(name)
@@ -161,6 +166,10 @@ def load_mlm(name: str | None, option: str = "augment_mlm_model") -> tuple[Any, 
         raise ConfigError(
             f"{option} {name}: cannot load a masked-language model ({str(e).splitlines()[0]})"
         ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
     head = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
     if head or tokenizer.mask_token_id is None:
         raise ConfigError(f"{option} {name}: it has no pretrained MLM head (or no [MASK] token)")
