@@ -156,6 +156,12 @@ class TrainConfig:
     diffcse_weight: float = option(
         0.005, "DiffCSE: lambda: loss = contrastive + lambda * replaced-token detection", OBJECTIVE
     )
+    diffcse_batchnorm: bool = option(
+        False,
+        "DiffCSE's two-layer BatchNorm projection (its --batchnorm, used for its BERT STS model) in place of "
+        "SimCSE's MLP in training; needs pooler cls and mlp_only_train (it is never saved)",
+        OBJECTIVE,
+    )
     mlm_head: str = option(
         "original",
         "original: what the original code trained (a fresh untied head for BERT-style checkpoints, whose head "
@@ -412,6 +418,13 @@ class TrainConfig:
         ):
             check("diffcse_weight and diffcse_mask_ratio configure DiffCSE, which needs diffcse_generator: a "
                   "masked-language model sharing the encoder's vocabulary (e.g. distilbert-base-uncased)")  # fmt: skip
+        if self.diffcse_batchnorm and (self.pooler != "cls" or not self.mlp_only_train):
+            check(
+                "diffcse_batchnorm replaces the cls MLP in training only: it needs pooler cls and mlp_only_train"
+            )
+        if self.diffcse_batchnorm and self.gradcache_chunk_size:
+            check("diffcse_batchnorm normalises over the whole batch, which GradCache's chunks split; set "
+                  "gradcache_chunk_size 0")  # fmt: skip
         if not 0 <= self.warmup_ratio < 1:
             check(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.warmup_steps and self.warmup_ratio:

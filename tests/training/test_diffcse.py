@@ -284,16 +284,18 @@ def test_cpu_smoke_run_saves_an_encoder_without_the_discriminator(
     assert Encoder.load(str(out)).inference_pooler == "cls_before_pooler"
 
 
-def test_resume_restores_the_discriminator(tiny_bert, tiny_bert_mlm, txt, tmp_path):
-    """Resuming from step 2 continues exactly: the discriminator, its optimiser state and the random
-    state of the masking are in the checkpoint."""
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_resume_restores_the_discriminator(tiny_bert, tiny_bert_mlm, txt, tmp_path, batchnorm):
+    """Resuming from step 2 continues exactly: the discriminator (and the BatchNorm projection with its
+    running statistics), their optimiser state and the random state of the masking are in the checkpoint."""
     from safetensors.torch import load_file
 
     from simcse.training.loop import train
 
     def config(out):
         return train_config(tiny_bert, txt, out, diffcse_generator=str(tiny_bert_mlm), diffcse_weight=1.0,
-                            max_steps=4, save_steps=2, learning_rate=1e-2)  # fmt: skip
+                            max_steps=4, save_steps=2, learning_rate=1e-2, mlp_only_train=batchnorm,
+                            diffcse_batchnorm=batchnorm)  # fmt: skip
 
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     for out in (whole, resumed):
@@ -307,3 +309,42 @@ def test_resume_restores_the_discriminator(tiny_bert, tiny_bert_mlm, txt, tmp_pa
     train(config(resumed), resume=True)
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_batchnorm_projection_replaces_the_mlp_in_training_only(tiny_bert, tiny_bert_mlm, txt, tmp_path):
+    from safetensors.torch import load_file
+
+    from simcse.modeling.encoder import Encoder
+    from simcse.training.diffcse import BatchNormProjection
+    from simcse.training.loop import train
+
+    model, editor = _diffcse_model(
+        tiny_bert, tiny_bert_mlm, txt, tmp_path, mlp_only_train=True, diffcse_batchnorm=True
+    )
+    assert model.encoder.mlp is None and isinstance(model.projector, BatchNormProjection)
+    model.train()
+    batch = _batch(model.encoder.tokenizer)
+    batch["rtd_input_ids"], batch["rtd_labels"] = editor(batch["input_ids"], batch["attention_mask"])
+    emb, terms = model(**{k: v for k, v in batch.items() if v.dim() > 0})
+    # the last BatchNorm (no affine): every dimension has mean 0 and variance 1 over the batch
+    assert torch.allclose(emb.mean(0), torch.zeros(emb.shape[1]), atol=1e-5)
+    variance = emb.var(0, unbiased=False)  # var / (var + eps) of the unnormalised values
+    assert torch.allclose(variance, torch.ones(emb.shape[1]), atol=1e-2)
+    terms["rtd"][0].backward()
+    assert model.projector.net[0].weight.grad.abs().sum() > 0  # the discriminator is conditioned on it
+    out = tmp_path / "run"
+    train(train_config(tiny_bert, txt, out, diffcse_generator=str(tiny_bert_mlm), mlp_only_train=True,
+                       diffcse_batchnorm=True, max_steps=2))  # fmt: skip
+    saved = load_file(str(out / "model.safetensors"))
+    assert not any(k.startswith(("projector", "net.")) for k in saved)
+    assert Encoder.load(str(out)).inference_pooler == "cls_before_pooler"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [({"pooler": "avg"}, "needs pooler cls and mlp_only_train"), ({}, "needs pooler cls and mlp_only_train"),
+     ({"mlp_only_train": True, "gradcache_chunk_size": 2}, "GradCache")],
+)  # fmt: skip
+def test_the_batchnorm_projection_is_refused_where_it_cannot_apply(txt, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(train_file=str(txt), diffcse_batchnorm=True, **changes).validate()

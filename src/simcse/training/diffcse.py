@@ -17,6 +17,10 @@
 The loss is contrastive + ``diffcse_weight`` * the mean replaced-token cross-entropy. The discriminator is
 trained and kept in resumable checkpoints, never saved with the encoder; the generator is frozen and
 reloaded by name.
+
+:class:`BatchNormProjection` (``diffcse_batchnorm``) is the original's other training-only piece: the
+two-layer projection with batch normalisation (its ``--batchnorm``, used for its BERT STS model) in place of
+SimCSE's Linear+Tanh MLP, over the [CLS] state while training only (``mlp_only_train``), so never saved.
 """
 
 from __future__ import annotations
@@ -164,3 +168,25 @@ class Discriminator(nn.Module):
             return hidden.sum() * 0.0 + self.head.weight.sum() * 0.0, 0
         logits = self.head(hidden[scored]).float()
         return F.cross_entropy(logits, labels[scored], reduction="sum"), count
+
+
+class BatchNormProjection(nn.Module):
+    """Linear(d, 2d) - BatchNorm - ReLU - Linear(2d, d) - BatchNorm without affine parameters, no biases (the
+    original's ``ProjectionMLP``); linear weights N(0, ``init_std``) as Hugging Face initialises them. The
+    statistics are the whole batch's (every view of every row in one call), so it needs one pass per batch."""
+
+    def __init__(self, dim: int, init_std: float = 0.02):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, 2 * dim, bias=False),
+            nn.BatchNorm1d(2 * dim),
+            nn.ReLU(),
+            nn.Linear(2 * dim, dim, bias=False),
+            nn.BatchNorm1d(dim, affine=False),
+        )
+        for module in self.net:
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -29,6 +29,9 @@ class SimCSEModel(nn.Module):
     With ``dropout_range`` (LOW, HIGH) (``dropout_range``, S-SimCSE) the anchors and the other views are two
     passes, each under its own dropout rate drawn uniformly from [LOW, HIGH) from the global generator (so
     GradCache's replay and a resume draw the same rates).
+
+    With ``projector`` (``diffcse_batchnorm``) the embeddings of the whole batch go through it together
+    (the encoder then has no MLP of its own); it is trained, never saved.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class SimCSEModel(nn.Module):
         views: int = 2,
         dropout_range: tuple[float, float] | None = None,
         discriminator: nn.Module | None = None,
+        projector: nn.Module | None = None,
     ):
         super().__init__()
         self.encoder = encoder
@@ -47,6 +51,7 @@ class SimCSEModel(nn.Module):
         self.views = views
         self.dropout_range = dropout_range
         self.discriminator = discriminator
+        self.projector = projector
 
     def _pass(self, encoder: Encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.dropout_range is not None and self.training:
@@ -57,6 +62,10 @@ class SimCSEModel(nn.Module):
         return encoder(input_ids, attention_mask, with_mlp=True)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self._embed(input_ids, attention_mask)
+        return out if self.projector is None else self.projector(out)
+
+    def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.second_encoder is None and self.dropout_range is None:
             return self.encoder(input_ids, attention_mask, with_mlp=True)
         rows = input_ids.shape[0] // self.views

@@ -177,7 +177,7 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
     """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the LM head ``mlm_head`` asks for; also
     whether that head is pretrained (None without do_mlm or with a fresh head). ``encoders: two`` adds an
     independent copy of the encoder (its MLP too) for views 1.. of each row of ``views``;
-    ``diffcse_generator`` DiffCSE's discriminator."""
+    ``diffcse_generator`` DiffCSE's discriminator, ``diffcse_batchnorm`` its BatchNorm projection."""
     from simcse.modeling.encoder import Encoder
     from simcse.modeling.model_dir import position_limit, read_backbone
     from simcse.training.model import mlm_head_of, resolved_mlm_head
@@ -203,13 +203,21 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
     kind = resolved_mlm_head(files.mlm_model, config.mlm_head) if config.do_mlm else None
     head = mlm_head_of(files.mlm_model, kind) if kind else None
     pretrained = None if kind == "fresh" else files.mlm_head_pretrained
+    projector = None
+    if config.diffcse_batchnorm:  # in place of the encoder's MLP, which would never be trained
+        from simcse.training.diffcse import BatchNormProjection
+
+        encoder.mlp = None
+        projector = BatchNormProjection(
+            encoder.dim, float(getattr(files.backbone.config, "initializer_range", 0.02))
+        )
     second = copy.deepcopy(encoder) if config.encoders == "two" else None
     discriminator = None
     if config.diffcse_generator:  # DiffCSE: a copy of the pretrained transformer, with a fresh token head
         from simcse.training.diffcse import Discriminator
 
         discriminator = Discriminator(copy.deepcopy(encoder.backbone))
-    model = SimCSEModel(encoder, head, second, views, config.dropout_bounds(), discriminator)
+    model = SimCSEModel(encoder, head, second, views, config.dropout_bounds(), discriminator, projector)
     return model, pretrained
 
 
