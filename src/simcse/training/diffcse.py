@@ -56,10 +56,11 @@ def load_generator(name: str, encoder_tokenizer: Any, ratio: float) -> Generator
 
 
 class GeneratorEdit:
-    """``(input_ids, attention_mask)`` -> (edited ids, replaced-token labels), on the inputs' device.
+    """``(input_ids, attention_mask)`` -> (edited ids, replaced-token labels) on the generator's device.
 
     ``generator``: a frozen ``AutoModelForMaskedLM`` (anything returning ``.logits`` of (batch, length,
     vocabulary)); ``tokenizer``: its tokenizer (the encoder's vocabulary). Never predicts a special token.
+    Give it the batch while it is still on the CPU: the positions are drawn there, with no device sync.
     """
 
     def __init__(self, generator: nn.Module, tokenizer: Any, ratio: float):
@@ -78,7 +79,8 @@ class GeneratorEdit:
     def mask(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the generator's input, the chosen positions). Every draw is on the CPU generator."""
+        """(the generator's input, the chosen positions), on the inputs' device; every draw is on the CPU
+        generator."""
         cpu_ids, cpu_mask = input_ids.cpu(), attention_mask.cpu()
         maskable = cpu_mask.bool() & ~torch.isin(cpu_ids, self.special)
         chosen = torch.bernoulli(torch.full(cpu_ids.shape, self.ratio)).bool() & maskable
@@ -98,10 +100,14 @@ class GeneratorEdit:
         autocast: contextlib.AbstractContextManager | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         masked, chosen = self.mask(input_ids, attention_mask)
+        device = next(self.generator.parameters(), torch.empty(0)).device
+        masked, chosen, input_ids, attention_mask = (
+            t.to(device, non_blocking=True) for t in (masked, chosen, input_ids, attention_mask)
+        )
         with autocast or contextlib.nullcontext():
             logits = self.generator(input_ids=masked, attention_mask=attention_mask).logits
         logits = logits[..., : self.vocab_size].float()
-        logits[..., self.special.to(logits.device)] = -float("inf")
+        logits[..., self.special.to(device)] = -float("inf")
         edited = torch.where(chosen, logits.argmax(-1), input_ids)
         labels = replaced_token_labels(input_ids, edited, attention_mask, self.special)
         return edited, labels

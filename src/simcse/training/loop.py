@@ -230,12 +230,11 @@ def on_device(run: Run, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     the prefetch thread: it draws from the global generator, whose sequence makes a run reproducible."""
     if run.masker is not None:
         batch["mlm_input_ids"], batch["mlm_labels"] = run.masker(batch["input_ids"], batch["attention_mask"])
-    batch = {k: v.to(run.env.device, non_blocking=True) for k, v in batch.items()}
-    if run.editor is not None:
+    if run.editor is not None:  # positions drawn on the CPU, the generator run on the device
         batch["rtd_input_ids"], batch["rtd_labels"] = run.editor(
             batch["input_ids"], batch["attention_mask"], run.env.autocast
         )
-    return batch
+    return {k: v.to(run.env.device, non_blocking=True) for k, v in batch.items()}
 
 
 def update_weights(run: Run, loss: torch.Tensor) -> None:
