@@ -144,8 +144,9 @@ class MLMReplacement:
         return self.tokenizer.decode(masked, skip_special_tokens=True).split()
 
 
-def load_mlm(name: str | None) -> tuple[Any, Any]:
-    """A masked-language model and its tokenizer, frozen in eval mode; one line when there is none."""
+def load_mlm(name: str | None, option: str = "augment_mlm_model") -> tuple[Any, Any]:
+    """A masked-language model and its tokenizer, frozen in eval mode; one line naming ``option`` when there
+    is none."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     if not name:
@@ -153,16 +154,25 @@ def load_mlm(name: str | None) -> tuple[Any, Any]:
             "augment mlm needs a masked-language model: the training model has none named (the embedded "
             "sentence model has no MLM head); set augment_mlm_model, e.g. bert-base-uncased"
         )
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # a missing head is reported below in one line, not as a load report
+    hf_logging.disable_progress_bar()
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:
         raise ConfigError(
-            f"augment_mlm_model {name}: cannot load a masked-language model ({str(e).splitlines()[0]})"
+            f"{option} {name}: cannot load a masked-language model ({str(e).splitlines()[0]})"
         ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
     head = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
     if head or tokenizer.mask_token_id is None:
-        raise ConfigError(f"augment_mlm_model {name}: it has no pretrained MLM head (or no [MASK] token)")
+        raise ConfigError(f"{option} {name}: it has no pretrained MLM head (or no [MASK] token)")
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)

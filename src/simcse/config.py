@@ -185,6 +185,26 @@ class TrainConfig:
     do_mlm: bool = option(False, "add the masked-language-model auxiliary loss", OBJECTIVE)
     mlm_weight: float = option(0.1, "lambda: loss = contrastive + lambda * MLM", OBJECTIVE)
     mlm_probability: float = option(0.15, "share of tokens masked for the MLM loss", OBJECTIVE)
+    # DiffCSE (Chuang et al. 2022): conditional replaced-token detection (simcse.training.diffcse)
+    diffcse_generator: str = option(
+        "",
+        "DiffCSE: the frozen masked-language model (HF id or directory with its MLM head, sharing the "
+        "encoder's vocabulary, e.g. distilbert-base-uncased) that fills masked tokens of each sentence; a "
+        "discriminator conditioned on the sentence embedding detects the replaced ones; empty = off",
+        OBJECTIVE,
+    )
+    diffcse_mask_ratio: float = option(  # the paper's BERT-base STS settings
+        0.3, "DiffCSE: share of each sentence's tokens masked for the generator", OBJECTIVE
+    )
+    diffcse_weight: float = option(
+        0.005, "DiffCSE: lambda: loss = contrastive + lambda * replaced-token detection", OBJECTIVE
+    )
+    diffcse_batchnorm: bool = option(
+        False,
+        "DiffCSE's two-layer BatchNorm projection (its --batchnorm, used for its BERT STS model) in place of "
+        "SimCSE's MLP in training; needs pooler cls and mlp_only_train (it is never saved)",
+        OBJECTIVE,
+    )
     mlm_head: str = option(
         "original",
         "original: what the original code trained (a fresh untied head for BERT-style checkpoints, whose head "
@@ -432,6 +452,23 @@ class TrainConfig:
             check(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
         if not (self.mlm_weight >= 0 and math.isfinite(self.mlm_weight)):
             check(f"mlm_weight must be >= 0, got {self.mlm_weight}")
+        if not 0 < self.diffcse_mask_ratio < 1:
+            check(f"diffcse_mask_ratio must be in (0, 1), got {self.diffcse_mask_ratio}")
+        if not (self.diffcse_weight >= 0 and math.isfinite(self.diffcse_weight)):
+            check(f"diffcse_weight must be >= 0, got {self.diffcse_weight}")
+        if not self.diffcse_generator and any(
+            getattr(self, k) != self.__dataclass_fields__[k].default
+            for k in ("diffcse_weight", "diffcse_mask_ratio")
+        ):
+            check("diffcse_weight and diffcse_mask_ratio configure DiffCSE, which needs diffcse_generator: a "
+                  "masked-language model sharing the encoder's vocabulary (e.g. distilbert-base-uncased)")  # fmt: skip
+        if self.diffcse_batchnorm and (self.pooler != "cls" or not self.mlp_only_train):
+            check(
+                "diffcse_batchnorm replaces the cls MLP in training only: it needs pooler cls and mlp_only_train"
+            )
+        if self.diffcse_batchnorm and self.gradcache_chunk_size:
+            check("diffcse_batchnorm normalises over the whole batch, which GradCache's chunks split; set "
+                  "gradcache_chunk_size 0")  # fmt: skip
         if not 0 <= self.warmup_ratio < 1:
             check(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.warmup_steps and self.warmup_ratio:

@@ -178,7 +178,7 @@ def test_the_plain_view_is_encoded_with_dropout_off_and_with_gradient(tiny_bert,
         [s for s in SENTENCES[:4] for _ in range(3)], padding=True, return_tensors="pt"
     )
     model.train()
-    emb, _, _ = model(tok.input_ids, tok.attention_mask)
+    emb, _ = model(tok.input_ids, tok.attention_mask)
     assert model.training and model.encoder.training  # back in train mode after the plain pass
     model.encoder.eval()
     with torch.no_grad():
@@ -227,7 +227,7 @@ def test_gradcache_matches_one_pass_with_off_dropout_and_the_dimension_term(tiny
     )
     batch = {"input_ids": tok.input_ids, "attention_mask": tok.attention_mask}
     torch.manual_seed(11)
-    loss, _ = gradcache_step(model, batch, 3, 3, loss_fn, 0.0, torch.device("cpu"), contextlib.nullcontext())
+    loss, _ = gradcache_step(model, batch, 3, 3, loss_fn, {}, torch.device("cpu"), contextlib.nullcontext())
     cached = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     # reference: the same chunks with autograd in the same random order (the same dropout masks), one loss

@@ -37,7 +37,7 @@ def _run_gradcache(model, batch, chunk):
     loss_fn = ContrastiveLoss(0.05)
     torch.manual_seed(123)
     loss, _ = gradcache_step(
-        model, batch, 2, chunk, loss_fn, 0.1, torch.device("cpu"), contextlib.nullcontext()
+        model, batch, 2, chunk, loss_fn, {"mlm": 0.1}, torch.device("cpu"), contextlib.nullcontext()
     )
     return loss, _grads(model)
 

@@ -1,7 +1,7 @@
 """Resumable training checkpoints: full state, written atomically, verified by checksum on load.
 
 ``OUTPUT/checkpoints/step-00000250/`` holds
-- ``model.safetensors``: every trained weight (encoder, MLP, MLM head);
+- ``model.safetensors``: every trained weight (encoder, MLP, MLM head, DiffCSE's discriminator);
 - ``optimizer.pt``: optimiser state (read back with ``torch.load(weights_only=True)``: no pickle code runs);
 - ``rng-rank{r}.pt``: each process's random generator states (python, numpy, torch, CUDA);
 - ``trainer_state.json``: step, data position, scheduler and loss-scaler state, best dev score;

@@ -5,8 +5,8 @@ train(config):
      training file, dev data, the output directory, and the model (encoder + MLP [+ MLM head]);
   2. prepare the output directory (or find the checkpoint to resume);
   3. AdamW, linear schedule, loss scaler, the step function (plain or GradCache), and the resumed state;
-  4. loop: batch -> step (forward: one pass, each sentence twice for unsup -> contrastive loss [+ MLM] ->
-     backward) -> clip -> finite check -> update; dev evaluation every ``eval_steps`` keeps the best model;
+  4. loop: batch -> step (forward: one pass, each sentence twice for unsup -> contrastive loss [+ MLM]
+     [+ DiffCSE's replaced-token detection] -> backward) -> clip -> finite check -> update; dev evaluation every ``eval_steps`` keeps the best model;
      a resumable checkpoint every ``save_steps``;
   5. write the best model to the output directory and evaluate it on the test sets.
 
@@ -44,6 +44,7 @@ from simcse.training.run_dir import BEST_DIR, model_write_errors, prepare_output
 from simcse.training.setup import (
     Environment,
     Inputs,
+    build_generator,
     build_model,
     build_optimizer,
     build_scheduler,
@@ -102,6 +103,7 @@ class Run:
     collate: Collator
     masker: MLMMasker | None
     hooks: list = field(default_factory=list)  # before_step(batch) / after_step() pieces of the loss
+    editor: Any = None  # DiffCSE's generator edit (simcse.training.diffcse.GeneratorEdit) or None
     progress: Any = None  # the progress bar, on the main process
 
 
@@ -112,11 +114,12 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     inputs = read_inputs(config, env.dist, resume)  # 1. everything that can fail on input, nothing written
     seed_everything(config.seed)
     model, mlm_head_pretrained = build_model(config, inputs.views)
+    editor = build_generator(config, model.encoder.tokenizer)
     if inputs.checkpoint is None:
         prepare_output_dir(config, inputs.out, resume, env.dist)  # 2.
     model.to(env.device)  # 3.
     if config.fast_dropout and env.device.type == "cpu":
-        for encoder in (model.encoder, model.second_encoder):
+        for encoder in (model.encoder, model.second_encoder, model.discriminator):
             if encoder is not None:
                 use_fast_dropout(encoder.backbone)
     if env.dist.main and config.do_mlm and mlm_head_pretrained is False:
@@ -124,7 +127,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     elif env.dist.main and config.do_mlm and mlm_head_pretrained is None:
         print(f"simcse: the MLM head starts freshly initialised (mlm_head: {config.mlm_head}; the original "
               "code's BERT runs trained such a head)", file=sys.stderr)  # fmt: skip
-    run = start(config, env, inputs, model)
+    run = start(config, env, inputs, model, editor)
     try:
         if inputs.evaluator is not None and run.state.dev_before is None and config.eval_before_training:
             run.state.dev_before = evaluate_dev(run, 0)
@@ -138,7 +141,9 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     return result
 
 
-def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel) -> Run:
+def start(
+    config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel, editor: Any = None
+) -> Run:
     """The optimiser, schedule, scaler and step function, the collator, and the resumed state."""
     optimizer = build_optimizer(config, model, env.device)
     scheduler = build_scheduler(config, optimizer, inputs.total_steps)
@@ -174,9 +179,10 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     log = MetricsLog(inputs.out, env.dist.main, config, resumed=inputs.checkpoint is not None)
     if env.dist.main:
         describe_run(config, inputs.data, inputs.views, inputs.total_steps, env, model.encoder)
-    return Run(
-        config, env, inputs, model, optimizer, scheduler, scaler, step, state, log, collate, masker, hooks
-    )
+    if editor is not None:
+        editor.to(env.device)
+    return Run(config, env, inputs, model, optimizer, scheduler, scaler, step, state, log, collate, masker,
+               hooks, editor)  # fmt: skip
 
 
 def build_loss(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel) -> tuple:
@@ -229,7 +235,7 @@ def loop(run: Run) -> None:
             batch = on_device(run, batch)
             for hook in run.hooks:
                 hook.before_step(batch)
-            loss, mlm = run.step(batch)
+            loss, aux = run.step(batch)
             update_weights(run, loss)
             for hook in run.hooks:
                 hook.after_step()
@@ -239,7 +245,7 @@ def loop(run: Run) -> None:
             if run.progress is not None:
                 run.progress.update(1)
             if step % max(config.logging_steps, 1) == 0 or step == total:
-                log_window(run, window, mlm)
+                log_window(run, window, aux)
             if run.inputs.geometry is not None and step % config.geometry_steps == 0:
                 log_geometry(run, step)
             if run.inputs.evaluator is not None and config.eval_steps and step % config.eval_steps == 0:
@@ -257,10 +263,14 @@ def loop(run: Run) -> None:
 
 
 def on_device(run: Run, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The batch (with its MLM copy) on the device. MLM masking happens here, not in the prefetch thread:
-    it draws from the global generator, whose sequence makes a run reproducible."""
+    """The batch (with its MLM copy, and DiffCSE's edited copy) on the device. Masking happens here, not in
+    the prefetch thread: it draws from the global generator, whose sequence makes a run reproducible."""
     if run.masker is not None:
         batch["mlm_input_ids"], batch["mlm_labels"] = run.masker(batch["input_ids"], batch["attention_mask"])
+    if run.editor is not None:  # positions drawn on the CPU, the generator run on the device
+        batch["rtd_input_ids"], batch["rtd_labels"] = run.editor(
+            batch["input_ids"], batch["attention_mask"], run.env.autocast
+        )
     return {k: v.to(run.env.device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -287,14 +297,14 @@ def progress_bar(run: Run) -> Any:
                 dynamic_ncols=True)  # fmt: skip
 
 
-def log_window(run: Run, window: LogWindow, mlm: torch.Tensor) -> None:
+def log_window(run: Run, window: LogWindow, aux: dict[str, torch.Tensor]) -> None:
     state, plan = run.state, run.inputs.plan
     record = window.averages()
     record = {"loss": record["loss"], "lr": run.scheduler.get_last_lr()[0],
               "sentences_per_s": record["sentences_per_s"],
               "epoch": state.epoch + state.step_in_epoch / plan.steps_per_epoch}  # fmt: skip
-    if run.config.do_mlm:
-        record["mlm_loss"] = mlm.item()
+    for name, value in aux.items():  # mlm_loss, rtd_loss: the last step's
+        record[f"{name}_loss"] = value.item()
     run.log.log(state.global_step, record)
     if run.progress is not None:
         run.progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",

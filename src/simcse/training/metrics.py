@@ -122,3 +122,7 @@ def describe_run(
         + (f", GradCache chunks of {config.gradcache_chunk_size}" if config.gradcache_chunk_size else ""),
         file=sys.stderr,
     )
+    if config.diffcse_generator:
+        print(f"simcse: DiffCSE: {config.diffcse_generator} fills {config.diffcse_mask_ratio:.0%} of the tokens; "
+              f"loss + {config.diffcse_weight:g} x replaced-token detection"
+              f"{' (BatchNorm projection)' if config.diffcse_batchnorm else ''}", file=sys.stderr)  # fmt: skip

@@ -1,4 +1,5 @@
-"""The module that is trained: the encoder, plus the MLM head when the auxiliary MLM loss is on."""
+"""The module that is trained: the encoder, plus the MLM head when the auxiliary MLM loss is on and DiffCSE's
+discriminator when replaced-token detection is on."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ from simcse.training.losses import mlm_loss
 
 
 class SimCSEModel(nn.Module):
-    """``forward(input_ids, attention_mask[, mlm_input_ids, mlm_labels])`` ->
-    (sentence embeddings, MLM cross-entropy summed over masked tokens, number of masked tokens).
+    """``forward(input_ids, attention_mask[, mlm_input_ids, mlm_labels, rtd_input_ids, rtd_labels])`` ->
+    (sentence embeddings, the auxiliary terms): ``{"mlm": (MLM cross-entropy summed over the masked tokens,
+    their number)}`` when MLM inputs are given (and there is an MLM head), ``"rtd"`` likewise for DiffCSE's
+    replaced-token detection (:mod:`simcse.training.diffcse`; the discriminator is conditioned on the
+    embeddings, so its gradient reaches the encoder). An auxiliary term ``NAME`` takes the batch's
+    ``NAME_input_ids`` and ``NAME_labels`` (-100: not scored), so a step normalises each over the batch.
 
-    The embeddings are computed first, then the MLM pass, so GradCache's replay of the random state
+    The embeddings are computed first, then the auxiliary passes, so GradCache's replay of the random state
     reproduces the embedding pass's dropout masks.
 
     With ``second_encoder`` (``encoders: two``, the paper's Table 2) the sequences come row-major with
     ``views`` per row: view 0 (the anchor) goes through ``encoder``, the others through the second encoder,
-    and the embeddings are put back in the batch's order. Only ``encoder`` is evaluated and saved.
+    and the embeddings are put back in the batch's order. Only ``encoder`` is evaluated and saved (the MLM
+    head and the discriminator are trained and kept in resumable checkpoints only).
 
     With ``dropout_range`` (LOW, HIGH) (``dropout_range``, S-SimCSE) the anchors and the other views are two
     passes, each under its own dropout rate drawn uniformly from [LOW, HIGH) from the global generator (so
@@ -28,6 +34,9 @@ class SimCSEModel(nn.Module):
     pass of their own with dropout off (the encoder in eval mode: attention dropout too), with gradient.
     ``momentum`` (ESimCSE's queue, :class:`~simcse.training.negatives.MomentumQueue`) is kept here so that
     checkpoints hold it; it takes no part in the forward.
+
+    With ``projector`` (``diffcse_batchnorm``) the embeddings of the whole batch go through it together
+    (the encoder then has no MLP of its own); it is trained, never saved.
     """
 
     def __init__(
@@ -38,6 +47,8 @@ class SimCSEModel(nn.Module):
         views: int = 2,
         dropout_range: tuple[float, float] | None = None,
         plain_views: tuple[int, ...] = (),
+        discriminator: nn.Module | None = None,
+        projector: nn.Module | None = None,
     ):
         super().__init__()
         self.encoder = encoder
@@ -47,6 +58,8 @@ class SimCSEModel(nn.Module):
         self.dropout_range = dropout_range
         self.plain_views = tuple(plain_views)
         self.momentum: nn.Module | None = None
+        self.discriminator = discriminator
+        self.projector = projector
 
     def _pass(self, encoder: Encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.dropout_range is not None and self.training:
@@ -68,6 +81,10 @@ class SimCSEModel(nn.Module):
         return [g for g in groups if g[0]]
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self._embed(input_ids, attention_mask)
+        return out if self.projector is None else self.projector(out)
+
+    def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         groups = self._groups()
         if len(groups) == 1:
             return self.encoder(input_ids, attention_mask, with_mlp=True)
@@ -96,13 +113,18 @@ class SimCSEModel(nn.Module):
         attention_mask: torch.Tensor,
         mlm_input_ids: torch.Tensor | None = None,
         mlm_labels: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        rtd_input_ids: torch.Tensor | None = None,
+        rtd_labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, int]]]:
         embeddings = self.embed(input_ids, attention_mask)
-        if self.mlm_head is None or mlm_input_ids is None:
-            return embeddings, embeddings.new_zeros(()), 0
-        hidden = self.encoder.hidden_states(mlm_input_ids, attention_mask)[self.encoder.num_layers]
-        mean, count = mlm_loss(self.mlm_head, hidden, mlm_labels)
-        return embeddings, mean * count, count
+        terms: dict[str, tuple[torch.Tensor, int]] = {}
+        if self.mlm_head is not None and mlm_input_ids is not None:
+            hidden = self.encoder.hidden_states(mlm_input_ids, attention_mask)[self.encoder.num_layers]
+            mean, count = mlm_loss(self.mlm_head, hidden, mlm_labels)
+            terms["mlm"] = (mean * count, count)
+        if self.discriminator is not None and rtd_input_ids is not None:
+            terms["rtd"] = self.discriminator(rtd_input_ids, attention_mask, embeddings, rtd_labels)
+        return embeddings, terms
 
 
 def resolved_mlm_head(mlm_model: nn.Module, kind: str) -> str:

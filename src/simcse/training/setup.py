@@ -196,7 +196,8 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
 def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool | None]:
     """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the LM head ``mlm_head`` asks for; also
     whether that head is pretrained (None without do_mlm or with a fresh head). ``encoders: two`` adds an
-    independent copy of the encoder (its MLP too) for views 1.. of each row of ``views``."""
+    independent copy of the encoder (its MLP too) for views 1.. of each row of ``views``;
+    ``diffcse_generator`` DiffCSE's discriminator, ``diffcse_batchnorm`` its BatchNorm projection."""
     from simcse.modeling.encoder import Encoder
     from simcse.modeling.model_dir import position_limit, read_backbone
     from simcse.training.model import mlm_head_of, resolved_mlm_head
@@ -222,9 +223,35 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
     kind = resolved_mlm_head(files.mlm_model, config.mlm_head) if config.do_mlm else None
     head = mlm_head_of(files.mlm_model, kind) if kind else None
     pretrained = None if kind == "fresh" else files.mlm_head_pretrained
+    projector = None
+    if config.diffcse_batchnorm:  # in place of the encoder's MLP, which would never be trained
+        from simcse.training.diffcse import BatchNormProjection
+
+        encoder.mlp = None
+        projector = BatchNormProjection(
+            encoder.dim, float(getattr(files.backbone.config, "initializer_range", 0.02))
+        )
     second = copy.deepcopy(encoder) if config.encoders == "two" else None
+    discriminator = None
+    if config.diffcse_generator:  # DiffCSE: a copy of the pretrained transformer, with a fresh token head
+        from simcse.training.diffcse import Discriminator
+
+        discriminator = Discriminator(copy.deepcopy(encoder.backbone))
     plain = (views - 1,) if config.negatives_without_dropout else ()
-    return SimCSEModel(encoder, head, second, views, config.dropout_bounds(), plain), pretrained
+    model = SimCSEModel(
+        encoder, head, second, views, config.dropout_bounds(), plain, discriminator, projector
+    )
+    return model, pretrained
+
+
+def build_generator(config: TrainConfig, encoder_tokenizer: Any) -> Any:
+    """DiffCSE's frozen generator (``diffcse_generator``) as a :class:`~simcse.training.diffcse.GeneratorEdit`,
+    checked against the encoder's vocabulary; None when DiffCSE is off."""
+    if not config.diffcse_generator:
+        return None
+    from simcse.training.diffcse import load_generator
+
+    return load_generator(config.diffcse_generator, encoder_tokenizer, config.diffcse_mask_ratio)
 
 
 def build_optimizer(

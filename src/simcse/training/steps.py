@@ -1,8 +1,11 @@
 """One training step's forward and backward, chosen once per run: the plain step (the whole batch in one
 pass) or GradCache; and the check that the step's loss and gradients are finite.
 
-A step function takes the batch (on the device) and returns (loss, MLM loss), leaving the parameter
-gradients in place; the optimiser update is the loop's.
+A step function takes the batch (on the device) and returns (loss, the auxiliary losses by name: ``mlm``,
+DiffCSE's ``rtd``), leaving the parameter gradients in place; the optimiser update is the loop's. The model's
+forward returns each auxiliary term as (sum over its scored tokens, their number); a step adds weight * sum /
+the batch's number of scored tokens (counted from ``NAME_labels``, so GradCache's chunks add up to the mean
+over the whole batch).
 
 Cached-gradient large batches (GradCache, Gao et al. 2021) with replayed dropout. A contrastive batch cannot be split into accumulated micro-batches: each anchor must see every candidate.
 GradCache keeps the full batch of negatives while holding activations for one chunk at a time:
@@ -27,7 +30,14 @@ from simcse.config import TrainConfig
 from simcse.errors import TrainingError
 from simcse.runtime import Dist
 
-StepFn = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+StepFn = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+Forward = Callable[..., tuple[torch.Tensor, dict[str, tuple[torch.Tensor, int]]]]
+IGNORE = -100  # the label of a token an auxiliary loss does not score
+
+
+def aux_weights(config: TrainConfig) -> dict[str, float]:
+    """The weight of each auxiliary term the model may return (it returns only those its batch feeds)."""
+    return {"mlm": config.mlm_weight, "rtd": config.diffcse_weight}
 
 
 def _rng_state(device: torch.device) -> tuple:
@@ -54,21 +64,23 @@ def _chunks(batch: dict[str, torch.Tensor], views: int, chunk_rows: int) -> list
 
 
 def gradcache_step(
-    forward: Callable[..., tuple[torch.Tensor, torch.Tensor, int]],
+    forward: Forward,
     batch: dict[str, torch.Tensor],
     views: int,
     chunk_rows: int,
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
-    mlm_weight: float,
+    weights: dict[str, float],
     device: torch.device,
     autocast: contextlib.AbstractContextManager,
     scale: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
     no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One GradCache step: leaves parameter gradients in place, returns (contrastive loss, MLM loss).
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One GradCache step: leaves parameter gradients in place, returns (contrastive loss, the auxiliary
+    losses by name).
 
-    ``forward(**chunk)`` returns (embeddings, MLM cross-entropy sum, number of masked tokens);
-    ``scale`` is the fp16 loss scaler's ``scale`` (identity otherwise).
+    ``forward(**chunk)`` returns (embeddings, {name: (sum, count)}); the auxiliary terms are computed per
+    chunk in the replay, normalised by the whole batch's count and weighted by ``weights``; ``scale`` is the
+    fp16 loss scaler's ``scale`` (identity otherwise).
     """
     chunks = _chunks(batch, views, chunk_rows)
     states, reps = [], []
@@ -76,53 +88,52 @@ def gradcache_step(
         for chunk in chunks:
             states.append(_rng_state(device))
             with autocast:
-                reps.append(
-                    forward(**{k: v for k, v in chunk.items() if not k.startswith("mlm_")})[0].float()
-                )
+                reps.append(forward(chunk["input_ids"], chunk["attention_mask"])[0].float())
     end_state = _rng_state(device)
     cache = torch.cat(reps).detach().requires_grad_()
     loss = loss_fn(cache.view(-1, views, cache.shape[-1]))
     scale(loss).backward()
     grads = cache.grad.split([r.shape[0] for r in reps])
 
-    total_masked = int((batch["mlm_labels"] != -100).sum()) if "mlm_labels" in batch else 0
-    mlm_total = torch.zeros((), device=device)
+    totals = {name: int((batch[f"{name}_labels"] != IGNORE).sum()) for name in weights
+              if f"{name}_labels" in batch}  # fmt: skip
+    aux: dict[str, torch.Tensor] = {}
     for i, (chunk, grad) in enumerate(zip(chunks, grads)):
         _set_rng_state(states[i], device)
         sync = contextlib.nullcontext() if i == len(chunks) - 1 else no_sync()
         with sync:
             with autocast:
-                emb, mlm_sum, _ = forward(**chunk)
+                emb, terms = forward(**chunk)
             surrogate = (emb.float() * grad).sum()
-            if total_masked:
-                mlm_part = mlm_sum / total_masked
-                surrogate = surrogate + scale(mlm_weight * mlm_part)
-                mlm_total = mlm_total + mlm_part.detach()
+            for name, (total, _) in terms.items():
+                part = total.float() / max(totals[name], 1)  # a zero term still joins the graph (DDP)
+                surrogate = surrogate + scale(weights[name] * part)
+                aux[name] = aux.get(name, 0.0) + part.detach()
             surrogate.backward()
     _set_rng_state(end_state, device)
-    return loss.detach(), mlm_total
+    return loss.detach(), aux
 
 
 def plain_step(
-    forward: Callable[..., tuple[torch.Tensor, torch.Tensor, int]],
+    forward: Forward,
     batch: dict[str, torch.Tensor],
     views: int,
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
-    mlm_weight: float | None,
+    weights: dict[str, float],
     autocast: contextlib.AbstractContextManager,
     scale: Callable[[torch.Tensor], torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole batch in one forward pass (each row's views together), then backward. ``mlm_weight``
-    None: no MLM loss is added."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The whole batch in one forward pass (each row's views together), then backward; each auxiliary term
+    the batch feeds is added with its weight."""
     with autocast:
-        emb, mlm_sum, masked = forward(
-            batch["input_ids"], batch["attention_mask"], batch.get("mlm_input_ids"), batch.get("mlm_labels")
-        )
-    cl = loss_fn(emb.float().view(-1, views, emb.shape[-1]))
-    mlm = mlm_sum.float() / max(masked, 1)
-    loss = cl + mlm_weight * mlm if mlm_weight is not None else cl
+        emb, terms = forward(**{k: v for k, v in batch.items() if v.dim() > 0})
+    loss = loss_fn(emb.float().view(-1, views, emb.shape[-1]))
+    aux = {}
+    for name, (total, count) in terms.items():
+        aux[name] = total.float() / max(count, 1)
+        loss = loss + weights[name] * aux[name]
     scale(loss).backward()
-    return loss, mlm
+    return loss, {name: value.detach() for name, value in aux.items()}
 
 
 def make_step(
@@ -135,17 +146,17 @@ def make_step(
     scaler: torch.amp.GradScaler,
 ) -> StepFn:
     """The run's step function: GradCache when ``gradcache_chunk_size`` is set, else the plain step."""
+    weights = aux_weights(config)
     if config.gradcache_chunk_size:
         no_sync = getattr(forward, "no_sync", contextlib.nullcontext)
 
-        def step(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            cl, mlm = gradcache_step(forward, batch, views, config.gradcache_chunk_size, loss_fn,
-                                     config.mlm_weight, device, autocast, scaler.scale, no_sync)  # fmt: skip
-            return cl + config.mlm_weight * mlm, mlm
+        def step(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            cl, aux = gradcache_step(forward, batch, views, config.gradcache_chunk_size, loss_fn, weights,
+                                     device, autocast, scaler.scale, no_sync)  # fmt: skip
+            return cl + sum(weights[name] * value for name, value in aux.items()), aux
 
         return step
-    mlm_weight = config.mlm_weight if config.do_mlm else None
-    return lambda batch: plain_step(forward, batch, views, loss_fn, mlm_weight, autocast, scaler.scale)
+    return lambda batch: plain_step(forward, batch, views, loss_fn, weights, autocast, scaler.scale)
 
 
 def check_finite(
