@@ -99,11 +99,14 @@ class Collator:
     ``pad_to_length`` pads every batch to one length (static shapes for ``torch.compile``); otherwise
     batches are padded to their longest sequence. No randomness here (it may run in a prefetch thread):
     MLM masking happens in the training loop.
+    With ``prompt`` (pooler prompt, a :class:`~simcse.modeling.prompt.Prompt`) each sentence, truncated to
+    ``max_seq_len`` tokens, is put in its view's template (PromptBERT: the anchor in the first, the others
+    in the second), and ``template`` says which each sequence got.
     """
 
     def __init__(self, tokenizer, max_seq_len: int, views: int, pad_to_length: int | None = None,
                  augment: Sequence[Augmentation] = (), seed: int = 0, next_window: int = 0,
-                 corpus: Sequence[tuple[str, ...]] | None = None):  # fmt: skip
+                 corpus: Sequence[tuple[str, ...]] | None = None, prompt: Any = None):  # fmt: skip
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.views = views
@@ -112,6 +115,7 @@ class Collator:
         self.seed = seed
         self.next_window = next_window  # > 0: the positive is one of the next rows of ``corpus``
         self.corpus = corpus
+        self.prompt = prompt
 
     def __call__(
         self, rows: Sequence[tuple[str, ...]], epoch: int = 0, row_ids: Sequence[int] | None = None
@@ -131,14 +135,22 @@ class Collator:
                     for row, key in zip(rows, keys)]  # fmt: skip
             columns = 2
         flat = [s for row in rows for s in row]
+        special = self.prompt is None  # a prompt brings the special tokens with its template
         ids = self.tokenizer(flat, truncation=True, max_length=self.max_seq_len, return_attention_mask=False,
-                             return_token_type_ids=False)["input_ids"]  # fmt: skip
+                             return_token_type_ids=False, add_special_tokens=special)["input_ids"]  # fmt: skip
         if columns == 1 and self.views == 2:
             ids = [x for x in ids for _ in range(2)]
+        per_row = 2 if columns == 1 and self.views == 2 else columns
+        templates = None
+        if self.prompt is not None:
+            templates = [self.prompt.view_template(i % per_row) for i in range(len(ids))]
+            ids = [self.prompt.templates[t].wrap(x) for t, x in zip(templates, ids)]
         from simcse.modeling.encoder import pad_batch
 
         batch = pad_batch(ids, self.tokenizer.pad_token_id, self.pad_to_length)
         batch["views"] = torch.tensor(self.views)
+        if templates is not None:
+            batch["template"] = torch.tensor(templates, dtype=torch.long)
         return batch
 
 

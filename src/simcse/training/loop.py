@@ -155,7 +155,8 @@ def start(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEMo
     collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, encoded_views,
                        pad_to_length=config.max_seq_len if config.compile else None,
                        augment=inputs.augment, seed=config.seed,
-                       next_window=POSITIVES[config.positive], corpus=inputs.data.rows)  # fmt: skip
+                       next_window=POSITIVES[config.positive], corpus=inputs.data.rows,
+                       prompt=model.encoder.prompt)  # fmt: skip
     masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
     state = TrainerState()
     if inputs.checkpoint is not None:

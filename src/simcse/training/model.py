@@ -23,6 +23,8 @@ class SimCSEModel(nn.Module):
     With ``dropout_range`` (LOW, HIGH) (``dropout_range``, S-SimCSE) the anchors and the other views are two
     passes, each under its own dropout rate drawn uniformly from [LOW, HIGH) from the global generator (so
     GradCache's replay and a resume draw the same rates).
+
+    ``template`` (pooler prompt) is each sequence's template index, as the collator made it.
     """
 
     def __init__(
@@ -40,23 +42,36 @@ class SimCSEModel(nn.Module):
         self.views = views
         self.dropout_range = dropout_range
 
-    def _pass(self, encoder: Encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _pass(
+        self,
+        encoder: Encoder,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        template: torch.Tensor | None,
+    ) -> torch.Tensor:
         if self.dropout_range is not None and self.training:
             from simcse.modeling.dropout import set_dropout
 
             low, high = self.dropout_range
             set_dropout(encoder.backbone, low + (high - low) * float(torch.rand(())), record=False)
-        return encoder(input_ids, attention_mask, with_mlp=True)
+        return encoder(input_ids, attention_mask, with_mlp=True, template=template)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, template: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.second_encoder is None and self.dropout_range is None:
-            return self.encoder(input_ids, attention_mask, with_mlp=True)
+            return self.encoder(input_ids, attention_mask, with_mlp=True, template=template)
         rows = input_ids.shape[0] // self.views
         anchor = torch.arange(rows, device=input_ids.device) * self.views
         others = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         others[anchor] = False
-        first = self._pass(self.encoder, input_ids[anchor], attention_mask[anchor])
-        second = self._pass(self.second_encoder or self.encoder, input_ids[others], attention_mask[others])
+
+        def part(select: torch.Tensor) -> torch.Tensor | None:
+            return None if template is None else template[select]
+
+        first = self._pass(self.encoder, input_ids[anchor], attention_mask[anchor], part(anchor))
+        second = self._pass(self.second_encoder or self.encoder, input_ids[others], attention_mask[others],
+                            part(others))  # fmt: skip
         out = first.new_empty(input_ids.shape[0], first.shape[-1])
         out[anchor] = first
         out[others] = second.to(first.dtype)
@@ -68,8 +83,9 @@ class SimCSEModel(nn.Module):
         attention_mask: torch.Tensor,
         mlm_input_ids: torch.Tensor | None = None,
         mlm_labels: torch.Tensor | None = None,
+        template: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        embeddings = self.embed(input_ids, attention_mask)
+        embeddings = self.embed(input_ids, attention_mask, template)
         if self.mlm_head is None or mlm_input_ids is None:
             return embeddings, embeddings.new_zeros(()), 0
         hidden = self.encoder.hidden_states(mlm_input_ids, attention_mask)[self.encoder.num_layers]

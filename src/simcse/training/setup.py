@@ -189,7 +189,20 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
     limit = position_limit(files.backbone.config)
     if limit is not None and config.max_seq_len > limit:
         raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds what {files.source} supports ({limit})")
-    encoder = Encoder.from_backbone(files, config.pooler, config.mlp_only_train, None, packed)
+    prompt_options = {}
+    if config.pooler == "prompt":  # PromptBERT: the paper's two BERT templates unless others are given
+        from simcse.prompts import BERT_TRAINING_TEMPLATES
+
+        prompt_options = {"prompt_template": config.prompt_template or list(BERT_TRAINING_TEMPLATES),
+                          "prompt_denoise": config.prompt_denoise}  # fmt: skip
+    encoder = Encoder.from_backbone(
+        files, config.pooler, config.mlp_only_train, None, packed, **prompt_options
+    )
+    if encoder.prompt is not None and limit is not None:
+        longest = config.max_seq_len + max(t.length for t in encoder.prompt.templates)
+        if longest > limit:
+            raise ConfigError(f"max_seq_len {config.max_seq_len} plus the prompt template makes {longest} tokens; "
+                              f"{files.source} supports {limit}")  # fmt: skip
     if config.dropout is not None:
         from simcse.modeling.dropout import set_dropout
 

@@ -49,7 +49,7 @@ def _chunks(batch: dict[str, torch.Tensor], views: int, chunk_rows: int) -> list
     for start in range(0, n, step):
         part = {k: v[start : start + step] for k, v in batch.items() if v.dim() > 0}
         longest = int(part["attention_mask"].sum(1).max())
-        out.append({k: v[:, :longest] for k, v in part.items()})
+        out.append({k: v[:, :longest] if v.dim() > 1 else v for k, v in part.items()})
     return out
 
 
@@ -116,7 +116,11 @@ def plain_step(
     None: no MLM loss is added."""
     with autocast:
         emb, mlm_sum, masked = forward(
-            batch["input_ids"], batch["attention_mask"], batch.get("mlm_input_ids"), batch.get("mlm_labels")
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch.get("mlm_input_ids"),
+            batch.get("mlm_labels"),
+            template=batch.get("template"),
         )
     cl = loss_fn(emb.float().view(-1, views, emb.shape[-1]))
     mlm = mlm_sum.float() / max(masked, 1)
