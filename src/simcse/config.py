@@ -68,7 +68,9 @@ class TrainConfig:
     )
     pooler: str = option("cls", " | ".join(POOLERS), MODEL)
     mlp_only_train: bool = option(
-        False, "train with the cls MLP, encode without it (the paper's unsup setting)", MODEL
+        False,
+        "train with the MLP (pooler cls or prompt), encode without it (the paper's unsup setting)",
+        MODEL,
     )
     dropout: float | None = option(
         None,
