@@ -58,6 +58,14 @@ def check_templates(value: str | Sequence[str], option: str = "prompt_template")
     return templates
 
 
+def training_options(template: str, denoise: str) -> dict[str, object]:
+    """The encoder's prompt options for a training run: the given template(s), else the paper's BERT pair."""
+    return {
+        "prompt_template": split_templates(template) or list(BERT_TRAINING_TEMPLATES),
+        "prompt_denoise": denoise,
+    }
+
+
 def check_denoise(value: str, option: str = "prompt_denoise") -> str:
     if value not in DENOISE:
         raise ConfigError(f"{option} must be one of {', '.join(DENOISE)}, got {shorten(repr(value), 80)}")

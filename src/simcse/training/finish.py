@@ -84,10 +84,9 @@ def evaluate_on_test(config: TrainConfig, out: Path) -> dict:
         baseline_pooler = "cls_before_pooler" if config.pooler == "cls" else config.pooler
         prompt = {}
         if config.pooler == "prompt":  # the untrained model under the trained one's template
-            from simcse.prompts import BERT_TRAINING_TEMPLATES
+            from simcse.prompts import training_options
 
-            prompt = {"prompt_template": config.prompt_template or list(BERT_TRAINING_TEMPLATES),
-                      "prompt_denoise": config.prompt_denoise}  # fmt: skip
+            prompt = training_options(config.prompt_template, config.prompt_denoise)
         baseline = evaluate(Encoder.load(config.model_name_or_path, baseline_pooler, **prompt), config.final_eval,
                             mode="test", data_dir=config.data_dir, batch_size=config.eval_batch_size)  # fmt: skip
         baseline["name"] = f"before training ({baseline_pooler})"

@@ -190,11 +190,10 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
     if limit is not None and config.max_seq_len > limit:
         raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds what {files.source} supports ({limit})")
     prompt_options = {}
-    if config.pooler == "prompt":  # PromptBERT: the paper's two BERT templates unless others are given
-        from simcse.prompts import BERT_TRAINING_TEMPLATES
+    if config.pooler == "prompt":  # PromptBERT
+        from simcse.prompts import training_options
 
-        prompt_options = {"prompt_template": config.prompt_template or list(BERT_TRAINING_TEMPLATES),
-                          "prompt_denoise": config.prompt_denoise}  # fmt: skip
+        prompt_options = training_options(config.prompt_template, config.prompt_denoise)
     encoder = Encoder.from_backbone(
         files, config.pooler, config.mlp_only_train, None, packed, **prompt_options
     )
