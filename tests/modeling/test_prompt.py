@@ -122,6 +122,54 @@ def test_denoised_embedding_is_the_raw_mask_state_minus_the_templates(spread_ber
         assert not torch.allclose(alone, unshifted, atol=1e-3)
 
 
+def _byte_level_alphabet() -> list[str]:
+    """GPT-2's byte-to-character table (RoBERTa's byte-level BPE alphabet)."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory):
+    """A random RoBERTa whose byte-level tokenizer has no merges: <mask> and position ids from padding_idx + 1."""
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
+
+    path = tmp_path_factory.mktemp("prompt-roberta")
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", *_byte_level_alphabet(), "<mask>"])}
+    (path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (path / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    RobertaTokenizer(str(path / "vocab.json"), str(path / "merges.txt")).save_pretrained(str(path))
+    config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=130, pad_token_id=1, bos_token_id=0,
+                           eos_token_id=2, type_vocab_size=1, initializer_range=0.5)  # fmt: skip
+    torch.manual_seed(4)
+    RobertaModel(config).save_pretrained(str(path))
+    return path
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_roberta_gets_its_mask_token_and_its_position_offset_in_the_denoising_pass(tiny_roberta, packed):
+    template = "This sentence : '[X]' means [MASK] ."
+    enc = Encoder.load(str(tiny_roberta), "prompt", prompt_template=template, prompt_denoise="always",
+                       packed=packed)  # fmt: skip
+    t = enc.prompt.templates[0]
+    assert t.head == (0,) and t.tail == (2,) and enc.prompt.position_offset == 2
+    sentence = "a man plays"
+    s = _tokens(enc, sentence)
+    ids = enc.tokenize([sentence]).input_ids[0]
+    assert ids == t.wrap(s) and ids[t.mask_position(len(s))] == enc.tokenizer.mask_token_id
+    backbone = enc.backbone.eval()
+    mask_state = _last(backbone, ids)[t.mask_position(len(s))]  # RoBERTa's own positions: 2, 3, ...
+    steps = torch.arange(t.length)
+    positions = (2 + steps + len(s) * (steps >= t.sentence_start)).unsqueeze(0)
+    alone = _last(backbone, t.wrap([]), positions)[t.mask_position(0)]
+    np.testing.assert_allclose(enc.encode([sentence])[0], (mask_state - alone).numpy(), atol=1e-5)
+
+
 def test_train_denoising_subtracts_in_training_mode_only(spread_bert):
     enc = Encoder.for_training(str(spread_bert), "prompt", prompt_template=TEMPLATE, prompt_denoise="train")
     always = Encoder.load(str(spread_bert), "prompt", prompt_template=TEMPLATE, prompt_denoise="always")
