@@ -116,6 +116,8 @@ def test_simcse_train_with_the_prompt_pooler_saves_a_model_that_encodes_with_the
     meta = json.loads((out / "simcse.json").read_text())
     assert meta["pooler"] == "prompt" and meta["mlp"] is False and meta["step"] == 3
     assert meta["prompt_template"] == list(BERT_TRAINING_TEMPLATES) and meta["prompt_denoise"] == "train"
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "SentenceTransformer" not in card and "template denoising | train" in card
     enc = Encoder.load(str(out))
     assert enc.prompt.texts[0] == BERT_TRAINING_TEMPLATES[0]
     assert enc.tokenize(["a dog"]).input_ids[0] == enc.prompt.templates[0].wrap(
