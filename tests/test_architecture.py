@@ -28,6 +28,7 @@ LAYERS = {
     "simcse.download": "base",
     "simcse.hub": "base",
     "simcse.augment": "base",
+    "simcse.prompts": "base",
     "simcse.nli_files": "base",
     "simcse.tracker_packages": "base",
     "simcse.sentence_files": "base",

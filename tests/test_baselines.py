@@ -162,9 +162,10 @@ def test_the_baseline_table_for_one_encoder(tiny_bert, data_dir, tmp_path, capsy
     assert code == 0
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     names = [r["name"] for r in rows]
-    assert names == [row.name for row in rows_for(str(tiny_bert), [])] and len(names) == 19
+    assert names == [row.name for row in rows_for(str(tiny_bert), [])] and len(names) == 21
     assert all("STSBenchmark" in r["tasks"] and r["seconds_total"] >= 0 for r in rows)
     assert "wmd (token embeddings)" in out and "encoder avg + whitening (BERT-whitening)" in out
+    assert "encoder prompt + template denoising (PromptBERT)" in out
     assert "| Row | seconds |" in out
 
 

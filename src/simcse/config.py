@@ -28,7 +28,8 @@ POOLERS = (
     "avg_top2",
     "avg_first_last",
     "avg_first_last_emb",
-)  # see simcse.modeling.pooling
+    "prompt",
+)  # see simcse.modeling.pooling (prompt: simcse.modeling.prompt)
 DEFAULT_MODEL = "default"  # the embedded model's name wherever a model is accepted (CLI and library)
 OBJECTIVES = ("auto", "unsup", "sup")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -67,7 +68,9 @@ class TrainConfig:
     )
     pooler: str = option("cls", " | ".join(POOLERS), MODEL)
     mlp_only_train: bool = option(
-        False, "train with the cls MLP, encode without it (the paper's unsup setting)", MODEL
+        False,
+        "train with the MLP (pooler cls or prompt), encode without it (the paper's unsup setting)",
+        MODEL,
     )
     dropout: float | None = option(
         None,
@@ -181,6 +184,22 @@ class TrainConfig:
     )
     noise_std: float = option(
         1.0, "GS-InfoNCE: the noise's standard deviation (with cosine only the direction counts)", OBJECTIVE
+    )
+    # PromptBERT (pooler prompt; simcse.prompts, simcse.modeling.prompt)
+    prompt_template: str = option(
+        "",
+        "pooler prompt: the template, [X] where the sentence goes and [MASK] whose last-layer state is the "
+        "embedding; two (joined by || or a YAML list) give the anchors and the positives their own, the first "
+        "also encodes; empty = the paper's BERT pair 'This sentence of \"[X]\" means [MASK] .' || "
+        "'This sentence : \"[X]\" means [MASK] .'",
+        OBJECTIVE,
+    )
+    prompt_denoise: str = option(
+        "train",
+        "pooler prompt: subtract the template's own [MASK] state (the template without the sentence, at the "
+        "positions it has around it): none | train (the paper's: in training, with gradients; the saved "
+        "model encodes without it) | always (also when encoding)",
+        OBJECTIVE,
     )
     do_mlm: bool = option(False, "add the masked-language-model auxiliary loss", OBJECTIVE)
     mlm_weight: float = option(0.1, "lambda: loss = contrastive + lambda * MLM", OBJECTIVE)
@@ -402,8 +421,8 @@ class TrainConfig:
                   "dev_file use dev_spearman (or auto)")  # fmt: skip
         if not self.dev_file and self.metric_for_best_model == "dev_spearman":
             check("metric_for_best_model dev_spearman needs dev_file (your dev set)")
-        if self.mlp_only_train and self.pooler != "cls":
-            check("mlp_only_train needs pooler 'cls' (the only pooler with an MLP)")
+        if self.mlp_only_train and self.pooler not in ("cls", "prompt"):
+            check("mlp_only_train needs pooler 'cls' or 'prompt' (the poolers with an MLP)")
         for name in ("temperature", "learning_rate", "eval_batch_size", "noise_std"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
@@ -442,6 +461,25 @@ class TrainConfig:
                 check(
                     "dropout_range draws the rates itself; it does not combine with dropout or dropout_mask shared"
                 )
+        if self.pooler == "prompt" or self.prompt_template:  # PromptBERT
+            from simcse.prompts import check_denoise, check_templates
+
+            try:
+                check_denoise(self.prompt_denoise)
+            except ConfigError as e:
+                check(str(e))
+            try:
+                if self.prompt_template:
+                    check_templates(self.prompt_template)
+            except ConfigError as e:
+                check(str(e))
+            if self.pooler != "prompt":
+                check(f"prompt_template applies to pooler prompt (the pooler is {self.pooler})")
+            if self.dropout_mask == "shared":
+                check("dropout_mask shared encodes a sentence once for both views; pooler prompt puts each view "
+                      "in its own template")  # fmt: skip
+            if self.compile:
+                check("compile needs static shapes; pooler prompt's template pass has data-dependent ones")
         if self.encoders == "two" and self.dropout_mask == "shared":
             check(
                 "encoders two encodes the views apart; dropout_mask shared encodes a sentence once for both"
@@ -659,6 +697,12 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError("extra must be a mapping")
         return value
+    if key == "prompt_template" and isinstance(value, list):  # YAML: a list of templates
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f"prompt_template must be a template or a list of templates, got {shorten(repr(value), 80)}"
+            )
+        value = " || ".join(value)
     target = _base_type(key)
     if value is None:
         if key in NULLABLE:

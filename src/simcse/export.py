@@ -124,6 +124,10 @@ def export_model(
     refuse_non_empty(out_dir, overwrite)
     encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler)  # None, "": embedded
     encoder.eval()
+    if encoder.pooler == "prompt":
+        from simcse.modeling.st_pipeline import PROMPT_REFUSED
+
+        raise SimCSEError(f"{encoder.source}: {PROMPT_REFUSED}")
     mlp_used = encoder.mlp is not None and encoder.mlp_at_inference
     if to == "hf" and mlp_used and not hasattr(encoder.backbone, "pooler"):
         raise SimCSEError(

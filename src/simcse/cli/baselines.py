@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "baselines",
         help="the training-free baselines (word vectors, SWEM, power means, SIF, uSIF, ABTT, WMD, WRD, the "
-        "encoder's own poolers, whitening) for one encoder, as one table",
+        "encoder's own poolers, whitening, PromptBERT's template) for one encoder, as one table",
     )
     p.add_argument(
         "encoder", nargs="?", default=None, help="HF encoder id or directory (default: the embedded model)"

@@ -31,7 +31,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pooler",
         default=None,
-        help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last, avg_first_last_emb)",
+        help="override the pooler (cls, cls_before_pooler, avg, avg_top2, avg_first_last, avg_first_last_emb, "
+        "prompt: PromptBERT's template [MASK] state)",
+    )
+    p.add_argument(
+        "--prompt-template",
+        default=None,
+        metavar="TEMPLATE",
+        help="with --pooler prompt: the template, [X] for the sentence, [MASK] for the embedding (default: the "
+        "model's saved one, else the paper's 'This sentence : \"[X]\" means [MASK] .')",
+    )
+    p.add_argument(
+        "--prompt-denoise",
+        action="store_true",
+        help="with --pooler prompt: subtract the template's own [MASK] state (PromptBERT's template denoising)",
     )
     p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="sentences per batch")
@@ -94,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             whiten=args.whiten,
             whiten_dim=args.whiten_dim,
             pooler=args.pooler,
+            prompt_template=args.prompt_template,
+            prompt_denoise="always" if args.prompt_denoise else None,
             seed=args.seed,
             classifier=args.classifier,
             show_progress=not args.quiet,

@@ -1,7 +1,8 @@
 """One table of the related work's training-free baselines for a given encoder, computed by the same
 evaluator as everything else (``simcse baselines [ENCODER]``): the word-vector baselines over the encoder's
-input token embeddings, the encoder's own pooled embeddings (with and without whitening), and optionally
-trained models; each row with its runtime."""
+input token embeddings, the encoder's own pooled embeddings (with and without whitening), PromptBERT's
+template [MASK] state (with and without template denoising), and optionally trained models; each row with
+its runtime."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from time import perf_counter
 
 from simcse.baselines.encoder import BASELINES, PAIR_BASELINES
+from simcse.errors import SimCSEError
 from simcse.evaluation import sts
 from simcse.evaluation.suite import evaluate, resolve_tasks
 
@@ -23,6 +25,7 @@ class Row:
     pooler: str | None = None
     whiten: str | None = None
     pairs_only: bool = False  # WMD / WRD: STS tasks only
+    prompt_denoise: str | None = None  # pooler prompt
 
 
 def rows_for(encoder: str | None, trained: list[str]) -> list[Row]:
@@ -34,6 +37,9 @@ def rows_for(encoder: str | None, trained: list[str]) -> list[Row]:
     ]
     rows += [Row(f"encoder {pooler}", encoder, pooler=pooler) for pooler in OWN_POOLERS]
     rows += [Row("encoder avg + whitening (BERT-whitening)", encoder, pooler="avg", whiten="self")]
+    rows += [Row("encoder prompt (PromptBERT's template)", encoder, pooler="prompt"),
+             Row("encoder prompt + template denoising (PromptBERT)", encoder, pooler="prompt",
+                 prompt_denoise="always")]  # fmt: skip
     rows += [Row("encoder last-two avg + flow (BERT-flow)", f"baseline:flow{source}")]
     for combo, label in (("0+L", "embeddings + last"), ("1+L", "first + last"), ("L-1+L", "last two")):
         rows += [
@@ -67,8 +73,14 @@ def baseline_table(
         if not chosen:
             continue
         start = perf_counter()
-        result = evaluate(row.model, chosen, mode="test", data_dir=data_dir, batch_size=batch_size,
-                          pooler=row.pooler, whiten=row.whiten)  # fmt: skip
+        try:
+            result = evaluate(row.model, chosen, mode="test", data_dir=data_dir, batch_size=batch_size,
+                              pooler=row.pooler, whiten=row.whiten, prompt_denoise=row.prompt_denoise)  # fmt: skip
+        except SimCSEError as e:
+            if row.pooler != "prompt" or "mask token" not in str(e):
+                raise
+            echo(f"simcse: {row.name}: skipped ({e})")  # a tokenizer without a mask token
+            continue
         result["name"] = row.name
         result["seconds_total"] = perf_counter() - start
         echo(

@@ -173,6 +173,8 @@ def evaluate(
     show_progress: bool = False,
     download: bool = True,
     classifier: str = "senteval",
+    prompt_template: str | Sequence[str] | None = None,
+    prompt_denoise: str | None = None,
 ) -> dict:
     """Evaluate a model (an :class:`~simcse.modeling.encoder.Encoder`, a path / hub id, or None for the embedded
     default) and return ``{"model", "mode", "aggregate", "tasks": {...}, "avg": {...}, "seconds": {...}}``.
@@ -180,6 +182,7 @@ def evaluate(
     ``whiten`` is a text file (one sentence per line) to fit whitening on, or ``"self"`` to fit it on the
     evaluated sentences themselves; ``whiten_dim`` keeps the first k whitened dimensions. ``classifier``
     is the transfer tasks' classifier: ``senteval`` (SentEval's, as the paper) or ``lbfgs`` (deterministic).
+    ``prompt_template`` / ``prompt_denoise``: pooler ``prompt``'s (PromptBERT; :mod:`simcse.modeling.prompt`).
     """
     from simcse.download import ensure_dataset
     from simcse.modeling.encoder import Encoder
@@ -198,7 +201,8 @@ def evaluate(
     if is_baseline(model):  # a training-free encoder from the related work (baseline:NAME[:SOURCE])
         encoder = load_baseline(model)
     else:
-        encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler)
+        prompt = {"prompt_template": prompt_template, "prompt_denoise": prompt_denoise}
+        encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler, **prompt)
     timings["load"] = perf_counter() - start
 
     pair_similarity = getattr(encoder, "pair_similarity", None)
@@ -253,6 +257,7 @@ def evaluate(
     return {
         "model": encoder.source,
         "pooler": encoder.pooler,
+        **(encoder.prompt.describe() if getattr(encoder, "prompt", None) is not None else {}),
         "mode": mode,
         "aggregate": aggregate,
         "whiten": whiten,

@@ -9,11 +9,15 @@ A saved encoder is one self-describing directory:
 - sentence-transformers module files (``modules.json``, ``1_Pooling``, ``2_Dense`` ...), so
   ``SentenceTransformer(dir)`` gives the same embeddings;
 - ``simcse.json``: pooler, MLP use, max length, training config and scores (see :mod:`simcse.modeling.model_dir`).
+
+The ``prompt`` pooler (PromptBERT) is the exception: sentence-transformers cannot express it, so its
+directory has no module files and ``simcse.json`` also holds the template (:mod:`simcse.modeling.prompt`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,12 +32,15 @@ from simcse.errors import SimCSEError
 from simcse.modeling.model_dir import (
     LoadedBackbone,
     position_limit,
+    position_offset,
     read_backbone,
     read_model_dir,
     write_model_dir,
 )
 from simcse.modeling.packed import packed_hidden_states, supports_packing
 from simcse.modeling.pooling import MLP, POOLERS, layers_needed, pool
+from simcse.modeling.prompt import Prompt
+from simcse.prompts import TRAINING_FREE_TEMPLATE
 
 
 @dataclass
@@ -68,6 +75,9 @@ class Encoder(nn.Module):
 
     ``mlp_at_inference`` says whether :meth:`encode` applies the MLP; training always applies it when the
     pooler is ``cls`` (``mlp_only_train`` = train with the MLP, encode without it).
+
+    With pooler ``prompt``, ``prompt_template`` (a template, two joined by ``||``, or a list; default the
+    paper's training-free one) and ``prompt_denoise`` (none | train | always) make :attr:`prompt`.
     """
 
     def __init__(
@@ -81,10 +91,24 @@ class Encoder(nn.Module):
         packed: bool | None = None,
         source: str = "",
         pooler_state: dict[str, torch.Tensor] | None = None,
+        prompt_template: str | Sequence[str] | None = None,
+        prompt_denoise: str | None = None,
     ):
         super().__init__()
         if pooler not in POOLERS:
             raise SimCSEError(f"unknown pooler {pooler!r}; choose one of {', '.join(POOLERS)}")
+        self.prompt = None
+        if pooler == "prompt":
+            self.prompt = Prompt(tokenizer, prompt_template or TRAINING_FREE_TEMPLATE, prompt_denoise or "none",
+                                 position_offset(backbone.config), source or "the model")  # fmt: skip
+            if (
+                self.prompt.denoise != "none"
+                and "position_ids" not in inspect.signature(backbone.forward).parameters
+            ):
+                raise SimCSEError(f"{source or 'the model'}: prompt_denoise needs position ids, which a "
+                                  f"{backbone.config.model_type} model does not take; set prompt_denoise none")  # fmt: skip
+        elif prompt_template or prompt_denoise not in (None, "none"):
+            raise SimCSEError("prompt_template and prompt_denoise apply to pooler prompt only")
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.pooler = pooler
@@ -111,22 +135,36 @@ class Encoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[int, torch.Tensor]:
+    def hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
         if self.packed and (self.packed_on_gpu or input_ids.device.type == "cpu"):
-            return packed_hidden_states(self.backbone, input_ids, attention_mask, self._layers)
+            return packed_hidden_states(self.backbone, input_ids, attention_mask, self._layers, position_ids)
         need_all = self._layers != (self.num_layers,)
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=need_all)
+        extra = {} if position_ids is None else {"position_ids": position_ids}
+        out = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=need_all, **extra
+        )
         if not need_all:
             return {self.num_layers: out.last_hidden_state}
         return {i: out.hidden_states[i] for i in self._layers}
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_mlp: bool | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        with_mlp: bool | None = None,
+        template: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sentence embeddings (batch, dim). ``with_mlp=None`` uses the MLP in training mode, and in
-        eval mode only when ``mlp_at_inference``."""
+        eval mode only when ``mlp_at_inference``. ``template``: pooler prompt, each sequence's template index
+        (None: the first, the one :meth:`tokenize` uses)."""
         hidden = self.hidden_states(input_ids, attention_mask)
-        pooled = pool(self.pooler, hidden, attention_mask, self.num_layers)
+        if self.prompt is not None:
+            pooled = self.prompt.pool(self.hidden_states, hidden[self.num_layers], attention_mask, template,
+                                      self.num_layers, self.training)  # fmt: skip
+        else:
+            pooled = pool(self.pooler, hidden, attention_mask, self.num_layers)
         if with_mlp is None:
             with_mlp = self.training or self.mlp_at_inference
         if with_mlp and self.mlp is not None:
@@ -150,6 +188,9 @@ class Encoder(nn.Module):
     def tokenize(self, sentences: Sequence[str], max_length: int | None = None) -> Tokenized:
         if isinstance(sentences, str):
             raise TypeError("tokenize() takes a list of sentences, not a single string")
+        if self.prompt is not None:  # the sentence in the template; only the sentence is truncated
+            ids = self.prompt.tokenize(self.tokenizer, sentences, self.check_max_length(max_length))
+            return Tokenized(ids, self.tokenizer.pad_token_id)
         enc = self.tokenizer(
             list(sentences),
             truncation=True,
@@ -225,6 +266,8 @@ class Encoder(nn.Module):
         import hashlib
 
         h = hashlib.sha256(f"{self.pooler}|{self.mlp_at_inference}|{self.max_length}".encode())
+        if self.prompt is not None:
+            h.update(repr(self.prompt.describe()).encode())
         for name, t in self.state_dict().items():
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
@@ -253,12 +296,15 @@ class Encoder(nn.Module):
         attn_implementation: str | None = "sdpa",
         device: str | torch.device | None = None,
         plain_pooler: str = "cls",
+        prompt_template: str | Sequence[str] | None = None,
+        prompt_denoise: str | None = None,
     ) -> Encoder:
         """Load a saved simcse model, a sentence-transformers directory or any HF model (id or dir).
 
         ``pooler`` overrides the stored pooler. A plain HF model names none; it gets ``plain_pooler``:
         ``cls`` by default, i.e. the model's own pretrained pooler layer (``pooler_output``, as SimCSE's
-        evaluation script does).
+        evaluation script does). With pooler ``prompt``, ``prompt_template`` and ``prompt_denoise``
+        override the saved ones (default: the paper's training-free template, no denoising).
         """
         for value in (pooler, plain_pooler):
             if value is not None and value not in POOLERS:
@@ -288,6 +334,7 @@ class Encoder(nn.Module):
             packed=packed,
             source=files.source,
             pooler_state=files.pooler_state,
+            **_prompt_options(chosen, saved.prompt, prompt_template, prompt_denoise),
         )
         enc.eval()
         enc.check_max_length(max_length)
@@ -305,10 +352,14 @@ class Encoder(nn.Module):
         max_length: int | None = None,
         packed: bool | None = None,
         attn_implementation: str | None = "sdpa",
+        prompt_template: str | Sequence[str] | None = None,
+        prompt_denoise: str | None = None,
     ) -> Encoder:
         """Backbone from any supported format; a freshly initialised MLP when the pooler is ``cls``."""
         files = read_backbone(name_or_path, attn_implementation=attn_implementation)
-        return cls.from_backbone(files, pooler, mlp_only_train, max_length, packed)
+        return cls.from_backbone(
+            files, pooler, mlp_only_train, max_length, packed, prompt_template, prompt_denoise
+        )
 
     @classmethod
     def from_backbone(
@@ -318,11 +369,14 @@ class Encoder(nn.Module):
         mlp_only_train: bool = False,
         max_length: int | None = None,
         packed: bool | None = None,
+        prompt_template: str | Sequence[str] | None = None,
+        prompt_denoise: str | None = None,
     ) -> Encoder:
-        """An encoder for training: a freshly initialised MLP when the pooler is ``cls``."""
+        """An encoder for training: a freshly initialised MLP when the pooler is ``cls``, or ``prompt`` with
+        ``mlp_only_train`` (PromptBERT's MLP on the [MASK] state in training only)."""
         config = files.backbone.config
         mlp = None
-        if pooler == "cls":
+        if pooler == "cls" or (pooler == "prompt" and mlp_only_train):
             mlp = MLP(int(config.hidden_size), float(getattr(config, "initializer_range", 0.02)))
         return cls(
             files.backbone,
@@ -334,6 +388,8 @@ class Encoder(nn.Module):
             packed=packed,
             source=files.source,
             pooler_state=files.pooler_state,
+            prompt_template=prompt_template,
+            prompt_denoise=prompt_denoise,
         )
 
     @property
@@ -348,4 +404,14 @@ class Encoder(nn.Module):
             "max_length": self.max_length,
             "dim": self.dim,
             "source": self.source,
+            **(self.prompt.describe() if self.prompt is not None else {}),
         }
+
+
+def _prompt_options(pooler: str, saved: dict | None, template: Any, denoise: str | None) -> dict[str, Any]:
+    """The prompt options a loaded encoder gets: the given ones, else the saved ones (pooler prompt only)."""
+    if pooler != "prompt":
+        return {"prompt_template": template, "prompt_denoise": denoise}  # refused unless both unset
+    saved = saved or {}
+    return {"prompt_template": template or saved.get("prompt_template"),
+            "prompt_denoise": denoise or saved.get("prompt_denoise")}  # fmt: skip

@@ -83,6 +83,7 @@ class SavedModel:
     mlp_state: dict[str, torch.Tensor] | None
     max_length: int | None
     pooler_named: bool = False
+    prompt: dict[str, Any] | None = None  # pooler prompt: its prompt_template and prompt_denoise
 
 
 # ---------------------------------------------------------------------------------------------- locating
@@ -210,13 +211,17 @@ def _pooler_state_from_files(hf_dir: Path) -> dict[str, torch.Tensor] | None:
     return state or None
 
 
+def position_offset(config: Any) -> int:
+    """The first position id of a sequence: RoBERTa-style models count from padding_idx + 1, others from 0."""
+    return (config.pad_token_id + 1) if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+
+
 def position_limit(config: Any) -> int | None:
     """The longest sequence the model's position embeddings allow (RoBERTa reserves padding_idx + 1)."""
     positions = getattr(config, "max_position_embeddings", None)
     if not positions:
         return None
-    offset = (config.pad_token_id + 1) if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
-    return int(positions) - offset
+    return int(positions) - position_offset(config)
 
 
 def inference_max_length(config: Any, tokenizer: Any, st_max_len: int | None) -> int:
@@ -250,6 +255,9 @@ def read_model_dir(
         # e.g. with 2 layers avg_top2 and avg_first_last read the same layers; simcse.json says which.
         if meta.get("pooler") in POOLERS:
             stored, named = meta["pooler"], True
+        if stored == "prompt":
+            prompt = {k: meta[k] for k in ("prompt_template", "prompt_denoise") if k in meta}
+            return SavedModel(files, stored, mlp_state, max_length, named, prompt)
     return SavedModel(files, stored, mlp_state, max_length, named)
 
 
@@ -279,7 +287,9 @@ def _write_files(encoder: Any, tmp: Path, extra: dict[str, Any], readme: str | N
         encoder.tokenizer.save_pretrained(str(tmp))
     finally:
         config.output_hidden_states = False
-    st = pipeline_files(encoder, st_layout)
+    # the prompt pooler has no sentence-transformers equivalent (no pooling reads a [MASK] of a template):
+    # no module files are written; simcse.json keeps the template
+    st = {"json": {}, "weights": {}} if encoder.pooler == "prompt" else pipeline_files(encoder, st_layout)
     for rel, content in st["json"].items():
         target = tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -85,12 +85,17 @@ def _layer_forward(
 
 
 def packed_hidden_states(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...]
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    layers: tuple[int, ...],
+    position_ids: torch.Tensor | None = None,
 ) -> dict[int, torch.Tensor]:
     """Hidden states (batch, length, dim) of the requested layers; padding positions hold arbitrary values
-    (every pooler masks them)."""
+    (every pooler masks them). ``position_ids``: None = the model's own (the prompt pooler's denoising
+    passes shifted ones)."""
     batch, length = input_ids.shape
-    embeddings = model.embeddings(input_ids=input_ids)
+    embeddings = model.embeddings(input_ids=input_ids, position_ids=position_ids)
     dim = embeddings.shape[-1]
     mask = attention_mask.bool()
     key_mask = mask[:, None, None, :]

@@ -11,6 +11,8 @@ Hidden-state indices follow Hugging Face: ``hidden_states[0]`` is the embedding 
   not the embedding output ``hidden_states[0]``) and the last layer, as in SimCSE's released code.
 - ``avg_first_last_emb``: the same with the embedding output ``hidden_states[0]`` as the first layer: what
   the paper's baseline rows ("first-last avg.") were computed with before the released code changed it.
+- ``prompt``: the last layer's state at a template's [MASK] (PromptBERT; :mod:`simcse.modeling.prompt`,
+  which the encoder calls instead of :func:`pool`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from simcse.errors import SimCSEError
 
 def layers_needed(pooler: str, num_layers: int) -> tuple[int, ...]:
     """Hidden-state indices a pooler reads (0 = embeddings, num_layers = last layer)."""
-    if pooler in ("cls", "cls_before_pooler", "avg"):
+    if pooler in ("cls", "cls_before_pooler", "avg", "prompt"):
         return (num_layers,)
     if pooler == "avg_top2":
         return (num_layers - 1, num_layers)

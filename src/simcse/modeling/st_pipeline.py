@@ -28,6 +28,11 @@ from simcse.files import read_json
 from simcse.version import __version__
 
 ST_TANH = "torch.nn.modules.activation.Tanh"
+PROMPT_REFUSED = (
+    "pooler prompt (a template's [MASK] state) has no sentence-transformers equivalent (its modules have no "
+    "template suffix nor [MASK] pooling) and no plain Hugging Face one; nothing was written. The simcse model "
+    "directory keeps the template in simcse.json: load it with simcse"
+)
 ST_LAYOUTS = ("compatible", "current")
 _MODULE_TYPES = {
     "compatible": {
@@ -182,6 +187,8 @@ def pipeline_files(encoder: Any, layout: str = "compatible") -> dict[str, Any]:
     """sentence-transformers module files in ``layout`` (see the module docstring)."""
     check_st_layout(layout)
     dim, pooler, num_layers = encoder.dim, encoder.pooler, encoder.num_layers
+    if pooler == "prompt":
+        raise SimCSEError(PROMPT_REFUSED)
     modules = [_module(0, "Transformer", layout, "")]
     files: dict[str, Any] = {}
     weights: dict[str, dict[str, torch.Tensor]] = {}

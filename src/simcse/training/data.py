@@ -105,12 +105,15 @@ class Collator:
     ``word_repetition`` (ESimCSE): view 1's subwords repeated (:func:`simcse.augment.repeat_subwords`).
     ``guide_tokenizer`` (false-negative filtering): the rows' texts also as that tokenizer's ids
     (``guide_input_ids``, ``guide_attention_mask``, ``guide_columns``), for the guide model.
+    With ``prompt`` (pooler prompt, a :class:`~simcse.modeling.prompt.Prompt`) each sentence, truncated to
+    ``max_seq_len`` tokens, is put in its view's template (PromptBERT: the anchor in the first, the others
+    in the second), and ``template`` says which each sequence got.
     """
 
     def __init__(self, tokenizer, max_seq_len: int, views: int, pad_to_length: int | None = None,
                  augment: Sequence[Augmentation] = (), seed: int = 0, next_window: int = 0,
                  corpus: Sequence[tuple[str, ...]] | None = None, plain_copy: bool = False,
-                 word_repetition: float = 0.0, guide_tokenizer=None):  # fmt: skip
+                 word_repetition: float = 0.0, guide_tokenizer=None, prompt: Any = None):  # fmt: skip
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.views = views
@@ -123,6 +126,7 @@ class Collator:
         self.word_repetition = word_repetition
         self.guide_tokenizer = guide_tokenizer
         self.special = frozenset(tokenizer.all_special_ids)
+        self.prompt = prompt
 
     def __call__(
         self, rows: Sequence[tuple[str, ...]], epoch: int = 0, row_ids: Sequence[int] | None = None
@@ -142,8 +146,9 @@ class Collator:
                     for row, key in zip(rows, keys)]  # fmt: skip
             columns = 2
         flat = [s for row in rows for s in row]
+        special = self.prompt is None  # a prompt brings the special tokens with its template
         ids = self.tokenizer(flat, truncation=True, max_length=self.max_seq_len, return_attention_mask=False,
-                             return_token_type_ids=False)["input_ids"]  # fmt: skip
+                             return_token_type_ids=False, add_special_tokens=special)["input_ids"]  # fmt: skip
         per_row = [ids[i * columns : (i + 1) * columns] for i in range(len(rows))]
         if columns == 1 and self.views - self.plain_copy >= 2:
             per_row = [row * 2 for row in per_row]
@@ -156,6 +161,14 @@ class Collator:
                 row[1] = repeat_subwords(row[1], self.word_repetition, rng, self.special)
         if self.plain_copy:
             per_row = [[*row, row[0]] for row in per_row]
+        templates = None
+        if self.prompt is not None:  # the plain copy of the anchor (plain_copy) keeps the anchor's template
+            last = len(per_row[0]) - 1
+            views = [0 if self.plain_copy and v == last else v for v in range(last + 1)]
+            templates = [self.prompt.view_template(v) for _ in per_row for v in views]
+            flat_ids = [x for row in per_row for x in row]
+            wrapped = [self.prompt.templates[t].wrap(x) for t, x in zip(templates, flat_ids)]
+            per_row = [wrapped[i * (last + 1) : (i + 1) * (last + 1)] for i in range(len(per_row))]
         from simcse.modeling.encoder import pad_batch
 
         batch = pad_batch(
@@ -171,6 +184,8 @@ class Collator:
                 padded["attention_mask"],
             )
             batch["guide_columns"] = torch.tensor(columns)
+        if templates is not None:
+            batch["template"] = torch.tensor(templates, dtype=torch.long)
         return batch
 
 

@@ -82,7 +82,12 @@ def evaluate_on_test(config: TrainConfig, out: Path) -> dict:
     baseline = None
     if config.final_eval_baseline:
         baseline_pooler = "cls_before_pooler" if config.pooler == "cls" else config.pooler
-        baseline = evaluate(Encoder.load(config.model_name_or_path, baseline_pooler), config.final_eval,
+        prompt = {}
+        if config.pooler == "prompt":  # the untrained model under the trained one's template
+            from simcse.prompts import training_options
+
+            prompt = training_options(config.prompt_template, config.prompt_denoise)
+        baseline = evaluate(Encoder.load(config.model_name_or_path, baseline_pooler, **prompt), config.final_eval,
                             mode="test", data_dir=config.data_dir, batch_size=config.eval_batch_size)  # fmt: skip
         baseline["name"] = f"before training ({baseline_pooler})"
     test = evaluate(str(out), config.final_eval, mode="test", data_dir=config.data_dir,

@@ -158,7 +158,8 @@ def start(
                        augment=inputs.augment, seed=config.seed,
                        next_window=POSITIVES[config.positive], corpus=inputs.data.rows,
                        plain_copy=config.negatives_without_dropout, word_repetition=config.word_repetition,
-                       guide_tokenizer=copy.deepcopy(guide.guide.tokenizer) if guide is not None else None)  # fmt: skip
+                       guide_tokenizer=copy.deepcopy(guide.guide.tokenizer) if guide is not None else None,
+                       prompt=model.encoder.prompt)  # fmt: skip
     masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
     state = TrainerState()
     if inputs.checkpoint is not None:

@@ -37,6 +37,8 @@ class SimCSEModel(nn.Module):
 
     With ``projector`` (``diffcse_batchnorm``) the embeddings of the whole batch go through it together
     (the encoder then has no MLP of its own); it is trained, never saved.
+
+    ``template`` (pooler prompt) is each sequence's template index, as the collator made it.
     """
 
     def __init__(
@@ -61,13 +63,19 @@ class SimCSEModel(nn.Module):
         self.discriminator = discriminator
         self.projector = projector
 
-    def _pass(self, encoder: Encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _pass(
+        self,
+        encoder: Encoder,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        template: torch.Tensor | None,
+    ) -> torch.Tensor:
         if self.dropout_range is not None and self.training:
             from simcse.modeling.dropout import set_dropout
 
             low, high = self.dropout_range
             set_dropout(encoder.backbone, low + (high - low) * float(torch.rand(())), record=False)
-        return encoder(input_ids, attention_mask, with_mlp=True)
+        return encoder(input_ids, attention_mask, with_mlp=True, template=template)
 
     def _groups(self) -> list[tuple[list[int], Encoder, bool]]:
         """(views, encoder, dropout off) for each pass over a row's views."""
@@ -80,28 +88,33 @@ class SimCSEModel(nn.Module):
             groups.append((list(self.plain_views), self.encoder, True))
         return [g for g in groups if g[0]]
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self._embed(input_ids, attention_mask)
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, template: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = self._embed(input_ids, attention_mask, template)
         return out if self.projector is None else self.projector(out)
 
-    def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, template: torch.Tensor | None
+    ) -> torch.Tensor:
         groups = self._groups()
         if len(groups) == 1:
-            return self.encoder(input_ids, attention_mask, with_mlp=True)
+            return self.encoder(input_ids, attention_mask, with_mlp=True, template=template)
         view_of = torch.arange(input_ids.shape[0], device=input_ids.device) % self.views
         out = None
         for views, encoder, plain in groups:
             chosen = torch.isin(view_of, torch.tensor(views, device=input_ids.device))
             ids, mask = input_ids[chosen], attention_mask[chosen]
+            part = None if template is None else template[chosen]
             if plain:
                 was = encoder.training
                 encoder.eval()
                 try:
-                    emb = encoder(ids, mask, with_mlp=True)
+                    emb = encoder(ids, mask, with_mlp=True, template=part)
                 finally:
                     encoder.train(was)
             else:
-                emb = self._pass(encoder, ids, mask)
+                emb = self._pass(encoder, ids, mask, part)
             if out is None:
                 out = emb.new_empty(input_ids.shape[0], emb.shape[-1])
             out[chosen] = emb.to(out.dtype)
@@ -115,8 +128,9 @@ class SimCSEModel(nn.Module):
         mlm_labels: torch.Tensor | None = None,
         rtd_input_ids: torch.Tensor | None = None,
         rtd_labels: torch.Tensor | None = None,
+        template: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, int]]]:
-        embeddings = self.embed(input_ids, attention_mask)
+        embeddings = self.embed(input_ids, attention_mask, template)
         terms: dict[str, tuple[torch.Tensor, int]] = {}
         if self.mlm_head is not None and mlm_input_ids is not None:
             hidden = self.encoder.hidden_states(mlm_input_ids, attention_mask)[self.encoder.num_layers]

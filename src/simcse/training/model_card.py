@@ -132,14 +132,15 @@ def card_data(meta: dict[str, Any], test: dict | None) -> ModelCardData:
     start = _starting_card(cfg.get("model_name_or_path"))
     language = (cfg.get("language") or getattr(start, "language", None)
                 or ("en" if _datasets(meta.get("train_file")) else None))  # fmt: skip
+    st = meta.get("pooler") != "prompt"  # sentence-transformers cannot load a prompt (PromptBERT) model
     return ModelCardData(
         base_model=base,
         datasets=_datasets(meta.get("train_file")),
         language=language,
         license=cfg.get("license") or getattr(start, "license", None) or None,
-        library_name="sentence-transformers",
+        library_name="sentence-transformers" if st else None,
         pipeline_tag="sentence-similarity",
-        tags=["simcse", "sentence-embeddings", "sentence-transformers", "sentence-similarity"],
+        tags=["simcse", "sentence-embeddings", *(["sentence-transformers"] * st), "sentence-similarity"],
         model_name=Path(cfg.get("output_dir") or "simcse-model").name,
         eval_results=results or None,
     )
@@ -186,6 +187,7 @@ def _body(meta: dict[str, Any], test: dict | None) -> str:
         f"| learning rate | {cfg.get('learning_rate')} |",
         f"| max sequence length (training) | {cfg.get('max_seq_len')} |",
         f"| steps | {meta.get('step')} (best dev at step {meta.get('best_step')}) |",
+        *_prompt_rows(meta),
         "",
     ]
     if dev:
@@ -200,13 +202,24 @@ def _body(meta: dict[str, Any], test: dict | None) -> str:
         "from simcse import Encoder",
         "model = Encoder.load('PATH')",
         "embeddings = model.encode(['A man is playing a guitar.', 'Someone plays an instrument.'])",
-        "",
-        "from sentence_transformers import SentenceTransformer  # same embeddings",
-        "embeddings = SentenceTransformer('PATH').encode(['A man is playing a guitar.'])",
-        "```",
-        "",
     ]
+    if meta.get("pooler") != "prompt":
+        lines += [
+            "",
+            "from sentence_transformers import SentenceTransformer  # same embeddings",
+            "embeddings = SentenceTransformer('PATH').encode(['A man is playing a guitar.'])",
+        ]
+    lines += ["```", ""]
     return "\n".join(lines)
+
+
+def _prompt_rows(meta: dict[str, Any]) -> list[str]:
+    """PromptBERT's template (the first encodes) and denoising, for a prompt model."""
+    if meta.get("pooler") != "prompt":
+        return []
+    templates = " / ".join(f"`{t}`" for t in meta.get("prompt_template") or [])
+    return [f"| prompt templates (the first encodes) | {templates.replace('|', '&#124;')} |",
+            f"| template denoising | {meta.get('prompt_denoise')} |"]  # fmt: skip
 
 
 def model_card(meta: dict[str, Any], test: dict | None) -> str:

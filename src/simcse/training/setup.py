@@ -210,7 +210,19 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
     limit = position_limit(files.backbone.config)
     if limit is not None and config.max_seq_len > limit:
         raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds what {files.source} supports ({limit})")
-    encoder = Encoder.from_backbone(files, config.pooler, config.mlp_only_train, None, packed)
+    prompt_options = {}
+    if config.pooler == "prompt":  # PromptBERT
+        from simcse.prompts import training_options
+
+        prompt_options = training_options(config.prompt_template, config.prompt_denoise)
+    encoder = Encoder.from_backbone(
+        files, config.pooler, config.mlp_only_train, None, packed, **prompt_options
+    )
+    if encoder.prompt is not None and limit is not None:
+        longest = config.max_seq_len + max(t.length for t in encoder.prompt.templates)
+        if longest > limit:
+            raise ConfigError(f"max_seq_len {config.max_seq_len} plus the prompt template makes {longest} tokens; "
+                              f"{files.source} supports {limit}")  # fmt: skip
     if config.dropout is not None:
         from simcse.modeling.dropout import set_dropout
 

@@ -59,7 +59,7 @@ def _chunks(batch: dict[str, torch.Tensor], views: int, chunk_rows: int) -> list
     for start in range(0, n, step):
         part = {k: v[start : start + step] for k, v in batch.items() if v.dim() > 0}
         longest = int(part["attention_mask"].sum(1).max())
-        out.append({k: v[:, :longest] for k, v in part.items()})
+        out.append({k: v[:, :longest] if v.dim() > 1 else v for k, v in part.items()})
     return out
 
 
