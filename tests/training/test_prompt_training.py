@@ -88,7 +88,7 @@ def test_gradcache_equals_one_pass_with_the_same_dropout_masks(bert_dropout, pac
     loss_fn = ContrastiveLoss(0.05)
     torch.manual_seed(123)
     loss_gc, _ = gradcache_step(
-        model, batch, 2, 3, loss_fn, 0.1, torch.device("cpu"), contextlib.nullcontext()
+        model, batch, 2, 3, loss_fn, {}, torch.device("cpu"), contextlib.nullcontext()
     )
     grads_gc = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)

@@ -88,7 +88,9 @@ def gradcache_step(
         for chunk in chunks:
             states.append(_rng_state(device))
             with autocast:
-                reps.append(forward(chunk["input_ids"], chunk["attention_mask"])[0].float())
+                # the embeddings only: no auxiliary inputs (their terms come in the replay)
+                first = {k: v for k, v in chunk.items() if k in ("input_ids", "attention_mask", "template")}
+                reps.append(forward(**first)[0].float())
     end_state = _rng_state(device)
     cache = torch.cat(reps).detach().requires_grad_()
     loss = loss_fn(cache.view(-1, views, cache.shape[-1]))
