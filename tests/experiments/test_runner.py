@@ -205,3 +205,19 @@ def test_cells_that_log_geometry_get_the_alignment_uniformity_figure(tmp_path, t
     assert "tiny-geometry.png" in names and "tiny-geometry.svg" in names
     svg = (tmp_path / "exp" / "tiny-geometry.svg").read_text()
     assert "tau 0.05" in svg and "no dropout" in svg and "uniformity (lower is better)" in svg
+
+
+def test_report_tabulates_the_finished_cells_and_trains_nothing(tmp_path, tiny_bert, files):
+    """``run=False`` (``--report``): the tables of what has finished, n counting only those cells."""
+    from simcse.errors import SimCSEError
+
+    grid_path = _grid(tmp_path, tiny_bert, files)
+    out = tmp_path / "out"
+    with pytest.raises(SimCSEError, match="no cell of tiny has finished"):
+        run_experiment(grid_path, out, run=False, plots=False)
+    run_experiment(grid_path, out, seeds=[1], plots=False)  # one seed of the grid's two
+    report = run_experiment(grid_path, out, run=False, plots=False)
+    assert all(c.seed == 1 for c in report.cells) and len(report.cells) == 2
+    assert all(row["metrics"]["dev_spearman"]["n"] == 1 for row in report.rows)
+    assert "2 of 4 cells finished" in (out / "results.md").read_text()
+    assert not (out / "tau-0.05" / "seed2").exists()  # nothing trained

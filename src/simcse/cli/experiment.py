@@ -67,6 +67,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG/SVG plot")
     p.add_argument("--dry-run", action="store_true", help="list the cells and what would run; run nothing")
     p.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: the tables and plot of the cells finished so far",
+    )
+    p.add_argument(
         "--step-time",
         type=float,
         default=None,
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_experiment(grid, args.out, base=args.base, seeds=args.seeds, overrides=overrides,
                             parallel=args.parallel, launcher=args.launcher,
                             launcher_options=_launcher_values(args.launcher_options),
-                            plots=not args.no_plots)  # fmt: skip
+                            plots=not args.no_plots, run=not args.report)  # fmt: skip
     print((result.out / "results.md").read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in result.files), file=sys.stderr)
     if result.failed:

@@ -51,10 +51,13 @@ def run_experiment(
     launcher_options: dict[str, Any] | None = None,
     plots: bool = True,
     echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    run: bool = True,
 ) -> ExperimentResult:
     """Run every cell of ``grid`` that has not finished in ``out`` (default ``runs/experiments/NAME``),
     then write results.md / .json / .csv and the plot there. ``base``: a config file or mapping applied on
-    top of the grid's base; ``overrides``: applied to every cell last (e.g. ``{"max_steps": 50}``)."""
+    top of the grid's base; ``overrides``: applied to every cell last (e.g. ``{"max_steps": 50}``).
+    ``run=False`` trains nothing: the tables and plot of the cells finished so far (say, while the grid
+    still runs elsewhere), each setting's n counting only those."""
     from simcse.experiments.results import write_results
     from simcse.experiments.runner import run_cells
     from simcse.safe_yaml import read_yaml
@@ -71,8 +74,17 @@ def run_experiment(
     budget = budget_of(todo[0], n_seeds)
     echo(f"simcse: experiment {grid.name}: {len(grid.settings)} settings x {n_seeds} seeds = {len(todo)} cells "
          f"in {out} ({budget})")  # fmt: skip
-    results = run_cells(grid, todo, out, parallel=parallel, launcher=launcher,
-                        launcher_options=launcher_options, echo=echo)  # fmt: skip
+    if run:
+        results = run_cells(grid, todo, out, parallel=parallel, launcher=launcher,
+                            launcher_options=launcher_options, echo=echo)  # fmt: skip
+    else:
+        results = finished_cells(todo)
+        if not results:
+            from simcse.errors import SimCSEError
+
+            raise SimCSEError(f"no cell of {grid.name} has finished in {out}; nothing to report")
+        budget += f"; {len(results)} of {len(todo)} cells finished when this table was written"
+        echo(f"simcse: report of the {len(results)} finished cells; nothing trained")
     rows = write_results(grid, results, out, budget)
     files = [out / "results.md", out / "results.json", out / "results.csv"]
     if plots:
@@ -81,6 +93,17 @@ def run_experiment(
         files += plot_settings(grid, rows, out, budget)
         files += _geometry_plot(grid, todo, results, out)
     return ExperimentResult(grid, out, results, rows, files)
+
+
+def finished_cells(todo: list[Cell]) -> list[CellResult]:
+    """The cells of ``todo`` that finished with their settings, as results (nothing runs)."""
+    from simcse.experiments.runner import CellResult, cell_metrics, plan
+
+    if not todo:
+        return []
+    done = {id(cell) for cell in plan(todo)["done"]}
+    return [CellResult(c.setting.name, c.seed, str(c.out), "skipped", metrics=cell_metrics(c.out))
+            for c in todo if id(c) in done]  # fmt: skip
 
 
 def _geometry_plot(grid: Grid, todo: list[Cell], results: list[CellResult], out: Path) -> list[Path]:

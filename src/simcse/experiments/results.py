@@ -57,7 +57,8 @@ def _cell(entry: dict[str, Any] | None) -> str:
 def _columns(rows: list[dict[str, Any]], metric: str) -> list[tuple[str, str]]:
     present = {k for row in rows for k in row["metrics"]}
     present -= {k for k, _ in TIME_COLUMNS}
-    columns = [(metric, dict(DEV_COLUMNS).get(metric, metric))]
+    labels = {**dict(DEV_COLUMNS), "test_avg_sts": "STS avg.", "test_avg_transfer": "transfer avg."}
+    columns = [(metric, labels.get(metric, metric))]
     columns += [(k, label) for k, label in DEV_COLUMNS if k in present and k != metric]
     columns += [(f"test_{t}", label) for t, label in STS_COLUMNS if f"test_{t}" in present]
     for key, label in (("test_avg_sts", "STS avg."), ("test_avg_transfer", "transfer avg.")):
