@@ -49,18 +49,12 @@ def build(config, out: Path):
 
 
 def timed_steps(run, batches, steps: int) -> float:
-    from simcse.training.loop import on_device, update_weights
+    from simcse.training.loop import train_step
 
     start = time.perf_counter()
     for _ in range(steps):
         _, _, rows, batch = next(batches)
-        batch = on_device(run, batch)
-        for hook in run.hooks:
-            hook.before_step(batch)
-        loss, _ = run.step(batch)
-        update_weights(run, loss)
-        for hook in run.hooks:
-            hook.after_step()
+        train_step(run, batch)
     return (time.perf_counter() - start) / steps
 
 

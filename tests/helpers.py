@@ -241,3 +241,14 @@ def train_config(model, train_file, out, **overrides) -> TrainConfig:
               "batch_size": 4, "max_seq_len": 16, "max_steps": 4, "dev_eval": False, "final_eval": "none",
               "save_steps": 0, "progress_bar": False, "tensorboard": False, "logging_steps": 1}  # fmt: skip
     return TrainConfig(**{**values, **overrides})
+
+
+def as_if_killed_before_the_final_model(out: Path) -> None:
+    """Make a finished run's directory look like one killed while writing its final model (its checkpoints
+    stay), so that ``train(..., resume=True)`` continues from the last checkpoint."""
+    import json
+
+    meta = json.loads((out / "simcse.json").read_text())
+    del meta["finished"]
+    (out / "simcse.json").write_text(json.dumps(meta))
+    (out / "model.safetensors").unlink()

@@ -22,7 +22,15 @@ from simcse.training.diffcse import (
     replaced_token_labels,
 )
 from simcse.training.losses import ContrastiveLoss
-from tests.helpers import QUIET, SENTENCES, assert_one_line_error, make_tiny_bert, run, train_config
+from tests.helpers import (
+    QUIET,
+    SENTENCES,
+    as_if_killed_before_the_final_model,
+    assert_one_line_error,
+    make_tiny_bert,
+    run,
+    train_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -300,10 +308,7 @@ def test_resume_restores_the_discriminator(tiny_bert, tiny_bert_mlm, txt, tmp_pa
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     for out in (whole, resumed):
         train(config(out))
-    meta = json.loads((resumed / "simcse.json").read_text())
-    del meta["finished"]  # as if killed while writing the final model
-    (resumed / "simcse.json").write_text(json.dumps(meta))
-    (resumed / "model.safetensors").unlink()
+    as_if_killed_before_the_final_model(resumed)
     checkpoint = load_file(str(resumed / "checkpoints" / "step-00000002" / "model.safetensors"))
     assert any(k.startswith("discriminator.") for k in checkpoint)
     train(config(resumed), resume=True)

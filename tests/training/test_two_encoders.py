@@ -8,7 +8,7 @@ import torch
 
 from simcse.config import TrainConfig
 from simcse.errors import ConfigError
-from tests.helpers import SENTENCES, train_config
+from tests.helpers import SENTENCES, as_if_killed_before_the_final_model, train_config
 
 
 def _txt(tmp_path):
@@ -65,7 +65,6 @@ def test_both_encoders_learn_apart_and_the_first_is_saved(tiny_bert, tmp_path, m
 
 def test_a_resumed_run_restores_the_second_encoder(tiny_bert, tmp_path):
     """Resuming from step 2 must restore the second encoder, or steps 3-4 would train from a fresh copy."""
-    import json
 
     from safetensors.torch import load_file
 
@@ -81,10 +80,7 @@ def test_a_resumed_run_restores_the_second_encoder(tiny_bert, tmp_path):
 
     for out in (whole, resumed):
         train(config(out))
-    meta = json.loads((resumed / "simcse.json").read_text())
-    del meta["finished"]  # as if killed while writing the final model
-    (resumed / "simcse.json").write_text(json.dumps(meta))
-    (resumed / "model.safetensors").unlink()
+    as_if_killed_before_the_final_model(resumed)
     train(config(resumed), resume=True)
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

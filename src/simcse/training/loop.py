@@ -233,13 +233,7 @@ def loop(run: Run) -> None:
     try:
         while state.global_step < total:
             epoch, step_in_epoch, rows, batch = next(batches)
-            batch = on_device(run, batch)
-            for hook in run.hooks:
-                hook.before_step(batch)
-            loss, aux = run.step(batch)
-            update_weights(run, loss)
-            for hook in run.hooks:
-                hook.after_step()
+            loss, aux = train_step(run, batch)
             state.advance(epoch, step_in_epoch, run.inputs.plan.steps_per_epoch)
             window.add(len(rows) * dist.world_size, loss)
             step = state.global_step
@@ -261,6 +255,19 @@ def loop(run: Run) -> None:
         batches.close()
         if run.progress is not None:
             run.progress.close()
+
+
+def train_step(run: Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One update from a collated batch: to the device, the loss pieces' ``before_step`` hooks, the step
+    (forward and backward), the weight update, the ``after_step`` hooks; returns (loss, auxiliary losses)."""
+    batch = on_device(run, batch)
+    for hook in run.hooks:
+        hook.before_step(batch)
+    loss, aux = run.step(batch)
+    update_weights(run, loss)
+    for hook in run.hooks:
+        hook.after_step()
+    return loss, aux
 
 
 def on_device(run: Run, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
