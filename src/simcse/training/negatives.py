@@ -24,16 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from simcse.modeling.encoder import Encoder
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+from simcse.training.losses import distributed
 
 
 @torch.no_grad()
 def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     """``x`` of every process, concatenated in rank order (no gradient)."""
-    if not _distributed():
+    if not distributed():
         return x
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
@@ -147,7 +144,7 @@ class GuideFilter:
         anchors = guide_views[:, 0]
         local = guide_views[:, 1:].transpose(0, 1).reshape(-1, guide_views.shape[-1])
         candidates = gather_no_grad(local)
-        rank = dist.get_rank() if _distributed() else 0
+        rank = dist.get_rank() if distributed() else 0
         target = rank * local.shape[0] + torch.arange(rows, device=anchors.device)
         sims = anchors @ candidates.T
         positive = sims[torch.arange(rows), target]
