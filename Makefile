@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := constraints.txt
 BASE_STAMP := .venv-base/.checked
 
-.PHONY: install browser run test test-fast lint bench clean constraints base-check
+.PHONY: install browser run test test-fast lint bench bench-peers clean constraints base-check
 
 install: $(STAMP)
 
@@ -55,17 +55,34 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-bench: $(STAMP)
+# sentence-transformers' onnx / openvino backends, the peers of benchmarks/encode_speed.py: optimum-onnx and
+# optimum-intel need transformers < 4.58 (and different optimum releases), so each lives in its own venv
+PEER_ONNX := .venv-peer-onnx/bin/python
+PEER_OPENVINO := .venv-peer-openvino/bin/python
+
+bench-peers: $(PEER_ONNX) $(PEER_OPENVINO)
+
+$(PEER_ONNX):
+	$(PYTHON) -m venv .venv-peer-onnx
+	.venv-peer-onnx/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	.venv-peer-onnx/bin/python -m pip install --quiet "sentence-transformers[onnx]<6" "transformers<4.58"
+
+$(PEER_OPENVINO):
+	$(PYTHON) -m venv .venv-peer-openvino
+	.venv-peer-openvino/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	.venv-peer-openvino/bin/python -m pip install --quiet "sentence-transformers[openvino]<6" "transformers<4.58" datasets
+
+bench: $(STAMP) bench-peers
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,bench]"
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/eval_speed.py
 	$(BIN)/python benchmarks/data_scale.py
 	$(BIN)/python benchmarks/gradcache_memory.py
-	$(BIN)/python benchmarks/encode_speed.py
+	$(BIN)/python benchmarks/encode_speed.py --peer-python-onnx $(PEER_ONNX) --peer-python-openvino $(PEER_OPENVINO)
 	$(BIN)/python benchmarks/search_speed.py
 	$(BIN)/python benchmarks/serve_load.py
 	$(BIN)/python benchmarks/serve_load.py --mixed --duration 60
 	bash benchmarks/gpu_bench.sh --cpu --steps 5 --skip compile
 
 clean:
-	rm -rf $(VENV) .venv-base runs .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .venv-base .venv-peer-onnx .venv-peer-openvino runs .pytest_cache .ruff_cache src/*.egg-info

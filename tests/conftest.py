@@ -10,6 +10,10 @@ import torch
 
 from tests.helpers import SENTENCES, make_tiny_bert
 
+# precision auto as on a CPU without bf16 units, on every machine (and in the CLI subprocesses the tests start):
+# the suite's numbers must not depend on the CPU it runs on; tests of the choice set the flags themselves
+os.environ.setdefault("SIMCSE_CPU_FLAGS", "none")
+
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:

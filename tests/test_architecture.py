@@ -34,6 +34,9 @@ LAYERS = {
     "simcse.sentence_files": "base",
     "simcse.modeling": "modeling",
     "simcse.baselines": "modeling",
+    "simcse.backends": "modeling",  # running an exported graph
+    "simcse.backends.export": "use",  # writing one, checked on STS-B dev
+    "simcse.backends.guard": "use",
     "simcse.evaluation": "evaluation",
     "simcse.training": "training",
     "simcse.api": "use",
@@ -53,8 +56,8 @@ MAY_IMPORT = {
     "modeling": {"base", "modeling"},
     "evaluation": {"base", "modeling", "evaluation"},
     "training": {"base", "modeling", "evaluation", "training"},
-    "use": {"base", "modeling", "use"},
-    "serve": {"base", "modeling", "use", "serve"},
+    "use": {"base", "modeling", "evaluation", "use"},
+    "serve": {"base", "modeling", "evaluation", "use", "serve"},
     "experiments": {"base", "modeling", "evaluation", "training", "experiments"},
     "cli": {"base", "modeling", "evaluation", "training", "use", "serve", "experiments", "cli"},
 }

@@ -24,6 +24,8 @@ flags\t\t: fpu sse2 avx2
 
 @pytest.fixture
 def cpuinfo(monkeypatch, tmp_path):
+    monkeypatch.delenv("SIMCSE_CPU_FLAGS", raising=False)  # the suite's own setting (tests/conftest.py)
+
     def use(text: str | None) -> None:
         hardware._cpuinfo.cache_clear()
         path = tmp_path / "cpuinfo"
@@ -59,3 +61,11 @@ def test_no_cpuinfo_still_gives_a_description(cpuinfo):
     cpuinfo(None)
     assert hardware.cpu_flags() == set() and not hardware.has_bf16_units()
     assert hardware.describe_cpu()
+
+
+def test_simcse_cpu_flags_replaces_what_the_cpu_reports(cpuinfo, monkeypatch):
+    cpuinfo(SAPPHIRE)
+    monkeypatch.setenv("SIMCSE_CPU_FLAGS", "none")
+    assert hardware.cpu_flags() == set() and hardware.bf16_units() is None
+    monkeypatch.setenv("SIMCSE_CPU_FLAGS", "avx2, avx512_bf16 made_up")
+    assert hardware.cpu_flags() == {"avx2", "avx512_bf16"} and hardware.bf16_units() == "AVX512-BF16"

@@ -113,7 +113,12 @@ class SimCSE:
 
     ``model_name_or_path``: a saved simcse model directory, a sentence-transformers directory, any Hugging
     Face model (id or directory, with ``pooler``), an :class:`~simcse.modeling.encoder.Encoder`, or ``None`` for the
-    embedded all-MiniLM-L6-v2. ``dtype=torch.bfloat16`` encodes under bf16 autocast (outputs stay float32).
+    embedded all-MiniLM-L6-v2.
+
+    ``precision``: ``auto`` (default) encodes with bf16 weights on a CPU with bf16 units (AMX, AVX512-BF16)
+    and on GPUs with bf16, else in fp32; ``fp32`` / ``bf16`` / ``fp16``; ``dtype`` (a torch dtype) overrides it.
+    Outputs stay float32. ``backend``: ``torch``, or ``onnx`` / ``openvino`` for a directory written by
+    ``simcse export --to onnx|openvino`` (CPU; the graph's precision, :attr:`precision_line` says which).
     """
 
     def __init__(
@@ -127,11 +132,21 @@ class SimCSE:
         batch_size: int = 64,
         max_length: int | None = None,
         dtype: torch.dtype | None = None,
+        precision: str = "auto",
+        backend: str = "torch",
     ):
+        from simcse.backends import check_backend, load_encoder
+        from simcse.runtime import encoding_dtype
+
+        backend = check_backend(backend)
         if isinstance(model_name_or_path, Encoder):
             if pooler is not None or max_length is not None:
                 raise SimCSEError("pooler and max_length apply when loading a model, not to an Encoder")
+            if backend != "torch":
+                raise SimCSEError(f"backend {backend} loads an export directory, not an Encoder")
             self.encoder = model_name_or_path
+        elif backend != "torch":
+            self.encoder = load_encoder(model_name_or_path, pooler, backend, precision, max_length=max_length)
         else:
             # the original's rule for a model that does not name its pooler
             unsup = isinstance(model_name_or_path, (str, os.PathLike)) and "unsup" in str(model_name_or_path)
@@ -142,10 +157,18 @@ class SimCSE:
                     "Use `cls_before_pooler` for unsupervised models. To use another pooler, pass pooler="
                 )
         if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = "cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"
         self.device = str(device)
         self.encoder.to(device)
         self.encoder.eval()
+        self.backend = backend
+        if backend != "torch":
+            self.precision_line = self.encoder.line
+        elif dtype is not None:
+            self.precision_line = f"precision {str(dtype).removeprefix('torch.')} (asked for)"
+        else:
+            dtype, self.precision_line = encoding_dtype(precision, self.device)
+        logger.info("SimCSE: %s", self.precision_line)
         if batch_size < 1:
             raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
@@ -224,7 +247,7 @@ class SimCSE:
         Also accepted: ``normalize`` / ``normalize_embeddings`` / ``convert_to_numpy`` /
         ``convert_to_tensor`` / ``show_progress_bar`` (sentence-transformers' names), ``**{"return":
         "numpy"}``, and MTEB's call ``encode(DataLoader, task_metadata=..., hf_split=..., ...)``.
-        ``dtype``/``bf16`` run the model under autocast in that precision.
+        ``dtype``/``bf16`` encode in that precision (bf16 on a CPU: bf16 weights; else autocast).
         """
         sentences = sentence
         output = output or ("numpy" if return_numpy else "torch")

@@ -267,7 +267,10 @@ class TrainConfig:
     )
     max_grad_norm: float = option(1.0, "gradient clipping norm; 0 = no clipping", OPTIM)
     precision: str = option(
-        "auto", "auto (GPU bf16, else fp16 + scaling; CPU fp32) | fp32 | bf16 | fp16", OPTIM
+        "auto",
+        "auto (GPU: bf16, else fp16 + scaling; CPU: bf16 autocast where it has AMX or AVX512-BF16, else "
+        "fp32) | fp32 | bf16 | fp16",
+        OPTIM,
     )
     seed: int = option(42, "seeds the MLP, dropout, shuffling and masking", OPTIM)
 

@@ -126,12 +126,15 @@ def encode_corpus(
     device: str | torch.device | None = None,
     show_progress: bool = False,
     log: Callable[[str], None] | None = None,
+    precision: str = "auto",
+    backend: str = "torch",
 ) -> Path:
     """Encode every line of ``input_path`` into ``output_path`` (.npy, float32, (n_lines, dim)); see the
     module docstring. ``model`` is an :class:`Encoder`, a model path / hub id, or None for the embedded
     model. ``shard_size`` defaults to the interrupted run's (when resuming) or 100,000 lines.
-    ``overwrite`` replaces an existing output and discards the shards of any earlier run.
-    Returns the output path (on every rank under torchrun)."""
+    ``overwrite`` replaces an existing output and discards the shards of any earlier run. ``precision``
+    (auto | fp32 | bf16 | fp16) applies unless ``dtype`` is given; ``backend`` onnx / openvino encodes with
+    an exported graph (:mod:`simcse.backends`). Returns the output path (on every rank under torchrun)."""
     input_path, output_path = Path(input_path), Path(output_path)
     if block_size < 1 or batch_size < 1:
         raise SimCSEError("batch size and block size must be at least 1")
@@ -149,7 +152,7 @@ def encode_corpus(
     try:
         result = _encode_corpus(
             dist, model, input_path, output_path, batch_size, max_length, pooler, dtype, normalize,
-            shard_size, block_size, overwrite, device, show_progress, log,
+            shard_size, block_size, overwrite, device, show_progress, log, precision, backend,
         )  # fmt: skip
     except BaseException:
         dist.close(wait=False)
@@ -174,16 +177,24 @@ def _encode_corpus(
     device: str | torch.device | None,
     show_progress: bool,
     log: Callable[[str], None] | None,
+    precision: str = "auto",
+    backend: str = "torch",
 ) -> Path:
     """Plan (rank 0), check the shards of an earlier run, encode this rank's missing shards, merge
     (rank 0). Every phase ends with the ranks agreeing on its outcome, so one rank's error stops them all."""
     say = log if (log is not None and dist.rank == 0) else (lambda message: None)
-    encoder = _encoder(
-        model,
-        pooler,
-        max_length,
-        device or (f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu"),
+    from simcse.runtime import encoding_dtype
+
+    device = device or (
+        f"cuda:{dist.local_rank}" if torch.cuda.is_available() and backend == "torch" else "cpu"
     )
+    encoder = _encoder(model, pooler, max_length, device, precision, backend)
+    if backend != "torch":
+        dtype, line = None, encoder.line
+    elif dtype is None:
+        dtype, line = encoding_dtype(precision, device)
+    else:
+        line = f"precision {str(dtype).removeprefix('torch.')} (asked for)"
     key = {
         "model": {"fingerprint": encoder.fingerprint(), "source": str(encoder.source)},
         "settings": {
@@ -193,6 +204,8 @@ def _encode_corpus(
             "dtype": str(dtype or torch.float32).removeprefix("torch."),
         },
     }
+    if backend != "torch":
+        key["settings"]["backend"] = f"{backend} {encoder.precision}"
     shard_dir = shard_dir_for(output_path)
     plan = _agree_on_plan(dist, input_path, output_path, shard_dir, key, encoder.dim, shard_size, overwrite)
     mine = list(range(dist.rank, len(plan.offsets), dist.world_size))
@@ -233,7 +246,7 @@ def _encode_corpus(
             if dist.world_size == 1:
                 raise
     _raise_first([dist.broadcast(merged)])
-    say(f"wrote {output_path}: {plan.lines} x {plan.dim} float32")
+    say(f"wrote {output_path}: {plan.lines} x {plan.dim} float32; {line}")
     return output_path
 
 
@@ -242,9 +255,14 @@ def _encoder(
     pooler: str | None,
     max_length: int | None,
     device: str | torch.device,
+    precision: str = "auto",
+    backend: str = "torch",
 ) -> Encoder:
     if model is None or isinstance(model, (str, os.PathLike)):
-        encoder = Encoder.load(model, pooler, max_length=max_length)  # "" or None: the embedded model
+        from simcse.backends import load_encoder
+
+        # "" or None: the embedded model
+        encoder = load_encoder(model, pooler, backend, precision, max_length=max_length)
         encoder.to(device)
     else:  # an Encoder (or an object with its encode / fingerprint / dim interface)
         encoder = model

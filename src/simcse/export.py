@@ -1,4 +1,5 @@
-"""Export a model for use without simcse: a sentence-transformers directory or a plain Hugging Face one.
+"""Export a model for use without simcse: a sentence-transformers directory, a plain Hugging Face one, or
+one with an ONNX / OpenVINO graph for fast CPU inference (:mod:`simcse.backends.export`).
 
 - ``sentence-transformers``: the full simcse model directory (:meth:`Encoder.save`): HF weights and
   tokenizer at the top level plus the module files (``modules.json``, ``1_Pooling``, ``2_Dense`` for the
@@ -28,7 +29,8 @@ from simcse.files import refuse_non_empty, replace_directory
 from simcse.modeling.encoder import Encoder
 from simcse.modeling.st_pipeline import check_st_layout
 
-FORMATS = ("sentence-transformers", "hf")
+FORMATS = ("sentence-transformers", "hf", "onnx", "openvino")
+GRAPH_FORMATS = ("onnx", "openvino")
 PROBES = ["A man is playing a guitar.", "Two dogs run in the park, chasing a red ball.", "Hello!"]
 HF_KEEP_SUFFIXES = (".json", ".txt", ".model", ".safetensors")
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
@@ -106,13 +108,43 @@ def export_model(
     overwrite: bool = False,
     verify: bool = True,
     st_layout: str = "compatible",
+    optimize: str | None = None,
+    quantize: str | None = None,
+    max_drop: float | None = None,
+    data_dir: str | os.PathLike | None = None,
+    sts_check: bool = True,
+    calibration: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``model`` (an Encoder, a model path / hub id, or None for the embedded model) to ``out_dir`` in
     format ``to`` (``sentence-transformers`` or ``hf``). A non-empty ``out_dir`` is refused unless
     ``overwrite``; nothing is written at ``out_dir`` unless the export checks out. ``st_layout``: the
-    sentence-transformers files' names, ``compatible`` (3.0.1 to 6.x) or ``current`` (6.x's own)."""
+    sentence-transformers files' names, ``compatible`` (3.0.1 to 6.x) or ``current`` (6.x's own).
+
+    ``onnx`` / ``openvino`` add the graph (``optimize`` O1-O4 for onnx, ``quantize`` int8) and check it on
+    STS-B dev of ``data_dir`` (refused beyond ``max_drop`` points; ``sts_check=False``: the cosine on fixed
+    sentences only); ``calibration``: a text file for OpenVINO's int8 calibration (default STS-B train)."""
     if to not in FORMATS:
         raise SimCSEError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
+    if to not in GRAPH_FORMATS and (optimize or quantize or calibration or max_drop is not None):
+        raise SimCSEError(
+            "--optimize, --quantize, --max-drop and --calibration are for --to onnx or openvino"
+        )
+    senteval_dir = None
+    if to in GRAPH_FORMATS:
+        from simcse.backends import EXTRAS, require
+        from simcse.backends.export import check_options
+
+        check_options(to, optimize, quantize)
+        require(to, *EXTRAS[to])
+        if sts_check:
+            from simcse.download import ensure_dataset
+            from simcse.errors import MissingDataError
+
+            try:
+                senteval_dir = ensure_dataset("senteval", data_dir, download=False)
+            except MissingDataError as err:
+                raise SimCSEError(f"{err}: the {to} export is checked on STS-B dev; give --data-dir, or "
+                                  "--no-sts-check to check only the cosine on fixed sentences") from None  # fmt: skip
     check_st_layout(st_layout)
     out_dir = Path(out_dir)
     if isinstance(model, (str, os.PathLike)) and Path(model).expanduser().is_dir():
@@ -139,6 +171,12 @@ def export_model(
         shutil.rmtree(staging)
     try:
         encoder.save(staging, st_layout=st_layout)
+        if to in GRAPH_FORMATS:
+            from simcse.backends.export import export_backend
+
+            export_backend(encoder, staging, out_dir, to, optimize=optimize, quantize=quantize,
+                           max_drop=max_drop, senteval_dir=senteval_dir, calibration=calibration)  # fmt: skip
+            return out_dir
         if to == "hf":
             _prune_to_hf(staging)
         if verify:

@@ -1,6 +1,10 @@
 """What the CPU can do: its model name and the matrix and vector units that decide which precision pays
 (AMX and AVX512-BF16 make bf16 several times faster than fp32; without them bf16 is slower). Benchmarks
-print :func:`describe_cpu` so that every number says which machine produced it."""
+print :func:`describe_cpu` so that every number says which machine produced it.
+
+``SIMCSE_CPU_FLAGS`` replaces the detected flags (space- or comma-separated; ``none`` for none): what
+``precision auto`` assumes the CPU has. The test suite sets it to ``none`` so that it runs the same on every
+machine, and a user can pin ``auto`` to fp32 on a bf16 machine with it."""
 
 from __future__ import annotations
 
@@ -40,14 +44,26 @@ def cpu_model() -> str:
     return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
 
 
+FLAGS_ENV = "SIMCSE_CPU_FLAGS"
+
+
 def cpu_flags() -> set[str]:
-    """The instruction-set flags of the CPU (Linux /proc/cpuinfo), among those in UNITS."""
+    """The instruction-set flags of the CPU (Linux /proc/cpuinfo, or ``SIMCSE_CPU_FLAGS``), among UNITS."""
+    override = os.environ.get(FLAGS_ENV)
+    if override is not None:
+        return set(override.replace(",", " ").split()) & set(UNITS)
     return set(_cpuinfo().get("flags", "").split()) & set(UNITS)
 
 
 def has_bf16_units() -> bool:
     """True where bf16 matmuls run on dedicated units (AMX or AVX512-BF16), i.e. faster than fp32."""
     return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+def bf16_units() -> str | None:
+    """The bf16 units of this CPU in words (``AMX bf16 tiles``, ``AVX512-BF16``), or None without any."""
+    names = [UNITS[f] for f in ("amx_bf16", "avx512_bf16") if f in cpu_flags()]
+    return " and ".join(names) or None
 
 
 def describe_cpu() -> str:

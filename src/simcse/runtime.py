@@ -103,15 +103,69 @@ def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def resolve_precision(pref: str, device: torch.device) -> str:
-    """``auto``: bf16 on GPUs that have it, else fp16 (with loss scaling); fp32 on CPUs."""
+@dataclass(frozen=True)
+class Precision:
+    """The numeric precision of a job and why it was chosen (every job prints :attr:`line`)."""
+
+    name: str  # fp32 | bf16 | fp16
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"precision {self.name} ({self.reason})"
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The encoding dtype (None: float32)."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+
+def choose_precision(pref: str, device: torch.device, job: str = "training") -> Precision:
+    """The precision of ``pref`` (auto | fp32 | bf16 | fp16) for ``job`` (training | encoding) on ``device``.
+
+    ``auto``: on GPUs bf16 where supported, else fp16 (training with loss scaling). On CPUs bf16 where the
+    CPU has bf16 units (AMX, AVX512-BF16), else fp32: with the units a bf16 matmul runs several times faster
+    (measured: 2x for encoding and for training steps on AVX512-BF16 alone, 2.7x encoding and 2x training with
+    AMX, STS-B dev within 0.05); without them bf16 is emulated and slower than fp32. Training computes in bf16
+    under autocast over fp32 master weights; encoding runs bf16 weights (:meth:`Encoder.encode_tokenized`).
+    """
+    if pref not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {pref!r}")
     if pref != "auto":
         if pref == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("precision bf16 is not supported on this GPU; use fp16 (with loss scaling)")
-        return pref
+        return Precision(pref, "asked for")
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16", "auto: this GPU supports bf16")
+        return Precision(
+            "fp16", "auto: this GPU has no bf16; fp16" + (" with loss scaling" if job == "training" else "")
+        )
+    from simcse.hardware import FLAGS_ENV, bf16_units
+
+    units = bf16_units()
+    if units:
+        how = "autocast over fp32 weights" if job == "training" else "bf16 weights"
+        return Precision("bf16", f"auto: this CPU has {units}; {how}")
+    return Precision(
+        "fp32",
+        f"auto: this CPU has no bf16 units (AMX, AVX512-BF16), so bf16 would be slower"
+        f"{'; ' + FLAGS_ENV + ' is set' if os.environ.get(FLAGS_ENV) is not None else ''}",
+    )
+
+
+def resolve_precision(pref: str, device: torch.device) -> str:
+    """The training precision's name (:func:`choose_precision`)."""
+    return choose_precision(pref, device).name
+
+
+def encoding_dtype(
+    pref: str | None, device: str | torch.device | None = None
+) -> tuple[torch.dtype | None, str]:
+    """The dtype to encode with for ``pref`` (auto | fp32 | bf16 | fp16; None = auto) on ``device`` (None: the
+    CPU), and the line saying which and why."""
+    chosen = choose_precision(pref or "auto", torch.device(device or "cpu"), job="encoding")
+    return chosen.dtype, chosen.line
 
 
 def enable_tf32() -> None:

@@ -145,3 +145,39 @@ def test_gradcache_replays_sampled_dropout_rates_too(bert_dropout):
     model, batch = _setup(bert_dropout)
     model.dropout_range = (0.05, 0.4)
     _assert_gradcache_equals_one_pass(model, batch)
+
+
+def test_gradcache_replays_exactly_under_bf16_autocast_with_fast_dropout_and_packing(bert_dropout):
+    """precision auto picks bf16 autocast on CPUs with bf16 units: each chunk's replay (with gradient) must
+    give bit for bit the embeddings of its first pass (the same masks, the same bf16 rounding), and the
+    gradient must equal one pass's under the same autocast, up to bf16 rounding in the backward (the chunks'
+    gradients are summed in another order)."""
+    from simcse.modeling.dropout import use_fast_dropout
+
+    model, batch = _setup(bert_dropout)
+    assert use_fast_dropout(model.encoder.backbone) > 0 and model.encoder.packed
+    outputs = []
+    real_forward = model.forward
+
+    def recording(*args, **kwargs):
+        result = real_forward(*args, **kwargs)
+        outputs.append(result[0].detach().clone())
+        return result
+
+    model.forward = recording
+    torch.manual_seed(123)
+    cast = torch.autocast("cpu", dtype=torch.bfloat16)
+    gradcache_step(model, batch, 2, 4, ContrastiveLoss(0.05), {}, torch.device("cpu"), cast)
+    model.forward = real_forward
+    grads_gc = _grads(model)
+    chunks = len(outputs) // 2
+    assert chunks == 3 and outputs[0].dtype == torch.bfloat16  # the encoder really ran in bf16
+    for first, replay in zip(outputs[:chunks], outputs[chunks:]):
+        assert torch.equal(first, replay)
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(123)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        embs = [model(c["input_ids"], c["attention_mask"])[0] for c in _chunks(batch, 2, 4)]
+    ContrastiveLoss(0.05)(torch.cat(embs).float().view(-1, 2, embs[0].shape[-1])).backward()
+    for k, g in _grads(model).items():
+        assert (grads_gc[k] - g).norm() <= 1e-2 * g.norm() + 1e-6, k

@@ -220,6 +220,10 @@ def test_resume_reuses_finished_shards_and_recomputes_the_rest(tmp_path):
     assert rerun.lines_encoded == n - 600
     assert all(s[name] == t for s in seen for name, t in mtimes.items())
     assert messages[0] == "resuming: 3 of 5 shards (600 lines) already encoded and verified"
+    assert messages[-1].endswith(
+        "float32; precision fp32 (auto: this CPU has no bf16 units (AMX, AVX512-BF16), "
+        "so bf16 would be slower; SIMCSE_CPU_FLAGS is set)"
+    )  # which precision, and why
     check_numbered(out, n)
     assert not shard_dir.exists()
 

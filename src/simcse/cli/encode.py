@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.cli.options import dtype, model_arg
+    from simcse.cli.options import model_arg, precision_of
     from simcse.corpus import encode_corpus
 
     encode_corpus(
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_length=args.max_length,
         pooler=args.pooler,
-        dtype=dtype(args.bf16),
+        **precision_of(args),
         normalize=not args.no_normalize,
         shard_size=args.shard_size,
         block_size=args.block_size,

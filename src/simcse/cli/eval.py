@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse.cli.options import MODEL_HELP, positive_int
+from simcse.cli.options import MODEL_HELP, add_precision_options, positive_int
 from simcse.errors import SimCSEError
 
 
@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="sentences per batch")
-    p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
+    add_precision_options(p)
     p.add_argument(
         "--cache-dir", default=None, help="cache embeddings here, keyed by model fingerprint and sentences"
     )
@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.cli.options import dtype, model_arg
+    from simcse.cli.options import model_arg, precision_of, say
     from simcse.evaluation.report import (
         append_csv,
         markdown_tables,
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             aggregate=args.aggregate,
             data_dir=args.data_dir,
             batch_size=args.batch_size,
-            dtype=dtype(args.bf16),
+            **precision_of(args),
             cache_dir=args.cache_dir,
             whiten=args.whiten,
             whiten_dim=args.whiten_dim,
@@ -114,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
             show_progress=not args.quiet,
             download=not args.no_download,
         )
+        if result.get("precision"):
+            say(f"{name}: {result['precision']}")
         result["name"] = "all-MiniLM-L6-v2" if model is None else name
         result["metric"] = args.metric
         results.append(result)

@@ -1,4 +1,4 @@
-"""``simcse export MODEL --to sentence-transformers|hf DIR``."""
+"""``simcse export MODEL --to sentence-transformers|hf|onnx|openvino DIR``."""
 
 from __future__ import annotations
 
@@ -10,16 +10,20 @@ from simcse.cli.options import MODEL_HELP, add_model_options
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a model as a sentence-transformers or Hugging Face directory",
+        help="export a model as a sentence-transformers or Hugging Face directory, or with an ONNX / OpenVINO graph",
         description="sentence-transformers: SentenceTransformer(DIR).encode gives this model's embeddings. "
         "hf: AutoModel.from_pretrained(DIR) loads it; for the cls pooler the SimCSE MLP is the BERT "
         "pooler layer, so pooler_output is the embedding (as in princeton-nlp's released checkpoints). "
+        "onnx / openvino: the model directory plus onnx/ or openvino/ with the graph (pooler and MLP inside), "
+        "loaded by simcse's --backend onnx|openvino and sentence-transformers' backend=; checked on STS-B dev "
+        "against the fp32 model and refused beyond --max-drop. "
         "The export is checked against the model before it is moved into DIR.",
     )
     # required: the embedded model is already a sentence-transformers directory, and an optional MODEL
     # before the DIR positional would make argparse read `export RUN --to hf DIR` as DIR=RUN
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--to", required=True, choices=("sentence-transformers", "hf"))
+    p.add_argument("--to", "--format", dest="to", required=True,
+                   choices=("sentence-transformers", "hf", "onnx", "openvino"))  # fmt: skip
     p.add_argument("out_dir", metavar="DIR")
     add_model_options(p)
     p.add_argument(
@@ -29,6 +33,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="sentence-transformers file names: compatible (loaded by sentence-transformers 3.0.1 to 6.x) or "
         "current (6.x's own module paths and config keys; 5.4+ only)",
     )
+    p.add_argument("--optimize", choices=("O1", "O2", "O3", "O4"), default=None,
+                   help="onnx: ONNX Runtime's graph optimisation level, as optimum names them (O4: fp16, GPUs)")  # fmt: skip
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="int8: ONNX Runtime's dynamic quantisation, or NNCF's calibrated one for openvino")  # fmt: skip
+    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                   help="refuse the export if STS-B dev Spearman falls more than this (default 0.5 int8, else 0.1)")  # fmt: skip
+    p.add_argument(
+        "--data-dir", default=None, help="data directory of the STS-B check (default $SIMCSE_DATA_DIR)"
+    )
+    p.add_argument("--no-sts-check", action="store_true",
+                   help="check only the cosine to fp32 on fixed sentences (no STS-B dev data needed)")  # fmt: skip
+    p.add_argument("--calibration", default=None, metavar="FILE",
+                   help="openvino int8: calibrate on these sentences (one per line; default STS-B train)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
     p.set_defaults(func=run)
 
@@ -39,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     model = model_arg(args.model)
     out = export_model(
-        model, args.out_dir, args.to, pooler=args.pooler, overwrite=args.overwrite, st_layout=args.st_layout
-    )
+        model, args.out_dir, args.to, pooler=args.pooler, overwrite=args.overwrite, st_layout=args.st_layout,
+        optimize=args.optimize, quantize=args.quantize, max_drop=args.max_drop, data_dir=args.data_dir,
+        sts_check=not args.no_sts_check, calibration=args.calibration,
+    )  # fmt: skip
     name = args.model if model is not None else "the embedded model"
     print(f"exported {name} as {args.to}: {out}")
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from simcse.cli.options import BF16_HELP, MODEL_HELP, add_model_options
 from simcse.errors import SimCSEError
-from simcse.files import refuse_non_empty, replace_directory
+from simcse.files import check_output_dir, refuse_non_empty, replace_directory
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,14 +34,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
-    from simcse.cli.options import at_model_limit, dtype, local_or_id
+    from simcse.cli.options import at_model_limit, local_or_id, precision_of, say
 
     out = Path(args.out)
     refuse_non_empty(out, args.overwrite)
+    check_output_dir(out, "--output")  # a path under a file: refused now, not after the encoding
     if not Path(args.input).is_file():
         raise SimCSEError(f"{args.input}: input file not found")
     start = time.perf_counter()
-    model = at_model_limit(SimCSE(local_or_id(args.model), pooler=args.pooler, dtype=dtype(args.bf16)))
+    model = at_model_limit(SimCSE(local_or_id(args.model), pooler=args.pooler, **precision_of(args)))
     model.build_index(args.input, index=args.index, batch_size=args.batch_size, show_progress=not args.quiet)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.building")
@@ -57,4 +58,5 @@ def run(args: argparse.Namespace) -> int:
     assert model.vector_index is not None
     print(f"indexed {len(model.sentences)} sentences ({model.dim}-dim, {model.vector_index.resolved_kind}) "
           f"in {seconds:.1f} s: {out}")  # fmt: skip
+    say(model.precision_line)
     return 0

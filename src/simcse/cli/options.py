@@ -15,7 +15,7 @@ DEFAULT_MODEL_NAMES = (DEFAULT_MODEL, "-")
 MODEL_HELP = (
     "saved simcse model, sentence-transformers dir, HF model id/dir, or 'default' (the embedded model)"
 )
-BF16_HELP = "encode under bf16 autocast"
+BF16_HELP = "encode in bf16"
 
 
 def positive_int(value: str) -> int:
@@ -49,17 +49,39 @@ def at_model_limit(model):
     return model
 
 
-def dtype(bf16: bool):
-    """The encoding dtype of ``--bf16`` (None: float32). Imports torch, so call it in ``run`` only."""
-    import torch
+PRECISION_HELP = (
+    "auto (bf16 weights on a CPU with AMX or AVX512-BF16, and on GPUs with bf16; else fp32) | "
+    "fp32 | bf16 | fp16 (GPUs)"
+)
+BACKEND_HELP = "torch, or onnx / openvino for a directory written by simcse export --to onnx|openvino"
 
-    return torch.bfloat16 if bf16 else None
+
+def add_precision_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
+    """--precision (with --bf16 as its old spelling) and --backend, for the commands that encode."""
+    p.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help=PRECISION_HELP
+    )
+    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="--precision bf16")
+    if backend:
+        p.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch", help=BACKEND_HELP)
+
+
+def precision_of(args: argparse.Namespace) -> dict:
+    """The keyword arguments that carry --precision and --backend to the library."""
+    return {"precision": args.precision, "backend": getattr(args, "backend", "torch")}
+
+
+def say(line: str) -> None:
+    """A job's note on stderr (e.g. which precision it runs in and why)."""
+    import sys
+
+    print(f"simcse: {line}", file=sys.stderr)
 
 
 def add_model_options(
     p: argparse.ArgumentParser, batch_size: int | None = None, bf16_help: str | None = None
 ) -> None:
-    """--pooler, plus --batch-size and --bf16 for the commands that encode (when given)."""
+    """--pooler, plus --batch-size and --precision / --backend for the commands that encode (when given)."""
     if batch_size is not None:
         p.add_argument(
             "--batch-size",
@@ -69,4 +91,4 @@ def add_model_options(
         )
     p.add_argument("--pooler", default=None, help="override the pooler")
     if bf16_help is not None:
-        p.add_argument("--bf16", action="store_true", help=bf16_help)
+        add_precision_options(p)

@@ -24,13 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
-    from simcse.cli.options import at_model_limit, dtype, model_arg
+    from simcse.cli.options import at_model_limit, model_arg, precision_of, say
 
     if len(args.words) not in (2, 3):
         args.usage_error(
             f"expected [MODEL] A B (two sentences, after an optional model), got {len(args.words)} words"
         )
     model_name, a, b = [None, *args.words] if len(args.words) == 2 else args.words
-    model = at_model_limit(SimCSE(model_arg(model_name), pooler=args.pooler, dtype=dtype(args.bf16)))
+    model = at_model_limit(SimCSE(model_arg(model_name), pooler=args.pooler, **precision_of(args)))
     print(f"{model.similarity(a, b):.4f}")
+    say(model.precision_line)
     return 0

@@ -25,6 +25,7 @@ class _SentenceSet:
         self.sentences = list(dict.fromkeys(sentences))
         self.index = {s: i for i, s in enumerate(self.sentences)}
         self.batch_size = batch_size
+        self.dtype = None  # the trainer's bf16 on a CPU with bf16 units: encode with bf16 weights
         self._tokens = None
         self._tokenizer_key = None
 
@@ -34,7 +35,7 @@ class _SentenceSet:
         if self._tokens is None or key != self._tokenizer_key:
             self._tokens = encoder.tokenize(self.sentences)
             self._tokenizer_key = key
-        matrix = encoder.encode_tokenized(self._tokens, self.batch_size).numpy()
+        matrix = encoder.encode_tokenized(self._tokens, self.batch_size, dtype=self.dtype).numpy()
         return lambda sentences: matrix[[self.index[s] for s in sentences]]
 
 

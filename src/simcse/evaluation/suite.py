@@ -175,6 +175,8 @@ def evaluate(
     classifier: str = "senteval",
     prompt_template: str | Sequence[str] | None = None,
     prompt_denoise: str | None = None,
+    precision: str = "auto",
+    backend: str = "torch",
 ) -> dict:
     """Evaluate a model (an :class:`~simcse.modeling.encoder.Encoder`, a path / hub id, or None for the embedded
     default) and return ``{"model", "mode", "aggregate", "tasks": {...}, "avg": {...}, "seconds": {...}}``.
@@ -183,6 +185,8 @@ def evaluate(
     evaluated sentences themselves; ``whiten_dim`` keeps the first k whitened dimensions. ``classifier``
     is the transfer tasks' classifier: ``senteval`` (SentEval's, as the paper) or ``lbfgs`` (deterministic).
     ``prompt_template`` / ``prompt_denoise``: pooler ``prompt``'s (PromptBERT; :mod:`simcse.modeling.prompt`).
+    ``precision`` (auto | fp32 | bf16 | fp16) applies unless ``dtype`` is given (the result's ``precision``
+    says which and why); ``backend`` onnx / openvino evaluates an exported graph (:mod:`simcse.backends`).
     """
     from simcse.download import ensure_dataset
     from simcse.modeling.encoder import Encoder
@@ -201,9 +205,30 @@ def evaluate(
     if is_baseline(model):  # a training-free encoder from the related work (baseline:NAME[:SOURCE])
         encoder = load_baseline(model)
     else:
+        from simcse.backends import load_encoder
+
         prompt = {"prompt_template": prompt_template, "prompt_denoise": prompt_denoise}
-        encoder = model if isinstance(model, Encoder) else Encoder.load(model, pooler, **prompt)
+        if isinstance(model, Encoder):
+            encoder = model
+        elif backend != "torch":
+            if prompt_template or prompt_denoise:
+                raise ConfigError(
+                    f"--prompt-template / --prompt-denoise cannot change an exported {backend} model"
+                )
+            encoder = load_encoder(model, pooler, backend, precision)
+        else:
+            encoder = Encoder.load(model, pooler, **prompt)
     timings["load"] = perf_counter() - start
+    precision_line = None
+    if getattr(encoder, "runner", None) is not None:
+        precision_line = encoder.line
+    elif isinstance(encoder, Encoder):
+        if dtype is None:
+            from simcse.runtime import encoding_dtype
+
+            dtype, precision_line = encoding_dtype(precision, encoder.device)
+        else:
+            precision_line = f"precision {str(dtype).removeprefix('torch.')} (asked for)"
 
     pair_similarity = getattr(encoder, "pair_similarity", None)
     if pair_similarity is not None:  # WMD / WRD: pairs of word-vector sets, no sentence vectors
@@ -266,6 +291,7 @@ def evaluate(
         "avg": averages,
         "n_sentences": len(table.sentences),
         "seconds": timings,
+        **({"precision": precision_line} if precision_line else {}),
     }
 
 

@@ -17,7 +17,9 @@ directory has no module files and ``simcse.json`` also holds the template (:mod:
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,21 @@ from simcse.modeling.packed import packed_hidden_states, supports_packing
 from simcse.modeling.pooling import MLP, POOLERS, layers_needed, pool
 from simcse.modeling.prompt import Prompt
 from simcse.prompts import TRAINING_FREE_TEMPLATE
+
+logger = logging.getLogger(__name__)
+
+# the fixed sentences on which a bf16 copy of the weights must agree with fp32 before it encodes anything
+GUARD_SENTENCES = (
+    "A man is playing a guitar.",
+    "Two dogs run in the park, chasing a red ball across the wet grass.",
+    "Hello!",
+    "The central bank raised interest rates by a quarter of a percentage point on Tuesday.",
+    "She did not like the movie at all.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "what time is it",
+    "A woman slices an onion on a wooden cutting board in a small kitchen.",
+)
+MIN_GUARD_COSINE = 0.99
 
 
 @dataclass
@@ -227,15 +244,16 @@ class Encoder(nn.Module):
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, total=-(-len(tokens) // batch_size), desc="encode", unit="batch")
-        autocast = (
-            torch.autocast(device.type, dtype=dtype)
-            if dtype is not None and dtype != torch.float32
-            else contextlib.nullcontext()
-        )
+        model, autocast = self, contextlib.nullcontext()
+        if dtype is not None and dtype != torch.float32:
+            if device.type == "cpu" and dtype == torch.bfloat16:
+                model = self.in_dtype(dtype) or self  # None: the guard kept fp32
+            else:
+                autocast = torch.autocast(device.type, dtype=dtype)
         try:
             with autocast:
                 for idx, batch in batches:
-                    emb = self(
+                    emb = model(
                         batch["input_ids"].to(device, non_blocking=True),
                         batch["attention_mask"].to(device, non_blocking=True),
                     ).float()
@@ -245,6 +263,40 @@ class Encoder(nn.Module):
         finally:
             self.train(was_training)
         return out
+
+    def in_dtype(self, dtype: torch.dtype) -> Encoder | None:
+        """A copy of this encoder with its weights in ``dtype`` (bf16), for encoding on CPUs: bf16 weights
+        run faster than autocast, which recasts every weight on every call (measured with AMX: 2.7x vs 1.7x
+        fp32). Kept until a weight changes (training), so it costs the memory of the weights in ``dtype``.
+
+        Before first use the copy must agree with fp32 on :data:`GUARD_SENTENCES` (mean cosine >=
+        :data:`MIN_GUARD_COSINE`); a model that loses more in bf16 encodes in fp32, with a warning (None)."""
+        key = (dtype, self.device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cached = self.__dict__.get("_twin")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        self.__dict__.pop("_twin", None)
+        try:
+            twin = copy.deepcopy(self, {id(self.tokenizer): self.tokenizer}).to(dtype).eval()
+        except Exception as exc:  # e.g. a torch.compile'd backbone
+            logger.warning("%s: no bf16 copy of the weights (%s): encoding in fp32", self.source, exc)
+            self.__dict__["_twin"] = (key, None)
+            return None
+        tokens = self.tokenize(list(GUARD_SENTENCES))
+        reference = self.encode_tokenized(tokens, len(GUARD_SENTENCES), normalize=True)
+        got = twin.encode_tokenized(tokens, len(GUARD_SENTENCES), normalize=True)
+        cosine = float((reference * got).sum(-1).mean())
+        if not cosine >= MIN_GUARD_COSINE:
+            logger.warning(
+                "%s: bf16 weights lose too much on this model (mean cosine %.4f to fp32 on the guard "
+                "sentences, below %.2f): encoding in fp32",
+                self.source,
+                cosine,
+                MIN_GUARD_COSINE,
+            )
+            twin = None
+        self.__dict__["_twin"] = (key, twin)
+        return twin
 
     def encode(
         self,

@@ -66,12 +66,14 @@ def run(args: argparse.Namespace) -> int:
 
     sock = _listen_socket(settings.host, settings.port)
     try:
-        model = SimCSE(args.model, pooler=args.pooler, batch_size=settings.batch_size)
+        model = SimCSE(args.model, pooler=args.pooler, batch_size=settings.batch_size,
+                       precision=getattr(args, "precision", "auto"), backend=getattr(args, "backend", "torch"))  # fmt: skip
         if args.index:
             model.load_index(args.index)
         compare = None
         if getattr(args, "compare", None):
-            compare = SimCSE(args.compare, pooler=args.compare_pooler, batch_size=settings.batch_size)
+            compare = SimCSE(args.compare, pooler=args.compare_pooler, batch_size=settings.batch_size,
+                             precision=getattr(args, "precision", "auto"))  # fmt: skip
             if model.sentences:
                 print(f"simcse serve: encoding the {len(model.sentences)} indexed sentences with {args.compare}",
                       file=sys.stderr, flush=True)  # fmt: skip
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
             f"model {app.state.model_name} ({model.dim} dims)"
             + (f" beside {app.state.compare_name} ({compare.dim} dims)" if compare is not None else "")
             + f", {index_note}"
-            + (", API key required" if settings.api_key else ""),
+            + (", API key required" if settings.api_key else "")
+            + f"; {model.precision_line}",
             file=sys.stderr,
             flush=True,
         )

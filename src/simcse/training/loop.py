@@ -112,6 +112,10 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     config.validate()
     env = resolve(config)
     inputs = read_inputs(config, env.dist, resume)  # 1. everything that can fail on input, nothing written
+    if env.precision == "bf16" and env.device.type == "cpu":  # dev evaluation with bf16 weights, as training
+        for evaluator in (inputs.evaluator, inputs.geometry):
+            if evaluator is not None:
+                evaluator.dtype = torch.bfloat16
     seed_everything(config.seed)
     model, mlm_head_pretrained = build_model(config, inputs.views)
     editor = build_generator(config, model.encoder.tokenizer)

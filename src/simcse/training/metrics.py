@@ -119,6 +119,7 @@ def describe_run(
         f"{' (MLP in training only)' if config.mlp_only_train else ''}, packed={encoder.packed}\n"
         f"simcse: {total_steps} steps of {config.batch_size} rows x {views} views on {env.dist.world_size} x "
         f"{env.device} in {env.precision}"
+        + (f" ({env.precision_reason})" if getattr(env, "precision_reason", "") else "")
         + (f", GradCache chunks of {config.gradcache_chunk_size}" if config.gradcache_chunk_size else ""),
         file=sys.stderr,
     )

@@ -19,7 +19,7 @@ import torch
 
 from simcse.config import TrainConfig
 from simcse.errors import ConfigError, DataError
-from simcse.runtime import Dist, autocast_for, enable_tf32, resolve_device, resolve_precision
+from simcse.runtime import Dist, autocast_for, choose_precision, enable_tf32, resolve_device
 from simcse.sentence_files import TrainingData, read_training_file
 from simcse.training.data import BatchPlan
 from simcse.training.model import SimCSEModel
@@ -34,6 +34,7 @@ class Environment:
     device: torch.device
     precision: str
     autocast: contextlib.AbstractContextManager
+    precision_reason: str = ""
 
 
 def resolve(config: TrainConfig) -> Environment:
@@ -49,7 +50,8 @@ def resolve(config: TrainConfig) -> Environment:
             )
     dist = Dist.from_env(use_cuda=torch.cuda.is_available() and config.device != "cpu")
     device = resolve_device(config.device, dist.local_rank)
-    precision = resolve_precision(config.precision, device)
+    chosen = choose_precision(config.precision, device)
+    precision = chosen.name
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     if device.type == "cuda":
@@ -64,7 +66,7 @@ def resolve(config: TrainConfig) -> Environment:
         raise ConfigError(
             "gradcache_chunk_size must be smaller than the per-process batch (batch_size / processes)"
         )
-    return Environment(dist, device, precision, autocast_for(precision, device))
+    return Environment(dist, device, precision, autocast_for(precision, device), chosen.reason)
 
 
 @dataclass
