@@ -285,7 +285,9 @@ def main() -> int:
         for row in rows:
             path = Path(tmp) / f"emb-{row.replace(' ', '-')}.npy"
             if ref is not None and path.exists():
-                cosines[row] = float((np.load(path) * ref).sum(1).mean())
+                got = np.load(path).astype(np.float64)  # a bf16 peer's "unit" rows are unit to bf16 precision
+                got /= np.linalg.norm(got, axis=1, keepdims=True)
+                cosines[row] = float((got * ref).sum(1).mean())
 
     import torch
 

@@ -129,22 +129,25 @@ def export_model(
         raise SimCSEError(
             "--optimize, --quantize, --max-drop and --calibration are for --to onnx or openvino"
         )
-    senteval_dir = None
+    senteval_dir = calibration_dir = None
     if to in GRAPH_FORMATS:
         from simcse.backends import EXTRAS, require
         from simcse.backends.export import check_options
 
         check_options(to, optimize, quantize)
         require(to, *EXTRAS[to])
-        if sts_check:
-            from simcse.download import ensure_dataset
-            from simcse.errors import MissingDataError
+        from simcse.download import ensure_dataset
+        from simcse.errors import MissingDataError
 
-            try:
-                senteval_dir = ensure_dataset("senteval", data_dir, download=False)
-            except MissingDataError as err:
+        try:
+            found = ensure_dataset("senteval", data_dir, download=False)
+        except MissingDataError as err:
+            if sts_check:
                 raise SimCSEError(f"{err}: the {to} export is checked on STS-B dev; give --data-dir, or "
                                   "--no-sts-check to check only the cosine on fixed sentences") from None  # fmt: skip
+            found = None
+        senteval_dir = found if sts_check else None
+        calibration_dir = found
     check_st_layout(st_layout)
     out_dir = Path(out_dir)
     if isinstance(model, (str, os.PathLike)) and Path(model).expanduser().is_dir():
@@ -175,7 +178,8 @@ def export_model(
             from simcse.backends.export import export_backend
 
             export_backend(encoder, staging, out_dir, to, optimize=optimize, quantize=quantize,
-                           max_drop=max_drop, senteval_dir=senteval_dir, calibration=calibration)  # fmt: skip
+                           max_drop=max_drop, senteval_dir=senteval_dir, calibration=calibration,
+                           calibration_dir=calibration_dir)  # fmt: skip
             return out_dir
         if to == "hf":
             _prune_to_hf(staging)

@@ -214,3 +214,23 @@ def test_sentence_transformers_loads_the_export_with_its_own_backend(onnx_dir, t
     theirs = SentenceTransformer(str(onnx_dir), backend="onnx", device="cpu").encode(SENTENCES)
     ours = Encoder.load(str(tiny_bert4), "cls").encode(SENTENCES)
     np.testing.assert_allclose(theirs, ours, atol=1e-4)
+
+
+def test_openvino_int8_calibrates_on_stsb_train_without_the_sts_check(tiny_bert4, tmp_path, data_dir):
+    pytest.importorskip("openvino", reason="the openvino extra")
+    out = export_model(str(tiny_bert4), tmp_path / "ov8", "openvino", pooler="avg", quantize="int8",
+                       data_dir=data_dir, sts_check=False)  # fmt: skip
+    info = json.loads((out / "openvino" / "simcse_export.json").read_text())
+    assert info["quantize"] == "int8" and info["guard"]["stsb_dev_exported"] is None
+
+
+def test_openvino_int8_without_calibration_data_names_the_options(tiny_bert4, tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="the openvino extra")
+    monkeypatch.setenv("SIMCSE_DATA_DIR", str(tmp_path / "nothing"))
+    with pytest.raises(
+        SimCSEError, match=r"calibrates on STS-B train sentences: give --data-dir .* or --calibration FILE"
+    ):
+        export_model(
+            str(tiny_bert4), tmp_path / "ov8", "openvino", pooler="avg", quantize="int8", sts_check=False
+        )
+    assert not (tmp_path / "ov8").exists()

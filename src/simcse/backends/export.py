@@ -205,11 +205,13 @@ def export_backend(
     max_drop: float | None = None,
     senteval_dir: Path | None = None,
     calibration: str | Path | None = None,
+    calibration_dir: Path | None = None,
     log: Any = None,
 ) -> dict[str, Any]:
     """Add the ``backend`` graph to the model directory ``staging`` (already written by ``encoder.save``),
-    check it (:mod:`simcse.backends.guard`) and move ``staging`` to ``out_dir``. Returns the export's
-    description (``simcse_export.json``)."""
+    check it (:mod:`simcse.backends.guard`; on STS-B dev of ``senteval_dir`` when given) and move ``staging`` to
+    ``out_dir``. OpenVINO's int8 calibrates on ``calibration`` (a file) or STS-B train of ``calibration_dir``
+    (default: ``senteval_dir``). Returns the export's description (``simcse_export.json``)."""
     log = log or (lambda message: print(message, file=sys.stderr))
     check_options(backend, optimize, quantize)
     sub = staging / SUBDIR[backend]
@@ -231,7 +233,7 @@ def export_backend(
         for extra in work.glob(current.name + ".data"):  # external weights of a large graph
             shutil.move(str(extra), sub / extra.name)
     else:
-        texts = calibration_sentences(calibration, senteval_dir) if quantize else None
+        texts = calibration_sentences(calibration, calibration_dir or senteval_dir) if quantize else None
         openvino_model(base, sub / name, encoder, texts)
     shutil.rmtree(work)
     info = {
