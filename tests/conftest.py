@@ -57,3 +57,10 @@ def embedded_model() -> Path:
 @pytest.fixture
 def sentences() -> list[str]:
     return list(SENTENCES)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The export-backend tests last: importing OpenVINO / NNCF under pytest's output capture leaves process-wide
+    state (NNCF replaces the logger class and binds the stdout of its import time) that made a later CLI test
+    fail and the interpreter lose sys.stderr at exit; run after everything else they affect nothing."""
+    items.sort(key=lambda item: "tests/backends/" in str(item.path).replace("\\", "/"))
