@@ -145,7 +145,7 @@ def openvino_model(onnx_path: Path, target: Path, encoder: Any, calibration: lis
 
     model = ov.convert_model(str(onnx_path))
     if calibration is not None:
-        nncf = _import_nncf()
+        import nncf
 
         tokens = encoder.tokenize(calibration)
         batches = [
@@ -155,30 +155,6 @@ def openvino_model(onnx_path: Path, target: Path, encoder: Any, calibration: lis
         model = nncf.quantize(model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(batches))  # fmt: skip
     ov.save_model(model, str(target), compress_to_fp16=False)
-
-
-class _CurrentStream:
-    """Writes to whatever ``sys.stdout`` / ``sys.stderr`` is at the time of writing."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def write(self, text: str) -> int:
-        return getattr(sys, self.name).write(text)
-
-    def flush(self) -> None:
-        getattr(sys, self.name).flush()
-
-
-def _import_nncf():
-    """NNCF, its log handler pointed at the current stdout: NNCF binds the ``sys.stdout`` of its import time, which
-    under a redirect (a test's capture, a server's log file) is closed later and breaks the process's exit."""
-    import nncf
-
-    for handler in logging.getLogger("nncf").handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, _CurrentStream):
-            handler.setStream(_CurrentStream("stdout"))
-    return nncf
 
 
 def graph_file(backend: str, optimize: str | None, quantize: str | None) -> str:
