@@ -3,7 +3,7 @@ OpenVINO model, for CPU inference.
 
 An export directory is the model's own simcse / sentence-transformers directory plus ``onnx/`` or
 ``openvino/`` with the graph, named as sentence-transformers names its backend files (``onnx/model.onnx``,
-``onnx/model_O3.onnx``, ``onnx/model_qint8_avx512_vnni.onnx``, ``openvino/openvino_model.xml``,
+``onnx/model_O3.onnx``, ``onnx/model_qint8.onnx``, ``openvino/openvino_model.xml``,
 ``openvino/openvino_model_qint8_quantized.xml``), so ``SentenceTransformer(DIR, backend="onnx")`` finds it,
 and a ``simcse_export.json`` beside the graph (what was exported, and the quality check it passed). The graph
 takes ``input_ids`` and ``attention_mask`` and gives ``sentence_embedding`` (the pooler and the MLP are in
