@@ -258,3 +258,61 @@ def test_bert_flow_through_the_evaluator(tiny_bert4, data_dir, monkeypatch):
     assert np.isfinite(result["tasks"]["STSBenchmark"]["spearman"]) and result["model"].startswith(
         "baseline:flow:"
     )
+
+
+def test_one_shared_pass_gives_the_encoders_own_poolers_and_the_layer_combinations(tiny_bert4):
+    from simcse.baselines.flow import FlowEncoder
+    from simcse.baselines.layer_means import FIRST_TOKEN, LayerMeans
+    from simcse.modeling.encoder import Encoder
+
+    sentences = ["a man is playing a guitar", "two dogs run in the park", "a woman slices an onion"]
+    means = LayerMeans(str(tiny_bert4), ["L", "0+L", "1+L", "L-1+L"], batch_size=2, precision="fp32")
+    assert means.layers == (0, 1, 3, 4) and "fp32" in means.precision_line
+    for pooler, spec in (("cls_before_pooler", FIRST_TOKEN), ("avg", "L"), ("avg_first_last", "1+L"),
+                         ("avg_first_last_emb", "0+L"), ("avg_top2", "L-1+L")):  # fmt: skip
+        own = Encoder.load(str(tiny_bert4), pooler).encode(sentences)
+        np.testing.assert_allclose(means.view(spec, "x", pooler).encode(sentences), own, atol=1e-5)
+    for spec in ("0+L", "1+L", "L-1+L"):
+        alone = load_baseline(f"baseline:layers={spec}:{tiny_bert4}").encode(sentences)
+        np.testing.assert_allclose(means.view(spec, "x", "y").encode(sentences[::-1]), alone[::-1], atol=1e-5)
+    flow_input = FlowEncoder(str(tiny_bert4)).raw(sentences)
+    np.testing.assert_allclose(means.view("L-1+L", "x", "flow").raw(sentences), flow_input, atol=1e-5)
+    assert len(means.index) == 3 and means.means.shape == (4, 3, Encoder.load(str(tiny_bert4)).dim)
+    means.view("L", "x", "avg").encode(sentences + ["one more sentence"])  # only the new one is encoded
+    assert len(means.index) == 4 and means.means.shape[1] == 4
+    with pytest.raises(ValueError, match="were not computed"):
+        means.view("2+L", "x", "y")
+
+
+def test_the_table_reads_the_shared_pass_as_the_rows_own_encoders_would(
+    tiny_bert4, data_dir, tmp_path, capsys
+):
+    import json
+
+    from simcse.evaluation.suite import evaluate
+
+    code, out, _ = run(capsys, ["baselines", str(tiny_bert4), "--tasks", "STSBenchmark", "--data-dir", str(data_dir),
+                                "--precision", "fp32", "--output", str(tmp_path / "b.json")])  # fmt: skip
+    assert code == 0 and "| encoder avg * |" in out and "reads the one forward pass" in out
+    rows = {r["name"]: r for r in json.loads((tmp_path / "b.json").read_text())["rows"]}
+    alone = {
+        "encoder cls_before_pooler": (str(tiny_bert4), "cls_before_pooler", None),
+        "encoder avg_first_last": (str(tiny_bert4), "avg_first_last", None),
+        "encoder avg + whitening (BERT-whitening)": (str(tiny_bert4), "avg", "self"),
+        "layers first + last + whitening (WhiteningBERT)": (
+            f"baseline:layers=1+L:{tiny_bert4}",
+            None,
+            "self",
+        ),
+    }
+    for name, (model, pooler, whiten) in alone.items():
+        expected = evaluate(
+            model, "STSBenchmark", data_dir=data_dir, pooler=pooler, whiten=whiten, precision="fp32"
+        )
+        got = rows[name]
+        assert got["shared_pass"] and "fp32" in got["precision"]
+        assert got["tasks"]["STSBenchmark"]["spearman"] == pytest.approx(
+            expected["tasks"]["STSBenchmark"]["spearman"], abs=1e-3
+        ), name
+        assert got["model"] == expected["model"] and got["pooler"] == expected["pooler"]
+    assert "shared_pass" not in rows["encoder prompt (PromptBERT's template)"]

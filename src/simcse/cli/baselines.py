@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse.cli.options import positive_int
+from simcse.cli.options import add_precision_options, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", default=None, help="data directory (default $SIMCSE_DATA_DIR)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="sentences per batch")
+    add_precision_options(p, backend=False)
     p.add_argument("--output", default=None, help="write every row's results as JSON")
     p.add_argument("--csv", default=None, help="append one row per baseline to this CSV")
     p.set_defaults(func=run)
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
             check_output_file(path, option)
     encoder = model_arg(args.encoder)
     results = baseline_table(encoder, args.tasks, args.trained, args.data_dir, args.batch_size,
-                             echo=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+                             echo=lambda line: print(line, file=sys.stderr, flush=True),
+                             precision=args.precision)  # fmt: skip
     print(markdown_tables(results))
     print("\n" + runtime_table(results))
     if args.output:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from os import PathLike
 from pathlib import Path
 from time import perf_counter
 
@@ -178,8 +179,8 @@ def evaluate(
     precision: str = "auto",
     backend: str = "torch",
 ) -> dict:
-    """Evaluate a model (an :class:`~simcse.modeling.encoder.Encoder`, a path / hub id, or None for the embedded
-    default) and return ``{"model", "mode", "aggregate", "tasks": {...}, "avg": {...}, "seconds": {...}}``.
+    """Evaluate a model (an :class:`~simcse.modeling.encoder.Encoder` or another object with its ``encode`` /
+    ``fingerprint`` / ``source`` / ``pooler``, a path / hub id, or None for the embedded default) and return ``{"model", "mode", "aggregate", "tasks": {...}, "avg": {...}, "seconds": {...}}``.
 
     ``whiten`` is a text file (one sentence per line) to fit whitening on, or ``"self"`` to fit it on the
     evaluated sentences themselves; ``whiten_dim`` keeps the first k whitened dimensions. ``classifier``
@@ -208,7 +209,7 @@ def evaluate(
         from simcse.backends import load_encoder
 
         prompt = {"prompt_template": prompt_template, "prompt_denoise": prompt_denoise}
-        if isinstance(model, Encoder):
+        if isinstance(model, Encoder) or _is_encoder_object(model):
             encoder = model
         elif backend != "torch":
             if prompt_template or prompt_denoise:
@@ -306,6 +307,13 @@ def _evaluate_pairs(encoder, data: dict, mode: str, aggregate: str, timings: dic
     averages = _sts_averages(results, mode)
     return {"model": encoder.source, "pooler": encoder.pooler, "mode": mode, "aggregate": aggregate, "whiten": None,
             "whiten_dim": None, "tasks": results, "avg": averages, "n_sentences": 0, "seconds": timings}  # fmt: skip
+
+
+def _is_encoder_object(model: object) -> bool:
+    """An object with the evaluator's encoder interface (e.g. a view of the baseline table's shared pass)."""
+    return not isinstance(model, (str, PathLike)) and all(
+        hasattr(model, name) for name in ("encode", "fingerprint", "source", "pooler")
+    )
 
 
 class _Raw:
