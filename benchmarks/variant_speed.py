@@ -7,7 +7,7 @@ hits every setting alike; each round times ``--steps`` full training steps (batc
 backward, optimiser, the variant's step hooks) after one warm-up step. Prints seconds per 1,000 steps
 (median over rounds), the ratio to the first setting, and the CPU.
 
-    python benchmarks/variant_speed.py [--grid variants] [--steps 5] [--rounds 3] [--data-dir DIR]
+    python benchmarks/variant_speed.py [--grid variants] [--steps 5] [--rounds 3] [--settings A,B] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
+    parser.add_argument(
+        "--settings",
+        default=None,
+        help="comma-separated setting names to time (default: all); the grid's first is always timed, as the "
+        "reference of the ratios",
+    )
     args = parser.parse_args(argv)
     os.environ["SIMCSE_DATA_DIR"] = str(Path(args.data_dir).resolve())
 
@@ -77,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     first = {}
     for cell in cells(grid, Path(tempfile.mkdtemp()), seeds=[grid.seeds[0]]):
         first.setdefault(cell.setting.name, cell)
+    if args.settings:
+        wanted = [name.strip() for name in args.settings.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in first]
+        if unknown:
+            parser.error(f"--settings: {', '.join(unknown)} not in grid {grid.name} ({', '.join(first)})")
+        reference = next(iter(first))
+        first = {name: cell for name, cell in first.items() if name == reference or name in wanted}
     runs, streams = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, cell) in enumerate(first.items()):

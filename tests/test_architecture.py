@@ -24,6 +24,7 @@ LAYERS = {
     "simcse.config": "base",
     "simcse.safe_yaml": "base",
     "simcse.runtime": "base",
+    "simcse.precision_options": "base",
     "simcse.hardware": "base",
     "simcse.download": "base",
     "simcse.hub": "base",

@@ -12,7 +12,7 @@ import torch
 from simcse.errors import ConfigError
 from simcse.modeling import encoder as encoder_module
 from simcse.modeling.encoder import Encoder
-from simcse.runtime import choose_precision, encoding_dtype
+from simcse.runtime import choose_precision, encoding_dtype, encoding_precision
 from tests.helpers import SENTENCES
 
 CPU = torch.device("cpu")
@@ -50,6 +50,18 @@ def test_an_explicit_precision_is_kept_whatever_the_cpu(monkeypatch):
     assert choose_precision("bf16", CPU, "encoding").dtype == torch.bfloat16
     with pytest.raises(ConfigError, match="precision must be auto, fp32, bf16 or fp16"):
         choose_precision("int4", CPU)
+
+
+def test_an_encoding_job_reads_its_precision_from_the_graph_then_the_dtype_then_the_preference(monkeypatch):
+    monkeypatch.setenv("SIMCSE_CPU_FLAGS", "avx512_bf16")
+    graph = "precision int8 (the onnx graph's: model_qint8.onnx)"
+    assert encoding_precision("fp32", CPU, torch.bfloat16, graph) == (None, graph)
+    assert encoding_precision("fp32", CPU, torch.bfloat16) == (
+        torch.bfloat16,
+        "precision bfloat16 (asked for)",
+    )
+    assert encoding_precision("auto", CPU) == encoding_dtype("auto", CPU)
+    assert encoding_precision(None, CPU)[0] == torch.bfloat16
 
 
 def test_the_training_environment_and_its_first_lines_say_which_precision_and_why(

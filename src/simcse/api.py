@@ -136,7 +136,7 @@ class SimCSE:
         backend: str = "torch",
     ):
         from simcse.backends import check_backend, load_encoder
-        from simcse.runtime import encoding_dtype
+        from simcse.runtime import encoding_precision
 
         backend = check_backend(backend)
         if isinstance(model_name_or_path, Encoder):
@@ -162,12 +162,8 @@ class SimCSE:
         self.encoder.to(device)
         self.encoder.eval()
         self.backend = backend
-        if backend != "torch":
-            self.precision_line = self.encoder.line
-        elif dtype is not None:
-            self.precision_line = f"precision {str(dtype).removeprefix('torch.')} (asked for)"
-        else:
-            dtype, self.precision_line = encoding_dtype(precision, self.device)
+        graph_line = self.encoder.line if backend != "torch" else None
+        dtype, self.precision_line = encoding_precision(precision, self.device, dtype, graph_line)
         logger.info("SimCSE: %s", self.precision_line)
         if batch_size < 1:
             raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")

@@ -183,18 +183,14 @@ def _encode_corpus(
     """Plan (rank 0), check the shards of an earlier run, encode this rank's missing shards, merge
     (rank 0). Every phase ends with the ranks agreeing on its outcome, so one rank's error stops them all."""
     say = log if (log is not None and dist.rank == 0) else (lambda message: None)
-    from simcse.runtime import encoding_dtype
+    from simcse.runtime import encoding_precision
 
     device = device or (
         f"cuda:{dist.local_rank}" if torch.cuda.is_available() and backend == "torch" else "cpu"
     )
     encoder = _encoder(model, pooler, max_length, device, precision, backend)
-    if backend != "torch":
-        dtype, line = None, encoder.line
-    elif dtype is None:
-        dtype, line = encoding_dtype(precision, device)
-    else:
-        line = f"precision {str(dtype).removeprefix('torch.')} (asked for)"
+    graph_line = encoder.line if backend != "torch" else None
+    dtype, line = encoding_precision(precision, device, dtype, graph_line)
     key = {
         "model": {"fingerprint": encoder.fingerprint(), "source": str(encoder.source)},
         "settings": {

@@ -168,6 +168,22 @@ def encoding_dtype(
     return chosen.dtype, chosen.line
 
 
+def encoding_precision(
+    pref: str | None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    graph_line: str | None = None,
+) -> tuple[torch.dtype | None, str]:
+    """The dtype an encoding job runs in and the line saying which and why: an exported graph's own line
+    (``graph_line``: the precision is the graph's), else ``dtype`` when the caller gave one, else what
+    ``pref`` picks on ``device`` (:func:`encoding_dtype`)."""
+    if graph_line is not None:
+        return None, graph_line
+    if dtype is not None:
+        return dtype, f"precision {str(dtype).removeprefix('torch.')} (asked for)"
+    return encoding_dtype(pref, device)
+
+
 def enable_tf32() -> None:
     """TF32 tensor cores for fp32 matmuls and convolutions (Ampere and later; no effect elsewhere)."""
     if hasattr(torch.backends, "fp32_precision"):  # torch >= 2.9: the legacy allow_tf32 flags are deprecated

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from simcse.cli.options import add_precision_options, positive_int
+from simcse.cli.options import positive_int
+from simcse.precision_options import add_precision_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

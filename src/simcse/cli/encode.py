@@ -51,8 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.cli.options import model_arg, precision_of
+    from simcse.cli.options import model_arg
     from simcse.corpus import encode_corpus
+    from simcse.precision_options import precision_of
 
     encode_corpus(
         model_arg(args.model),

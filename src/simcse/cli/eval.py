@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from simcse.cli.options import MODEL_HELP, add_precision_options, positive_int
+from simcse.cli.options import MODEL_HELP, positive_int
 from simcse.errors import SimCSEError
+from simcse.precision_options import add_precision_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.cli.options import model_arg, precision_of, say
+    from simcse.cli.options import model_arg, say
     from simcse.evaluation.report import (
         append_csv,
         markdown_tables,
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from simcse.evaluation.suite import evaluate
     from simcse.files import check_output_dir, check_output_file
+    from simcse.precision_options import precision_of
 
     # checked before the (possibly hour-long) evaluation, not after it
     if args.seeds and len(args.models or []) < 2:

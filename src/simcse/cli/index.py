@@ -34,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
-    from simcse.cli.options import at_model_limit, local_or_id, precision_of, say
+    from simcse.cli.options import at_model_limit, local_or_id, say
+    from simcse.precision_options import precision_of
 
     out = Path(args.out)
     refuse_non_empty(out, args.overwrite)

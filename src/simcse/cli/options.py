@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from simcse.config import DEFAULT_MODEL
+from simcse.precision_options import add_precision_options
 
 DEFAULT_MODEL_NAMES = (DEFAULT_MODEL, "-")
 MODEL_HELP = (
@@ -47,28 +48,6 @@ def at_model_limit(model):
     Python tool's 128 tokens (the original tool's default, kept by ``SimCSE`` for its users)."""
     model.default_max_length = model.encoder.max_length
     return model
-
-
-PRECISION_HELP = (
-    "auto (bf16 weights on a CPU with AMX or AVX512-BF16, and on GPUs with bf16; else fp32) | "
-    "fp32 | bf16 | fp16 (GPUs)"
-)
-BACKEND_HELP = "torch, or onnx / openvino for a directory written by simcse export --to onnx|openvino"
-
-
-def add_precision_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
-    """--precision (with --bf16 as its old spelling) and --backend, for the commands that encode."""
-    p.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help=PRECISION_HELP
-    )
-    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="--precision bf16")
-    if backend:
-        p.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch", help=BACKEND_HELP)
-
-
-def precision_of(args: argparse.Namespace) -> dict:
-    """The keyword arguments that carry --precision and --backend to the library."""
-    return {"precision": args.precision, "backend": getattr(args, "backend", "torch")}
 
 
 def say(line: str) -> None:

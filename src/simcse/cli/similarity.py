@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.api import SimCSE
-    from simcse.cli.options import at_model_limit, model_arg, precision_of, say
+    from simcse.cli.options import at_model_limit, model_arg, say
+    from simcse.precision_options import precision_of
 
     if len(args.words) not in (2, 3):
         args.usage_error(

@@ -221,15 +221,12 @@ def evaluate(
             encoder = Encoder.load(model, pooler, **prompt)
     timings["load"] = perf_counter() - start
     precision_line = None
-    if getattr(encoder, "runner", None) is not None:
-        precision_line = encoder.line
-    elif isinstance(encoder, Encoder):
-        if dtype is None:
-            from simcse.runtime import encoding_dtype
+    graph_line = encoder.line if getattr(encoder, "runner", None) is not None else None
+    if graph_line is not None or isinstance(encoder, Encoder):
+        from simcse.runtime import encoding_precision
 
-            dtype, precision_line = encoding_dtype(precision, encoder.device)
-        else:
-            precision_line = f"precision {str(dtype).removeprefix('torch.')} (asked for)"
+        device = None if graph_line is not None else encoder.device
+        dtype, precision_line = encoding_precision(precision, device, dtype, graph_line)
 
     pair_similarity = getattr(encoder, "pair_similarity", None)
     if pair_similarity is not None:  # WMD / WRD: pairs of word-vector sets, no sentence vectors

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from simcse.errors import SimCSEError
+from simcse.precision_options import add_precision_options
 
 API_KEY_ENV = "SIMCSE_API_KEY"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -100,13 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most texts waiting to be encoded; more get 503 with Retry-After (default 4096)",
     )
     parser.add_argument("--pooler", default=None, help="override the model's pooler")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                        help="auto: bf16 weights on a CPU with AMX or AVX512-BF16 (and GPUs with bf16), else fp32")  # fmt: skip
-    parser.add_argument(
-        "--bf16", dest="precision", action="store_const", const="bf16", help="--precision bf16"
-    )
-    parser.add_argument("--backend", choices=("torch", "onnx", "openvino"), default="torch",
-                        help="onnx / openvino: a directory written by simcse export --to onnx|openvino")  # fmt: skip
+    add_precision_options(parser)
     parser.add_argument(
         "--model-name",
         default=None,
