@@ -152,17 +152,24 @@ def test_wmd_on_sts_and_only_sts(vectors, data_dir, capsys):
     assert_one_line_error(code, err, "scores sentence pairs and has no sentence vector")
 
 
-def test_the_baseline_table_for_one_encoder(tiny_bert, data_dir, tmp_path, capsys):
+def test_the_baseline_table_for_one_encoder(tiny_bert, tiny_bert4, data_dir, tmp_path, capsys):
     import json
 
     from simcse.evaluation.baseline_table import rows_for
+    from simcse.evaluation.suite import evaluate
 
     code, out, _ = run(capsys, ["baselines", str(tiny_bert), "--tasks", "STSBenchmark", "--data-dir", str(data_dir),
-                                "--output", str(tmp_path / "b.json")])  # fmt: skip
+                                "--trained", str(tiny_bert4), "--output", str(tmp_path / "b.json")])  # fmt: skip
     assert code == 0
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     names = [r["name"] for r in rows]
-    assert names == [row.name for row in rows_for(str(tiny_bert), [])] and len(names) == 21
+    assert names == [row.name for row in rows_for(str(tiny_bert), [str(tiny_bert4)])] and len(names) == 22
+    trained = rows[-1]
+    assert trained["name"] == f"trained: {tiny_bert4}" and "shared_pass" not in trained
+    alone = evaluate(str(tiny_bert4), "STSBenchmark", data_dir=data_dir)  # the model as simcse eval reads it
+    assert trained["tasks"]["STSBenchmark"]["spearman"] == pytest.approx(
+        alone["tasks"]["STSBenchmark"]["spearman"]
+    )
     assert all("STSBenchmark" in r["tasks"] and r["seconds_total"] >= 0 for r in rows)
     assert "wmd (token embeddings)" in out and "encoder avg + whitening (BERT-whitening)" in out
     assert "encoder prompt + template denoising (PromptBERT)" in out

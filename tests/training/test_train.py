@@ -390,3 +390,19 @@ def test_dev_file_and_the_metric_must_agree(tiny_bert, txt, tmp_path):
         train(train_config(tiny_bert, txt, tmp_path / "a", dev_file="x.csv", metric_for_best_model="avg_sts"))
     with pytest.raises(ConfigError, match="dev_spearman needs dev_file"):
         train(train_config(tiny_bert, txt, tmp_path / "b", metric_for_best_model="dev_spearman"))
+
+
+def test_bf16_dev_evaluations_see_every_update_of_a_fused_optimiser(tiny_bert4, txt, tmp_path):
+    """bf16 dev evaluations on a CPU encode with a bf16 copy of the weights; torch's fused AdamW updates in
+    place without bumping the tensors' versions, so without the trainer's hook every evaluation after the
+    first would score the copy made before training."""
+    rows = [(SENTENCES[i], SENTENCES[(i * 3 + 1) % len(SENTENCES)], (i * 7) % 11 / 2) for i in range(10)]
+    dev = _own_dev(tmp_path / "mydev.csv", rows)
+    out = tmp_path / "run"
+    config = train_config(tiny_bert4, txt, out, max_steps=3, eval_steps=1, dev_eval=True, dev_file=str(dev),
+                          eval_before_training=True, precision="bf16", learning_rate=5e-3,
+                          pooler="avg")  # fmt: skip
+    result = train(config)
+    evals = {r["step"]: r["dev_spearman"] for r in _records(out) if r["kind"] == "eval"}
+    assert sorted(evals) == [0, 1, 2, 3] and evals[0] == result.dev_before["dev_spearman"]
+    assert any(evals[step] != evals[0] for step in (1, 2, 3))  # before the fix: all four were step 0's

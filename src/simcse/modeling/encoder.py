@@ -270,7 +270,11 @@ class Encoder(nn.Module):
         fp32). Kept until a weight changes (training), so it costs the memory of the weights in ``dtype``.
 
         Before first use the copy must agree with fp32 on :data:`GUARD_SENTENCES` (mean cosine >=
-        :data:`MIN_GUARD_COSINE`); a model that loses more in bf16 encodes in fp32, with a warning (None)."""
+        :data:`MIN_GUARD_COSINE`); a model that loses more in bf16 encodes in fp32, with a warning (None).
+
+        A weight change is seen through the tensors' version counters, which fused optimisers (torch's
+        ``AdamW(fused=True)``) do not bump: whoever updates weights that way calls :meth:`weights_changed`
+        (the trainer does it after every optimiser step)."""
         key = (dtype, self.device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
         cached = self.__dict__.get("_twin")
         if cached is not None and cached[0] == key:
@@ -297,6 +301,10 @@ class Encoder(nn.Module):
             twin = None
         self.__dict__["_twin"] = (key, twin)
         return twin
+
+    def weights_changed(self) -> None:
+        """Drop the bf16 copy of the weights (:meth:`in_dtype`): the next bf16 encoding copies them again."""
+        self.__dict__.pop("_twin", None)
 
     def encode(
         self,

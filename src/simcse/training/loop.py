@@ -33,6 +33,7 @@ from simcse.augment import POSITIVES
 from simcse.config import TrainConfig
 from simcse.errors import TrainingError
 from simcse.modeling.dropout import use_fast_dropout
+from simcse.modeling.encoder import Encoder
 from simcse.runtime import seed_everything
 from simcse.training.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
 from simcse.training.data import Collator, MLMMasker, Prefetcher
@@ -150,6 +151,15 @@ def start(
 ) -> Run:
     """The optimiser, schedule, scaler and step function, the collator, and the resumed state."""
     optimizer = build_optimizer(config, model, env.device)
+    # the bf16 copies of the weights that bf16 dev evaluations encode with are stale after every step (a
+    # fused AdamW updates in place without bumping the tensors' versions, so the copies cannot see it)
+    encoders = [m for m in model.modules() if isinstance(m, Encoder)]
+
+    def weights_changed(*_) -> None:
+        for encoder in encoders:
+            encoder.weights_changed()
+
+    optimizer.register_step_post_hook(weights_changed)
     scheduler = build_scheduler(config, optimizer, inputs.total_steps)
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16")
     loss_fn, hooks, guide = build_loss(config, env, inputs, model)
