@@ -27,14 +27,12 @@ class LayerMeans:
                  precision: str | None = None):  # fmt: skip
         """``layer_specs`` as WhiteningBERT's rows name them (``L``, ``1+L``, ``L-1+L``; L the last layer);
         ``precision`` auto | fp32 | bf16 | fp16 (None: auto), its choice and reason in :attr:`precision_line`."""
-        from simcse.baselines.layers import parse_layers, resolve_layers
         from simcse.modeling.encoder import Encoder
         from simcse.runtime import encoding_dtype
 
         self.encoder = Encoder.load(source, "avg")
         self.top = self.encoder.num_layers
-        self.layers = tuple(sorted({self.top}.union(*(resolve_layers(parse_layers(s), self.top)
-                                                      for s in layer_specs))))  # fmt: skip
+        self.layers = tuple(sorted({self.top}.union(*(self.resolve(s) for s in layer_specs))))
         self.encoder._layers = self.layers  # the hidden states its forward computes
         self.dtype, self.precision_line = encoding_dtype(precision, self.encoder.device)
         self.batch_size = batch_size
@@ -42,7 +40,6 @@ class LayerMeans:
         self.index: dict[str, int] = {}
         self.means = np.zeros((len(self.layers), 0, self.encoder.dim), np.float32)
         self.first = np.zeros((0, self.encoder.dim), np.float32)
-        self.seconds = 0.0
         self._fingerprint: str | None = None
 
     def resolve(self, spec: str) -> tuple[int, ...] | str:
@@ -59,14 +56,11 @@ class LayerMeans:
     @torch.inference_mode()
     def cover(self, sentences: Sequence[str]) -> None:
         """Run the encoder over those of ``sentences`` not seen yet."""
-        from time import perf_counter
-
         from simcse.modeling.pooling import masked_mean
 
         new = [s for s in dict.fromkeys(sentences) if s not in self.index]
         if not new:
             return
-        start = perf_counter()
         model = self.encoder
         if self.dtype is not None and self.dtype != torch.float32:
             model = self.encoder.in_dtype(self.dtype) or self.encoder  # None: the bf16 guard kept fp32
@@ -85,7 +79,6 @@ class LayerMeans:
         self.index.update((s, offset + i) for i, s in enumerate(new))
         self.means = np.concatenate([self.means, means], axis=1)
         self.first = np.concatenate([self.first, first])
-        self.seconds += perf_counter() - start
 
     def rows(self, sentences: Sequence[str]) -> list[int]:
         self.cover(sentences)
