@@ -112,7 +112,7 @@ class View:
         if self.layers == FIRST_TOKEN:
             return self.means.first[rows]
         picked = [self.means.layers.index(layer) for layer in self.layers]
-        return self.means.means[picked][:, rows].mean(0).astype(np.float32)
+        return self.means.means[np.ix_(picked, rows)].mean(0)  # one gather: these layers at these rows
 
     def encode(self, sentences: Sequence[str], **_) -> np.ndarray:
         x = self.raw(sentences)
