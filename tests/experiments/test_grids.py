@@ -41,3 +41,16 @@ def test_the_grids_ship_with_the_package_and_configs_points_at_them():
 
     link = Path(__file__).resolve().parents[2] / "configs" / "experiments"
     assert link.resolve() == GRIDS_DIR.resolve()
+
+
+def test_the_budget_names_what_every_cell_shares_and_says_what_the_settings_vary(tmp_path):
+    from simcse.experiments import budget_of
+
+    hard = budget_of(cells(load_grid("hard-negative"), tmp_path), 3)
+    assert "batch 64" in hard and "each setting's training file" in hard  # not the first setting's file
+    assert "triples-no-hard-negative" not in hard
+    batch = budget_of(cells(load_grid("batch"), tmp_path), 3)
+    assert "each setting's batch size" in batch and "wiki1m_for_simcse.head11914.txt" in batch
+    dropout = budget_of(cells(load_grid("dropout"), tmp_path, overrides={"max_steps": 50}), 3)
+    assert dropout.startswith("the embedded all-MiniLM-L6-v2, 50 steps of batch 64 on wiki1m")
+    assert dropout.endswith("3 seed(s)")

@@ -30,13 +30,23 @@ class ExperimentResult:
         return [c for c in self.cells if c.status == "failed"]
 
 
-def budget_of(cell: Cell, seeds: int) -> str:
-    """The budget in words, from a cell's config."""
-    c = cell.config
-    model = c.model_name_or_path or "the embedded all-MiniLM-L6-v2"
-    length = f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)"
-    return (f"{model}, {length} of batch {c.batch_size} on {Path(c.train_file).name}, max length "
-            f"{c.max_seq_len}, precision {c.precision}, device {c.device}, {seeds} seed(s)")  # fmt: skip
+def budget_of(todo: list[Cell], seeds: int) -> str:
+    """The budget in words, from the cells' configs: a value the settings vary (the training file, the
+    batch) is said to vary rather than read from the first cell."""
+
+    def shared(describe: Callable[[Any], str], varies: str) -> str:
+        values = {describe(cell.config) for cell in todo}
+        return values.pop() if len(values) == 1 else varies
+
+    model = shared(lambda c: c.model_name_or_path or "the embedded all-MiniLM-L6-v2", "each setting's model")
+    length = shared(lambda c: f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)",
+                    "each setting's number of steps")  # fmt: skip
+    batch = shared(lambda c: f"batch {c.batch_size}", "each setting's batch size")
+    data = shared(lambda c: Path(c.train_file).name, "each setting's training file")
+    length_cap = shared(lambda c: f"max length {c.max_seq_len}", "each setting's max length")
+    return (f"{model}, {length} of {batch} on {data}, {length_cap}, precision "
+            f"{shared(lambda c: c.precision, 'per setting')}, device {shared(lambda c: c.device, 'per setting')}, "
+            f"{seeds} seed(s)")  # fmt: skip
 
 
 def run_experiment(
@@ -71,7 +81,7 @@ def run_experiment(
 
         pyplot()  # a missing matplotlib is said before the cells train, not after
     n_seeds = len(seeds or grid.seeds)
-    budget = budget_of(todo[0], n_seeds)
+    budget = budget_of(todo, n_seeds)
     echo(f"simcse: experiment {grid.name}: {len(grid.settings)} settings x {n_seeds} seeds = {len(todo)} cells "
          f"in {out} ({budget})")  # fmt: skip
     if run:
