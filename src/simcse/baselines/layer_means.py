@@ -32,6 +32,7 @@ class LayerMeans:
 
         self.encoder = Encoder.load(source, "avg")
         self.top = self.encoder.num_layers
+        layer_specs = [s for s in layer_specs if s != FIRST_TOKEN]  # the first token is always kept
         self.layers = tuple(sorted({self.top}.union(*(self.resolve(s) for s in layer_specs))))
         self.encoder._layers = self.layers  # the hidden states its forward computes
         self.dtype, self.precision_line = encoding_dtype(precision, self.encoder.device)

@@ -86,7 +86,7 @@ class _SharedPass:
 
     def _means(self) -> LayerMeans:
         if self.means is None:
-            specs = {*POOLER_LAYERS.values(), *LAYER_COMBOS, "L-1+L"} - {FIRST_TOKEN}  # L-1+L: the flow's
+            specs = {*POOLER_LAYERS.values(), *LAYER_COMBOS, "L-1+L"}  # L-1+L: the flow's
             self.means = LayerMeans(self.encoder, sorted(specs), self.batch_size, self.precision)
             self.line = self.means.precision_line
         return self.means

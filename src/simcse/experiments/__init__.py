@@ -34,19 +34,20 @@ def budget_of(todo: list[Cell], seeds: int) -> str:
     """The budget in words, from the cells' configs: a value the settings vary (the training file, the
     batch) is said to vary rather than read from the first cell."""
 
-    def shared(describe: Callable[[Any], str], varies: str) -> str:
+    def shared(what: str, describe: Callable[[Any], str]) -> str:
         values = {describe(cell.config) for cell in todo}
-        return values.pop() if len(values) == 1 else varies
+        return values.pop() if len(values) == 1 else f"each setting's {what}"
 
-    model = shared(lambda c: c.model_name_or_path or "the embedded all-MiniLM-L6-v2", "each setting's model")
-    length = shared(lambda c: f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)",
-                    "each setting's number of steps")  # fmt: skip
-    batch = shared(lambda c: f"batch {c.batch_size}", "each setting's batch size")
-    data = shared(lambda c: Path(c.train_file).name, "each setting's training file")
-    length_cap = shared(lambda c: f"max length {c.max_seq_len}", "each setting's max length")
-    return (f"{model}, {length} of {batch} on {data}, {length_cap}, precision "
-            f"{shared(lambda c: c.precision, 'per setting')}, device {shared(lambda c: c.device, 'per setting')}, "
-            f"{seeds} seed(s)")  # fmt: skip
+    model = shared("model", lambda c: c.model_name_or_path or "the embedded all-MiniLM-L6-v2")
+    length = shared(
+        "number of steps", lambda c: f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)"
+    )
+    batch = shared("batch size", lambda c: f"batch {c.batch_size}")
+    data = shared("training file", lambda c: Path(c.train_file).name)
+    max_length = shared("max length", lambda c: f"max length {c.max_seq_len}")
+    precision = shared("precision", lambda c: f"precision {c.precision}")
+    device = shared("device", lambda c: f"device {c.device}")
+    return f"{model}, {length} of {batch} on {data}, {max_length}, {precision}, {device}, {seeds} seed(s)"
 
 
 def run_experiment(
