@@ -153,6 +153,22 @@ def test_grid_files_are_checked_whole(tmp_path, tiny_bert, files):
     assert not (tmp_path / "exp").exists()
 
 
+def test_a_bad_override_is_named_once_not_once_per_setting(tmp_path, tiny_bert, files):
+    grid = load_grid(_grid(tmp_path, tiny_bert, files))
+    assert len(grid.settings) > 1
+    with pytest.raises(ConfigError) as e:
+        cells(grid, tmp_path / "exp", overrides={"final_eval": "bogus", "output_dir": "x"})
+    message = str(e.value)
+    assert message.count("final_eval must be one of") == 1, message
+    assert "the overrides (--set, --max_steps) (applied to every setting of" in message
+    assert "the overrides (--set, --max_steps): output_dir is set by the experiment runner" in message
+    grid.settings[0].overrides["temperature"] = -1  # wrong in one setting alone: that setting is named
+    with pytest.raises(ConfigError) as e:
+        cells(grid, tmp_path / "exp")
+    assert f"setting {grid.settings[0].name!r}: temperature must be > 0" in str(e.value)
+    assert message.count("temperature") == 0
+
+
 def test_axes_multiply_the_settings(tmp_path, tiny_bert, files):
     grid_file = _grid(
         tmp_path, tiny_bert, files, axes={"batch_size": [4, 8], "learning_rate": [1e-5]}, paper={}

@@ -180,6 +180,9 @@ def load_grid(name_or_path: str | Path) -> Grid:
     )
 
 
+OVERRIDES = "the overrides (--set, --max_steps)"
+
+
 def cells(
     grid: Grid,
     out: str | Path,
@@ -192,24 +195,57 @@ def cells(
     ``overrides``: applied last to every cell (``--max_steps`` and the like)."""
     out = Path(out)
     problems = []
+    failed: dict[str, list[Setting]] = {}  # one message per problem, naming the settings it applies to
     result = []
+    problems += [
+        f"{OVERRIDES}: {key} is set by the experiment runner"
+        for key in RUNNER_KEYS
+        if key in (overrides or {})
+    ]
     for setting in grid.settings:
         for key in RUNNER_KEYS:
-            if key in setting.overrides or key in (overrides or {}):
+            if key in setting.overrides:
                 problems.append(f"setting {setting.name!r}: {key} is set by the experiment runner")
         for seed in seeds or grid.seeds:
-            values = {**grid.base, **(base or {}), **setting.overrides, **(overrides or {})}
-            for key in RUNNER_KEYS:
-                values.pop(key, None)
             cell_out = out / slug(setting.name) / f"seed{seed}"
-            values.update(output_dir=str(cell_out), seed=seed)
-            where = f"{grid.source} setting {setting.name!r}"
             try:
-                config = TrainConfig.from_dict(values, source=where).validate()
+                config = _config(grid, setting, base, overrides, output_dir=str(cell_out), seed=seed)
             except ConfigError as e:
-                problems.append(str(e) if str(e).startswith(where) else f"{where}: {e}")
+                failed.setdefault(str(e), []).append(setting)
                 break  # one message per setting: the seed does not change what is wrong
             result.append(Cell(setting, seed, config, cell_out))
+    for message, settings in failed.items():
+        if len(settings) == len(grid.settings) > 1 and overrides and _valid_without(grid, base, overrides):
+            problems.append(f"{OVERRIDES} (applied to every setting of {grid.source}): {message}")
+        elif len(settings) == len(grid.settings) > 1:
+            problems.append(f"{grid.source}, every setting: {message}")
+        else:
+            names = ", ".join(repr(s.name) for s in settings)
+            problems.append(f"{grid.source} setting{'s' if len(settings) > 1 else ''} {names}: {message}")
     if problems:
         raise ConfigError("; ".join(dict.fromkeys(problems)))
     return result
+
+
+def _config(
+    grid: Grid,
+    setting: Setting,
+    base: dict[str, Any] | None,
+    overrides: dict[str, Any] | None,
+    **cell: Any,
+) -> TrainConfig:
+    """The validated config of one cell; a ConfigError's message does not say where (the caller does)."""
+    values = {**grid.base, **(base or {}), **setting.overrides, **(overrides or {})}
+    for key in RUNNER_KEYS:
+        values.pop(key, None)
+    return TrainConfig.from_dict({**values, **cell}, source="").validate()
+
+
+def _valid_without(grid: Grid, base: dict[str, Any] | None, overrides: dict[str, Any]) -> bool:
+    """Whether every setting is valid without the command line's overrides: then they are what is wrong."""
+    try:
+        for setting in grid.settings:
+            _config(grid, setting, base, None, output_dir="unused", seed=0)
+    except ConfigError:
+        return False
+    return True
