@@ -273,8 +273,9 @@ def test_one_shared_pass_gives_the_encoders_own_poolers_and_the_layer_combinatio
     from simcse.modeling.encoder import Encoder
 
     sentences = ["a man is playing a guitar", "two dogs run in the park", "a woman slices an onion"]
-    means = LayerMeans(str(tiny_bert4), [FIRST_TOKEN, "L", "0+L", "1+L", "L-1+L"], batch_size=2, precision="fp32")
-    assert means.layers == (0, 1, 3, 4) and "fp32" in means.precision_line  # the first token needs no layer of its own
+    specs = [FIRST_TOKEN, "L", "0+L", "1+L", "L-1+L"]
+    means = LayerMeans(str(tiny_bert4), specs, batch_size=2, precision="fp32")
+    assert means.layers == (0, 1, 3, 4) and "fp32" in means.precision_line  # the first token needs no layer
     for pooler, spec in (("cls_before_pooler", FIRST_TOKEN), ("avg", "L"), ("avg_first_last", "1+L"),
                          ("avg_first_last_emb", "0+L"), ("avg_top2", "L-1+L")):  # fmt: skip
         own = Encoder.load(str(tiny_bert4), pooler).encode(sentences)
