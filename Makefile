@@ -45,7 +45,7 @@ run: $(STAMP)
 browser:
 	@bash scripts/install_browser.sh
 
-test: $(STAMP) browser base-check
+test: $(STAMP) browser base-check lint
 	$(BIN)/python -m pytest -q -ra --durations=15
 
 test-fast: $(STAMP)
