@@ -215,9 +215,10 @@ def cells(
                 break  # one message per setting: the seed does not change what is wrong
             result.append(Cell(setting, seed, config, cell_out))
     for message, settings in failed.items():
-        if len(settings) == len(grid.settings) > 1 and overrides and _valid_without(grid, base, overrides):
+        every = len(settings) == len(grid.settings) > 1
+        if every and overrides and _valid_without(grid, base, overrides):
             problems.append(f"{OVERRIDES} (applied to every setting of {grid.source}): {message}")
-        elif len(settings) == len(grid.settings) > 1:
+        elif every:
             problems.append(f"{grid.source}, every setting: {message}")
         else:
             names = ", ".join(repr(s.name) for s in settings)
