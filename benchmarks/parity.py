@@ -8,8 +8,9 @@ evaluations. The original code reached 85.09 / 85.01 / 84.91 (seeds 42 / 1 / 2; 
 in the issue (it cannot run here: it needs transformers 4.2).
 
 Variants (``--variants``, comma-separated):
-- ``default``: as ``simcse train`` runs it;
-- ``adamw_hf``: the original Trainer's AdamW (epsilon before the bias correction);
+- ``default``: as ``simcse train`` runs it (since 2026-12-04 with the original Trainer's AdamW);
+- ``adamw_hf``: the original Trainer's AdamW (epsilon before the bias correction), the default now;
+- ``torch_adamw``: torch's AdamW, the default before 2026-12-04;
 - ``plain_dropout``: torch's own dropout masks and the padded Hugging Face forward (``--fast_dropout false
   --packed off``);
 - ``faithful``: both of the above;
@@ -41,6 +42,7 @@ ORIGINAL = {42: 85.09, 1: 85.01, 2: 84.91}
 VARIANTS = {
     "default": [],
     "adamw_hf": ["--optimizer", "adamw_hf"],
+    "torch_adamw": ["--optimizer", "adamw"],
     "plain_dropout": ["--fast_dropout", "false", "--packed", "off"],
     "faithful": ["--optimizer", "adamw_hf", "--fast_dropout", "false", "--packed", "off"],
     # what precision auto picks on a CPU with AMX or AVX512-BF16 (bf16 autocast; the dev evaluation in bf16 weights)

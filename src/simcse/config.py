@@ -233,10 +233,10 @@ class TrainConfig:
         OBJECTIVE,
     )
     ddp_gradient: str = option(
-        "global",
-        "several processes: global = the gradient of the loss over the whole batch, as one process | "
-        "original = that divided by the number of processes, as the original code's DDP gives (so "
-        "max_grad_norm clips as in the paper's multi-GPU runs)",
+        "original",
+        "several processes: original = the gradient of the loss over the whole batch divided by the number "
+        "of processes, as the original code's DDP gives (so max_grad_norm clips as in the paper's multi-GPU "
+        "runs) | global = that gradient undivided, as one process gives, whatever the number of processes",
         OBJECTIVE,
     )
 
@@ -260,9 +260,9 @@ class TrainConfig:
     adam_beta2: float = option(0.999, "AdamW beta2", OPTIM)
     adam_epsilon: float = option(1e-8, "AdamW epsilon", OPTIM)
     optimizer: str = option(
-        "adamw",
-        "adamw: torch's AdamW | adamw_hf: the transformers 4.x AdamW the original's Trainer used "
-        "(epsilon added before the bias correction)",
+        "adamw_hf",
+        "adamw_hf: the transformers 4.x AdamW the original's Trainer used (epsilon added before the bias "
+        "correction, weight decay after the update) | adamw: torch's AdamW",
         OPTIM,
     )
     max_grad_norm: float = option(1.0, "gradient clipping norm; 0 = no clipping", OPTIM)
@@ -609,8 +609,8 @@ class TrainConfig:
 
 
 MLM_HEADS = ("original", "untied", "fresh", "tied")
-DDP_GRADIENTS = ("global", "original")
-OPTIMIZERS = ("adamw", "adamw_hf")
+DDP_GRADIENTS = ("original", "global")
+OPTIMIZERS = ("adamw_hf", "adamw")
 SIMILARITIES = ("cosine", "dot")
 NULLABLE = ("model_name_or_path", "data_dir", "dropout")  # null / none in YAML and on the command line
 

@@ -89,12 +89,14 @@ def test_the_original_ddp_gradient_is_the_single_process_one_divided_by_the_proc
 def _train_args(model: Path, train_file: Path, out: Path) -> list[str]:
     return ["train", "--model_name_or_path", str(model), "--train_file", str(train_file), "--output_dir", str(out),
             "--batch_size", "8", "--max_steps", "4", "--save_steps", "2", "--learning_rate", "1e-3", "--dev_eval",
-            "false", "--final_eval", "none", "--progress_bar", "false", "--tensorboard", "false"]  # fmt: skip
+            "false", "--final_eval", "none", "--progress_bar", "false", "--tensorboard", "false",
+            "--ddp_gradient", "global"]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_simcse_train_under_torchrun_ends_with_the_weights_of_one_process(bert_no_dropout, tmp_path):
-    """``--batch_size`` is the global batch: 2 processes of 4 rows each take the steps of 1 process of 8."""
+    """``--batch_size`` is the global batch: 2 processes of 4 rows each take the steps of 1 process of 8
+    (with ``ddp_gradient: global``; the default, the original's, divides the gradient by 2)."""
     from safetensors.torch import load_file
 
     from tests.helpers import SENTENCES

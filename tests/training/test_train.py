@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -313,6 +314,58 @@ def test_hf_adamw_is_the_transformers_4_update():
     torch_step.step()
     hf_step.step()
     assert abs(c.item()) > abs(d.item()) * 5
+
+
+def _transformers_4_adamw(params, grads_per_step, lr, betas, eps, weight_decay):
+    """transformers 4.x ``AdamW.step`` (correct_bias=True), transcribed for one parameter list."""
+    state = [{"step": 0, "m": torch.zeros_like(p), "v": torch.zeros_like(p)} for p in params]
+    for grads in grads_per_step:
+        for p, g, s in zip(params, grads, state):
+            s["step"] += 1
+            s["m"].mul_(betas[0]).add_(g, alpha=1.0 - betas[0])
+            s["v"].mul_(betas[1]).addcmul_(g, g, value=1.0 - betas[1])
+            denom = s["v"].sqrt().add_(eps)
+            step_size = lr * math.sqrt(1.0 - betas[1] ** s["step"]) / (1.0 - betas[0] ** s["step"])
+            p.addcdiv_(s["m"], denom, value=-step_size)
+            if weight_decay > 0.0:
+                p.add_(p, alpha=-lr * weight_decay)
+    return params
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_hf_adamw_follows_transformers_4_over_steps_and_resumes(fused):
+    from simcse.training.hf_adamw import HFAdamW
+
+    torch.manual_seed(0)
+    start = [torch.randn(4, 3), torch.randn(3)]
+    grads = [[1e-4 * torch.randn(4, 3), 1e-3 * torch.randn(3)] for _ in range(6)]
+    lr, betas, eps, wd = 1e-2, (0.9, 0.999), 1e-6, 0.1
+    expected = _transformers_4_adamw([t.clone() for t in start], grads, lr, betas, eps, wd)
+    params = [torch.nn.Parameter(t.clone()) for t in start]
+    optimizer = HFAdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=wd, fused=fused)
+    for step, g in enumerate(grads):
+        if step == 3:  # an exact resume: a new optimizer from the saved state
+            saved = optimizer.state_dict()
+            optimizer = HFAdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=wd, fused=fused)
+            optimizer.load_state_dict(saved)
+        for p, grad in zip(params, g):
+            p.grad = grad.clone()
+        optimizer.step()
+    for ours, ref in zip(params, expected):
+        torch.testing.assert_close(ours.detach(), ref, rtol=1e-5, atol=1e-7)
+    assert optimizer.param_groups[0]["hf_step"] == 6
+
+
+def test_the_original_optimizer_and_gradient_scale_are_the_defaults(tiny_bert, txt, tmp_path):
+    from simcse.training.hf_adamw import HFAdamW
+    from simcse.training.setup import build_optimizer
+
+    config = train_config(tiny_bert, txt, tmp_path / "run")
+    assert (config.optimizer, config.ddp_gradient) == ("adamw_hf", "original")
+    model, _ = build_model(config)
+    assert isinstance(build_optimizer(config, model, torch.device("cpu")), HFAdamW)
+    torch_config = train_config(tiny_bert, txt, tmp_path / "run", optimizer="adamw")
+    assert type(build_optimizer(torch_config, model, torch.device("cpu"))) is torch.optim.AdamW
 
 
 @pytest.mark.parametrize("eval_at_end", [False, True])

@@ -1,8 +1,14 @@
 """The AdamW of transformers 4.x (``transformers.optimization.AdamW``, ``correct_bias=True``), which the
-original SimCSE's Trainer used. It differs from ``torch.optim.AdamW`` only in where epsilon goes: it divides
-by ``sqrt(v) + eps`` and folds the bias corrections into the step size, so in torch's form its epsilon is
-``eps / sqrt(1 - beta2**t)``: about 30x larger at the first step, 2.3x after 200. It is here so that a
-trainer-parity run can use the original's optimizer (``optimizer: adamw_hf``)."""
+original SimCSE's Trainer used, and so the default here (``optimizer: adamw_hf``).
+
+It differs from ``torch.optim.AdamW`` in two places. Epsilon: it divides by ``sqrt(v) + eps`` and folds the
+bias corrections into the step size, which is torch's update with epsilon ``eps / sqrt(1 - beta2**t)``
+(about 30x larger at the first step, 2.3x after 200). Weight decay: it decays the weights after the Adam
+update, torch before it. So this is torch's AdamW (fused where torch has it: as fast as ``optimizer:
+adamw``) with that epsilon set before every step and its own weight decay turned into a decoupled decay
+after the step. The step count and the base epsilon and weight decay live in the param groups, so they are
+saved and restored with the optimizer's state.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 
-class HFAdamW(torch.optim.Optimizer):
+class HFAdamW(torch.optim.AdamW):
     def __init__(
         self,
         params: Iterable,
@@ -20,39 +26,28 @@ class HFAdamW(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         weight_decay: float = 0.0,
+        fused: bool | None = None,
+        foreach: bool | None = None,
     ):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused,
+                         foreach=foreach)  # fmt: skip
+        for group in self.param_groups:
+            group.update(
+                hf_eps=group["eps"], hf_weight_decay=group["weight_decay"], hf_step=0, weight_decay=0.0
+            )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        stepped = []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            for p in params:
-                if not self.state[p]:
-                    self.state[p].update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-            states = [self.state[p] for p in params]
-            grads = [p.grad for p in params]
-            exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-            # every parameter of a group steps together, so they share one step count (foreach: one call
-            # per operation for the whole group, as fast as torch's foreach AdamW)
-            step = states[0]["step"] + 1
-            for s in states:
-                s["step"] = step
-            torch._foreach_mul_(exp_avgs, beta1)
-            torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
-            denoms = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_add_(denoms, group["eps"])
-            step_size = group["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-            torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-step_size)
-            if group["weight_decay"] > 0.0:  # decoupled, after the update, as transformers 4.x
-                torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
+            stepped.append(params)
+            if params:
+                # every parameter of a group steps together, so they share one step count
+                group["hf_step"] += 1
+                group["eps"] = group["hf_eps"] / math.sqrt(1.0 - group["betas"][1] ** group["hf_step"])
+        loss = super().step(closure)
+        for group, params in zip(self.param_groups, stepped):
+            if params and group["hf_weight_decay"] > 0.0:  # decoupled, after the update, as transformers 4.x
+                torch._foreach_mul_(params, 1.0 - group["lr"] * group["hf_weight_decay"])
         return loss

@@ -22,6 +22,7 @@ from simcse.errors import ConfigError, DataError
 from simcse.runtime import Dist, autocast_for, choose_precision, enable_tf32, resolve_device
 from simcse.sentence_files import TrainingData, read_training_file
 from simcse.training.data import BatchPlan
+from simcse.training.hf_adamw import HFAdamW
 from simcse.training.model import SimCSEModel
 from simcse.training.run_dir import find_resume_point
 
@@ -271,7 +272,8 @@ def build_generator(config: TrainConfig, encoder_tokenizer: Any) -> Any:
 def build_optimizer(
     config: TrainConfig, model: torch.nn.Module, device: torch.device
 ) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights (1-D parameters), as Hugging Face's Trainer."""
+    """AdamW (by default the transformers 4.x form the original's Trainer used, :mod:`hf_adamw`), fused where
+    torch has it; no weight decay on biases and LayerNorm weights (1-D parameters), as Hugging Face's Trainer."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
@@ -282,14 +284,11 @@ def build_optimizer(
         "betas": (config.adam_beta1, config.adam_beta2),
         "eps": config.adam_epsilon,
     }
-    if config.optimizer == "adamw_hf":
-        from simcse.training.hf_adamw import HFAdamW
-
-        return HFAdamW(groups, **kwargs)
+    kind = HFAdamW if config.optimizer == "adamw_hf" else torch.optim.AdamW
     try:
-        return torch.optim.AdamW(groups, fused=device.type in ("cuda", "cpu"), **kwargs)
+        return kind(groups, fused=device.type in ("cuda", "cpu"), **kwargs)
     except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, foreach=True, **kwargs)
+        return kind(groups, foreach=True, **kwargs)
 
 
 def build_scheduler(
