@@ -238,23 +238,21 @@ class _BatchedOptimizer:
         delta = delta.view(scans, -1, penalties * classes)
         grads = [(delta.transpose(1, 2) @ x).view_as(self.weight), delta.sum(1).view_as(self.bias)]
         params = [self.weight, self.bias]
-        decay = [self.decay[..., None, None], self.decay[..., None]]
-        masks = [active[..., None, None], active[..., None]] if not bool(active.all()) else None
+        per_fit = [(..., None, None), (..., None)]  # a (scans, penalties) value against a weight, a bias
+        masks = None if bool(active.all()) else [active[v] for v in per_fit]
         self.steps += active
         if self.name == "adam":
             step = self.steps.clamp(min=1)
-            bias1 = 1 - ADAM["beta1"] ** step
-            step_size = (ADAM["lr"] / bias1).float()
+            step_size = (ADAM["lr"] / (1 - ADAM["beta1"] ** step)).float()
             bias2_sqrt = (1 - ADAM["beta2"] ** step).sqrt().float()
         for i, (param, grad) in enumerate(zip(params, grads)):
-            grad = grad + param * decay[i]
-            shape = (*step_size.shape, *[1] * (param.dim() - 2)) if self.name == "adam" else None
+            grad = grad + param * self.decay[per_fit[i]]
             if self.name == "adam":
                 exp_avg, exp_avg_sq = self.state[0][i], self.state[1][i]
                 new_avg = exp_avg.lerp(grad, 1 - ADAM["beta1"])
                 new_sq = exp_avg_sq * ADAM["beta2"] + (1 - ADAM["beta2"]) * grad * grad
-                denom = new_sq.sqrt() / bias2_sqrt.view(shape) + ADAM["eps"]
-                new_param = param - step_size.view(shape) * new_avg / denom
+                denom = new_sq.sqrt() / bias2_sqrt[per_fit[i]] + ADAM["eps"]
+                new_param = param - step_size[per_fit[i]] * new_avg / denom
                 self.state[0][i] = _where(masks, i, new_avg, exp_avg)
                 self.state[1][i] = _where(masks, i, new_sq, exp_avg_sq)
             else:
