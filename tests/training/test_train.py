@@ -356,6 +356,24 @@ def test_hf_adamw_follows_transformers_4_over_steps_and_resumes(fused):
     assert optimizer.param_groups[0]["hf_step"] == 6
 
 
+def test_hf_adamw_step_skipped_by_the_fp16_scaler_counts_for_nothing():
+    from simcse.training.hf_adamw import HFAdamW
+
+    start, grad = torch.tensor([1.0, -2.0]), torch.tensor([1e-3, -1e-4])
+    p, q = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    skipping = HFAdamW([p], lr=1e-2, eps=1e-6, weight_decay=0.1, fused=True)
+    plain = HFAdamW([q], lr=1e-2, eps=1e-6, weight_decay=0.1, fused=True)
+    p.grad, q.grad = grad.clone(), grad.clone()
+    skipping.grad_scale, skipping.found_inf = torch.ones(()), torch.ones(())  # what GradScaler sets
+    skipping.step()
+    assert torch.equal(p.detach(), start) and skipping.param_groups[0]["hf_step"] == 0
+    skipping.found_inf = torch.zeros(())
+    skipping.step()
+    plain.step()
+    torch.testing.assert_close(p.detach(), q.detach())
+    assert skipping.param_groups[0]["hf_step"] == 1
+
+
 def test_the_original_optimizer_and_gradient_scale_are_the_defaults(tiny_bert, txt, tmp_path):
     from simcse.training.hf_adamw import HFAdamW
     from simcse.training.setup import build_optimizer

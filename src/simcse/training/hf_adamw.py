@@ -7,7 +7,8 @@ bias corrections into the step size, which is torch's update with epsilon ``eps 
 update, torch before it. So this is torch's AdamW (fused where torch has it: as fast as ``optimizer:
 adamw``) with that epsilon set before every step and its own weight decay turned into a decoupled decay
 after the step. The step count and the base epsilon and weight decay live in the param groups, so they are
-saved and restored with the optimizer's state.
+saved and restored with the optimizer's state. A step that fp16's GradScaler skips (an overflow) counts
+for nothing, as in the original's Trainer, where ``scaler.step`` does not call the optimizer then.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class HFAdamW(torch.optim.AdamW):
                 group["hf_step"] += 1
                 group["eps"] = group["hf_eps"] / math.sqrt(1.0 - group["betas"][1] ** group["hf_step"])
         loss = super().step(closure)
+        found_inf = getattr(self, "found_inf", None)  # fp16: GradScaler's overflow flag for a fused step
+        if found_inf is not None and bool(found_inf.item()):  # the step was skipped, as the original's
+            for group, params in zip(self.param_groups, stepped):
+                group["hf_step"] -= 1 if params else 0
+            return loss
         for group, params in zip(self.param_groups, stepped):
             if params and group["hf_weight_decay"] > 0.0:  # decoupled, after the update, as transformers 4.x
                 torch._foreach_mul_(params, 1.0 - group["lr"] * group["hf_weight_decay"])
