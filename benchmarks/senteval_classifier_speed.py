@@ -43,8 +43,10 @@ def main() -> None:
     from tests.evaluation.senteval_reference import senteval_inner_kfold
 
     bad = [m for m in args.modes.split(",") if m not in sc.SETTINGS]
-    if bad or args.n < 100 or args.rounds < 1:
-        parser.error(f"--modes from {', '.join(sc.SETTINGS)}, --n >= 100, --rounds >= 1 (got {bad or args})")
+    if bad:
+        parser.error(f"--modes: unknown {', '.join(bad)}; choose from {', '.join(sc.SETTINGS)}")
+    if args.n < 100 or args.rounds < 1:
+        parser.error(f"--n must be >= 100 (got {args.n}) and --rounds >= 1 (got {args.rounds})")
     torch.set_num_threads(1)
     x, y = problem(args.n)
     print(f"SentEval InnerKFold classifier, {args.n} x 384, 2 classes, 1 thread, {describe_cpu()}")
