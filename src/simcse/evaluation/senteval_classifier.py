@@ -110,14 +110,12 @@ class _Schedule:
             cut = int(VALIDATION_SPLIT * len(train))
             self.validation, self.train = train[permutation[:cut]], train[permutation[cut:]]
         else:
-            self.validation = np.asarray(scan.validation, dtype=np.int64)
-        if scan.validation is not None:
-            self.train = train
+            self.validation, self.train = np.asarray(scan.validation, dtype=np.int64), train
         if len(self.train) == 0 or len(self.validation) == 0:
             raise ValueError("a SentEval classifier needs training and validation rows")
         self.batch_size = batch_size
         self.batches = math.ceil(len(self.train) / batch_size)
-        self.position, self.passes, self.epoch = 0, 0, 0
+        self.position, self.passes = 0, 0  # passes made: SentEval's nepoch
         self.order = self.train
 
     def next_batch(self) -> np.ndarray:
@@ -173,7 +171,6 @@ def run_scans(x: np.ndarray, y: np.ndarray, n_classes: int, scans: Sequence[Scan
             schedule = schedules[s]
             if schedule.position != 0 or schedule.passes % settings.epoch_size:
                 continue
-            schedule.epoch += settings.epoch_size
             vx, vy = validation[s]
             with torch.no_grad():
                 predicted = (
@@ -190,7 +187,7 @@ def run_scans(x: np.ndarray, y: np.ndarray, n_classes: int, scans: Sequence[Scan
                     if misses[s, p] >= settings.tenacity:
                         active[s, p] = False
                     misses[s, p] += 1
-            if not active[s].any() or schedule.epoch > settings.max_epoch:
+            if not active[s].any() or schedule.passes > settings.max_epoch:
                 finished.append(row)
         if finished:
             keep = [row for row in range(len(alive)) if row not in finished]
