@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
     args = parser.parse_args()
 
-    from simcse.sentence_files import read_training_file
+    from simcse.data.sentence_files import read_training_file
     from simcse.training.data import BatchPlan
 
     source = Path(args.data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"
@@ -64,7 +64,7 @@ def main() -> None:
             sys.exit(proc.stderr[-3000:])
         first_step = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["time"]
 
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
 
     print(f"\n{args.lines:,} lines, {size_mb:.0f} MB, {describe_cpu()}")
     print("| measure | value |\n|---|---|")

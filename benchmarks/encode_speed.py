@@ -212,7 +212,7 @@ def spawn(args: argparse.Namespace, row: str, quality: bool) -> dict:
 
 
 def make_exports(work: Path, names: set[str]) -> None:
-    from simcse.export import export_model
+    from simcse.use.export import export_model
 
     for name in sorted(names):
         fmt, optimize, quantize = EXPORTS[name]
@@ -264,9 +264,9 @@ def main() -> int:
         parser.error(f"unknown rows {unknown}; choose from {OURS + THEIRS}")
     import numpy as np
 
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
+    from simcse.core.runtime import choose_precision
     from simcse.modeling.model_dir import embedded_model_path
-    from simcse.runtime import choose_precision
 
     args.model_path = str(embedded_model_path())
     with tempfile.TemporaryDirectory(prefix="encode-speed-") as tmp:

@@ -86,12 +86,12 @@ def main() -> None:
             start = time.perf_counter()
             values[name] = run()
             timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - start)
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
 
     st_values = values[default_name]
     n_sentences = len({s for _, a, b, _ in pairs for s in a + b})
     same = timings[f"sentence-transformers fp32 (batch {args.batch_size})"]
-    from simcse.runtime import choose_precision
+    from simcse.core.runtime import choose_precision
 
     auto = choose_precision("auto", torch.device("cpu"), "encoding").line
     print(f"\nSTS test mode, 7 tasks, all-MiniLM-L6-v2, {describe_cpu()} ({auto}), torch threads "

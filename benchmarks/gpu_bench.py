@@ -128,7 +128,7 @@ def sync(device: torch.device) -> None:
 
 def run_ours(args, model_dir: Path, train_file: Path, objective: str, batch: int, precision: str,
              compile_model: bool, tmp: Path) -> dict:  # fmt: skip
-    from simcse.config import TrainConfig
+    from simcse.training.config import TrainConfig
     from simcse.training.loop import train
 
     every = math.gcd(args.warmup, args.steps)  # a sync (loss.item) only every `every` steps
@@ -201,7 +201,7 @@ def run_st_mnrl(args, model_dir: Path, sentences: list[str]) -> dict:
 def run_encode(args, model_dir: Path, sentences: list[str]) -> dict[str, float]:
     from sentence_transformers import SentenceTransformer
 
-    from simcse.api import SimCSE
+    from simcse.use.api import SimCSE
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.encode_precision == "bf16" else None
@@ -245,7 +245,7 @@ def hms(seconds: float) -> str:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
 
     return f"CPU ({describe_cpu()}; {torch.get_num_threads()} torch threads)"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def child(batch: int, chunk: int, data_dir: str) -> None:
-    from simcse.config import TrainConfig
+    from simcse.training.config import TrainConfig
     from simcse.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.data_dir)
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
 
     print(f"\nunsup, all-MiniLM-L6-v2, batch {args.batch}, max length 32, fp32, {describe_cpu()}")
     print("| chunk | peak RSS (MB) | seconds per step |\n|---|---|---|")

@@ -158,7 +158,7 @@ def main() -> None:
         "--original-python", default=None, help="a Python with transformers 4.2.1 (see above)"
     )
     args = parser.parse_args()
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
 
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")

@@ -1,4 +1,4 @@
-"""Vector search: latency, recall, build time and memory of the index backends (simcse.index.VectorIndex).
+"""Vector search: latency, recall, build time and memory of the index backends (simcse.use.index.VectorIndex).
 
 For each collection size (default 100k and 1M vectors of dim 384, float32, unit norm) and each backend:
 
@@ -91,7 +91,7 @@ def run_backend(
     backend: str, n: int, dim: int, data: str, n_single: int, n_batches: int, threads: int, queue
 ) -> None:
     """One backend, one size, in its own process; puts a result dict on ``queue``."""
-    from simcse.index import VectorIndex
+    from simcse.use.index import VectorIndex
 
     if threads:
         import faiss
@@ -159,7 +159,7 @@ def main() -> None:
 
     import faiss
 
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
 
     print(f"dim {args.dim}, data {args.data}, faiss {faiss.__version__}, {describe_cpu()}, "
           f"{args.queries} single queries, {args.batches} batches of 32; each backend in a fresh process")  # fmt: skip

@@ -38,8 +38,8 @@ def main() -> None:
     parser.add_argument("--modes", default="fasttest,test")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    from simcse.core.hardware import describe_cpu
     from simcse.evaluation import senteval_classifier as sc
-    from simcse.hardware import describe_cpu
     from tests.evaluation.senteval_reference import senteval_inner_kfold
 
     bad = [m for m in args.modes.split(",") if m not in sc.SETTINGS]

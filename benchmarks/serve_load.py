@@ -229,7 +229,7 @@ async def run_load(args, base_url: str, pool: list[str], server_pid: int) -> tup
 
 # ---------------------------------------------------------------------------------------------- server
 def build_index(model: str | None, sentences: list[str], directory: Path) -> None:
-    from simcse.api import SimCSE
+    from simcse.use.api import SimCSE
 
     m = SimCSE(model)
     m.build_index(sentences, index="flat")
@@ -287,7 +287,7 @@ def main() -> int:
     if len(runs) > 1:
         import torch
 
-        from simcse.runtime import choose_precision
+        from simcse.core.runtime import choose_precision
 
         auto = choose_precision("auto", torch.device("cpu"), "encoding").line
         print(f"\nby precision ({auto}):")
@@ -325,7 +325,7 @@ def one_run(args, precision: str) -> tuple[bool, float, float]:
     five_xx = sum(n for s, n in stats.statuses.items() if s >= 500)
     errors = sum(stats.errors.values())
     mode = f"mixed, {args.duration:g} s" if args.mixed else f"embeddings, {args.requests} requests"
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
 
     print(
         f"\nserve_load ({mode}, {args.clients} clients, model {args.model or 'all-MiniLM-L6-v2 (embedded)'}, "

@@ -40,7 +40,7 @@ def wiki_sentences(data_dir: Path) -> list[str]:
 
 
 def run_ours(args: argparse.Namespace, precision: str) -> dict:
-    from simcse.config import TrainConfig
+    from simcse.training.config import TrainConfig
     from simcse.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,7 +168,7 @@ def main() -> None:
     # Shared machines slow down in bursts: alternate the trainers and keep each one's best round.
     import torch
 
-    from simcse.runtime import choose_precision
+    from simcse.core.runtime import choose_precision
 
     auto = choose_precision("auto", torch.device("cpu"))
     runs: dict[str, list[dict]] = {"ours-fp32": [], "st": []}
@@ -190,7 +190,7 @@ def main() -> None:
         return BATCH * r["steps"] / r["seconds"]
 
     base_rate = max(rate(r) for r in runs["st"])
-    from simcse.hardware import describe_cpu
+    from simcse.core.hardware import describe_cpu
 
     print(f"\nunsup SimCSE, all-MiniLM-L6-v2, batch {BATCH}, max length {MAX_LEN}, {describe_cpu()} ({auto.line}), "
           f"{args.steps} timed steps after {args.warmup} warm-up steps, best of {args.rounds} alternating rounds")  # fmt: skip

@@ -39,8 +39,8 @@ def main() -> None:
             f"unknown --classifiers/--modes values {bad}; classifiers: senteval, lbfgs; modes: test, dev, fasttest"
         )
 
+    from simcse.core.hardware import describe_cpu
     from simcse.evaluation import evaluate
-    from simcse.hardware import describe_cpu
 
     cache = args.cache_dir or tempfile.mkdtemp(prefix="simcse-transfer-")
     seeds = [int(s) for s in args.seeds.split(",")]

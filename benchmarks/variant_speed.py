@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def build(config, out: Path):
-    from simcse.runtime import seed_everything
+    from simcse.core.runtime import seed_everything
     from simcse.training.loop import start
     from simcse.training.run_dir import prepare_output_dir
     from simcse.training.setup import build_model, read_inputs, resolve
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ["SIMCSE_DATA_DIR"] = str(Path(args.data_dir).resolve())
 
+    from simcse.core.hardware import describe_cpu
     from simcse.experiments.grid import cells, load_grid
-    from simcse.hardware import describe_cpu
     from simcse.training.data import Prefetcher
 
     grid = load_grid(args.grid)

@@ -15,6 +15,21 @@ from tests.helpers import SENTENCES, make_tiny_bert
 os.environ.setdefault("SIMCSE_CPU_FLAGS", "none")
 
 
+@pytest.fixture(autouse=True)
+def _absl_writes_to_the_real_stderr():
+    """absl (which NNCF and TensorBoard import) keeps a logging handler on the stderr of the moment it was
+    imported, and closes that stream whenever logging's handlers are reset (uvicorn's log config does it).
+    Under pytest that stream is pytest's capture of an earlier test: closing it breaks capturing for the
+    rest of the session. Pointed at the real stderr, absl leaves it open."""
+    yield
+    import sys
+
+    absl_logging = sys.modules.get("absl.logging")
+    handler = getattr(absl_logging, "_absl_handler", None)
+    if handler is not None:
+        handler.python_handler.stream = sys.__stderr__
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

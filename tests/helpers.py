@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from simcse.cli import main
-from simcse.config import TrainConfig
+from simcse.training.config import TrainConfig
 
 WORDS = [
     "the",
@@ -252,3 +252,12 @@ def as_if_killed_before_the_final_model(out: Path) -> None:
     del meta["finished"]
     (out / "simcse.json").write_text(json.dumps(meta))
     (out / "model.safetensors").unlink()
+
+
+def training_encoder(path, pooler: str = "cls", mlp_only_train: bool = False, **options):
+    """An Encoder as a run builds one (a freshly initialised MLP with pooler cls), from a model directory."""
+    from simcse.modeling.encoder import Encoder
+    from simcse.modeling.model_dir import read_backbone
+
+    files = read_backbone(str(path), attn_implementation=options.pop("attn_implementation", "sdpa"))
+    return Encoder.from_backbone(files, pooler, mlp_only_train, **options)

@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simcse.cli import main
-from simcse.config import TRACKERS, TrainConfig, parse_flags
-from simcse.errors import ConfigError, DataError, SimCSEError
+from simcse.core.errors import ConfigError, DataError, SimCSEError
+from simcse.data.sentence_files import HEADER_NAMES, TrainingData, read_training_file
 from simcse.evaluation.sts import load_sts_task, read_sts_subset
 from simcse.evaluation.transfer import TransferData, load_transfer_task
-from simcse.sentence_files import HEADER_NAMES, TrainingData, read_training_file
+from simcse.training.config import TRACKERS, TrainConfig, parse_flags
 from tests.helpers import QUIET
 
 FIXTURE_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -335,9 +335,9 @@ def test_yaml_config_parses_or_raises_config_error(tmp_path, chunks, raw):
 
 
 def _valid_value(name: str) -> st.SearchStrategy:
-    from simcse.config import _base_type
+    from simcse.training.config.parsing import base_type
 
-    kind = _base_type(name)
+    kind = base_type(TrainConfig, name)
     if kind is bool:
         return st.booleans()
     if kind is int:

@@ -6,14 +6,14 @@ sits above every layer (see ARCHITECTURE.md); nothing inside the package imports
 
 from __future__ import annotations
 
-from simcse.version import __version__
+from simcse.core.version import __version__
 
 __all__ = ["Encoder", "SimCSE", "TrainConfig", "__version__", "evaluate", "train"]
 
 _PUBLIC = {
     "Encoder": ("simcse.modeling.encoder", "Encoder"),
-    "SimCSE": ("simcse.api", "SimCSE"),
-    "TrainConfig": ("simcse.config", "TrainConfig"),
+    "SimCSE": ("simcse.use.api", "SimCSE"),
+    "TrainConfig": ("simcse.training.config", "TrainConfig"),
     "train": ("simcse.training.loop", "train"),
     "evaluate": ("simcse.evaluation.suite", "evaluate"),
 }

@@ -76,8 +76,8 @@ def test_write_json_leaves_nothing_partial(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- the default model
 def test_default_names_the_embedded_model_everywhere(embedded_model):
-    from simcse.api import SimCSE
     from simcse.modeling.encoder import Encoder
+    from simcse.use.api import SimCSE
 
     assert Encoder.load("default").source == EMBEDDED_MODEL
     assert SimCSE("default").encoder.source == EMBEDDED_MODEL
@@ -85,7 +85,7 @@ def test_default_names_the_embedded_model_everywhere(embedded_model):
 
 @pytest.mark.parametrize("name", ["default", "-"])
 def test_eval_default_is_the_embedded_model_not_a_hub_id(capsys, monkeypatch, name):
-    from simcse.errors import SimCSEError
+    from simcse.core.errors import SimCSEError
     from simcse.evaluation import suite
 
     asked = []
@@ -113,7 +113,7 @@ def test_encode_max_length_is_checked_before_any_file(capsys, tmp_path, tiny_ber
 
 
 def test_api_max_length_beyond_the_model_is_an_error(tiny_bert):
-    from simcse.errors import SimCSEError
+    from simcse.core.errors import SimCSEError
     from simcse.modeling.encoder import Encoder
 
     encoder = Encoder.load(str(tiny_bert), "avg")
@@ -235,8 +235,8 @@ def test_search_model_option_names_the_model_of_an_index_without_model_json(caps
 
 
 def test_api_mistakes_are_clear_errors(tiny_bert):
-    from simcse.api import SimCSE
-    from simcse.errors import SimCSEError
+    from simcse.core.errors import SimCSEError
+    from simcse.use.api import SimCSE
 
     model = SimCSE(str(tiny_bert), pooler="avg", device="cpu")
     with pytest.raises(SimCSEError, match="no index to add to"):

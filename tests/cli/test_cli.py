@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simcse.config import TrainConfig
+from simcse.training.config import TrainConfig
 from tests.helpers import QUIET, SENTENCES, assert_one_line_error, run
 
 

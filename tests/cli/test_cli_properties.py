@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simcse.cli import build_parser, main
-from simcse.config import TrainConfig
+from simcse.training.config import TrainConfig
 from tests.helpers import SENTENCES
 
 # Values every flag may get; {s} is the example's sandbox directory.

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simcse.api import SimCSE
 from simcse.modeling.encoder import Encoder
+from simcse.use.api import SimCSE
 from tests.helpers import SENTENCES, assert_one_line_error, make_tiny_bert, run
 
 HERE = Path(__file__).parent

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from simcse.runtime import enable_tf32
+from simcse.core.runtime import enable_tf32
 from tests.helpers import make_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -54,7 +54,7 @@ def test_dev_evaluator_and_cls_baseline(data_dir, embedded_model):
 
 @pytest.mark.slow
 def test_short_quickstart_training_raises_stsb_dev(data_dir, embedded_model, tmp_path):
-    from simcse.config import TrainConfig
+    from simcse.training.config import TrainConfig
     from simcse.training.loop import train
 
     config = TrainConfig.from_yaml("configs/quickstart.yaml").override(

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from simcse.errors import DataError
+from simcse.core.errors import DataError
 from simcse.evaluation.clustering import (
     ClusterData,
     clustering_accuracy,

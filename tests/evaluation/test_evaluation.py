@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from simcse.errors import ConfigError, DataError
+from simcse.core.errors import ConfigError, DataError
 from simcse.evaluation import geometry, report, sts
 from simcse.evaluation.suite import EmbeddingTable, resolve_tasks
 from simcse.evaluation.whitening import Whitening

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from simcse.errors import ConfigError, DataError
+from simcse.core.errors import ConfigError, DataError
 from simcse.evaluation.classifier import fit_penalty_path
 from simcse.evaluation.transfer import (
     KFOLD_BY_MODE,

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
 from simcse.experiments.plots import plot_curves, plot_geometry
 from tests.helpers import SENTENCES, assert_one_line_error, run, train_config
 

@@ -4,9 +4,9 @@ sizes, a local file by its rows), and the CLI's ``--dry-run --step-time``."""
 from __future__ import annotations
 
 from simcse.cli import main
-from simcse.config import TrainConfig
 from simcse.experiments.grid import cells, load_grid
 from simcse.experiments.projection import cell_steps, projection_lines
+from simcse.training.config import TrainConfig
 
 
 def test_steps_from_max_steps_the_papers_files_and_a_local_file(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
 from simcse.experiments import run_experiment
 from simcse.experiments.grid import cells, load_grid, slug
 from simcse.experiments.results import mean_std
@@ -226,7 +226,7 @@ def test_cells_that_log_geometry_get_the_alignment_uniformity_figure(tmp_path, t
 
 def test_report_tabulates_the_finished_cells_and_trains_nothing(tmp_path, tiny_bert, files):
     """``run=False`` (``--report``): the tables of what has finished, n counting only those cells."""
-    from simcse.errors import SimCSEError
+    from simcse.core.errors import SimCSEError
 
     grid_path = _grid(tmp_path, tiny_bert, files)
     out = tmp_path / "out"

@@ -49,7 +49,7 @@ def test_the_training_dropout_option_sets_every_layer_and_the_saved_config(tiny_
         use_fast_dropout(backbone)
         rates = {m.p for m in backbone.modules() if isinstance(m, (nn.Dropout, FastDropout))}
         model.train()
-        from simcse.modeling.encoder import pad_batch
+        from simcse.modeling.sentence_encoder import pad_batch
 
         tokens = model.encoder.tokenize(SENTENCES[:4], 16)
         batch = pad_batch(tokens.input_ids, tokens.pad_token_id)

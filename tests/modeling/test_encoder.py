@@ -10,10 +10,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, RobertaConfig, RobertaModel
 
-from simcse.errors import SimCSEError
-from simcse.modeling.encoder import Encoder, pad_batch
+from simcse.core.errors import SimCSEError
+from simcse.modeling.encoder import Encoder
 from simcse.modeling.packed import packed_hidden_states, supports_packing
 from simcse.modeling.pooling import POOLERS, masked_mean
+from simcse.modeling.sentence_encoder import pad_batch
+from tests.helpers import training_encoder
 
 
 def _batch(vocab: int, pad: int, lengths=(9, 4, 7, 2), start: int = 5, seed: int = 0) -> dict:
@@ -64,7 +66,7 @@ def test_packed_gradients_equal_hf_gradients_without_dropout(tmp_path):
     path = make_tiny_bert(tmp_path / "m", dropout=0.0)
     grads = []
     for packed in (True, False):
-        enc = Encoder.for_training(str(path), "avg", packed=packed)
+        enc = training_encoder(str(path), "avg", packed=packed)
         enc.train()
         batch = _batch(enc.backbone.config.vocab_size, 0)
         enc(batch["input_ids"], batch["attention_mask"]).pow(2).sum().backward()
@@ -77,7 +79,7 @@ def test_packed_gradients_equal_hf_gradients_without_dropout(tmp_path):
 # prompt needs its template around the sentence: tests/modeling/test_prompt.py
 @pytest.mark.parametrize("pooler", [p for p in POOLERS if p != "prompt"])
 def test_poolers_match_hidden_states(pooler, tiny_bert4):
-    enc = Encoder.for_training(str(tiny_bert4), pooler)
+    enc = training_encoder(str(tiny_bert4), pooler)
     enc.eval()
     batch = _batch(enc.backbone.config.vocab_size, 0)
     with torch.no_grad():
@@ -102,7 +104,7 @@ def test_layer_poolers_read_different_layers_on_four_layers(tiny_bert4, sentence
 
 
 def test_mlp_only_train_uses_mlp_in_training_only(tiny_bert, sentences):
-    enc = Encoder.for_training(str(tiny_bert), "cls", mlp_only_train=True)
+    enc = training_encoder(str(tiny_bert), "cls", mlp_only_train=True)
     batch = pad_batch(enc.tokenize(sentences[:3]).input_ids, 0)
     enc.train()
     torch.manual_seed(0)
@@ -141,7 +143,7 @@ def test_saved_model_loads_in_sentence_transformers_with_equal_embeddings(
     tiny_bert4, tmp_path, sentences, pooler, mlp_only_train
 ):
     st = pytest.importorskip("sentence_transformers")
-    enc = Encoder.for_training(str(tiny_bert4), pooler, mlp_only_train)
+    enc = training_encoder(str(tiny_bert4), pooler, mlp_only_train)
     with torch.no_grad():  # make the MLP non-trivial
         if enc.mlp is not None:
             enc.mlp.dense.weight.normal_(0, 0.3)
@@ -161,7 +163,7 @@ def test_saved_model_loads_in_sentence_transformers_with_equal_embeddings(
 
 
 def test_mlp_is_written_into_bert_pooler_like_released_checkpoints(tiny_bert, tmp_path, sentences):
-    enc = Encoder.for_training(str(tiny_bert), "cls")
+    enc = training_encoder(str(tiny_bert), "cls")
     out = enc.save(tmp_path / "model")
     hf = AutoModel.from_pretrained(str(out))
     batch = pad_batch(enc.tokenize(sentences).input_ids, 0)
@@ -210,7 +212,7 @@ def test_mlp_only_train_keeps_the_trained_mlp_in_the_bert_pooler(tiny_bert4, tmp
     """As the original's converter: the trained MLP, not the pretrained NSP pooler, is pooler.dense; the
     embedding stays cls_before_pooler, and --pooler cls evaluates with the trained MLP."""
     pretrained = load_file(str(tiny_bert4 / "model.safetensors"))["pooler.dense.weight"]
-    enc = Encoder.for_training(str(tiny_bert4), "cls", mlp_only_train=True)
+    enc = training_encoder(str(tiny_bert4), "cls", mlp_only_train=True)
     with torch.no_grad():
         enc.mlp.dense.weight.normal_(0, 0.3)
         enc.mlp.dense.bias.normal_(0, 0.1)

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError, SimCSEError
-from simcse.modeling.encoder import Encoder, pad_batch
+from simcse.core.errors import ConfigError, SimCSEError
+from simcse.modeling.encoder import Encoder
 from simcse.modeling.prompt import Prompt
-from simcse.prompts import BERT_TRAINING_TEMPLATES, TRAINING_FREE_TEMPLATE
-from tests.helpers import SENTENCES, assert_one_line_error, make_tiny_bert, run
+from simcse.modeling.prompt_templates import BERT_TRAINING_TEMPLATES, TRAINING_FREE_TEMPLATE
+from simcse.modeling.sentence_encoder import pad_batch
+from simcse.training.config import TrainConfig
+from tests.helpers import SENTENCES, assert_one_line_error, make_tiny_bert, run, training_encoder
 
 TEMPLATE = 'This sentence : "[X]" means [MASK] .'
 
@@ -171,7 +172,7 @@ def test_roberta_gets_its_mask_token_and_its_position_offset_in_the_denoising_pa
 
 
 def test_train_denoising_subtracts_in_training_mode_only(spread_bert):
-    enc = Encoder.for_training(str(spread_bert), "prompt", prompt_template=TEMPLATE, prompt_denoise="train")
+    enc = training_encoder(str(spread_bert), "prompt", prompt_template=TEMPLATE, prompt_denoise="train")
     always = Encoder.load(str(spread_bert), "prompt", prompt_template=TEMPLATE, prompt_denoise="always")
     plain = Encoder.load(str(spread_bert), "prompt", prompt_template=TEMPLATE)
     for module in (enc, always):
@@ -250,7 +251,7 @@ def test_save_and_load_round_trip_gives_identical_embeddings(spread_bert, tmp_pa
     np.testing.assert_array_equal(again.encode(SENTENCES), enc.encode(SENTENCES))
     assert again.fingerprint() == enc.fingerprint()
     assert Encoder.load(str(tmp_path / "m"), prompt_denoise="none").fingerprint() != enc.fingerprint()
-    from simcse.api import SimCSE
+    from simcse.use.api import SimCSE
 
     np.testing.assert_allclose(SimCSE(str(tmp_path / "m")).encode(SENTENCES[:2], return_numpy=True),
                                enc.encode(SENTENCES[:2], normalize=True), atol=1e-6)  # fmt: skip
@@ -262,7 +263,7 @@ def test_the_default_template_is_the_papers_training_free_one(tiny_bert):
 
 @pytest.mark.parametrize("to", ["sentence-transformers", "hf"])
 def test_export_refuses_the_prompt_pooler_and_writes_nothing(tiny_bert, tmp_path, to):
-    from simcse.export import export_model
+    from simcse.use.export import export_model
 
     with pytest.raises(SimCSEError, match="no sentence-transformers equivalent.*nothing was written"):
         export_model(Encoder.load(str(tiny_bert), "prompt"), tmp_path / "out", to)

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from simcse.modeling.encoder import Encoder
+from simcse.modeling.model_dir import read_backbone
 from simcse.training.data import Collator
 from simcse.training.losses import ContrastiveLoss
 from simcse.training.model import SimCSEModel
@@ -27,7 +28,7 @@ ROWS = [("a man is playing a guitar", "a man plays music", "a woman is eating"),
 
 def embeddings(model_dir: str, rows: list[tuple[str, ...]]) -> torch.Tensor:
     """The unit-norm [CLS] embeddings of the rows' first sentences (to check the test is not degenerate)."""
-    model = SimCSEModel(Encoder.for_training(model_dir, "cls"))
+    model = SimCSEModel(Encoder.from_backbone(read_backbone(model_dir), "cls"))
     batch = Collator(model.encoder.tokenizer, 16, views=2)([r[:1] for r in rows])
     with torch.no_grad():
         emb = model(batch["input_ids"], batch["attention_mask"])[0]
@@ -38,7 +39,7 @@ def step(
     model_dir: str, views: int, alpha: float, rows: list[tuple[str, ...]], ddp: bool, scale: float = 1.0
 ):
     torch.manual_seed(0)
-    model = SimCSEModel(Encoder.for_training(model_dir, "cls"))
+    model = SimCSEModel(Encoder.from_backbone(read_backbone(model_dir), "cls"))
     model.train()
     forward = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
     data = [r[:1] for r in rows] if views == 2 and alpha == 1.0 else [r[:views] for r in rows]

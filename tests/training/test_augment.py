@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from simcse.augment import Crop, DeleteOneWord, WordDeletion, augmented, parse_augment, row_rng
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError, DataError
+from simcse.core.errors import ConfigError, DataError
+from simcse.data.augment import Crop, DeleteOneWord, WordDeletion, augmented, parse_augment, row_rng
+from simcse.training.config import TrainConfig
 from simcse.training.data import Collator
 from tests.helpers import SENTENCES, make_tiny_bert, train_config
 
@@ -135,7 +135,7 @@ def test_training_with_a_shared_dropout_mask_encodes_each_sentence_once(tiny_ber
 def test_the_next_sentence_positive_is_a_following_line(tmp_path):
     from transformers import AutoTokenizer
 
-    from simcse.augment import neighbour
+    from simcse.data.augment import neighbour
 
     assert all(neighbour(4, 10, 1, row_rng(s, 0, 4)) == 5 for s in range(10))
     picks = {neighbour(4, 10, 3, row_rng(s, 0, 4)) for s in range(60)}
@@ -159,7 +159,7 @@ def test_the_next_sentence_positive_is_a_following_line(tmp_path):
 
 
 def test_synonym_replacement_from_a_thesaurus_file(tmp_path):
-    from simcse.augment import load_thesaurus
+    from simcse.data.augment import load_thesaurus
 
     thesaurus = tmp_path / "thesaurus.tsv"
     thesaurus.write_text(
@@ -179,7 +179,7 @@ def test_synonym_replacement_from_a_thesaurus_file(tmp_path):
 
 
 def test_a_wordnet_database_directory_and_the_bundled_wordnet(tmp_path):
-    from simcse.augment import _bundled_wordnet, load_thesaurus
+    from simcse.data.augment import _bundled_wordnet, load_thesaurus
 
     db = tmp_path / "wordnet"
     db.mkdir()
@@ -203,7 +203,7 @@ def test_a_wordnet_database_directory_and_the_bundled_wordnet(tmp_path):
 def test_synonym_replacement_without_a_thesaurus_says_what_to_give_or_install(monkeypatch):
     import sys
 
-    import simcse.augment as augment
+    import simcse.data.augment as augment
 
     monkeypatch.setattr(augment, "_bundled_wordnet", lambda: None)
     monkeypatch.setitem(sys.modules, "nltk", None)  # as on a machine without nltk
@@ -215,7 +215,7 @@ def test_mlm_replacement_puts_the_models_predictions_in_masked_places(tiny_bert_
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from simcse.augment import MLMReplacement, load_mlm
+    from simcse.data.augment import MLMReplacement, load_mlm
 
     (piece,) = parse_augment("mlm:0.3", mlm_model=str(tiny_bert_mlm))
     assert isinstance(piece, MLMReplacement) and not any(p.requires_grad for p in piece.model.parameters())

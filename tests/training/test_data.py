@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simcse.errors import DataError
-from simcse.sentence_files import read_training_file
+from simcse.core.errors import DataError
+from simcse.data.sentence_files import read_training_file
 from simcse.training.data import BatchPlan, Collator, Prefetcher
 from tests.helpers import SENTENCES
 

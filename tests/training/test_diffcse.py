@@ -11,17 +11,12 @@ import types
 import pytest
 import torch
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
+from simcse.training.config import TrainConfig
 from simcse.training.data import Collator
-from simcse.training.diffcse import (
-    IGNORE,
-    Discriminator,
-    GeneratorEdit,
-    load_generator,
-    replaced_token_labels,
-)
+from simcse.training.heads import Discriminator
 from simcse.training.losses import ContrastiveLoss
+from simcse.training.masking import IGNORE, GeneratorEdit, load_generator, replaced_token_labels
 from tests.helpers import (
     QUIET,
     SENTENCES,
@@ -30,6 +25,7 @@ from tests.helpers import (
     make_tiny_bert,
     run,
     train_config,
+    training_encoder,
 )
 
 
@@ -134,12 +130,12 @@ def test_special_and_padding_tokens_are_never_masked_and_the_ratio_holds_on_aver
 
 
 def _diffcse_model(tiny_bert, tiny_bert_mlm, txt, tmp_path, **overrides):
-    from simcse.training.setup import build_generator, build_model
+    from simcse.training.setup import build_model
 
     config = train_config(tiny_bert, txt, tmp_path / "o", diffcse_generator=str(tiny_bert_mlm), **overrides)
     torch.manual_seed(0)
     model, _ = build_model(config)
-    return model, build_generator(config, model.encoder.tokenizer)
+    return model, load_generator(config.diffcse_generator, model.encoder.tokenizer, config.diffcse_mask_ratio)
 
 
 def test_the_discriminator_is_conditioned_on_the_sentence_embedding(tiny_bert, tiny_bert_mlm, txt, tmp_path):
@@ -176,14 +172,16 @@ def test_the_discriminator_is_conditioned_on_the_sentence_embedding(tiny_bert, t
 def test_gradcache_with_the_rtd_term_equals_one_pass(tmp_path):
     """Without dropout the chunked replay gives the one-pass gradient, the RTD term computed per chunk and
     normalised over the whole batch."""
-    from simcse.modeling.encoder import Encoder
     from simcse.training.model import SimCSEModel
     from simcse.training.steps import gradcache_step, plain_step
 
     path = make_tiny_bert(tmp_path / "m", dropout=0.0, init_range=0.5)
     torch.manual_seed(0)
-    encoder = Encoder.for_training(str(path), "cls")
-    model = SimCSEModel(encoder, discriminator=Discriminator(copy.deepcopy(encoder.backbone)))
+    encoder = training_encoder(str(path), "cls")
+    from simcse.training.methods.diffcse import rtd_term
+
+    model = SimCSEModel(encoder, parts={"discriminator": Discriminator(copy.deepcopy(encoder.backbone))},
+                        aux_terms={"rtd": rtd_term})  # fmt: skip
     model.train()
     tokenizer = encoder.tokenizer
     other = tokenizer.convert_tokens_to_ids("##z")
@@ -320,7 +318,7 @@ def test_the_batchnorm_projection_replaces_the_mlp_in_training_only(tiny_bert, t
     from safetensors.torch import load_file
 
     from simcse.modeling.encoder import Encoder
-    from simcse.training.diffcse import BatchNormProjection
+    from simcse.training.heads import BatchNormProjection
     from simcse.training.loop import train
 
     model, editor = _diffcse_model(

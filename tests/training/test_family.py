@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from simcse.augment import repeat_subwords
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError, DataError
+from simcse.core.errors import ConfigError, DataError
+from simcse.training.config import TrainConfig
 from simcse.training.losses import ContrastiveLoss, DimensionContrast, OffDropoutLoss
+from simcse.training.methods.esimcse import WordRepetition, repeat_subwords
 from tests.helpers import SENTENCES, train_config
 
 SPECIAL = frozenset({101, 102})
@@ -76,7 +76,9 @@ def test_collator_repeats_only_the_positive_view_the_same_way_in_every_epoch_cal
     from simcse.training.data import Collator
 
     tokenizer = Encoder.load(tiny_bert, "avg").tokenizer
-    collate = Collator(tokenizer, 32, 2, seed=3, word_repetition=0.5)
+    collate = Collator(
+        tokenizer, 32, 2, seed=3, pieces=[WordRepetition(0.5, 3, frozenset(tokenizer.all_special_ids))]
+    )
     rows = [(s,) for s in SENTENCES[:6]]
     batch = collate(rows, epoch=0, row_ids=list(range(6)))
     plain = Collator(tokenizer, 32, 2)(rows)
@@ -277,7 +279,9 @@ def test_unsup_guide_drops_only_duplicates_of_the_anchor(tiny_bert):
 
     guide_model = Encoder.load(tiny_bert, "avg")
     rows = [(SENTENCES[0],), (SENTENCES[1],), (SENTENCES[0],), (SENTENCES[2],)]
-    batch = Collator(guide_model.tokenizer, 32, 2, guide_tokenizer=guide_model.tokenizer)(rows)
+    from simcse.training.methods.guide import GuideTokens
+
+    batch = Collator(guide_model.tokenizer, 32, 2, pieces=[GuideTokens(guide_model.tokenizer, 32)])(rows)
     guide = GuideFilter(guide_model, margin=1e-4)
     guide.before_step(batch)
     assert "guide_input_ids" not in batch  # taken out before the step's forward

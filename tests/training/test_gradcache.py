@@ -8,12 +8,11 @@ import weakref
 import pytest
 import torch
 
-from simcse.modeling.encoder import Encoder
 from simcse.training.data import Collator
 from simcse.training.losses import ContrastiveLoss
 from simcse.training.model import SimCSEModel
 from simcse.training.steps import _chunks, gradcache_step
-from tests.helpers import make_tiny_bert
+from tests.helpers import make_tiny_bert, training_encoder
 
 ROWS = ["a man is playing a guitar", "two dogs run in the park", "the children eat food", "a boy plays",
         "a cat is sitting under the tree", "young women ride bikes near the water", "he said no",
@@ -23,7 +22,7 @@ ROWS = ["a man is playing a guitar", "two dogs run in the park", "the children e
 
 def _setup(path, dropout=True):
     torch.manual_seed(0)
-    model = SimCSEModel(Encoder.for_training(str(path), "cls"))
+    model = SimCSEModel(training_encoder(str(path), "cls"))
     model.train()
     batch = Collator(model.encoder.tokenizer, 16, views=2)([(s,) for s in ROWS])
     return model, batch
@@ -143,7 +142,9 @@ def test_gradcache_replays_sampled_dropout_rates_too(bert_dropout):
     """S-SimCSE's per-pass rates are drawn from the global generator inside the forward: the replay draws
     the same rates, so GradCache still equals one autograd pass over the same chunks."""
     model, batch = _setup(bert_dropout)
-    model.dropout_range = (0.05, 0.4)
+    from simcse.training.methods.s_simcse import SampledDropout
+
+    model.separate_anchor, model.pass_hooks = True, [SampledDropout(0.05, 0.4)]
     _assert_gradcache_equals_one_pass(model, batch)
 
 

@@ -89,7 +89,7 @@ def test_perfect_positives_give_low_loss():
 
 
 def test_mlm_masking_copies_and_follows_80_10_10():
-    from simcse.training.data import MLMMasker
+    from simcse.training.masking import MLMMasker
     from tests.helpers import tiny_vocab
 
     class Tok:
@@ -139,7 +139,8 @@ def test_a_shared_dropout_mask_is_one_pass_whose_embedding_is_both_views(tmp_pat
     on the padded forward with attention dropout off, whose functional dropout could not share masks)."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    from simcse.modeling.encoder import Encoder, pad_batch
+    from simcse.modeling.encoder import Encoder
+    from simcse.modeling.sentence_encoder import pad_batch
     from simcse.training.losses import SharedMaskViews
     from tests.helpers import SENTENCES, make_tiny_bert
 
@@ -213,8 +214,8 @@ def test_gaussian_noise_negatives_are_drawn_under_the_seed_and_join_every_anchor
 
 
 def test_noise_negatives_train_and_bad_values_are_refused(tiny_bert, tmp_path):
-    from simcse.config import TrainConfig
-    from simcse.errors import ConfigError
+    from simcse.core.errors import ConfigError
+    from simcse.training.config import TrainConfig
     from simcse.training.loop import train
     from tests.helpers import SENTENCES, train_config
 

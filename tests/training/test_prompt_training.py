@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
 from simcse.modeling.encoder import Encoder
-from simcse.prompts import BERT_TRAINING_TEMPLATES
+from simcse.modeling.prompt_templates import BERT_TRAINING_TEMPLATES
+from simcse.training.config import TrainConfig
 from simcse.training.data import Collator
 from simcse.training.losses import ContrastiveLoss
 from simcse.training.model import SimCSEModel
 from simcse.training.steps import _chunks, gradcache_step
-from tests.helpers import QUIET, SENTENCES, make_tiny_bert, run, train_config
+from tests.helpers import QUIET, SENTENCES, make_tiny_bert, run, train_config, training_encoder
 
 
 def _txt(tmp_path):
@@ -28,7 +28,7 @@ def _txt(tmp_path):
 
 
 def _encoder(path, denoise="train"):
-    return Encoder.for_training(str(path), "prompt", mlp_only_train=True,
+    return training_encoder(str(path), "prompt", mlp_only_train=True,
                                 prompt_template=list(BERT_TRAINING_TEMPLATES), prompt_denoise=denoise)  # fmt: skip
 
 

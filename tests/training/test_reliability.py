@@ -18,12 +18,12 @@ import torch
 from safetensors import SafetensorError
 
 from simcse.cli import main
-from simcse.config import TrainConfig
-from simcse.errors import SimCSEError
-from simcse.files import sha256_file
+from simcse.core.errors import SimCSEError
+from simcse.core.files import sha256_file
 from simcse.training import checkpoint as ckpt
 from simcse.training import loop as train_module
 from simcse.training import run_dir
+from simcse.training.config import TrainConfig
 from simcse.training.loop import TrainingError, train
 from tests.helpers import QUIET, SENTENCES, train_config
 
@@ -445,7 +445,7 @@ def test_a_tar_that_climbs_out_through_a_chain_of_symlinks_is_refused(tmp_path):
     import io
     import tarfile
 
-    from simcse import download
+    from simcse.data import download
 
     tar_path = tmp_path / "data" / "senteval.tar"
     tar_path.parent.mkdir()

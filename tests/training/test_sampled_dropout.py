@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
 from simcse.modeling.dropout import FastDropout
+from simcse.training.config import TrainConfig
 from tests.helpers import SENTENCES, train_config
 
 

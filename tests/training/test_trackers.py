@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from simcse.config import TRACKERS, TrainConfig, parse_flags
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
 from simcse.training import trackers
+from simcse.training.config import TRACKERS, TrainConfig, parse_flags
 from simcse.training.loop import TrainingError, train
 from simcse.training.metrics import MetricsLog
 from tests.helpers import QUIET, SENTENCES, assert_one_line_error, run, train_config

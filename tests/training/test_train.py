@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.errors import ConfigError, SimCSEError
+from simcse.core.errors import ConfigError, SimCSEError
 from simcse.training.loop import TrainingError, train
 from simcse.training.setup import build_model, resolve
 from tests.helpers import SENTENCES, make_tiny_bert, train_config
@@ -54,7 +54,7 @@ def test_sup_hard_negatives_with_mlm_in_every_precision(tiny_bert_mlm, triples, 
 def test_the_original_mlm_head_is_fresh_for_bert_and_pretrained_for_roberta():
     from transformers import BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM
 
-    from simcse.training.model import resolved_mlm_head
+    from simcse.training.heads import resolved_mlm_head
 
     small = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
              "vocab_size": 50}  # fmt: skip
@@ -67,14 +67,13 @@ def test_the_original_mlm_head_is_fresh_for_bert_and_pretrained_for_roberta():
 def test_mlm_head_kinds(tiny_bert_mlm, tiny_bert, txt, tmp_path, kind):
     from safetensors.torch import load_file
 
-    model, pretrained = build_model(
-        train_config(tiny_bert_mlm, txt, tmp_path / "o", do_mlm=True, mlm_head=kind)
-    )
+    model, notes = build_model(train_config(tiny_bert_mlm, txt, tmp_path / "o", do_mlm=True, mlm_head=kind))
     kind = "fresh" if kind == "original" else kind  # a BERT checkpoint: the original's head loaded nothing
     saved = load_file(str(tiny_bert_mlm / "model.safetensors"))
     head = model.mlm_head.predictions
     embeddings = model.encoder.backbone.embeddings.word_embeddings.weight
-    assert pretrained is (None if kind == "fresh" else True)
+    fresh_note = "the MLM head starts freshly initialised"
+    assert [n[: len(fresh_note)] for n in notes] == ([fresh_note] if kind == "fresh" else [])
     same = torch.equal(head.transform.dense.weight, saved["cls.predictions.transform.dense.weight"])
     assert same is (kind != "fresh")
     assert (head.decoder.weight is embeddings) is (kind == "tied")
@@ -91,8 +90,9 @@ def test_mlm_head_kinds(tiny_bert_mlm, tiny_bert, txt, tmp_path, kind):
     loss.backward()
     torch.optim.SGD(params, lr=1.0).step()
     assert torch.equal(embeddings, before) is (kind != "tied")
-    _, pretrained = build_model(train_config(tiny_bert, txt, tmp_path / "o", do_mlm=True, mlm_head=kind))
-    assert pretrained is (None if kind == "fresh" else False)
+    _, notes = build_model(train_config(tiny_bert, txt, tmp_path / "o", do_mlm=True, mlm_head=kind))
+    no_head = "the checkpoint has no MLM head; it starts freshly initialised"
+    assert len(notes) == 1 and notes[0].startswith(fresh_note if kind == "fresh" else no_head)
 
 
 def test_an_untied_mlm_head_is_restored_on_resume(tiny_bert_mlm, txt, tmp_path):

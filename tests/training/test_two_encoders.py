@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
+from simcse.training.config import TrainConfig
 from tests.helpers import SENTENCES, as_if_killed_before_the_final_model, train_config
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from simcse import SimCSE
-from simcse import api as api_mod
-from simcse.errors import SimCSEError
-from simcse.index import faiss_available
+from simcse.core.errors import SimCSEError
+from simcse.use import api_index
+from simcse.use.index import faiss_available
 from tests.helpers import SENTENCES, make_tiny_bert
 
 
@@ -178,8 +178,8 @@ def test_build_index_from_file_and_bad_inputs(model, tmp_path):
 
 
 def test_use_faiss_without_faiss_falls_back_with_a_warning(model, monkeypatch, caplog):
-    monkeypatch.setattr(api_mod, "faiss_available", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="simcse.api"):
+    monkeypatch.setattr(api_index, "faiss_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="simcse.use.api"):
         model.build_index(SENTENCES, use_faiss=True)
     assert not model.is_faiss_index and "faiss is not installed" in caplog.text
     assert model.search(SENTENCES[3], top_k=1)[0][0] == SENTENCES[3]

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from simcse import SimCSE
-from simcse import index as index_mod
-from simcse.errors import SimCSEError
-from simcse.index import VectorIndex, faiss_available
+from simcse.core.errors import SimCSEError
+from simcse.use import index as index_mod
+from simcse.use.index import VectorIndex, faiss_available
 from tests.helpers import SENTENCES, make_tiny_bert
 
 # name -> default of every positional parameter of the original tool, in order

@@ -15,8 +15,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("selenium")
 
-from simcse.api import SimCSE  # noqa: E402
 from simcse.serve import ServeSettings, create_app  # noqa: E402
+from simcse.use.api import SimCSE  # noqa: E402
 from tests.helpers import SENTENCES  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -16,10 +16,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from simcse.corpus import encode_corpus
-from simcse.corpus_files import iter_line_blocks, scan_input
-from simcse.errors import DataError, SimCSEError
+from simcse.core.errors import DataError, SimCSEError
+from simcse.data.corpus_files import iter_line_blocks, scan_input
 from simcse.modeling.encoder import Encoder
+from simcse.modeling.sentence_encoder import SentenceEncoder
+from simcse.use.corpus import encode_corpus
 from tests.helpers import SENTENCES, make_tiny_bert
 
 HERE = Path(__file__).parent
@@ -76,7 +77,7 @@ def test_scan_and_read_back_every_line_in_its_shard(tmp_path_factory, lines, sha
 
 
 def test_scan_chunk_boundaries_and_bom(tmp_path, monkeypatch):
-    import simcse.corpus_files as corpus
+    import simcse.data.corpus_files as corpus
 
     monkeypatch.setattr(corpus, "CHUNK", 5)  # lines and multibyte characters cut across chunks
     lines = ["héllo wörld", "", "€uro", "abc", "a longer line than one chunk", "z"]
@@ -130,7 +131,7 @@ def test_model_by_path_with_pooler_and_max_length(tmp_path, tiny_bert):
     np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
 
 
-class FakeEncoder:
+class FakeEncoder(SentenceEncoder):
     """Row i of the output is [line number, length, 0, 0 ...] for lines 'line <n> xxx': cheap and checkable."""
 
     pooler = inference_pooler = "avg"
@@ -145,9 +146,6 @@ class FakeEncoder:
 
     def fingerprint(self) -> str:
         return self._fingerprint
-
-    def eval(self) -> FakeEncoder:
-        return self
 
     def encode(self, lines, batch_size=128, normalize=False, max_length=None, dtype=None):
         if self.fail_after_blocks is not None and self.blocks >= self.fail_after_blocks:
@@ -273,14 +271,27 @@ def test_a_manifest_from_another_model_or_input_is_refused(tmp_path, tiny_bert, 
     )
 
 
-class Interrupting:
+class Interrupting(SentenceEncoder):
     """Wraps an encoder; raises KeyboardInterrupt on block number ``after``."""
 
     def __init__(self, encoder: Encoder, after: int):
         self.encoder, self.after, self.blocks = encoder, after, 0
+        self.source, self.pooler, self.dim, self.max_length = (
+            encoder.source,
+            encoder.pooler,
+            encoder.dim,
+            encoder.max_length,
+        )
 
-    def __getattr__(self, name):
-        return getattr(self.encoder, name)
+    @property
+    def inference_pooler(self) -> str:
+        return self.encoder.inference_pooler
+
+    def fingerprint(self) -> str:
+        return self.encoder.fingerprint()
+
+    def check_max_length(self, max_length):
+        return self.encoder.check_max_length(max_length)
 
     def encode(self, *args, **kwargs):
         if self.blocks >= self.after:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from simcse.api import SimCSE
-from simcse.errors import SimCSEError
-from simcse.export import export_model
+from simcse.core.errors import SimCSEError
+from simcse.use.api import SimCSE
+from simcse.use.export import export_model
 from tests.helpers import SENTENCES
 
 
@@ -74,7 +74,7 @@ def test_non_empty_target_is_refused_unless_overwrite(tmp_path, tiny_bert):
 
 
 def test_a_failed_check_writes_nothing(tmp_path, tiny_bert, monkeypatch):
-    import simcse.export as export
+    import simcse.use.export as export
 
     monkeypatch.setattr(export, "verify_export", lambda directory, to, encoder: 0.5)
     with pytest.raises(SimCSEError, match="does not reproduce the embeddings"):

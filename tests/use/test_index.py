@@ -10,9 +10,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from simcse import index as index_mod
-from simcse.errors import SimCSEError
-from simcse.index import META_FILE, VECTORS_FILE, VectorIndex, faiss_available
+from simcse.core.errors import SimCSEError
+from simcse.use import index as index_mod
+from simcse.use.index import META_FILE, VECTORS_FILE, VectorIndex, faiss_available
 
 needs_faiss = pytest.mark.skipif(
     not faiss_available(), reason="faiss is not installed (pip install faiss-cpu)"
@@ -67,7 +67,7 @@ def test_faiss_and_numpy_give_the_same_top_k(monkeypatch):
     for part in np.split(x, [1000, 1001, 3500]):  # uneven chunks, one of a single vector
         fa.add(part)
         npy.add(part)
-    assert len(fa) == len(npy) == 5000 and npy.backend_name == "numpy-flat"
+    assert len(fa) == len(npy) == 5000 and not npy.use_faiss
     for k in (1, 5, 10, 100):
         fs, fi = fa.search(q, k)
         ns, ni = npy.search(q, k)
@@ -141,7 +141,7 @@ def test_auto_switches_from_exact_to_ivf_past_the_limit(monkeypatch):
     x = random_unit(1600, 32, seed=6)
     idx = VectorIndex(32, "auto")
     idx.add(x[:600])
-    assert idx.resolved_kind == "flat" and idx.backend_name == "faiss-flat"
+    assert idx.resolved_kind == "flat" and idx.use_faiss
     idx.add(x[600:1000])  # exactly at the limit: still exact
     assert idx.resolved_kind == "flat"
     idx.add(x[1000:])
@@ -155,7 +155,7 @@ def test_auto_switches_from_exact_to_ivf_past_the_limit(monkeypatch):
 
     no_faiss = VectorIndex(32, "auto", use_faiss=False)
     no_faiss.add(x)
-    assert no_faiss.resolved_kind == "flat" and no_faiss.backend_name == "numpy-flat"
+    assert no_faiss.resolved_kind == "flat" and not no_faiss.use_faiss
 
 
 # ---------------------------------------------------------------------------------------- memory
@@ -186,7 +186,7 @@ def test_faiss_flat_holds_one_copy():
     code = """
 import gc, sys
 import numpy as np, psutil
-from simcse.index import VectorIndex
+from simcse.use.index import VectorIndex
 x = np.random.default_rng(8).standard_normal((100_000, 384), dtype=np.float32)  # 153.6 MB
 x /= np.linalg.norm(x, axis=1, keepdims=True)
 gc.collect()

@@ -26,11 +26,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from simcse.api import SimCSE  # noqa: E402
-from simcse.errors import SimCSEError  # noqa: E402
+from simcse.core.errors import SimCSEError  # noqa: E402
 from simcse.modeling.encoder import Encoder  # noqa: E402
 from simcse.serve import ServeSettings, add_arguments, create_app, run  # noqa: E402
 from simcse.serve.settings import LOOPBACK_HOSTS, settings_from_args  # noqa: E402
+from simcse.use.api import SimCSE  # noqa: E402
 from tests.helpers import SENTENCES, make_tiny_bert  # noqa: E402
 
 JSON = {"content-type": "application/json"}

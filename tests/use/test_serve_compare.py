@@ -14,10 +14,10 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from simcse.api import SimCSE  # noqa: E402
-from simcse.errors import SimCSEError  # noqa: E402
+from simcse.core.errors import SimCSEError  # noqa: E402
 from simcse.modeling.encoder import Encoder  # noqa: E402
 from simcse.serve import ServeSettings, add_arguments, create_app, run  # noqa: E402
+from simcse.use.api import SimCSE  # noqa: E402
 from tests.helpers import SENTENCES, make_tiny_bert  # noqa: E402
 
 

@@ -13,7 +13,8 @@ from simcse.baselines.flow import FlowEncoder
 from simcse.baselines.layers import LayerAverage, parse_layers
 from simcse.baselines.transport import TRANSPORTS, TransportSimilarity
 from simcse.baselines.word_vectors import WordVectors, load_word_vectors
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
+from simcse.modeling.sentence_encoder import SentenceEncoder
 
 PREFIX = "baseline:"
 BASELINES = (*pooling.POOLINGS, "sif", "usif", "abtt")
@@ -24,7 +25,7 @@ def is_baseline(model: object) -> bool:
     return isinstance(model, str) and model.startswith(PREFIX)
 
 
-class BaselineEncoder:
+class BaselineEncoder(SentenceEncoder):
     def __init__(self, name: str, vectors: WordVectors):
         if name not in BASELINES:
             raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
@@ -38,8 +39,10 @@ class BaselineEncoder:
     def _weights(self, tokens: list[str]) -> np.ndarray:
         from wordfreq import word_frequency
 
-        return np.array([pooling.SIF_A / (pooling.SIF_A + word_frequency(self.vectors.display(t), "en"))
-                         for t in tokens], dtype=np.float32)  # fmt: skip
+        return np.array(
+            [pooling.SIF_A / (pooling.SIF_A + word_frequency(self.vectors.display(t), "en")) for t in tokens],
+            dtype=np.float32,
+        )
 
     def _usif(self) -> tuple[dict[str, float], float, float]:
         """wordfreq's English table as uSIF's vocabulary probabilities, its smallest value for unknown
@@ -83,8 +86,9 @@ class BaselineEncoder:
             return pooling.fit_weighted_components(matrix)
         return lambda x: x
 
-    def encode(self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False,
-               **_) -> np.ndarray:  # fmt: skip
+    def encode(
+        self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False, **_
+    ) -> np.ndarray:
         """One vector per sentence (float32); for ``sif`` / ``usif`` the common components of THESE sentences
         are removed."""
         x = self.raw(sentences)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
+from simcse.modeling.sentence_encoder import SentenceEncoder
 
 STEPS = 400
 BATCH = 256
@@ -57,7 +58,7 @@ def fit_flow(
     return to_latent
 
 
-class FlowEncoder:
+class FlowEncoder(SentenceEncoder):
     def __init__(self, source: str | None, seed: int = 0):
         from simcse.modeling.encoder import Encoder
 

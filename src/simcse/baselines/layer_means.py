@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from simcse.modeling.sentence_encoder import SentenceEncoder
+
 FIRST_TOKEN = "first"  # the last layer's first token ([CLS]): cls_before_pooler
 
 
@@ -23,12 +25,17 @@ class LayerMeans:
     """Per-layer token means (and the last layer's first token) of ``source``'s hidden states, computed once
     per sentence in ``dtype`` (None: fp32) and stored in float32."""
 
-    def __init__(self, source: str | None, layer_specs: Sequence[str], batch_size: int = 128,
-                 precision: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        source: str | None,
+        layer_specs: Sequence[str],
+        batch_size: int = 128,
+        precision: str | None = None,
+    ):
         """``layer_specs`` as WhiteningBERT's rows name them (``L``, ``1+L``, ``L-1+L``; L the last layer);
         ``precision`` auto | fp32 | bf16 | fp16 (None: auto), its choice and reason in :attr:`precision_line`."""
+        from simcse.core.runtime import encoding_dtype
         from simcse.modeling.encoder import Encoder
-        from simcse.runtime import encoding_dtype
 
         self.encoder = Encoder.load(source, "avg")
         self.top = self.encoder.num_layers
@@ -85,9 +92,14 @@ class LayerMeans:
         self.cover(sentences)
         return [self.index[s] for s in sentences]
 
-    def view(self, spec: str, source: str, pooler: str,
-             fit_postprocess: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]] | None = None,
-             tag: str = "") -> View:  # fmt: skip
+    def view(
+        self,
+        spec: str,
+        source: str,
+        pooler: str,
+        fit_postprocess: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]] | None = None,
+        tag: str = "",
+    ) -> View:
         """An encoder reading the stored vectors: the layers of ``spec`` (``1+L``) averaged, or
         :data:`FIRST_TOKEN`."""
         layers = self.resolve(spec)
@@ -98,12 +110,19 @@ class LayerMeans:
         return View(self, layers, source, pooler, fit_postprocess, tag)
 
 
-class View:
+class View(SentenceEncoder):
     """An encoder for the evaluator (``encode``, ``fingerprint``, ``source``, ``pooler``) over a
     :class:`LayerMeans`; with ``fit_postprocess`` (BERT-flow) also ``raw``, fitted per task by the evaluator."""
 
-    def __init__(self, means: LayerMeans, layers: Sequence[int] | str, source: str, pooler: str,
-                 fit_postprocess=None, tag: str = ""):  # fmt: skip
+    def __init__(
+        self,
+        means: LayerMeans,
+        layers: Sequence[int] | str,
+        source: str,
+        pooler: str,
+        fit_postprocess=None,
+        tag: str = "",
+    ):
         self.means, self.layers, self.source, self.pooler, self.tag = means, layers, source, pooler, tag
         if fit_postprocess is not None:
             self.fit_postprocess = fit_postprocess
@@ -117,7 +136,7 @@ class View:
 
     def encode(self, sentences: Sequence[str], **_) -> np.ndarray:
         x = self.raw(sentences)
-        fit = getattr(self, "fit_postprocess", None)
+        fit = self.fit_postprocess
         return fit(x)(x) if fit is not None else x
 
     def fingerprint(self) -> str:

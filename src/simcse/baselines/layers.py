@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
+from simcse.modeling.sentence_encoder import SentenceEncoder
 
 
 def parse_layers(text: str) -> tuple[str, ...]:
@@ -30,7 +31,7 @@ def resolve_layers(items: tuple[str, ...], top: int) -> tuple[int, ...]:
     return tuple(sorted({top - int(i[2:] or 0) if i.startswith("L") else int(i) for i in items}))
 
 
-class LayerAverage:
+class LayerAverage(SentenceEncoder):
     def __init__(self, items: tuple[str, ...], source: str | None):
         from simcse.modeling.encoder import Encoder
 
@@ -48,8 +49,9 @@ class LayerAverage:
         self.pooler = f"layers={name}"
 
     @torch.inference_mode()
-    def encode(self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False,
-               **_) -> np.ndarray:  # fmt: skip
+    def encode(
+        self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False, **_
+    ) -> np.ndarray:
         from simcse.modeling.pooling import masked_mean
 
         self.encoder.eval()

@@ -62,10 +62,6 @@ def fit_first_component(x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda y: (y - np.outer(y @ u, u)).astype(np.float32)
 
 
-def remove_first_component(x: np.ndarray) -> np.ndarray:
-    return fit_first_component(x)(x)
-
-
 def all_but_the_top(matrix: np.ndarray, directions: int | None = None) -> np.ndarray:
     """The vocabulary's vectors with their mean removed and the top ``directions`` principal components
     projected out (default dim / 100, at least 1)."""

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from simcse.baselines.word_vectors import WordVectors
-from simcse.errors import ConfigError
+from simcse.core.errors import ConfigError
+from simcse.modeling.sentence_encoder import SentenceEncoder
 
 TRANSPORTS = ("wmd", "wrd")
 
@@ -31,7 +32,7 @@ def _ot():
     return ot
 
 
-class TransportSimilarity:
+class TransportSimilarity(SentenceEncoder):
     def __init__(self, name: str, vectors: WordVectors):
         if name not in TRANSPORTS:
             raise ConfigError(f"unknown transport baseline {name!r}; choose wmd or wrd")
@@ -77,8 +78,10 @@ class TransportSimilarity:
         return np.where(np.isnan(sims), np.nanmin(sims), sims)
 
     def encode(self, sentences: Sequence[str], **_) -> np.ndarray:
-        raise ConfigError(f"baseline {self.name} compares sentences as sets of word vectors and has no sentence "
-                          "vector: use it on STS tasks")  # fmt: skip
+        raise ConfigError(
+            f"baseline {self.name} compares sentences as sets of word vectors and has no sentence "
+            "vector: use it on STS tasks"
+        )
 
     def fingerprint(self) -> str:
         return f"{self.name}-{self.vectors.fingerprint()}"

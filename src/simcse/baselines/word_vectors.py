@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simcse.errors import DataError
+from simcse.core.errors import DataError
 
 VECTOR_SUFFIXES = (".txt", ".vec", ".w2v")
 

@@ -27,7 +27,7 @@ from simcse.cli import (
     train,
 )
 from simcse.cli import eval as eval_command
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
 
 SUBCOMMANDS = (
     train,
@@ -52,8 +52,12 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (not text or "default" in text.lower() or default in (None, False, argparse.SUPPRESS)
-                or not action.option_strings):  # fmt: skip
+        if (
+            not text
+            or "default" in text.lower()
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -73,7 +77,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
     """The argument parser; ``serve_options`` imports :mod:`simcse.serve` for the ``serve`` options."""
-    from simcse.version import __version__
+    from simcse.core.version import __version__
 
     parser = Parser(
         prog="simcse", description="Train, evaluate and use SimCSE sentence embeddings.", allow_abbrev=False

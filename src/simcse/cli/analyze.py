@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from simcse.cli.options import MODEL_HELP, positive_int
+from simcse.modeling.names import EMBEDDED_NAME
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,10 +17,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("models", nargs="*", metavar="MODEL", help=MODEL_HELP + " (default: the embedded model)")
     p.add_argument("--out", default="analysis", help="output directory")
-    p.add_argument("--sentences", default=None, help="text file, one sentence per line, for the spectrum "
-                   "(default: the STS-B test sentences)")  # fmt: skip
-    p.add_argument("--corpus", default=None, help="text file searched for neighbours (default: the data "
-                   "directory's Wikipedia sample)")  # fmt: skip
+    p.add_argument(
+        "--sentences",
+        default=None,
+        help="text file, one sentence per line, for the spectrum (default: the STS-B test sentences)",
+    )
+    p.add_argument(
+        "--corpus",
+        default=None,
+        help="text file searched for neighbours (default: the data directory's Wikipedia sample)",
+    )
     p.add_argument(
         "--query", action="append", default=[], help="a query sentence (repeatable; default: three)"
     )
@@ -37,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from simcse.analysis import DEFAULT_QUERIES, analyze_model, write_analysis
     from simcse.cli.options import model_arg
-    from simcse.download import ensure_dataset, resolve_data_dir
-    from simcse.errors import SimCSEError
+    from simcse.core.errors import SimCSEError
+    from simcse.data.download import ensure_dataset, resolve_data_dir
+    from simcse.data.sentence_files import read_corpus
     from simcse.evaluation import sts
-    from simcse.evaluation.suite import read_corpus
+    from simcse.experiments.analysis import DEFAULT_QUERIES, analyze_model, write_analysis
     from simcse.modeling.encoder import Encoder
 
     if not args.no_plots:
@@ -70,12 +77,20 @@ def run(args: argparse.Namespace) -> int:
     for i, name in enumerate(names):
         encoder = Encoder.load(model_arg(name), args.pooler)
         label = (
-            labels[i]
-            if labels
-            else ("all-MiniLM-L6-v2" if model_arg(name) is None else Path(name).name or name)
+            labels[i] if labels else (EMBEDDED_NAME if model_arg(name) is None else Path(name).name or name)
         )
-        analyses.append(analyze_model(encoder, label, sentences, (pairs.a, pairs.b, np.asarray(pairs.gold)), corpus,
-                                      queries, args.k, args.batch_size))  # fmt: skip
+        analyses.append(
+            analyze_model(
+                encoder,
+                label,
+                sentences,
+                (pairs.a, pairs.b, np.asarray(pairs.gold)),
+                corpus,
+                queries,
+                args.k,
+                args.batch_size,
+            )
+        )
     files = write_analysis(analyses, Path(args.out), len(sentences), plots=not args.no_plots)
     print((Path(args.out) / "analysis.md").read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(f) for f in files))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from simcse.cli.options import positive_int
-from simcse.precision_options import add_precision_options
+from simcse.core.precision_options import add_precision_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,17 +34,23 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from simcse.cli.options import model_arg
+    from simcse.core.files import check_output_file
     from simcse.evaluation.baseline_table import baseline_table, runtime_table
     from simcse.evaluation.report import append_csv, markdown_tables, write_json
-    from simcse.files import check_output_file
 
     for path, option in ((args.output, "--output"), (args.csv, "--csv")):
         if path:
             check_output_file(path, option)
     encoder = model_arg(args.encoder)
-    results = baseline_table(encoder, args.tasks, args.trained, args.data_dir, args.batch_size,
-                             echo=lambda line: print(line, file=sys.stderr, flush=True),
-                             precision=args.precision)  # fmt: skip
+    results = baseline_table(
+        encoder,
+        args.tasks,
+        args.trained,
+        args.data_dir,
+        args.batch_size,
+        echo=lambda line: print(line, file=sys.stderr, flush=True),
+        precision=args.precision,
+    )
     print(markdown_tables(results))
     print("\n" + runtime_table(results))
     if args.output:

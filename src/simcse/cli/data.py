@@ -29,6 +29,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.download import main_download
+    from simcse.data.download import main_download
 
     return main_download(args.names, args.dir, endpoint=args.endpoint, force=args.force)

@@ -22,13 +22,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
     p.add_argument("--output", required=True, help="the .npy file to write")
     add_model_options(p, batch_size=128, bf16_help=BF16_HELP + " (output stays float32)")
-    p.add_argument("--max-length", type=positive_int, default=None,
-                   help="truncate to this many tokens (default: the model's limit)")  # fmt: skip
+    p.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=None,
+        help="truncate to this many tokens (default: the model's limit)",
+    )
     p.add_argument("--no-normalize", action="store_true", help="keep raw embeddings (default: unit length)")
     p.add_argument(
-        "--shard-size", type=positive_int, default=None, metavar="N",
+        "--shard-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
         help="lines per shard (default: the interrupted run's when resuming, else 100000)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--block-size",
         type=positive_int,
@@ -38,13 +45,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
-        "--resume", dest="overwrite", action="store_false",
+        "--resume",
+        dest="overwrite",
+        action="store_false",
         help="(default) reuse the verified shards of an interrupted run with the same model, input and settings",
-    )  # fmt: skip
+    )
     g.add_argument(
-        "--overwrite", dest="overwrite", action="store_true",
+        "--overwrite",
+        dest="overwrite",
+        action="store_true",
         help="replace an existing output and discard the shards of an earlier run",
-    )  # fmt: skip
+    )
     p.set_defaults(overwrite=False)  # --resume is store_false: its own default would be True
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -52,8 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.cli.options import model_arg
-    from simcse.corpus import encode_corpus
-    from simcse.precision_options import precision_of
+    from simcse.core.precision_options import precision_of
+    from simcse.use.corpus import encode_corpus
 
     encode_corpus(
         model_arg(args.model),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from simcse.cli.options import MODEL_HELP, positive_int
-from simcse.errors import SimCSEError
-from simcse.precision_options import add_precision_options
+from simcse.core.errors import SimCSEError
+from simcse.core.precision_options import add_precision_options
+from simcse.modeling.names import EMBEDDED_NAME
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +59,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--whiten-dim", type=positive_int, default=None, metavar="K", help="keep K whitened dimensions"
     )
     p.add_argument("--seed", type=int, default=1111, help="seed of the transfer-task classifier and folds")
-    p.add_argument("--classifier", default="senteval", choices=("senteval", "lbfgs"),
-                   help="transfer tasks: SentEval's classifier (the paper's protocol) or a deterministic L-BFGS fit")  # fmt: skip
+    p.add_argument(
+        "--classifier",
+        default="senteval",
+        choices=("senteval", "lbfgs"),
+        help="transfer tasks: SentEval's classifier (the paper's protocol) or a deterministic L-BFGS fit",
+    )
     p.add_argument(
         "--seeds",
         action="store_true",
@@ -73,7 +78,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.cli.options import model_arg, say
+    from simcse.cli.options import flags, model_arg, say
+    from simcse.core.files import check_output_dir, check_output_file
+    from simcse.core.precision_options import precision_of
     from simcse.evaluation.report import (
         append_csv,
         markdown_tables,
@@ -82,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
         write_json,
     )
     from simcse.evaluation.suite import evaluate
-    from simcse.files import check_output_dir, check_output_file
-    from simcse.precision_options import precision_of
 
     # checked before the (possibly hour-long) evaluation, not after it
     if args.seeds and len(args.models or []) < 2:
@@ -97,28 +102,32 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for name in args.models or ["default"]:
         model = model_arg(name)
+        passed = flags(
+            args,
+            "tasks",
+            "mode",
+            "aggregate",
+            "data_dir",
+            "batch_size",
+            "cache_dir",
+            "whiten",
+            "whiten_dim",
+            "pooler",
+            "prompt_template",
+            "seed",
+            "classifier",
+        )
         result = evaluate(
             model,
-            tasks=args.tasks,
-            mode=args.mode,
-            aggregate=args.aggregate,
-            data_dir=args.data_dir,
-            batch_size=args.batch_size,
+            **passed,
             **precision_of(args),
-            cache_dir=args.cache_dir,
-            whiten=args.whiten,
-            whiten_dim=args.whiten_dim,
-            pooler=args.pooler,
-            prompt_template=args.prompt_template,
             prompt_denoise="always" if args.prompt_denoise else None,
-            seed=args.seed,
-            classifier=args.classifier,
             show_progress=not args.quiet,
             download=not args.no_download,
         )
         if result.get("precision"):
             say(f"{name}: {result['precision']}")
-        result["name"] = "all-MiniLM-L6-v2" if model is None else name
+        result["name"] = EMBEDDED_NAME if model is None else name
         result["metric"] = args.metric
         results.append(result)
         if args.csv:
@@ -145,12 +154,15 @@ def _note_slow_classifier(args: argparse.Namespace) -> None:
 
     import torch
 
-    from simcse.evaluation.suite import TRANSFER_TASKS, resolve_tasks
+    from simcse.evaluation.tasks import TRANSFER_TASKS, resolve_tasks
 
     try:
         transfer = set(resolve_tasks(args.tasks, args.mode)) & set(TRANSFER_TASKS)
     except SimCSEError:
         return  # the evaluation reports the bad task list itself
     if transfer and args.classifier == "senteval" and args.mode == "test" and not torch.cuda.is_available():
-        print("simcse: SentEval's classifier in test mode on the CPU can take over an hour for all the "
-              "transfer tasks on 2 cores; --mode fasttest or --classifier lbfgs take minutes", file=sys.stderr)  # fmt: skip
+        print(
+            "simcse: SentEval's classifier in test mode on the CPU can take over an hour for all the "
+            "transfer tasks on 2 cores; --mode fasttest or --classifier lbfgs take minutes",
+            file=sys.stderr,
+        )

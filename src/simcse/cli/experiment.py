@@ -91,12 +91,12 @@ def _launcher_values(pairs: list[tuple[str, str]]) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from simcse.config import parse_flags
-    from simcse.errors import SimCSEError
+    from simcse.core.errors import SimCSEError
+    from simcse.core.safe_yaml import read_yaml
     from simcse.experiments import run_experiment
     from simcse.experiments.grid import cells, load_grid
     from simcse.experiments.runner import plan
-    from simcse.safe_yaml import read_yaml
+    from simcse.training.config import parse_flags
 
     overrides = parse_flags([item for key, value in args.sets for item in (f"--{key}", value)])
     if args.max_steps is not None:
@@ -120,16 +120,27 @@ def run(args: argparse.Namespace) -> int:
                 "\n".join(projection_lines([c for listed in states.values() for c in listed], args.step_time))
             )
         return 0
-    result = run_experiment(grid, args.out, base=args.base, seeds=args.seeds, overrides=overrides,
-                            parallel=args.parallel, launcher=args.launcher,
-                            launcher_options=_launcher_values(args.launcher_options),
-                            plots=not args.no_plots, run=not args.report)  # fmt: skip
+    result = run_experiment(
+        grid,
+        args.out,
+        base=args.base,
+        seeds=args.seeds,
+        overrides=overrides,
+        parallel=args.parallel,
+        launcher=args.launcher,
+        launcher_options=_launcher_values(args.launcher_options),
+        plots=not args.no_plots,
+        run=not args.report,
+    )
     print((result.out / "results.md").read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in result.files), file=sys.stderr)
     if result.failed:
         for cell in result.failed:
             print(f"simcse: {cell.setting} seed {cell.seed} failed: {cell.error}", file=sys.stderr)
-        print(f"simcse: error: {len(result.failed)} of {len(result.cells)} cells failed (logs named above); "
-              "re-run the same command to retry them", file=sys.stderr)  # fmt: skip
+        print(
+            f"simcse: error: {len(result.failed)} of {len(result.cells)} cells failed (logs named above); "
+            "re-run the same command to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -22,8 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     # required: the embedded model is already a sentence-transformers directory, and an optional MODEL
     # before the DIR positional would make argparse read `export RUN --to hf DIR` as DIR=RUN
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--to", "--format", dest="to", required=True,
-                   choices=("sentence-transformers", "hf", "onnx", "openvino"))  # fmt: skip
+    p.add_argument(
+        "--to",
+        "--format",
+        dest="to",
+        required=True,
+        choices=("sentence-transformers", "hf", "onnx", "openvino"),
+    )
     p.add_argument("out_dir", metavar="DIR")
     add_model_options(p)
     p.add_argument(
@@ -33,33 +38,60 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="sentence-transformers file names: compatible (loaded by sentence-transformers 3.0.1 to 6.x) or "
         "current (6.x's own module paths and config keys; 5.4+ only)",
     )
-    p.add_argument("--optimize", choices=("O1", "O2", "O3", "O4"), default=None,
-                   help="onnx: ONNX Runtime's graph optimisation level, as optimum names them (O4: fp16, GPUs)")  # fmt: skip
-    p.add_argument("--quantize", choices=("int8",), default=None,
-                   help="int8: ONNX Runtime's dynamic quantisation, or NNCF's calibrated one for openvino")  # fmt: skip
-    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
-                   help="refuse the export if STS-B dev Spearman falls more than this (default 0.5 int8, else 0.1)")  # fmt: skip
+    p.add_argument(
+        "--optimize",
+        choices=("O1", "O2", "O3", "O4"),
+        default=None,
+        help="onnx: ONNX Runtime's graph optimisation level, as optimum names them (O4: fp16, GPUs)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="int8: ONNX Runtime's dynamic quantisation, or NNCF's calibrated one for openvino",
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="refuse the export if STS-B dev Spearman falls more than this (default 0.5 int8, else 0.1)",
+    )
     p.add_argument(
         "--data-dir", default=None, help="data directory of the STS-B check (default $SIMCSE_DATA_DIR)"
     )
-    p.add_argument("--no-sts-check", action="store_true",
-                   help="check only the cosine to fp32 on fixed sentences (no STS-B dev data needed)")  # fmt: skip
-    p.add_argument("--calibration", default=None, metavar="FILE",
-                   help="openvino int8: calibrate on these sentences (one per line; default STS-B train)")  # fmt: skip
+    p.add_argument(
+        "--no-sts-check",
+        action="store_true",
+        help="check only the cosine to fp32 on fixed sentences (no STS-B dev data needed)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        metavar="FILE",
+        help="openvino int8: calibrate on these sentences (one per line; default STS-B train)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.cli.options import model_arg
-    from simcse.export import export_model
+    from simcse.cli.options import flags, model_arg
+    from simcse.use.export import export_model
 
     model = model_arg(args.model)
-    out = export_model(
-        model, args.out_dir, args.to, pooler=args.pooler, overwrite=args.overwrite, st_layout=args.st_layout,
-        optimize=args.optimize, quantize=args.quantize, max_drop=args.max_drop, data_dir=args.data_dir,
-        sts_check=not args.no_sts_check, calibration=args.calibration,
-    )  # fmt: skip
+    passed = flags(
+        args,
+        "pooler",
+        "overwrite",
+        "st_layout",
+        "optimize",
+        "quantize",
+        "max_drop",
+        "data_dir",
+        "calibration",
+    )
+    out = export_model(model, args.out_dir, args.to, sts_check=not args.no_sts_check, **passed)
     name = args.model if model is not None else "the embedded model"
     print(f"exported {name} as {args.to}: {out}")
     return 0

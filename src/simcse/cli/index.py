@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from simcse.cli.options import BF16_HELP, MODEL_HELP, add_model_options
-from simcse.errors import SimCSEError
-from simcse.files import check_output_dir, refuse_non_empty, replace_directory
+from simcse.core.errors import SimCSEError
+from simcse.core.files import check_output_dir, refuse_non_empty, replace_directory
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("model", metavar="MODEL", nargs="?", default=None, help=MODEL_HELP + " (default: default)")
     d.add_argument("--input", required=True, help="UTF-8 text file, one sentence per line")
     d.add_argument("--output", "--out", dest="out", required=True, help="index directory to write")
-    d.add_argument("--index", default="auto", choices=("auto", "flat", "ivf", "hnsw"),
-                   help="auto: exact up to 100k sentences, IVF above (faiss)")  # fmt: skip
+    d.add_argument(
+        "--index",
+        default="auto",
+        choices=("auto", "flat", "ivf", "hnsw"),
+        help="auto: exact up to 100k sentences, IVF above (faiss)",
+    )
     add_model_options(d, batch_size=64, bf16_help=BF16_HELP)
     d.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -33,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.api import SimCSE
     from simcse.cli.options import at_model_limit, local_or_id, say
-    from simcse.precision_options import precision_of
+    from simcse.core.precision_options import precision_of
+    from simcse.use.api import SimCSE
 
     out = Path(args.out)
     refuse_non_empty(out, args.overwrite)
@@ -57,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(staging)
     seconds = time.perf_counter() - start
     assert model.vector_index is not None
-    print(f"indexed {len(model.sentences)} sentences ({model.dim}-dim, {model.vector_index.resolved_kind}) "
-          f"in {seconds:.1f} s: {out}")  # fmt: skip
+    print(
+        f"indexed {len(model.sentences)} sentences ({model.dim}-dim, {model.vector_index.resolved_kind}) "
+        f"in {seconds:.1f} s: {out}"
+    )
     say(model.precision_line)
     return 0

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from simcse.config import DEFAULT_MODEL
-from simcse.precision_options import add_precision_options
+from simcse.core.precision_options import add_precision_options
+from simcse.modeling.names import DEFAULT_MODEL
 
 DEFAULT_MODEL_NAMES = (DEFAULT_MODEL, "-")
 MODEL_HELP = (
@@ -71,3 +72,8 @@ def add_model_options(
     p.add_argument("--pooler", default=None, help="override the pooler")
     if bf16_help is not None:
         add_precision_options(p)
+
+
+def flags(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options that go to the library unchanged, by name: ``flags(args, "pooler")`` -> ``{"pooler": ...}``."""
+    return {name: getattr(args, name) for name in names}

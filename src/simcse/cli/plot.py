@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from simcse.errors import SimCSEError
+    from simcse.core.errors import SimCSEError
     from simcse.experiments.plots import plot_curves, plot_geometry
 
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None

@@ -40,16 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.hub import push_model
+    from simcse.cli.options import flags
+    from simcse.data.hub import push_model
 
-    url = push_model(
-        args.model_dir,
-        args.repo,
-        private=args.private,
-        revision=args.revision,
-        commit_message=args.commit_message,
-        token=args.token,
-        endpoint=args.endpoint,
-    )
+    passed = flags(args, "private", "revision", "commit_message", "token", "endpoint")
+    url = push_model(args.model_dir, args.repo, **passed)
     print(f"pushed {args.model_dir} to {url}")
     return 0

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from simcse.cli.options import add_model_options, positive_int
-from simcse.errors import IndexModelError, SimCSEError
+from simcse.core.errors import IndexModelError, SimCSEError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def index_model(directory: Path) -> tuple[str | None, str | None]:
     """The model an index was built with and the pooler it used, from DIR/model.json."""
-    from simcse.index_dir import MODEL_FILE
-    from simcse.modeling.model_dir import EMBEDDED_MODEL
+    from simcse.modeling.names import EMBEDDED_MODEL
+    from simcse.use.index_dir import MODEL_FILE
 
     path = directory / MODEL_FILE
     if not directory.is_dir():
@@ -46,8 +46,8 @@ def index_model(directory: Path) -> tuple[str | None, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.api import SimCSE
     from simcse.cli.options import at_model_limit, model_arg
+    from simcse.use.api import SimCSE
 
     directory = Path(args.index_dir)
     if args.model is not None:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             raise SimCSEError(
                 f"{directory}: cannot load the model it was built with ({e}); pass --model"
             ) from e
-    from simcse.index_dir import MODEL_FILE
+    from simcse.use.index_dir import MODEL_FILE
 
     # --model says which model built an index that does not record it; one that does is still checked
     check = args.model is None or (directory / MODEL_FILE).exists()
@@ -76,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     at_model_limit(model)
     results = model.search(list(args.queries), top_k=args.top_k, threshold=args.threshold)
     if args.json:
-        rows = [{"query": q, "results": [{"sentence": s, "score": round(score, 6)} for s, score in hits]}
-                for q, hits in zip(args.queries, results)]  # fmt: skip
+        rows = [
+            {"query": q, "results": [{"sentence": s, "score": round(score, 6)} for s, score in hits]}
+            for q, hits in zip(args.queries, results)
+        ]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     for n, (query, hits) in enumerate(zip(args.queries, results)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
 
 SERVE_EXTRA = "pip install 'simcse-toolkit[serve]'"
 

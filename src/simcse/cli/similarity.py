@@ -16,16 +16,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     # one list, split in run(): an optional MODEL before two required positionals would make argparse read
     # `similarity MODEL --pooler avg A B` as A=MODEL; words after the options join the list (cli.main)
-    p.add_argument("words", nargs="+", metavar="[MODEL] A B",
-                   help=f"two sentences, after an optional MODEL: {MODEL_HELP} (default: default)")  # fmt: skip
+    p.add_argument(
+        "words",
+        nargs="+",
+        metavar="[MODEL] A B",
+        help=f"two sentences, after an optional MODEL: {MODEL_HELP} (default: default)",
+    )
     add_model_options(p, bf16_help=BF16_HELP)
     p.set_defaults(func=run, usage_error=p.error, intermixed="words")
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.api import SimCSE
     from simcse.cli.options import at_model_limit, model_arg, say
-    from simcse.precision_options import precision_of
+    from simcse.core.precision_options import precision_of
+    from simcse.use.api import SimCSE
 
     if len(args.words) not in (2, 3):
         args.usage_error(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simcse.config import option_help
+from simcse.training.config import option_help
 
 
 def help_text() -> str:
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """``[CONFIG] [--resume] [--key value ...]`` without argparse, which would take a flag's value for
-    CONFIG; the flags are parsed by :func:`simcse.config.parse_flags`."""
+    CONFIG; the flags are parsed by :func:`simcse.training.config.parse_flags`."""
     config = argv[0] if argv and not argv[0].startswith("-") else None
     rest = argv[1:] if config else argv
     flags = [a for a in rest if a != "--resume"]
@@ -46,7 +46,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simcse.config import TrainConfig, parse_flags
+    from simcse.training.config import TrainConfig, parse_flags
     from simcse.training.loop import train
 
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()

@@ -16,7 +16,7 @@ from time import perf_counter
 
 from simcse.baselines.encoder import BASELINES, PAIR_BASELINES
 from simcse.baselines.layer_means import FIRST_TOKEN, LayerMeans
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
 from simcse.evaluation import sts
 from simcse.evaluation.suite import evaluate, resolve_tasks
 
@@ -56,9 +56,15 @@ def rows_for(encoder: str | None, trained: list[str]) -> list[Row]:
     rows += [
         Row("encoder avg + whitening (BERT-whitening)", encoder, pooler="avg", whiten="self", layers="L")
     ]
-    rows += [Row("encoder prompt (PromptBERT's template)", encoder, pooler="prompt"),
-             Row("encoder prompt + template denoising (PromptBERT)", encoder, pooler="prompt",
-                 prompt_denoise="always")]  # fmt: skip
+    rows += [
+        Row("encoder prompt (PromptBERT's template)", encoder, pooler="prompt"),
+        Row(
+            "encoder prompt + template denoising (PromptBERT)",
+            encoder,
+            pooler="prompt",
+            prompt_denoise="always",
+        ),
+    ]
     rows += [
         Row("encoder last-two avg + flow (BERT-flow)", f"baseline:flow{source}", layers="L-1+L", flow=True)
     ]
@@ -96,8 +102,13 @@ class _SharedPass:
 
         means = self._means()
         if row.flow:
-            return means.view(row.layers, f"baseline:flow:{means.source}", "flow",
-                              fit_postprocess=lambda x: fit_flow(x, 0), tag="-flow-0")  # fmt: skip
+            return means.view(
+                row.layers,
+                f"baseline:flow:{means.source}",
+                "flow",
+                fit_postprocess=lambda x: fit_flow(x, 0),
+                tag="-flow-0",
+            )
         if row.pooler is not None:
             return means.view(row.layers, means.source, row.pooler)
         name = "+".join(map(str, means.resolve(row.layers)))
@@ -129,9 +140,17 @@ def baseline_table(
         start = perf_counter()
         model = shared.view(row) if row.layers is not None else row.model
         try:
-            result = evaluate(model, chosen, mode="test", data_dir=data_dir, batch_size=batch_size,
-                              pooler=row.pooler, whiten=row.whiten, prompt_denoise=row.prompt_denoise,
-                              precision=precision)  # fmt: skip
+            result = evaluate(
+                model,
+                chosen,
+                mode="test",
+                data_dir=data_dir,
+                batch_size=batch_size,
+                pooler=row.pooler,
+                whiten=row.whiten,
+                prompt_denoise=row.prompt_denoise,
+                precision=precision,
+            )
         except SimCSEError as e:
             if row.pooler != "prompt" or "mask token" not in str(e):
                 raise

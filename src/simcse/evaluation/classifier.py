@@ -106,14 +106,7 @@ def inner_kfold_protocol(x: np.ndarray, y: np.ndarray, n_classes: int, kfold: in
         dev_scores.append(scores[best])
         test_scores.append(round(100 * _accuracy(params, x[test], y[test]), 2))
         chosen.append(L2_REGS[best])
-    return {
-        "acc": round(float(np.mean(test_scores)), 2),
-        "devacc": round(float(np.mean(dev_scores)), 2),
-        "n": len(y),
-        "ndev": len(y),
-        "ntest": len(y),
-        "l2reg": chosen,
-    }
+    return kfold_result(test_scores, dev_scores, len(y), chosen)
 
 
 def kfold_protocol(
@@ -157,4 +150,17 @@ def split_protocol(
         "ndev": len(dev[1]),
         "ntest": len(test[1]),
         "l2reg": L2_REGS[best],
+    }
+
+
+def kfold_result(test_scores: list[float], dev_scores: list[float], n: int, penalties: list) -> dict:
+    """SentEval's KFold result: the mean test and inner-dev accuracies over the folds, and each fold's
+    chosen penalty."""
+    return {
+        "acc": round(float(np.mean(test_scores)), 2),
+        "devacc": round(float(np.mean(dev_scores)), 2),
+        "n": n,
+        "ndev": n,
+        "ntest": n,
+        "l2reg": penalties,
     }

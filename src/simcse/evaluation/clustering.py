@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simcse.errors import ConfigError, DataError
+from simcse.core.errors import ConfigError, DataError
 
 PREFIX = "cluster:"
 BUILTIN = ("TREC", "SST2", "MR", "CR", "SUBJ", "MPQA")
@@ -118,5 +118,14 @@ def score_clustering(data: ClusterData, embed, seeds: tuple[int, ...] = SEEDS) -
     def std(values: list[float]) -> float:
         return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
-    return {"acc": float(np.mean(acc)), "acc_std": std(acc), "nmi": float(np.mean(nmi)), "nmi_std": std(nmi),
-            "acc_per_seed": acc, "nmi_per_seed": nmi, "k": k, "n": len(data.sentences), "seeds": list(seeds)}  # fmt: skip
+    return {
+        "acc": float(np.mean(acc)),
+        "acc_std": std(acc),
+        "nmi": float(np.mean(nmi)),
+        "nmi_std": std(nmi),
+        "acc_per_seed": acc,
+        "nmi_per_seed": nmi,
+        "k": k,
+        "n": len(data.sentences),
+        "seeds": list(seeds),
+    }

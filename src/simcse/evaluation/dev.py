@@ -77,7 +77,7 @@ class GeometryEvaluator(_SentenceSet):
         super().__init__(self.data.sentences(), batch_size)
 
     def __call__(self, encoder) -> dict[str, float]:
-        from simcse.evaluation.suite import score_geometry
+        from simcse.evaluation.tasks import score_geometry
 
         scores = score_geometry(self.data, self.embed_function(encoder))
         return {"align": scores["align"], "uniform": scores["uniform"]}

@@ -83,8 +83,10 @@ def markdown_tables(results: list[dict], metric: str = "spearman") -> str:
             header.append("Avg. acc")
         rows = []
         for r in results:
-            cells = [f"{r['tasks'][t]['acc']:.2f} / {r['tasks'][t]['nmi']:.2f}" if t in r["tasks"] else "-"
-                     for t in cluster_tasks]  # fmt: skip
+            cells = [
+                f"{r['tasks'][t]['acc']:.2f} / {r['tasks'][t]['nmi']:.2f}" if t in r["tasks"] else "-"
+                for t in cluster_tasks
+            ]
             if with_avg:
                 cells.append(_fmt(r.get("avg", {}).get("clustering")))
             rows.append((r.get("name", r.get("model", "model")), cells))
@@ -148,7 +150,7 @@ def seed_summary_table(summary: dict) -> str:
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
     """Atomically: after a failure the old file, if any, stays as it was."""
-    from simcse.files import write_text_atomic
+    from simcse.core.files import write_text_atomic
 
     return write_text_atomic(path, json.dumps(result, indent=2, default=_json_default) + "\n")
 
@@ -165,8 +167,18 @@ def append_csv(result: dict, path: str | os.PathLike, metric: str = "spearman") 
     path.parent.mkdir(parents=True, exist_ok=True)
     tasks = [t for t, _ in STS_COLUMNS + TRANSFER_COLUMNS]
     clusters = [f"cluster:{t}" for t in ("TREC", "SST2", "MR", "CR", "SUBJ", "MPQA")]
-    header = ["time", "model", "mode", "aggregate", "metric", *tasks, "avg_sts", "avg_transfer", *clusters,
-              "avg_clustering"]  # fmt: skip
+    header = [
+        "time",
+        "model",
+        "mode",
+        "aggregate",
+        "metric",
+        *tasks,
+        "avg_sts",
+        "avg_transfer",
+        *clusters,
+        "avg_clustering",
+    ]
     row = {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": result.get("model", ""),

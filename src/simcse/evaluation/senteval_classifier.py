@@ -128,8 +128,15 @@ class _Schedule:
         return rows
 
 
-def run_scans(x: np.ndarray, y: np.ndarray, n_classes: int, scans: Sequence[Scan], settings: Settings,
-              seed: int, device: torch.device) -> list[ScanResult]:  # fmt: skip
+def run_scans(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    scans: Sequence[Scan],
+    settings: Settings,
+    seed: int,
+    device: torch.device,
+) -> list[ScanResult]:
     """Every fit of every scan side by side, each exactly as its own SentEval classifier (see module doc)."""
     penalties = {len(s.l2regs) for s in scans}
     if len(penalties) != 1:
@@ -145,8 +152,13 @@ def run_scans(x: np.ndarray, y: np.ndarray, n_classes: int, scans: Sequence[Scan
     decay = torch.tensor([s.l2regs for s in scans], dtype=torch.float32, device=device)
     optimizer = _BatchedOptimizer(settings.optim, weight, bias, decay)
     schedules = [_Schedule(s, seed, settings.batch_size) for s in scans]
-    validation = [(features[torch.as_tensor(s.validation, device=device)],
-                   labels[torch.as_tensor(s.validation, device=device)]) for s in schedules]  # fmt: skip
+    validation = [
+        (
+            features[torch.as_tensor(s.validation, device=device)],
+            labels[torch.as_tensor(s.validation, device=device)],
+        )
+        for s in schedules
+    ]
     best = np.full((n, r), -1.0)
     misses = np.zeros((n, r), dtype=np.int64)
     active = np.ones((n, r), dtype=bool)
@@ -265,8 +277,9 @@ def _where(masks: list[torch.Tensor] | None, i: int, new: torch.Tensor, old: tor
     return new if masks is None else torch.where(masks[i], new, old)
 
 
-def inner_kfold_protocol(x: np.ndarray, y: np.ndarray, n_classes: int, settings: Settings, seed: int,
-                         device: torch.device) -> dict:  # fmt: skip
+def inner_kfold_protocol(
+    x: np.ndarray, y: np.ndarray, n_classes: int, settings: Settings, seed: int, device: torch.device
+) -> dict:
     """SentEval's InnerKFoldClassifier (MR, CR, SUBJ, MPQA): the penalty of each outer fold chosen by an
     inner k-fold scan, then a refit on the whole outer training part scored on the outer test fold."""
     outer = StratifiedKFold(n_splits=settings.kfold, shuffle=True, random_state=INNER_KFOLD_RANDOM_STATE)
@@ -288,12 +301,19 @@ def inner_kfold_protocol(x: np.ndarray, y: np.ndarray, n_classes: int, settings:
         refits.append(Scan(folds[fold][0], None, (L2_REGS[best],)))
     models = run_scans(x, y, n_classes, refits, settings, seed, device)
     test_scores = [round(100 * m.score(x[test], y[test]), 2) for m, (_, test) in zip(models, folds)]
-    return {"acc": round(float(np.mean(test_scores)), 2), "devacc": round(float(np.mean(dev_scores)), 2),
-            "n": len(y), "ndev": len(y), "ntest": len(y), "l2reg": [s.l2regs[0] for s in refits]}  # fmt: skip
+    from simcse.evaluation.classifier import kfold_result
+
+    return kfold_result(test_scores, dev_scores, len(y), [s.l2regs[0] for s in refits])
 
 
-def kfold_protocol(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], n_classes: int,
-                   settings: Settings, seed: int, device: torch.device) -> tuple[dict, np.ndarray]:  # fmt: skip
+def kfold_protocol(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+    settings: Settings,
+    seed: int,
+    device: torch.device,
+) -> tuple[dict, np.ndarray]:
     """SentEval's KFoldClassifier (TREC, MRPC); also returns the test predictions."""
     x, y = train
     folds = StratifiedKFold(n_splits=settings.kfold, shuffle=True, random_state=seed).split(x, y)
@@ -304,24 +324,38 @@ def kfold_protocol(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray,
         x, y, n_classes, [Scan(np.arange(len(y)), None, (L2_REGS[best],))], settings, seed, device
     )
     predicted = model.predict(test[0])
-    result = {"acc": round(100 * float(np.mean(predicted == test[1])), 2), "devacc": scores[best],
-              "n": len(test[1]), "ndev": len(y), "ntest": len(test[1]), "l2reg": L2_REGS[best]}  # fmt: skip
+    result = {
+        "acc": round(100 * float(np.mean(predicted == test[1])), 2),
+        "devacc": scores[best],
+        "n": len(test[1]),
+        "ndev": len(y),
+        "ntest": len(test[1]),
+        "l2reg": L2_REGS[best],
+    }
     return result, predicted
 
 
-def split_protocol(train: tuple, dev: tuple, test: tuple, n_classes: int, settings: Settings, seed: int,
-                   device: torch.device) -> dict:  # fmt: skip
+def split_protocol(
+    train: tuple, dev: tuple, test: tuple, n_classes: int, settings: Settings, seed: int, device: torch.device
+) -> dict:
     """SentEval's SplitClassifier (SST2): the penalty chosen on dev, then refit on train and scored on test.
     The refit has the scan's seed, data and batch order, so it is the scan's fit at that penalty: its
     weights are taken from the scan."""
     x, y = np.concatenate([train[0], dev[0]]), np.concatenate([train[1], dev[1]])
     rows = np.arange(len(x))
-    [scan] = run_scans(x, y, n_classes, [Scan(rows[: len(train[1])], rows[len(train[1]) :], L2_REGS)],
-                       settings, seed, device)  # fmt: skip
+    [scan] = run_scans(
+        x, y, n_classes, [Scan(rows[: len(train[1])], rows[len(train[1]) :], L2_REGS)], settings, seed, device
+    )
     scores = [round(100 * a, 2) for a in scan.accuracy]
     best = int(np.argmax(scores))
-    return {"acc": round(100 * scan.score(*test, which=best), 2), "devacc": scores[best], "n": len(test[1]),
-            "ndev": len(dev[1]), "ntest": len(test[1]), "l2reg": L2_REGS[best]}  # fmt: skip
+    return {
+        "acc": round(100 * scan.score(*test, which=best), 2),
+        "devacc": scores[best],
+        "n": len(test[1]),
+        "ndev": len(dev[1]),
+        "ntest": len(test[1]),
+        "l2reg": L2_REGS[best],
+    }
 
 
 @contextlib.contextmanager

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from simcse.errors import DataError
+from simcse.core.errors import DataError
+from simcse.data.sentence_files import read_text
 
 STS_YEARS = {
     "STS12": ("STS12-en-test", ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews")),
@@ -75,19 +76,7 @@ def normalize_space(text: str) -> str:
 
 def read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 text file (a BOM is dropped; CRLF and LF both end a line)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise DataError(path, "file not found") from e
-    except OSError as e:
-        raise DataError(path, f"cannot read ({e.strerror})") from e
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raw = e.object  # without the BOM when there is one: e.start indexes this, not ``data``
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(path, f"not valid UTF-8 (byte {raw[e.start]:#04x})", line=line) from e
-    return text.splitlines()
+    return read_text(path, allow_empty=True).splitlines()
 
 
 def _parse_score(value: str, path: Path, line: int) -> float:
@@ -201,8 +190,9 @@ def _read_score_table(path: Path) -> Pairs:
             if not record or all(not field.strip() for field in record):
                 continue
             if len(record) != 3:
-                raise DataError(path, f"expected 3 columns (sentence1, sentence2, score), found {len(record)}",
-                                line=line)  # fmt: skip
+                raise DataError(
+                    path, f"expected 3 columns (sentence1, sentence2, score), found {len(record)}", line=line
+                )
             if not a and not lines:
                 try:
                     float(record[2])

@@ -72,7 +72,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 from threadpoolctl import threadpool_limits
 
-from simcse.errors import ConfigError, DataError
+from simcse.core.errors import ConfigError, DataError
 from simcse.evaluation.classifier import inner_kfold_protocol, kfold_protocol, split_protocol
 
 TRANSFER_TASKS = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simcse.experiments.grid import Cell, Grid, builtin_grids, cells, load_grid
+from simcse.modeling.names import EMBEDDED_NAME
 
 if TYPE_CHECKING:  # the runner imports the training run directory (and torch): only when a grid runs
     from simcse.experiments.runner import CellResult
@@ -38,7 +39,7 @@ def budget_of(todo: list[Cell], seeds: int) -> str:
         values = {describe(cell.config) for cell in todo}
         return values.pop() if len(values) == 1 else f"each setting's {what}"
 
-    model = shared("model", lambda c: c.model_name_or_path or "the embedded all-MiniLM-L6-v2")
+    model = shared("model", lambda c: c.model_name_or_path or f"the embedded {EMBEDDED_NAME}")
     length = shared(
         "number of steps", lambda c: f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)"
     )
@@ -69,9 +70,9 @@ def run_experiment(
     top of the grid's base; ``overrides``: applied to every cell last (e.g. ``{"max_steps": 50}``).
     ``run=False`` trains nothing: the tables and plot of the cells finished so far (say, while the grid
     still runs elsewhere), each setting's n counting only those."""
+    from simcse.core.safe_yaml import read_yaml
     from simcse.experiments.results import write_results
     from simcse.experiments.runner import run_cells
-    from simcse.safe_yaml import read_yaml
 
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     out = Path(out) if out is not None else Path("runs/experiments") / grid.name
@@ -83,15 +84,24 @@ def run_experiment(
         pyplot()  # a missing matplotlib is said before the cells train, not after
     n_seeds = len(seeds or grid.seeds)
     budget = budget_of(todo, n_seeds)
-    echo(f"simcse: experiment {grid.name}: {len(grid.settings)} settings x {n_seeds} seeds = {len(todo)} cells "
-         f"in {out} ({budget})")  # fmt: skip
+    echo(
+        f"simcse: experiment {grid.name}: {len(grid.settings)} settings x {n_seeds} seeds = {len(todo)} cells "
+        f"in {out} ({budget})"
+    )
     if run:
-        results = run_cells(grid, todo, out, parallel=parallel, launcher=launcher,
-                            launcher_options=launcher_options, echo=echo)  # fmt: skip
+        results = run_cells(
+            grid,
+            todo,
+            out,
+            parallel=parallel,
+            launcher=launcher,
+            launcher_options=launcher_options,
+            echo=echo,
+        )
     else:
         results = finished_cells(todo)
         if not results:
-            from simcse.errors import SimCSEError
+            from simcse.core.errors import SimCSEError
 
             raise SimCSEError(f"no cell of {grid.name} has finished in {out}; nothing to report")
         budget += f"; {len(results)} of {len(todo)} cells finished when this table was written"
@@ -113,8 +123,11 @@ def finished_cells(todo: list[Cell]) -> list[CellResult]:
     if not todo:
         return []
     done = {id(cell) for cell in plan(todo)["done"]}
-    return [CellResult(c.setting.name, c.seed, str(c.out), "skipped", metrics=cell_metrics(c.out))
-            for c in todo if id(c) in done]  # fmt: skip
+    return [
+        CellResult(c.setting.name, c.seed, str(c.out), "skipped", metrics=cell_metrics(c.out))
+        for c in todo
+        if id(c) in done
+    ]
 
 
 def _geometry_plot(grid: Grid, todo: list[Cell], results: list[CellResult], out: Path) -> list[Path]:

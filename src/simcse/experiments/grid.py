@@ -7,7 +7,7 @@ A grid file (YAML)::
     title: "Table 3: dropout rate"
     metric: stsb_spearman            # the column the table, the plot and the paper comparison use
     seeds: [1, 2, 3]
-    base: {train_file: wiki/..., pooler: cls, mlp_only_train: true, ...}   # TrainConfig keys
+    base: {from: unsup-wiki, final_eval: sts}   # TrainConfig keys; ``from``: a shared base (grids/bases/)
     settings:                        # one table row each: a name and its overrides
       - {name: "p = 0.0", dropout: 0.0}
       - {name: "p = 0.1", dropout: 0.1}
@@ -26,13 +26,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError, SimCSEError
-from simcse.safe_yaml import read_yaml
+from simcse.core.errors import ConfigError, SimCSEError
+from simcse.core.safe_yaml import read_yaml
+from simcse.training.config import TrainConfig
 
 GRIDS_DIR = Path(__file__).with_name("grids")
-GRID_KEYS = {"name", "title", "description", "metric", "seeds", "base", "settings", "axes", "paper",
-             "paper_source", "budget"}  # fmt: skip
+BASES_DIR = GRIDS_DIR / "bases"  # the base configs several grids share (``base: {from: NAME, ...}``)
+GRID_KEYS = {
+    "name",
+    "title",
+    "description",
+    "metric",
+    "seeds",
+    "base",
+    "settings",
+    "axes",
+    "paper",
+    "paper_source",
+    "budget",
+}
 METRICS = ("stsb_spearman", "sickr_spearman", "avg_sts", "dev_spearman", "test_avg_sts", "test_avg_transfer")
 # set by the runner for every cell, so a grid cannot set them
 RUNNER_KEYS = ("output_dir", "overwrite_output_dir", "seed")
@@ -126,6 +138,22 @@ def _settings(raw: dict[str, Any], where: str, problems: list[str]) -> list[Sett
     return product
 
 
+def _base(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
+    """A grid's base config: its keys, on top of the shared base that ``from`` names."""
+    if not isinstance(value, dict):
+        problems.append(f"{where}: base must be a mapping of config keys")
+        return {}
+    if "from" not in value:
+        return value
+    name = value["from"]
+    shared = BASES_DIR / f"{name}.yaml"
+    if not isinstance(name, str) or not shared.is_file():
+        known = ", ".join(sorted(p.stem for p in BASES_DIR.glob("*.yaml")))
+        problems.append(f"{where}: base from {name!r}: no such shared base; known: {known}")
+        return {}
+    return {**read_yaml(shared), **{k: v for k, v in value.items() if k != "from"}}
+
+
 def load_grid(name_or_path: str | Path) -> Grid:
     """Read and check a grid file (its keys and shapes; the configs are checked by :func:`cells`)."""
     path = grid_path(name_or_path)
@@ -137,10 +165,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
         problems.append(
             f"{where}: unknown grid key(s) {', '.join(unknown)}; known: {', '.join(sorted(GRID_KEYS))}"
         )
-    base = raw.get("base") or {}
-    if not isinstance(base, dict):
-        problems.append(f"{where}: base must be a mapping of config keys")
-        base = {}
+    base = _base(raw.get("base") or {}, where, problems)
     seeds = raw.get("seeds", [1, 2, 3])
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
         problems.append(f"{where}: seeds must be a non-empty list of integers >= 0")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
+from simcse.core.files import atomic_path
 from simcse.experiments.grid import Grid
 from simcse.experiments.results import DEV_COLUMNS
 
@@ -39,12 +40,14 @@ def plot_settings(grid: Grid, rows: list[dict[str, Any]], out: Path, budget: str
     ax.bar(x, means, yerr=stds, capsize=4, color="#8fb8de", edgecolor="#3a6ea5", label="ours (mean ± std)")
     for i, row in enumerate(shown):
         values = row["metrics"][metric]["values"]
-        ax.scatter([i] * len(values), values, s=12, color="#1f3b5c", zorder=3,
-                   label="seeds" if i == 0 else None)  # fmt: skip
+        ax.scatter(
+            [i] * len(values), values, s=12, color="#1f3b5c", zorder=3, label="seeds" if i == 0 else None
+        )
     paper = [(i, r["paper"]) for i, r in enumerate(shown) if r["paper"] is not None]
     if paper:
-        ax.scatter([p[0] for p in paper], [p[1] for p in paper], marker="D", color="#c0392b", zorder=4,
-                   label="paper")  # fmt: skip
+        ax.scatter(
+            [p[0] for p in paper], [p[1] for p in paper], marker="D", color="#c0392b", zorder=4, label="paper"
+        )
     low = min([*means, *(p[1] for p in paper)]) - max(stds + [1.0]) * 3
     high = max([m + s for m, s in zip(means, stds)] + [p[1] for p in paper]) + 1.0
     ax.set_ylim(max(0.0, low), high)
@@ -96,9 +99,8 @@ def save_figure(fig: Any, out: Path) -> list[Path]:
     paths = []
     for suffix in ("png", "svg"):
         path = stem.with_name(f"{stem.name}.{suffix}")
-        tmp = path.with_name(f".{path.name}.tmp.{suffix}")
-        fig.savefig(tmp, dpi=150)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, format=suffix)
         paths.append(path)
     return paths
 
@@ -118,10 +120,19 @@ def plot_geometry(runs: list[Path], out: Path, labels: list[str] | None = None) 
         xs, ys = [p["uniform"] for p in points], [p["align"] for p in points]
         (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1, label=label)
         for i in range(len(xs) - 1):
-            ax.annotate("", xy=(xs[i + 1], ys[i + 1]), xytext=(xs[i], ys[i]),
-                        arrowprops={"arrowstyle": "->", "color": line.get_color(), "lw": 1})  # fmt: skip
-        ax.annotate(f"step {points[-1]['step']}", (xs[-1], ys[-1]), fontsize=6, xytext=(3, 3),
-                    textcoords="offset points")  # fmt: skip
+            ax.annotate(
+                "",
+                xy=(xs[i + 1], ys[i + 1]),
+                xytext=(xs[i], ys[i]),
+                arrowprops={"arrowstyle": "->", "color": line.get_color(), "lw": 1},
+            )
+        ax.annotate(
+            f"step {points[-1]['step']}",
+            (xs[-1], ys[-1]),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set_xlabel("uniformity (lower is better)")
     ax.set_ylabel("alignment (lower is better)")
     ax.set_title("Alignment and uniformity on STS-B dev during training", fontsize=9)

@@ -5,9 +5,9 @@ sizes, so a paper-scale grid is projected on a machine that does not have them."
 
 from __future__ import annotations
 
-from simcse.config import TrainConfig
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
 from simcse.experiments.grid import Cell
+from simcse.training.config import TrainConfig
 
 PAPER_ROWS = {"wiki1m": 1_000_000, "nli": 275_601}  # wiki1m_for_simcse.txt, nli_for_simcse.csv
 
@@ -19,7 +19,7 @@ def cell_steps(config: TrainConfig) -> int | None:
         return config.max_steps
     rows = PAPER_ROWS.get(config.train_file)
     if rows is None:
-        from simcse.sentence_files import read_training_file
+        from simcse.data.sentence_files import read_training_file
         from simcse.training.setup import resolve_train_file
 
         try:
@@ -52,6 +52,8 @@ def projection_lines(cells: list[Cell], step_time: float) -> list[str]:
         each = f"{known[0]:,} steps" if known else "steps unknown (its training file is not here)"
         lines.append(f"{name}: {len(steps)} cell(s) x {each}")
     note = f" (not counted: {', '.join(unknown)})" if unknown else ""
-    lines.append(f"total: {total:,} steps, about {_hours(total * step_time)} at {step_time:g} s/step on one "
-                 f"device, one cell at a time{note}")  # fmt: skip
+    lines.append(
+        f"total: {total:,} steps, about {_hours(total * step_time)} at {step_time:g} s/step on one "
+        f"device, one cell at a time{note}"
+    )
     return lines

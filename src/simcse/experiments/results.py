@@ -10,11 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from simcse.core.files import write_text_atomic
 from simcse.evaluation.report import STS_COLUMNS
 from simcse.evaluation.report import mean_std as seed_mean_std
 from simcse.experiments.grid import Grid
 from simcse.experiments.runner import CellResult
-from simcse.files import write_text_atomic
 
 DEV_COLUMNS = (("stsb_spearman", "STS-B dev"), ("sickr_spearman", "SICK-R dev"), ("dev_spearman", "dev"))
 
@@ -37,14 +37,16 @@ def summarize(grid: Grid, results: list[CellResult]) -> list[dict[str, Any]]:
             values = [r.metrics[key] for r in ok if key in r.metrics]
             mean, std, n = mean_std(values)
             metrics[key] = {"mean": mean, "std": std, "n": n, "values": values}
-        rows.append({
-            "setting": setting.name,
-            "overrides": setting.overrides,
-            "seeds": [r.seed for r in ok],
-            "failed_seeds": [r.seed for r in mine if r.status == "failed"],
-            "metrics": metrics,
-            "paper": grid.paper.get(setting.name),
-        })  # fmt: skip
+        rows.append(
+            {
+                "setting": setting.name,
+                "overrides": setting.overrides,
+                "seeds": [r.seed for r in ok],
+                "failed_seeds": [r.seed for r in mine if r.status == "failed"],
+                "metrics": metrics,
+                "paper": grid.paper.get(setting.name),
+            }
+        )
     return rows
 
 
@@ -132,8 +134,15 @@ def write_results(grid: Grid, results: list[CellResult], out: Path, budget: str)
     rows = summarize(grid, results)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "results.md", markdown(grid, rows, budget))
-    payload = {"grid": grid.name, "title": grid.title, "metric": grid.metric, "budget": budget,
-               "paper_source": grid.paper_source, "settings": rows, "cells": [asdict(r) for r in results]}  # fmt: skip
+    payload = {
+        "grid": grid.name,
+        "title": grid.title,
+        "metric": grid.metric,
+        "budget": budget,
+        "paper_source": grid.paper_source,
+        "settings": rows,
+        "cells": [asdict(r) for r in results],
+    }
     write_text_atomic(out / "results.json", json.dumps(payload, indent=2) + "\n")
     write_text_atomic(out / "results.csv", csv_text(rows))
     return rows

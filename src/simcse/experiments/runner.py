@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError, SimCSEError
+from simcse.core.errors import ConfigError, SimCSEError
+from simcse.core.files import write_text_atomic
 from simcse.experiments.grid import Cell, Grid, slug
-from simcse.files import write_text_atomic
+from simcse.training.config import TrainConfig
 from simcse.training.run_dir import RUN_CONFIG, finished_step, latest_checkpoint
 
 LAUNCHERS = ("local", "submitit")
@@ -96,8 +96,11 @@ def cell_timing(out: Path) -> dict[str, float]:
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    return [f"{k}={saved.get(k)!r} (grid: {wanted.get(k)!r})" for k in sorted(set(saved) | set(wanted))
-            if k not in _IRRELEVANT and saved.get(k) != wanted.get(k)]  # fmt: skip
+    return [
+        f"{k}={saved.get(k)!r} (grid: {wanted.get(k)!r})"
+        for k in sorted(set(saved) | set(wanted))
+        if k not in _IRRELEVANT and saved.get(k) != wanted.get(k)
+    ]
 
 
 def plan(cells: list[Cell]) -> dict[str, list[Cell]]:
@@ -118,8 +121,10 @@ def plan(cells: list[Cell]) -> dict[str, list[Cell]]:
         saved = {**TrainConfig().to_dict(), **saved}
         diff = _differences(saved, cell.config.to_dict())
         if diff:
-            problems.append(f"{cell.out} was trained with other settings: {', '.join(diff[:4])}"
-                            f"{' ...' if len(diff) > 4 else ''}; remove it or choose another --out")  # fmt: skip
+            problems.append(
+                f"{cell.out} was trained with other settings: {', '.join(diff[:4])}"
+                f"{' ...' if len(diff) > 4 else ''}; remove it or choose another --out"
+            )
         elif finished_step(cell.out, cell.config) is not None:
             states["done"].append(cell)
         elif latest_checkpoint(cell.out, 1) is not None:
@@ -192,8 +197,10 @@ class _Progress:
                 value = result.metrics.get(metric)
                 what = f"{metric} {value:.2f}" if value is not None else "done"
             took = f" in {_duration(result.seconds)}" if result.seconds is not None else ""
-            self.echo(f"[{self.finished}/{self.total}] {result.setting} seed {result.seed}: {what}{took}; "
-                      f"{left} left{eta}")  # fmt: skip
+            self.echo(
+                f"[{self.finished}/{self.total}] {result.setting} seed {result.seed}: {what}{took}; "
+                f"{left} left{eta}"
+            )
 
 
 def run_cells(
@@ -220,8 +227,9 @@ def run_cells(
         echo(f"simcse: {len(states['resume'])} interrupted cells resume from their checkpoints")
     results: dict[tuple[str, int], CellResult] = {}
     for cell in states["done"]:
-        results[(cell.setting.name, cell.seed)] = CellResult(cell.setting.name, cell.seed, str(cell.out), "skipped",
-                                                             metrics=cell_metrics(cell.out))  # fmt: skip
+        results[(cell.setting.name, cell.seed)] = CellResult(
+            cell.setting.name, cell.seed, str(cell.out), "skipped", metrics=cell_metrics(cell.out)
+        )
     jobs = []
     for cell, resume in todo:
         config_path = _write_cell_config(cell, out, fresh=not resume)
@@ -248,8 +256,9 @@ def _result(cell: Cell, log: str, code: int, seconds: float) -> CellResult:
             return CellResult(
                 cell.setting.name, cell.seed, str(cell.out), "failed", seconds, error=f"{e}; see {log}"
             )
-    return CellResult(cell.setting.name, cell.seed, str(cell.out), "failed", seconds,
-                      error=f"exit status {code}; see {log}")  # fmt: skip
+    return CellResult(
+        cell.setting.name, cell.seed, str(cell.out), "failed", seconds, error=f"exit status {code}; see {log}"
+    )
 
 
 def _cell_env(slot: int, gpus: int, parallel: int) -> dict[str, str]:

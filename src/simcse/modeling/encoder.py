@@ -21,28 +21,26 @@ import copy
 import inspect
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
 from simcse.modeling.model_dir import (
     LoadedBackbone,
     position_limit,
     position_offset,
-    read_backbone,
     read_model_dir,
     write_model_dir,
 )
 from simcse.modeling.packed import packed_hidden_states, supports_packing
 from simcse.modeling.pooling import MLP, POOLERS, layers_needed, pool
 from simcse.modeling.prompt import Prompt
-from simcse.prompts import TRAINING_FREE_TEMPLATE
+from simcse.modeling.prompt_templates import TRAINING_FREE_TEMPLATE
+from simcse.modeling.sentence_encoder import TokenizedEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -60,34 +58,7 @@ GUARD_SENTENCES = (
 MIN_GUARD_COSINE = 0.99
 
 
-@dataclass
-class Tokenized:
-    """Sentences tokenised once, kept unpadded; batches are padded on demand (dynamic padding)."""
-
-    input_ids: list[list[int]]
-    pad_token_id: int
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
-
-
-def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int, length: int | None = None) -> dict:
-    """Right-pad token id lists into ``input_ids`` and ``attention_mask`` tensors (to ``length`` if given,
-    else to the longest sequence)."""
-    longest = max(len(s) for s in sequences)
-    longest = max(longest, length or 0)
-    ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-class Encoder(nn.Module):
+class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval() / train() win
     """A sentence encoder: backbone (any ``AutoModel``), pooler, optional SimCSE MLP.
 
     ``mlp_at_inference`` says whether :meth:`encode` applies the MLP; training always applies it when the
@@ -116,14 +87,21 @@ class Encoder(nn.Module):
             raise SimCSEError(f"unknown pooler {pooler!r}; choose one of {', '.join(POOLERS)}")
         self.prompt = None
         if pooler == "prompt":
-            self.prompt = Prompt(tokenizer, prompt_template or TRAINING_FREE_TEMPLATE, prompt_denoise or "none",
-                                 position_offset(backbone.config), source or "the model")  # fmt: skip
+            self.prompt = Prompt(
+                tokenizer,
+                prompt_template or TRAINING_FREE_TEMPLATE,
+                prompt_denoise or "none",
+                position_offset(backbone.config),
+                source or "the model",
+            )
             if (
                 self.prompt.denoise != "none"
                 and "position_ids" not in inspect.signature(backbone.forward).parameters
             ):
-                raise SimCSEError(f"{source or 'the model'}: prompt_denoise needs position ids, which a "
-                                  f"{backbone.config.model_type} model does not take; set prompt_denoise none")  # fmt: skip
+                raise SimCSEError(
+                    f"{source or 'the model'}: prompt_denoise needs position ids, which a "
+                    f"{backbone.config.model_type} model does not take; set prompt_denoise none"
+                )
         elif prompt_template or prompt_denoise not in (None, "none"):
             raise SimCSEError("prompt_template and prompt_denoise apply to pooler prompt only")
         self.backbone = backbone
@@ -178,8 +156,14 @@ class Encoder(nn.Module):
         (None: the first, the one :meth:`tokenize` uses)."""
         hidden = self.hidden_states(input_ids, attention_mask)
         if self.prompt is not None:
-            pooled = self.prompt.pool(self.hidden_states, hidden[self.num_layers], attention_mask, template,
-                                      self.num_layers, self.training)  # fmt: skip
+            pooled = self.prompt.pool(
+                self.hidden_states,
+                hidden[self.num_layers],
+                attention_mask,
+                template,
+                self.num_layers,
+                self.training,
+            )
         else:
             pooled = pool(self.pooler, hidden, attention_mask, self.num_layers)
         if with_mlp is None:
@@ -189,80 +173,28 @@ class Encoder(nn.Module):
         return pooled
 
     # ------------------------------------------------------------------ encode
-    def check_max_length(self, max_length: int | None) -> int:
-        """``max_length`` as given (None: the model's), refused unless an integer from 1 to the model's
-        position limit."""
-        if max_length is None:
-            return self.max_length
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise SimCSEError(f"max_length must be an integer >= 1, got {max_length!r}")
-        if self.position_limit is not None and max_length > self.position_limit:
-            raise SimCSEError(
-                f"max_length {max_length} exceeds what {self.source} supports ({self.position_limit} tokens)"
-            )
-        return max_length
-
-    def tokenize(self, sentences: Sequence[str], max_length: int | None = None) -> Tokenized:
-        if isinstance(sentences, str):
-            raise TypeError("tokenize() takes a list of sentences, not a single string")
-        if self.prompt is not None:  # the sentence in the template; only the sentence is truncated
-            ids = self.prompt.tokenize(self.tokenizer, sentences, self.check_max_length(max_length))
-            return Tokenized(ids, self.tokenizer.pad_token_id)
-        enc = self.tokenizer(
-            list(sentences),
-            truncation=True,
-            max_length=self.check_max_length(max_length),
-            add_special_tokens=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return Tokenized(enc["input_ids"], self.tokenizer.pad_token_id)
-
-    def iter_batches(self, tokens: Tokenized, batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
-        """Length-sorted batches (longest first) as (original indices, padded tensors)."""
-        order = np.argsort(-tokens.lengths(), kind="stable")
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            yield idx, pad_batch([tokens.input_ids[i] for i in idx], tokens.pad_token_id)
-
-    @torch.inference_mode()
-    def encode_tokenized(
-        self,
-        tokens: Tokenized,
-        batch_size: int = 128,
-        normalize: bool = False,
-        dtype: torch.dtype | None = None,
-        show_progress: bool = False,
-    ) -> torch.Tensor:
-        """Embeddings (n, dim) as float32 on the CPU, in input order."""
+    @contextlib.contextmanager
+    def batch_runner(self, dtype: torch.dtype | None) -> Iterator[Callable[[dict], torch.Tensor]]:
+        """Eval mode and inference mode; on a CPU in bf16 the bf16 copy of the weights (:meth:`in_dtype`),
+        elsewhere autocast to ``dtype``; train mode is restored after."""
         was_training = self.training
         self.eval()
         device = self.device
-        out = torch.empty((len(tokens), self.dim), dtype=torch.float32)
-        batches = self.iter_batches(tokens, batch_size)
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, total=-(-len(tokens) // batch_size), desc="encode", unit="batch")
-        model, autocast = self, contextlib.nullcontext()
-        if dtype is not None and dtype != torch.float32:
-            if device.type == "cpu" and dtype == torch.bfloat16:
-                model = self.in_dtype(dtype) or self  # None: the guard kept fp32
-            else:
-                autocast = torch.autocast(device.type, dtype=dtype)
         try:
-            with autocast:
-                for idx, batch in batches:
-                    emb = model(
+            with torch.inference_mode():
+                model, autocast = self, contextlib.nullcontext()
+                if dtype is not None and dtype != torch.float32:
+                    if device.type == "cpu" and dtype == torch.bfloat16:
+                        model = self.in_dtype(dtype) or self  # None: the guard kept fp32
+                    else:
+                        autocast = torch.autocast(device.type, dtype=dtype)
+                with autocast:
+                    yield lambda batch: model(
                         batch["input_ids"].to(device, non_blocking=True),
                         batch["attention_mask"].to(device, non_blocking=True),
                     ).float()
-                    if normalize:
-                        emb = torch.nn.functional.normalize(emb, dim=-1)
-                    out[torch.from_numpy(idx)] = emb.cpu()
         finally:
             self.train(was_training)
-        return out
 
     def in_dtype(self, dtype: torch.dtype) -> Encoder | None:
         """A copy of this encoder with its weights in ``dtype`` (bf16), for encoding on CPUs: bf16 weights
@@ -302,24 +234,19 @@ class Encoder(nn.Module):
         self.__dict__["_twin"] = (key, twin)
         return twin
 
+    def encoding_precision(self, precision: str | None, dtype: torch.dtype | None) -> tuple[Any, str | None]:
+        """``dtype`` when given, else what ``precision`` (auto | fp32 | bf16 | fp16) picks on this device."""
+        from simcse.core.runtime import encoding_precision
+
+        return encoding_precision(precision, self.device, dtype)
+
+    def weights_key(self) -> tuple:
+        """Changes whenever a weight tensor is replaced or modified in place (a cache of the fingerprint)."""
+        return tuple((name, t.data_ptr(), t._version) for name, t in self.state_dict().items())
+
     def weights_changed(self) -> None:
         """Drop the bf16 copy of the weights (:meth:`in_dtype`): the next bf16 encoding copies them again."""
         self.__dict__.pop("_twin", None)
-
-    def encode(
-        self,
-        sentences: Sequence[str],
-        batch_size: int = 128,
-        normalize: bool = False,
-        max_length: int | None = None,
-        dtype: torch.dtype | None = None,
-        show_progress: bool = False,
-    ) -> np.ndarray:
-        """Encode sentences into a float32 array (n, dim), row i for sentence i."""
-        if len(sentences) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        tokens = self.tokenize(sentences, max_length)
-        return self.encode_tokenized(tokens, batch_size, normalize, dtype, show_progress).numpy()
 
     def fingerprint(self) -> str:
         """A short hash of the weights and pooling setup (keys embedding caches)."""
@@ -403,25 +330,6 @@ class Encoder(nn.Module):
         return enc
 
     @classmethod
-    def for_training(
-        cls,
-        name_or_path: str | os.PathLike | None,
-        pooler: str = "cls",
-        mlp_only_train: bool = False,
-        *,
-        max_length: int | None = None,
-        packed: bool | None = None,
-        attn_implementation: str | None = "sdpa",
-        prompt_template: str | Sequence[str] | None = None,
-        prompt_denoise: str | None = None,
-    ) -> Encoder:
-        """Backbone from any supported format; a freshly initialised MLP when the pooler is ``cls``."""
-        files = read_backbone(name_or_path, attn_implementation=attn_implementation)
-        return cls.from_backbone(
-            files, pooler, mlp_only_train, max_length, packed, prompt_template, prompt_denoise
-        )
-
-    @classmethod
     def from_backbone(
         cls,
         files: LoadedBackbone,
@@ -473,5 +381,7 @@ def _prompt_options(pooler: str, saved: dict | None, template: Any, denoise: str
     if pooler != "prompt":
         return {"prompt_template": template, "prompt_denoise": denoise}  # refused unless both unset
     saved = saved or {}
-    return {"prompt_template": template or saved.get("prompt_template"),
-            "prompt_denoise": denoise or saved.get("prompt_denoise")}  # fmt: skip
+    return {
+        "prompt_template": template or saved.get("prompt_template"),
+        "prompt_denoise": denoise or saved.get("prompt_denoise"),
+    }

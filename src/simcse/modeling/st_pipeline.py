@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from simcse.errors import SimCSEError
-from simcse.files import read_json
-from simcse.version import __version__
+from simcse.core.errors import SimCSEError
+from simcse.core.files import read_json
+from simcse.core.version import __version__
 
 ST_TANH = "torch.nn.modules.activation.Tanh"
 PROMPT_REFUSED = (

@@ -14,13 +14,13 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
 from simcse.serve.settings import ServeSettings, add_arguments, settings_from_args
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from simcse.api import SimCSE
+    from simcse.use.api import SimCSE
 
 __all__ = ["ServeSettings", "add_arguments", "create_app", "run"]
 
@@ -62,21 +62,33 @@ def run(args: argparse.Namespace) -> int:
         raise SimCSEError(
             f"serving needs FastAPI and uvicorn: pip install 'simcse-toolkit[serve]' ({e})"
         ) from e
-    from simcse.api import SimCSE
+    from simcse.use.api import SimCSE
 
     sock = _listen_socket(settings.host, settings.port)
     try:
-        model = SimCSE(args.model, pooler=args.pooler, batch_size=settings.batch_size,
-                       precision=getattr(args, "precision", "auto"), backend=getattr(args, "backend", "torch"))  # fmt: skip
+        model = SimCSE(
+            args.model,
+            pooler=args.pooler,
+            batch_size=settings.batch_size,
+            precision=getattr(args, "precision", "auto"),
+            backend=getattr(args, "backend", "torch"),
+        )
         if args.index:
             model.load_index(args.index)
         compare = None
         if getattr(args, "compare", None):
-            compare = SimCSE(args.compare, pooler=args.compare_pooler, batch_size=settings.batch_size,
-                             precision=getattr(args, "precision", "auto"))  # fmt: skip
+            compare = SimCSE(
+                args.compare,
+                pooler=args.compare_pooler,
+                batch_size=settings.batch_size,
+                precision=getattr(args, "precision", "auto"),
+            )
             if model.sentences:
-                print(f"simcse serve: encoding the {len(model.sentences)} indexed sentences with {args.compare}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"simcse serve: encoding the {len(model.sentences)} indexed sentences with {args.compare}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 compare.build_index(list(model.sentences), index="flat")
         app = _create_app(model, settings, compare)
         config = uvicorn.Config(

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from simcse.errors import SimCSEError
+from simcse.core.errors import SimCSEError
 from simcse.serve import add_arguments, run
 
 

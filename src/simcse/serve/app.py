@@ -31,8 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simcse.api import SimCSE
-from simcse.errors import SimCSEError, shorten
+from simcse.core.errors import SimCSEError, shorten
 from simcse.serve.batcher import EncodeBatcher, QueueFull, ShuttingDown
 from simcse.serve.request_checks import (
     ApiError,
@@ -46,6 +45,7 @@ from simcse.serve.request_checks import (
     texts_field,
 )
 from simcse.serve.settings import ServeSettings
+from simcse.use.api import SimCSE
 
 MAX_TOP_K = 100
 MODEL_ALIAS = "simcse"  # accepted as 'model' by every server, whatever it serves
@@ -198,9 +198,11 @@ class Service:
                 return served
         names = " and ".join(repr(s.name) for s in self.served)
         raise ApiError(
-            404, f"model {shorten(name, 80)!r} is not served here; this server serves {names} "
-            f"(also accepted: {MODEL_ALIAS!r}, the first)", "model_not_found",
-        )  # fmt: skip
+            404,
+            f"model {shorten(name, 80)!r} is not served here; this server serves {names} "
+            f"(also accepted: {MODEL_ALIAS!r}, the first)",
+            "model_not_found",
+        )
 
     async def embeddings_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """OpenAI's embeddings API: its fields (``user`` is accepted and ignored); any other is 422."""

@@ -7,8 +7,9 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
-from simcse.errors import SimCSEError
-from simcse.precision_options import add_precision_options
+from simcse.core.errors import SimCSEError
+from simcse.core.precision_options import add_precision_options
+from simcse.modeling.names import EMBEDDED_NAME
 
 API_KEY_ENV = "SIMCSE_API_KEY"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -72,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model",
         nargs="?",
         default=None,
-        help="model directory or HF id (default: the embedded all-MiniLM-L6-v2)",
+        help=f"model directory or HF id (default: the embedded {EMBEDDED_NAME})",
     )
     parser.add_argument("--index", metavar="DIR", default=None, help="index directory to search (save_index)")
     parser.add_argument(
@@ -141,18 +142,21 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         hosts = LOOPBACK_HOSTS
     else:
         hosts = ("*",)
+    passed = (
+        "host",
+        "port",
+        "max_batch",
+        "max_text_chars",
+        "max_body_bytes",
+        "timeout",
+        "queue_size",
+        "batch_size",
+        "log_level",
+        "model_name",
+    )
     return ServeSettings(
-        host=args.host,
-        port=args.port,
+        **{name: getattr(args, name) for name in passed},
         api_key=api_key,
-        max_batch=args.max_batch,
-        max_text_chars=args.max_text_chars,
-        max_body_bytes=args.max_body_bytes,
-        timeout=args.timeout,
-        queue_size=args.queue_size,
-        batch_size=args.batch_size,
         allowed_hosts=hosts,
-        log_level=args.log_level,
-        model_name=args.model_name,
         compare_name=getattr(args, "compare_name", None),
     ).validate()

@@ -39,8 +39,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model
 
-from simcse.errors import SimCSEError
-from simcse.files import sha256_file
+from simcse.core.errors import SimCSEError
+from simcse.core.files import sha256_file
 
 CHECKPOINTS = "checkpoints"
 PREFIX = "step-"

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simcse.config import TrainConfig
-from simcse.sentence_files import TrainingData
+from simcse.core.version import __version__
+from simcse.data.sentence_files import TrainingData
+from simcse.training.config import TrainConfig
 from simcse.training.metrics import MetricsLog, format_scores
 from simcse.training.run_dir import BEST_DIR, FINAL_DIR, record_written, replace_with_copy
-from simcse.version import __version__
 
 
 def run_facts(config: TrainConfig, data: TrainingData, views: int, state: Any, dev: dict | None) -> dict:
@@ -58,8 +58,16 @@ def finish(
         log.test_results(state.global_step, test)
     meta_path = out / "simcse.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta.update({"step": state.global_step, "best_step": state.best_step, "dev": dev_best, "test": _brief(test),
-                 "simcse_version": __version__, "finished": True})  # fmt: skip
+    meta.update(
+        {
+            "step": state.global_step,
+            "best_step": state.best_step,
+            "dev": dev_best,
+            "test": _brief(test),
+            "simcse_version": __version__,
+            "finished": True,
+        }
+    )
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card(meta, test), encoding="utf-8")
     if state.best_step is None:  # dev_eval false: the last step's model
@@ -82,16 +90,23 @@ def evaluate_on_test(config: TrainConfig, out: Path) -> dict:
     baseline = None
     if config.final_eval_baseline:
         baseline_pooler = "cls_before_pooler" if config.pooler == "cls" else config.pooler
-        prompt = {}
-        if config.pooler == "prompt":  # the untrained model under the trained one's template
-            from simcse.prompts import training_options
+        from simcse.training import methods
 
-            prompt = training_options(config.prompt_template, config.prompt_denoise)
-        baseline = evaluate(Encoder.load(config.model_name_or_path, baseline_pooler, **prompt), config.final_eval,
-                            mode="test", data_dir=config.data_dir, batch_size=config.eval_batch_size)  # fmt: skip
+        # the untrained model under the trained one's pooler options (PromptBERT: its template)
+        options = {
+            key: value for m in methods.enabled(config) for key, value in m.encoder_options(config).items()
+        }
+        baseline = evaluate(
+            Encoder.load(config.model_name_or_path, baseline_pooler, **options),
+            config.final_eval,
+            mode="test",
+            data_dir=config.data_dir,
+            batch_size=config.eval_batch_size,
+        )
         baseline["name"] = f"before training ({baseline_pooler})"
-    test = evaluate(str(out), config.final_eval, mode="test", data_dir=config.data_dir,
-                    batch_size=config.eval_batch_size)  # fmt: skip
+    test = evaluate(
+        str(out), config.final_eval, mode="test", data_dir=config.data_dir, batch_size=config.eval_batch_size
+    )
     test["name"] = out.name
     if baseline is not None:
         test["baseline"] = baseline

@@ -30,8 +30,9 @@ class HFAdamW(torch.optim.AdamW):
         fused: bool | None = None,
         foreach: bool | None = None,
     ):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused,
-                         foreach=foreach)  # fmt: skip
+        super().__init__(
+            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused, foreach=foreach
+        )
         for group in self.param_groups:
             group.update(
                 hf_eps=group["eps"], hf_weight_decay=group["weight_decay"], hf_step=0, weight_decay=0.0

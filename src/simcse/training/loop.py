@@ -2,12 +2,14 @@
 
 train(config):
   1. check everything that can fail on input before writing anything: the options, the environment, the
-     training file, dev data, the output directory, and the model (encoder + MLP [+ MLM head]);
+     training file, dev data, the output directory, and the model (encoder + MLP + what the family's
+     methods add, :mod:`simcse.training.methods`);
   2. prepare the output directory (or find the checkpoint to resume);
   3. AdamW, linear schedule, loss scaler, the step function (plain or GradCache), and the resumed state;
-  4. loop: batch -> step (forward: one pass, each sentence twice for unsup -> contrastive loss [+ MLM]
-     [+ DiffCSE's replaced-token detection] -> backward) -> clip -> finite check -> update; dev evaluation every ``eval_steps`` keeps the best model;
-     a resumable checkpoint every ``save_steps``;
+  4. loop: batch -> step (forward: one pass, each sentence twice for unsup -> contrastive loss [+ the
+     methods' auxiliary terms: MLM, DiffCSE's replaced-token detection] -> backward) -> clip -> finite
+     check -> update; dev evaluation every ``eval_steps`` keeps the best model; a resumable checkpoint every
+     ``save_steps``;
   5. write the best model to the output directory and evaluate it on the test sets.
 
 Performance switches (all in TrainConfig): ``precision`` (bf16 / fp16 autocast, fp32), ``packed``
@@ -29,23 +31,25 @@ from typing import Any
 
 import torch
 
-from simcse.augment import POSITIVES
-from simcse.config import TrainConfig
-from simcse.errors import TrainingError
+from simcse.core.errors import TrainingError
+from simcse.core.runtime import seed_everything
 from simcse.modeling.dropout import use_fast_dropout
 from simcse.modeling.encoder import Encoder
-from simcse.runtime import seed_everything
+from simcse.training import methods
 from simcse.training.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
-from simcse.training.data import Collator, MLMMasker, Prefetcher
+from simcse.training.config import TrainConfig
+from simcse.training.config.objective_options import POSITIVE_WINDOWS
+from simcse.training.data import Collator, Prefetcher
 from simcse.training.finish import finish, run_facts
-from simcse.training.losses import ContrastiveLoss, DimensionContrast, OffDropoutLoss, SharedMaskViews
+from simcse.training.losses import ContrastiveLoss, SharedMaskViews
+from simcse.training.methods.base import Context
 from simcse.training.metrics import LogWindow, MetricsLog, describe_run, format_scores
 from simcse.training.model import SimCSEModel
 from simcse.training.run_dir import BEST_DIR, model_write_errors, prepare_output_dir
 from simcse.training.setup import (
     Environment,
     Inputs,
-    build_generator,
+    batch_inputs,
     build_model,
     build_optimizer,
     build_scheduler,
@@ -102,9 +106,8 @@ class Run:
     state: TrainerState
     log: MetricsLog
     collate: Collator
-    masker: MLMMasker | None
+    batch_inputs: list = field(default_factory=list)  # the methods' additions to each batch (MLM masking)
     hooks: list = field(default_factory=list)  # before_step(batch) / after_step() pieces of the loss
-    editor: Any = None  # DiffCSE's generator edit (simcse.training.diffcse.GeneratorEdit) or None
     progress: Any = None  # the progress bar, on the main process
 
 
@@ -118,21 +121,16 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             if evaluator is not None:
                 evaluator.dtype = torch.bfloat16
     seed_everything(config.seed)
-    model, mlm_head_pretrained = build_model(config, inputs.views)
-    editor = build_generator(config, model.encoder.tokenizer)
+    model, notes = build_model(config, inputs.views)
+    additions = batch_inputs(config, model.encoder.tokenizer, env.device)
     if inputs.checkpoint is None:
         prepare_output_dir(config, inputs.out, resume, env.dist)  # 2.
     model.to(env.device)  # 3.
     if config.fast_dropout and env.device.type == "cpu":
-        for encoder in (model.encoder, model.second_encoder, model.discriminator):
-            if encoder is not None:
-                use_fast_dropout(encoder.backbone)
-    if env.dist.main and config.do_mlm and mlm_head_pretrained is False:
-        print("simcse: the checkpoint has no MLM head; it starts freshly initialised", file=sys.stderr)
-    elif env.dist.main and config.do_mlm and mlm_head_pretrained is None:
-        print(f"simcse: the MLM head starts freshly initialised (mlm_head: {config.mlm_head}; the original "
-              "code's BERT runs trained such a head)", file=sys.stderr)  # fmt: skip
-    run = start(config, env, inputs, model, editor)
+        use_fast_dropout(model)  # every transformer the model trains (a second encoder, a discriminator)
+    for note in notes if env.dist.main else ():
+        print(f"simcse: {note}", file=sys.stderr)
+    run = start(config, env, inputs, model, additions)
     try:
         if inputs.evaluator is not None and run.state.dev_before is None and config.eval_before_training:
             run.state.dev_before = evaluate_dev(run, 0)
@@ -147,9 +145,10 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
 
 def start(
-    config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel, editor: Any = None
+    config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel, additions: list | None = None
 ) -> Run:
-    """The optimiser, schedule, scaler and step function, the collator, and the resumed state."""
+    """The optimiser, schedule, scaler and step function, the collator, and the resumed state;
+    ``additions``: the methods' additions to each batch (:func:`~simcse.training.setup.batch_inputs`)."""
     optimizer = build_optimizer(config, model, env.device)
     # the bf16 copies of the weights that bf16 dev evaluations encode with are stale after every step (a
     # fused AdamW updates in place without bumping the tensors' versions, so the copies cannot see it)
@@ -162,19 +161,25 @@ def start(
     optimizer.register_step_post_hook(weights_changed)
     scheduler = build_scheduler(config, optimizer, inputs.total_steps)
     scaler = torch.amp.GradScaler(env.device.type, enabled=env.precision == "fp16")
-    loss_fn, hooks, guide = build_loss(config, env, inputs, model)
     # sequences per row as the batches carry them: one with a shared dropout mask (both views are one pass)
     encoded_views = 1 if config.dropout_mask == "shared" else inputs.views
+    loss_fn, hooks = build_loss(config, env, inputs, model, encoded_views)
+    enabled = methods.enabled(config)
+    pieces = [piece for m in enabled if (piece := m.collate_piece(config, inputs, model.encoder.tokenizer))]
     # the collator's own tokenizer copy: it runs in the prefetch thread while the dev evaluation may be
     # tokenising, and a fast tokenizer must not be used from two threads at once ("Already borrowed")
-    collate = Collator(copy.deepcopy(model.encoder.tokenizer), config.max_seq_len, encoded_views,
-                       pad_to_length=config.max_seq_len if config.compile else None,
-                       augment=inputs.augment, seed=config.seed,
-                       next_window=POSITIVES[config.positive], corpus=inputs.data.rows,
-                       plain_copy=config.negatives_without_dropout, word_repetition=config.word_repetition,
-                       guide_tokenizer=copy.deepcopy(guide.guide.tokenizer) if guide is not None else None,
-                       prompt=model.encoder.prompt)  # fmt: skip
-    masker = MLMMasker(model.encoder.tokenizer, config.mlm_probability) if config.do_mlm else None
+    collate = Collator(
+        copy.deepcopy(model.encoder.tokenizer),
+        config.max_seq_len,
+        encoded_views,
+        pad_to_length=config.max_seq_len if config.compile else None,
+        augment=inputs.augment,
+        seed=config.seed,
+        next_window=POSITIVE_WINDOWS[config.positive],
+        corpus=inputs.data.rows,
+        prompt=model.encoder.prompt,
+        pieces=pieces,
+    )
     state = TrainerState()
     if inputs.checkpoint is not None:
         saved = load_checkpoint(inputs.checkpoint, model, optimizer, env.dist.rank)
@@ -194,52 +199,64 @@ def start(
     log = MetricsLog(inputs.out, env.dist.main, config, resumed=inputs.checkpoint is not None)
     if env.dist.main:
         describe_run(config, inputs.data, inputs.views, inputs.total_steps, env, model.encoder)
-    if editor is not None:
-        editor.to(env.device)
-    return Run(config, env, inputs, model, optimizer, scheduler, scaler, step, state, log, collate, masker,
-               hooks, editor)  # fmt: skip
+    return Run(
+        config,
+        env,
+        inputs,
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        step,
+        state,
+        log,
+        collate,
+        list(additions or []),
+        hooks,
+    )
 
 
-def build_loss(config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel) -> tuple:
-    """The loss the step minimises, from its pieces (:mod:`simcse.training.negatives`), the step hooks those
-    pieces need, and the guide filter (None without ``guide_model``). The momentum queue is registered on
-    ``model`` so that checkpoints keep it."""
-    from simcse.training import negatives
-
+def build_loss(
+    config: TrainConfig, env: Environment, inputs: Inputs, model: SimCSEModel, views: int
+) -> tuple[Any, list]:
+    """The loss the step minimises, from the methods' pieces (extra negatives, dropped candidates and the
+    step hooks they need: :meth:`~simcse.training.methods.base.Method.negatives`; a loss in place of
+    InfoNCE; a term added to it), and those step hooks. ``views``: sequences per row as batches carry them."""
     scale = 1.0 / env.dist.world_size if config.ddp_gradient == "original" else 1.0
-    sources, filters, hooks, guide = [], [], [], None
-    if config.noise_negatives:
-        sources.append(negatives.GaussianNoise(config.noise_negatives, config.noise_std))
-    if config.queue_size:
-        encoded = 1 if config.dropout_mask == "shared" else inputs.views
-        model.momentum = negatives.MomentumQueue(model.encoder, config.queue_size, config.queue_momentum,
-                                                 encoded).to(env.device)  # fmt: skip
-        sources.append(model.momentum)
-        hooks.append(model.momentum)
-    if config.guide_model:
-        guide = negatives.GuideFilter(inputs.guide.to(env.device), config.guide_margin)
-        filters.append(guide)
-        hooks.append(guide)
-    if config.negatives_without_dropout:
-        loss_fn = OffDropoutLoss(config.temperature, scale, config.similarity, sources)
-    else:
-        loss_fn = ContrastiveLoss(config.temperature, config.hard_negative_weight, scale, config.similarity,
-                                  sources, filters, "binary" if config.loss == "binary" else "infonce")  # fmt: skip
-    if config.dimension_contrast_weight:
-        loss_fn = DimensionContrast(
-            loss_fn, config.dimension_contrast_weight, config.dimension_contrast_temperature
+    context = Context(model, views, env.device, inputs.loaded)
+    enabled = methods.enabled(config)
+    sources, filters, hooks = [], [], []
+    for method in enabled:
+        pieces = method.negatives(config, context)
+        if pieces is not None:
+            sources += pieces.sources
+            filters += pieces.filters
+            hooks += pieces.hooks
+    replaced = [loss for m in enabled if (loss := m.make_loss(config, scale, sources, filters)) is not None]
+    loss_fn = (
+        replaced[0]
+        if replaced
+        else ContrastiveLoss(
+            config.temperature, config.hard_negative_weight, scale, config.similarity, sources, filters
         )
+    )
+    for method in enabled:
+        loss_fn = method.wrap_loss(config, loss_fn)
     if config.dropout_mask == "shared":
         loss_fn = SharedMaskViews(loss_fn)
-    return loss_fn, hooks, guide
+    return loss_fn, hooks
 
 
 def loop(run: Run) -> None:
     """Step until ``total_steps``: each step updates the weights, then logs, evaluates and saves when due."""
     config, state, total, dist = run.config, run.state, run.inputs.total_steps, run.env.dist
     run.progress = progress_bar(run)
-    batches = Prefetcher(run.inputs.plan.iterate(state.epoch, state.step_in_epoch, dist.rank, dist.world_size),
-                         run.inputs.data.rows, run.collate, pin_memory=run.env.device.type == "cuda")  # fmt: skip
+    batches = Prefetcher(
+        run.inputs.plan.iterate(state.epoch, state.step_in_epoch, dist.rank, dist.world_size),
+        run.inputs.data.rows,
+        run.collate,
+        pin_memory=run.env.device.type == "cuda",
+    )
     window = LogWindow()
     run.model.train()
     if run.inputs.geometry is not None and state.global_step == 0:
@@ -285,14 +302,11 @@ def train_step(run: Run, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
 
 
 def on_device(run: Run, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The batch (with its MLM copy, and DiffCSE's edited copy) on the device. Masking happens here, not in
-    the prefetch thread: it draws from the global generator, whose sequence makes a run reproducible."""
-    if run.masker is not None:
-        batch["mlm_input_ids"], batch["mlm_labels"] = run.masker(batch["input_ids"], batch["attention_mask"])
-    if run.editor is not None:  # positions drawn on the CPU, the generator run on the device
-        batch["rtd_input_ids"], batch["rtd_labels"] = run.editor(
-            batch["input_ids"], batch["attention_mask"], run.env.autocast
-        )
+    """The batch, with the methods' additions (MLM's masked copy, DiffCSE's edited copy), on the device.
+    They are made here, not in the prefetch thread: they draw from the global generator, whose sequence
+    makes a run reproducible."""
+    for addition in run.batch_inputs:
+        batch.update(addition(batch, run.env.autocast))
     return {k: v.to(run.env.device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -302,8 +316,15 @@ def update_weights(run: Run, loss: torch.Tensor) -> None:
     if run.config.max_grad_norm:
         run.scaler.unscale_(run.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.max_grad_norm)
-    check_finite(loss, grad_norm, run.model, run.scaler, run.env.dist, run.state.global_step + 1,
-                 run.inputs.out / "checkpoints")  # fmt: skip
+    check_finite(
+        loss,
+        grad_norm,
+        run.model,
+        run.scaler,
+        run.env.dist,
+        run.state.global_step + 1,
+        run.inputs.out / "checkpoints",
+    )
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.scheduler.step()
@@ -315,22 +336,31 @@ def progress_bar(run: Run) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=run.inputs.total_steps, initial=run.state.global_step, desc="train", unit="step",
-                dynamic_ncols=True)  # fmt: skip
+    return tqdm(
+        total=run.inputs.total_steps,
+        initial=run.state.global_step,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    )
 
 
 def log_window(run: Run, window: LogWindow, aux: dict[str, torch.Tensor]) -> None:
     state, plan = run.state, run.inputs.plan
     record = window.averages()
-    record = {"loss": record["loss"], "lr": run.scheduler.get_last_lr()[0],
-              "sentences_per_s": record["sentences_per_s"],
-              "epoch": state.epoch + state.step_in_epoch / plan.steps_per_epoch}  # fmt: skip
+    record = {
+        "loss": record["loss"],
+        "lr": run.scheduler.get_last_lr()[0],
+        "sentences_per_s": record["sentences_per_s"],
+        "epoch": state.epoch + state.step_in_epoch / plan.steps_per_epoch,
+    }
     for name, value in aux.items():  # mlm_loss, rtd_loss: the last step's
         record[f"{name}_loss"] = value.item()
     run.log.log(state.global_step, record)
     if run.progress is not None:
-        run.progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
-                                 sent_s=f"{record['sentences_per_s']:.0f}")  # fmt: skip
+        run.progress.set_postfix(
+            loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", sent_s=f"{record['sentences_per_s']:.0f}"
+        )
 
 
 def log_geometry(run: Run, step: int) -> None:
@@ -367,8 +397,11 @@ def evaluate_and_keep_best(run: Run, step: int) -> dict[str, float] | None:
 
 def save_state(run: Run, step: int) -> None:
     """A resumable checkpoint: weights, optimiser, schedule, scaler, trainer state, random states."""
-    trainer_state = {**run.state.__dict__, "scheduler": run.scheduler.state_dict(),
-                     "scaler": run.scaler.state_dict()}  # fmt: skip
+    trainer_state = {
+        **run.state.__dict__,
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+    }
     dist = run.env.dist
     save_checkpoint(run.inputs.out, step, run.model, run.optimizer, trainer_state, dist.rank, dist.barrier)
     if dist.main:
@@ -386,7 +419,21 @@ def finish_run(run: Run) -> TrainResult:
     dev_best, test = None, None
     if run.env.dist.main:
         with model_write_errors(run.inputs.out, "the final model", state.global_step):
-            dev_best, test = finish(run.config, run.inputs.out, run.model.encoder, run.inputs.data,
-                                    run.inputs.views, state, run.log)  # fmt: skip
-    return TrainResult(run.inputs.out, state.global_step, state.best_metric, state.best_step, state.dev_before,
-                       dev_best, test)  # fmt: skip
+            dev_best, test = finish(
+                run.config,
+                run.inputs.out,
+                run.model.encoder,
+                run.inputs.data,
+                run.inputs.views,
+                state,
+                run.log,
+            )
+    return TrainResult(
+        run.inputs.out,
+        state.global_step,
+        state.best_metric,
+        state.best_step,
+        state.dev_before,
+        dev_best,
+        test,
+    )

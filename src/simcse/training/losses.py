@@ -163,8 +163,13 @@ class OffDropoutLoss(nn.Module):
     (global) batch, n being the dropout-off embeddings (as in the SimCSE++ code: both sides of a negative
     pair without dropout), and the denominator also holds the positive. ``sources`` add negatives of n_i."""
 
-    def __init__(self, temperature: float = 0.05, gradient_scale: float = 1.0, similarity: str = "cosine",
-                 sources: Sequence[Source] = ()):  # fmt: skip
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        gradient_scale: float = 1.0,
+        similarity: str = "cosine",
+        sources: Sequence[Source] = (),
+    ):
         super().__init__()
         self.temperature, self.gradient_scale, self.similarity = temperature, gradient_scale, similarity
         self.sources = list(sources)
@@ -182,10 +187,11 @@ class OffDropoutLoss(nn.Module):
         local = torch.arange(rows, device=views.device)
         negatives = plain @ everyone.T / self.temperature
         negatives = negatives.masked_fill(
-            torch.zeros_like(negatives, dtype=torch.bool).index_put_((local, rank * rows + local),
-                                                                      torch.tensor(True, device=views.device)),
+            torch.zeros_like(negatives, dtype=torch.bool).index_put_(
+                (local, rank * rows + local), torch.tensor(True, device=views.device)
+            ),
             -math.inf,
-        )  # fmt: skip
+        )
         parts = [((anchors * positives).sum(-1) / self.temperature).unsqueeze(1), negatives]
         extra = _extras(self.sources, views, None)
         if extra is not None:

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from simcse.config import TrainConfig
-from simcse.sentence_files import TrainingData
+from simcse.data.sentence_files import TrainingData
+from simcse.training.config import TrainConfig
 from simcse.training.trackers import (
     Tracker,
     final_results,
@@ -123,7 +123,7 @@ def describe_run(
         + (f", GradCache chunks of {config.gradcache_chunk_size}" if config.gradcache_chunk_size else ""),
         file=sys.stderr,
     )
-    if config.diffcse_generator:
-        print(f"simcse: DiffCSE: {config.diffcse_generator} fills {config.diffcse_mask_ratio:.0%} of the tokens; "
-              f"loss + {config.diffcse_weight:g} x replaced-token detection"
-              f"{' (BatchNorm projection)' if config.diffcse_batchnorm else ''}", file=sys.stderr)  # fmt: skip
+    from simcse.training import methods
+
+    for line in filter(None, (m.describe(config) for m in methods.enabled(config))):
+        print(f"simcse: {line}", file=sys.stderr)

@@ -15,10 +15,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from simcse.config import DEFAULT_MODEL
 from simcse.evaluation.report import STS_COLUMNS, TRANSFER_COLUMNS, task_value
+from simcse.modeling.names import DEFAULT_MODEL, EMBEDDED_HUB_ID
 
-EMBEDDED_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDED_BASE = EMBEDDED_HUB_ID
 SIMCSE_DATASETS = "princeton-nlp/datasets-for-simcse"
 PAPER_FILES = ("wiki1m_for_simcse.txt", "nli_for_simcse.csv")
 _HUB_ID = re.compile(
@@ -107,21 +107,44 @@ def eval_results(test: dict | None) -> list[EvalResult]:
     split = "test" if test.get("mode", "test") == "test" else "validation"
     mode = test.get("mode", "test")
     families = [  # columns, metric, task type and name, dataset id, dataset name, metric type and name
-        (STS_COLUMNS, "spearman", "sentence-similarity", "Semantic Textual Similarity", STS_DATASETS.get,
-         "{} (SentEval release)", "spearman", "Spearman correlation of cosine similarity x 100"),
-        (TRANSFER_COLUMNS, "acc", "text-classification", "SentEval transfer", "senteval/{}".format,
-         "{} (SentEval)", "accuracy", f"accuracy ({mode} mode)"),
-    ]  # fmt: skip
+        (
+            STS_COLUMNS,
+            "spearman",
+            "sentence-similarity",
+            "Semantic Textual Similarity",
+            STS_DATASETS.get,
+            "{} (SentEval release)",
+            "spearman",
+            "Spearman correlation of cosine similarity x 100",
+        ),
+        (
+            TRANSFER_COLUMNS,
+            "acc",
+            "text-classification",
+            "SentEval transfer",
+            "senteval/{}".format,
+            "{} (SentEval)",
+            "accuracy",
+            f"accuracy ({mode} mode)",
+        ),
+    ]
     results = []
     for columns, metric, task_type, task_name, dataset, dataset_name, metric_type, metric_name in families:
         for task, label in columns:
             value = task_value(test, task, metric)
             if value is not None:
-                results.append(EvalResult(
-                    task_type=task_type, task_name=task_name, dataset_type=dataset(task),
-                    dataset_name=dataset_name.format(label), dataset_split=split, metric_type=metric_type,
-                    metric_name=metric_name, metric_value=round(float(value), 2),
-                ))  # fmt: skip
+                results.append(
+                    EvalResult(
+                        task_type=task_type,
+                        task_name=task_name,
+                        dataset_type=dataset(task),
+                        dataset_name=dataset_name.format(label),
+                        dataset_split=split,
+                        metric_type=metric_type,
+                        metric_name=metric_name,
+                        metric_value=round(float(value), 2),
+                    )
+                )
     return results
 
 
@@ -130,8 +153,11 @@ def card_data(meta: dict[str, Any], test: dict | None) -> ModelCardData:
     results = eval_results(test)
     base = base_model_id(cfg)
     start = _starting_card(cfg.get("model_name_or_path"))
-    language = (cfg.get("language") or getattr(start, "language", None)
-                or ("en" if _datasets(meta.get("train_file")) else None))  # fmt: skip
+    language = (
+        cfg.get("language")
+        or getattr(start, "language", None)
+        or ("en" if _datasets(meta.get("train_file")) else None)
+    )
     st = meta.get("pooler") != "prompt"  # sentence-transformers cannot load a prompt (PromptBERT) model
     return ModelCardData(
         base_model=base,
@@ -159,8 +185,12 @@ def _dev_table(dev: dict, before: dict, cfg: dict, metric: str) -> list[str]:
         columns = [("dev_spearman", f"`{cfg.get('dev_file')}`")]
     else:
         columns = [("stsb_spearman", "STS-B dev"), ("sickr_spearman", "SICK-R dev")]
-    lines = [f"## Development set (Spearman x 100; the best model by {metric})", "",
-             "| | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---|" * len(columns)]  # fmt: skip
+    lines = [
+        f"## Development set (Spearman x 100; the best model by {metric})",
+        "",
+        "| | " + " | ".join(name for _, name in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
     for label, scores in (("before training", before), ("this model", dev)):
         if scores:
             lines.append(f"| {label} | " + " | ".join(f"{scores.get(k, 0):.2f}" for k, _ in columns) + " |")
@@ -193,8 +223,14 @@ def _body(meta: dict[str, Any], test: dict | None) -> str:
     if dev:
         lines += _dev_table(dev, before, cfg, meta.get("best_metric") or cfg.get("metric_for_best_model", ""))
     if test:
-        lines += ["## Test sets", "", "STS: Spearman x 100 of cosine similarity, STS12-16 pooled over subsets (\"all\").",
-                  "", _scores_table(test), ""]  # fmt: skip
+        lines += [
+            "## Test sets",
+            "",
+            'STS: Spearman x 100 of cosine similarity, STS12-16 pooled over subsets ("all").',
+            "",
+            _scores_table(test),
+            "",
+        ]
     lines += [
         "## Use",
         "",
@@ -218,8 +254,10 @@ def _prompt_rows(meta: dict[str, Any]) -> list[str]:
     if meta.get("pooler") != "prompt":
         return []
     templates = " / ".join(f"`{t}`" for t in meta.get("prompt_template") or [])
-    return [f"| prompt templates (the first encodes) | {templates.replace('|', '&#124;')} |",
-            f"| template denoising | {meta.get('prompt_denoise')} |"]  # fmt: skip
+    return [
+        f"| prompt templates (the first encodes) | {templates.replace('|', '&#124;')} |",
+        f"| template denoising | {meta.get('prompt_denoise')} |",
+    ]
 
 
 def model_card(meta: dict[str, Any], test: dict | None) -> str:

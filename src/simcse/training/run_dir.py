@@ -18,24 +18,35 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError, TrainingError
-from simcse.files import replace_directory
-from simcse.runtime import Dist
+from simcse.core.errors import ConfigError, TrainingError
+from simcse.core.files import replace_directory, write_text_atomic
+from simcse.core.runtime import Dist
 from simcse.training.checkpoint import (
     checkpoint_dirs,
     last_good_checkpoint,
     latest_checkpoint,
     write_error_reason,
 )
+from simcse.training.config import TrainConfig
 
 BEST_DIR = "checkpoints/best"
 FINAL_DIR = "checkpoints/final"  # the last model, staged there when no dev evaluation picks a best one
 RUN_CONFIG = "train_config.yaml"  # written first by every run: what marks a directory as a run's
 MANIFEST = ".simcse-files"  # the top-level names this toolkit wrote: all that --overwrite_output_dir removes
 RUN_NAMES = (RUN_CONFIG, MANIFEST, "checkpoints", "metrics.jsonl", "tensorboard", "results.json")
-RESUME_KEYS = ("model_name_or_path", "train_file", "batch_size", "seed", "objective", "pooler", "max_seq_len",
-               "shuffle", "max_train_samples", "do_mlm", "mlp_only_train")  # fmt: skip
+RESUME_KEYS = (
+    "model_name_or_path",
+    "train_file",
+    "batch_size",
+    "seed",
+    "objective",
+    "pooler",
+    "max_seq_len",
+    "shuffle",
+    "max_train_samples",
+    "do_mlm",
+    "mlp_only_train",
+)
 
 
 def find_resume_point(config: TrainConfig, resume: bool, dist: Dist) -> tuple[Path, Path | None]:
@@ -115,8 +126,10 @@ def prepare_output_dir(config: TrainConfig, out: Path, resume: bool, dist: Dist)
             kept = remove_written(out)
             if kept:
                 what = "entry" if len(kept) == 1 else "entries"
-                print(f"simcse: {out}: kept {len(kept)} {what} simcse did not write: {', '.join(kept)}",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"simcse: {out}: kept {len(kept)} {what} simcse did not write: {', '.join(kept)}",
+                    file=sys.stderr,
+                )
         out.mkdir(parents=True, exist_ok=True)
         record_written(out, RUN_NAMES)
         (out / RUN_CONFIG).write_text(config.to_yaml(), encoding="utf-8")
@@ -139,9 +152,7 @@ def record_written(out: Path, names: Iterable[str]) -> None:
     path = out / MANIFEST
     known = set(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else set()
     if not known.issuperset(names):
-        staged = path.with_name(path.name + ".partial")
-        staged.write_text(json.dumps(sorted(known | set(names))) + "\n", encoding="utf-8")
-        os.replace(staged, path)
+        write_text_atomic(path, json.dumps(sorted(known | set(names))) + "\n")
 
 
 def remove_written(out: Path) -> list[str]:

@@ -11,16 +11,17 @@ import contextlib
 import copy
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from simcse.config import TrainConfig
-from simcse.errors import ConfigError, DataError
-from simcse.runtime import Dist, autocast_for, choose_precision, enable_tf32, resolve_device
-from simcse.sentence_files import TrainingData, read_training_file
+from simcse.core.errors import ConfigError, DataError
+from simcse.core.runtime import Dist, autocast_for, choose_precision, enable_tf32, resolve_device
+from simcse.data.sentence_files import TrainingData, read_training_file
+from simcse.training import methods
+from simcse.training.config import TrainConfig
 from simcse.training.data import BatchPlan
 from simcse.training.hf_adamw import HFAdamW
 from simcse.training.model import SimCSEModel
@@ -83,8 +84,8 @@ class Inputs:
     checkpoint: Path | None
     plan: BatchPlan
     total_steps: int
-    augment: list  # the positive view's augmentation pieces (simcse.augment), models and thesaurus loaded
-    guide: Any = None  # guide_model's Encoder (false-negative filtering), loaded
+    augment: list  # the positive view's augmentation pieces (simcse.data.augment), models loaded
+    loaded: dict[str, Any] = field(default_factory=dict)  # what each method read (a guide model), by its name
 
 
 def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
@@ -93,7 +94,7 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
     views = resolve_views(config, data)
     evaluator = None
     if config.dev_eval:
-        from simcse.download import ensure_dataset
+        from simcse.data.download import ensure_dataset
         from simcse.evaluation.dev import DevEvaluator
 
         senteval = None if config.dev_file else ensure_dataset("senteval", config.data_dir)
@@ -105,7 +106,7 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
             )
     geometry = None
     if config.geometry_steps:
-        from simcse.download import ensure_dataset
+        from simcse.data.download import ensure_dataset
         from simcse.evaluation.dev import GeometryEvaluator
 
         geometry = GeometryEvaluator(ensure_dataset("senteval", config.data_dir), config.eval_batch_size)
@@ -121,38 +122,37 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
             "last partial batch is dropped); lower batch_size",
         )
     total_steps = config.max_steps or config.num_epochs * plan.steps_per_epoch
-    from simcse.augment import parse_augment
-    from simcse.config import DEFAULT_MODEL
+    from simcse.data.augment import parse_augment
+    from simcse.modeling.names import DEFAULT_MODEL
 
     mlm_model = config.augment_mlm_model or config.model_name_or_path
-    augment = parse_augment(config.augment, config.augment_thesaurus or None,
-                            None if mlm_model == DEFAULT_MODEL else mlm_model)  # fmt: skip
-    return Inputs(data, views, evaluator, geometry, out, checkpoint, plan, total_steps, augment,
-                  load_guide(config.guide_model))  # fmt: skip
-
-
-def load_guide(name: str) -> Any:
-    """``guide_model`` as an Encoder (None when unset); a model that cannot be loaded is a ConfigError."""
-    if not name:
-        return None
-    from simcse.errors import SimCSEError
-    from simcse.modeling.encoder import Encoder
-
-    try:
-        return Encoder.load(name)
-    except (SimCSEError, OSError, ValueError) as e:
-        raise ConfigError(f"guide_model {name!r} cannot be loaded: {e}") from None
+    augment = parse_augment(
+        config.augment, config.augment_thesaurus or None, None if mlm_model == DEFAULT_MODEL else mlm_model
+    )
+    loaded = {m.name: m.load_inputs(config) for m in methods.enabled(config)}
+    return Inputs(
+        data,
+        views,
+        evaluator,
+        geometry,
+        out,
+        checkpoint,
+        plan,
+        total_steps,
+        augment,
+        {name: value for name, value in loaded.items() if value is not None},
+    )
 
 
 def resolve_train_file(config: TrainConfig) -> Path:
     """A path as given, else relative to the data directory; ``wiki1m`` and ``nli`` name the paper's files
     (downloaded when missing and the network is reachable); ``snli:NAME`` a file derived from the data
-    directory's SNLI pairs (:mod:`simcse.nli_files`)."""
-    from simcse.download import DATASETS, ensure_dataset, resolve_data_dir
+    directory's SNLI pairs (:mod:`simcse.data.nli_files`)."""
+    from simcse.data.download import DATASETS, ensure_dataset, resolve_data_dir
 
     if config.train_file in DATASETS and config.train_file != "senteval":
         return ensure_dataset(config.train_file, config.data_dir)
-    from simcse import nli_files
+    from simcse.data import nli_files
 
     if nli_files.is_derived(config.train_file):
         return nli_files.derived_file(config.train_file, resolve_data_dir(config.data_dir))
@@ -165,7 +165,7 @@ def resolve_train_file(config: TrainConfig) -> Path:
 
 def resolve_views(config: TrainConfig, data: TrainingData) -> int:
     """Views per row: 2 for unsup (the sentence twice) and sup pairs, 3 or 4 with one or two hard-negative
-    columns; one more with ``negatives_without_dropout`` (the sentence once more, without dropout)."""
+    columns; plus what the methods add (SimCSE++'s sentence once more, without dropout)."""
     where = data.path
     if config.objective == "unsup" and data.columns != 1:
         raise DataError(
@@ -182,50 +182,44 @@ def resolve_views(config: TrainConfig, data: TrainingData) -> int:
             f"dropout_mask shared is for one-sentence (unsup) rows; this file has {data.columns} columns",
         )
     if config.augment and data.columns != 1:
-        raise DataError(where, "augment makes the positive view of one-sentence (unsup) rows; this file has "
-                               f"{data.columns} columns")  # fmt: skip
+        raise DataError(
+            where,
+            "augment makes the positive view of one-sentence (unsup) rows; this file has "
+            f"{data.columns} columns",
+        )
     if config.objective == "sup" and data.columns == 1:
         raise DataError(where, "objective sup needs 2 columns (anchor, positive) or 3 (with a hard negative)")
     if config.hard_negative_weight != 1.0 and data.columns < 3:
         raise ConfigError("hard_negative_weight needs a hard-negative (third) column in the training file")
-    for name in ("word_repetition", "negatives_without_dropout"):
-        if getattr(config, name) and data.columns != 1:
-            raise DataError(
-                where, f"{name} is for one-sentence (unsup) rows; this file has {data.columns} columns"
-            )
-    return max(2, data.columns) + (1 if config.negatives_without_dropout else 0)
+    enabled = methods.enabled(config)
+    for method in enabled:
+        method.check_rows(config, data)
+    return max(2, data.columns) + sum(method.extra_views(config) for method in enabled)
 
 
-def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool | None]:
-    """Encoder with a fresh MLP (pooler cls) and, with do_mlm, the LM head ``mlm_head`` asks for; also
-    whether that head is pretrained (None without do_mlm or with a fresh head). ``encoders: two`` adds an
-    independent copy of the encoder (its MLP too) for views 1.. of each row of ``views``;
-    ``diffcse_generator`` DiffCSE's discriminator, ``diffcse_batchnorm`` its BatchNorm projection."""
+def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, list[str]]:
+    """The encoder (a fresh MLP with pooler cls) and what the run's methods add to it, in METHODS order
+    (the LM head, DiffCSE's projection and discriminator, ...); ``encoders: two`` adds an independent copy
+    of the encoder (its MLP too) for views 1.. of each row of ``views``. Also the lines to print about the
+    parts (how each head was initialised)."""
     from simcse.modeling.encoder import Encoder
     from simcse.modeling.model_dir import position_limit, read_backbone
-    from simcse.training.model import mlm_head_of, resolved_mlm_head
 
+    enabled = methods.enabled(config)
     # torch.compile wants static shapes; packed execution has data-dependent ones.
     packed = {"auto": None if not config.compile else False, "on": True, "off": False}[config.packed]
     files = read_backbone(
-        config.model_name_or_path, attn_implementation=config.attn_implementation, masked_lm=config.do_mlm
+        config.model_name_or_path,
+        attn_implementation=config.attn_implementation,
+        masked_lm=any(m.needs_masked_lm(config) for m in enabled),
     )
     limit = position_limit(files.backbone.config)
     if limit is not None and config.max_seq_len > limit:
         raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds what {files.source} supports ({limit})")
-    prompt_options = {}
-    if config.pooler == "prompt":  # PromptBERT
-        from simcse.prompts import training_options
-
-        prompt_options = training_options(config.prompt_template, config.prompt_denoise)
-    encoder = Encoder.from_backbone(
-        files, config.pooler, config.mlp_only_train, None, packed, **prompt_options
-    )
-    if encoder.prompt is not None and limit is not None:
-        longest = config.max_seq_len + max(t.length for t in encoder.prompt.templates)
-        if longest > limit:
-            raise ConfigError(f"max_seq_len {config.max_seq_len} plus the prompt template makes {longest} tokens; "
-                              f"{files.source} supports {limit}")  # fmt: skip
+    options = {key: value for m in enabled for key, value in m.encoder_options(config).items()}
+    encoder = Encoder.from_backbone(files, config.pooler, config.mlp_only_train, None, packed, **options)
+    for method in enabled:
+        method.check_encoder(config, encoder, files, limit)
     if config.dropout is not None:
         from simcse.modeling.dropout import set_dropout
 
@@ -235,38 +229,25 @@ def build_model(config: TrainConfig, views: int = 2) -> tuple[SimCSEModel, bool 
         raise ConfigError(
             f"packed execution is not available for model type {files.backbone.config.model_type!r}"
         )
-    kind = resolved_mlm_head(files.mlm_model, config.mlm_head) if config.do_mlm else None
-    head = mlm_head_of(files.mlm_model, kind) if kind else None
-    pretrained = None if kind == "fresh" else files.mlm_head_pretrained
-    projector = None
-    if config.diffcse_batchnorm:  # in place of the encoder's MLP, which would never be trained
-        from simcse.training.diffcse import BatchNormProjection
-
-        encoder.mlp = None
-        projector = BatchNormProjection(
-            encoder.dim, float(getattr(files.backbone.config, "initializer_range", 0.02))
-        )
+    parts, projector, notes = {}, None, []
+    for method in enabled:  # in order: their initialisations draw from the seeded generator
+        projector = method.projection(config, encoder) or projector
+        parts.update(method.model_parts(config, files, encoder))
+        notes += method.model_notes(config, files)
     second = copy.deepcopy(encoder) if config.encoders == "two" else None
-    discriminator = None
-    if config.diffcse_generator:  # DiffCSE: a copy of the pretrained transformer, with a fresh token head
-        from simcse.training.diffcse import Discriminator
-
-        discriminator = Discriminator(copy.deepcopy(encoder.backbone))
-    plain = (views - 1,) if config.negatives_without_dropout else ()
-    model = SimCSEModel(
-        encoder, head, second, views, config.dropout_bounds(), plain, discriminator, projector
-    )
-    return model, pretrained
+    terms = dict(term for m in enabled if (term := m.aux_term(config)) is not None)
+    dropout_off = tuple(v for m in enabled for v in m.dropout_off_views(config, views))
+    hooks = [hook for m in enabled if (hook := m.pass_hook(config)) is not None]
+    separate = any(m.separate_anchor(config) for m in enabled)
+    model = SimCSEModel(encoder, views, second, separate, hooks, dropout_off, projector, parts, terms)
+    return model, notes
 
 
-def build_generator(config: TrainConfig, encoder_tokenizer: Any) -> Any:
-    """DiffCSE's frozen generator (``diffcse_generator``) as a :class:`~simcse.training.diffcse.GeneratorEdit`,
-    checked against the encoder's vocabulary; None when DiffCSE is off."""
-    if not config.diffcse_generator:
-        return None
-    from simcse.training.diffcse import load_generator
-
-    return load_generator(config.diffcse_generator, encoder_tokenizer, config.diffcse_mask_ratio)
+def batch_inputs(config: TrainConfig, tokenizer: Any, device: torch.device) -> list[Any]:
+    """What the run's methods add to each batch on the training thread (MLM's masked copy, DiffCSE's edit),
+    built before anything is written (DiffCSE's generator is loaded and checked here)."""
+    makers = (m.batch_inputs(config, tokenizer, device) for m in methods.enabled(config))
+    return [maker for maker in makers if maker is not None]
 
 
 def build_optimizer(

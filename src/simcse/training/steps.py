@@ -26,18 +26,20 @@ from pathlib import Path
 
 import torch
 
-from simcse.config import TrainConfig
-from simcse.errors import TrainingError
-from simcse.runtime import Dist
+from simcse.core.errors import TrainingError
+from simcse.core.runtime import Dist
+from simcse.training import methods
+from simcse.training.config import TrainConfig
+from simcse.training.masking import IGNORE
 
 StepFn = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 Forward = Callable[..., tuple[torch.Tensor, dict[str, tuple[torch.Tensor, int]]]]
-IGNORE = -100  # the label of a token an auxiliary loss does not score
 
 
 def aux_weights(config: TrainConfig) -> dict[str, float]:
-    """The weight of each auxiliary term the model may return (it returns only those its batch feeds)."""
-    return {"mlm": config.mlm_weight, "rtd": config.diffcse_weight}
+    """The weight of each auxiliary term the run's methods give the model (it returns only those its batch
+    feeds)."""
+    return {term[0]: m.aux_weight(config) for m in methods.enabled(config) if (term := m.aux_term(config))}
 
 
 def _rng_state(device: torch.device) -> tuple:
@@ -97,8 +99,9 @@ def gradcache_step(
     scale(loss).backward()
     grads = cache.grad.split([r.shape[0] for r in reps])
 
-    totals = {name: int((batch[f"{name}_labels"] != IGNORE).sum()) for name in weights
-              if f"{name}_labels" in batch}  # fmt: skip
+    totals = {
+        name: int((batch[f"{name}_labels"] != IGNORE).sum()) for name in weights if f"{name}_labels" in batch
+    }
     aux: dict[str, torch.Tensor] = {}
     for i, (chunk, grad) in enumerate(zip(chunks, grads)):
         _set_rng_state(states[i], device)
@@ -153,8 +156,18 @@ def make_step(
         no_sync = getattr(forward, "no_sync", contextlib.nullcontext)
 
         def step(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            cl, aux = gradcache_step(forward, batch, views, config.gradcache_chunk_size, loss_fn, weights,
-                                     device, autocast, scaler.scale, no_sync)  # fmt: skip
+            cl, aux = gradcache_step(
+                forward,
+                batch,
+                views,
+                config.gradcache_chunk_size,
+                loss_fn,
+                weights,
+                device,
+                autocast,
+                scaler.scale,
+                no_sync,
+            )
             return cl + sum(weights[name] * value for name, value in aux.items()), aux
 
         return step

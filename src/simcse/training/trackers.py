@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simcse.config import TRACKERS
-from simcse.errors import shorten
-from simcse.files import write_text_atomic
-from simcse.tracker_packages import REQUIREMENTS, installed, missing_package  # noqa: F401 (re-exported)
+from simcse.core.errors import shorten
+from simcse.core.files import write_text_atomic
+from simcse.training.config import TRACKERS
+from simcse.training.config.tracker_packages import REQUIREMENTS, installed, missing_package  # noqa: F401 (re-exported)
 
 TRACKERS_FILE = "trackers.json"  # in the output directory: the run's name and its tracker run ids
 DEFAULT_PROJECT = "simcse"
@@ -146,9 +146,14 @@ class WandbTracker(Tracker):
 
         self.wandb = wandb
         run_id = identity.ids.get(self.name) if identity.resumed else None
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT, name=identity.name,
-                              id=run_id, resume="allow" if run_id else None, config=config,
-                              dir=str(run_dir))  # fmt: skip
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+            name=identity.name,
+            id=run_id,
+            resume="allow" if run_id else None,
+            config=config,
+            dir=str(run_dir),
+        )
         identity.ids[self.name] = self.run.id
 
     def log(self, step: int, values: dict[str, float], prefix: str) -> None:
@@ -184,11 +189,18 @@ class MLflowTracker(Tracker):
         mlflow.set_tracking_uri(uri)  # also when set: an earlier run in this process may have set another
         experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_PROJECT
         experiment = mlflow.get_experiment_by_name(experiment_name)
-        experiment_id = (experiment.experiment_id if experiment is not None
-                         else mlflow.create_experiment(experiment_name, artifact_location=artifacts))  # fmt: skip
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else mlflow.create_experiment(experiment_name, artifact_location=artifacts)
+        )
         run_id = identity.ids.get(self.name) if identity.resumed else None
-        run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=identity.name,
-                               nested=mlflow.active_run() is not None)  # fmt: skip
+        run = mlflow.start_run(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            run_name=identity.name,
+            nested=mlflow.active_run() is not None,
+        )
         identity.ids[self.name] = run.info.run_id
         params = mlflow_params(config)
         if run_id is not None:
@@ -218,8 +230,12 @@ class TrackioTracker(Tracker):
         import trackio
 
         self.trackio = trackio
-        trackio.init(project=os.environ.get("TRACKIO_PROJECT") or DEFAULT_PROJECT, name=identity.name,
-                     config=config, resume="allow" if identity.resumed else "never")  # fmt: skip
+        trackio.init(
+            project=os.environ.get("TRACKIO_PROJECT") or DEFAULT_PROJECT,
+            name=identity.name,
+            config=config,
+            resume="allow" if identity.resumed else "never",
+        )
         identity.ids[self.name] = identity.name
 
     def log(self, step: int, values: dict[str, float], prefix: str) -> None:
@@ -261,9 +277,12 @@ def start_trackers(names: list[str], config: dict[str, Any], out: Path, resumed:
 
 
 def warn_dropped(name: str, stage: str, error: BaseException) -> None:
-    print(f"simcse: warning: report_to {name} failed at {stage} ({type(error).__name__}: "
-          f"{shorten(str(error), 200)}); it is dropped for the rest of the run (metrics.jsonl has every "
-          "record)", file=sys.stderr)  # fmt: skip
+    print(
+        f"simcse: warning: report_to {name} failed at {stage} ({type(error).__name__}: "
+        f"{shorten(str(error), 200)}); it is dropped for the rest of the run (metrics.jsonl has every "
+        "record)",
+        file=sys.stderr,
+    )
 
 
 def scalars(values: dict[str, Any]) -> dict[str, float]:

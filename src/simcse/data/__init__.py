@@ -1,0 +1,1 @@
+"""Reading, fetching and deriving the data the toolkit trains and evaluates on."""

@@ -1,0 +1,195 @@
+"""What every sentence encoder offers the evaluator, the API, the indexes and the service
+(:class:`SentenceEncoder`, with the optional abilities' defaults, so that callers ask rather than probe),
+and the encode loop of the encoders that tokenize (:class:`TokenizedEncoder`): the PyTorch
+:class:`~simcse.modeling.encoder.Encoder` and an exported graph's
+:class:`~simcse.modeling.graph_encoder.GraphEncoder` share it, so both tokenise, batch and order alike."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from simcse.core.errors import SimCSEError
+
+
+class SentenceEncoder:
+    """Sentences in, one float32 vector each out. Subclasses set ``source`` (the name to show), ``pooler``
+    and ``dim`` and implement ``encode(sentences, batch_size=128, normalize=False, max_length=None,
+    dtype=None, show_progress=False) -> np.ndarray`` (float32, row i for sentence i; an encoder without
+    tokens or precisions ignores what does not apply) and :meth:`fingerprint`; the training-free baselines
+    (:mod:`simcse.baselines`) are encoders too.
+
+    Optional abilities, None where an encoder has none:
+
+    - ``prompt``: PromptBERT's :class:`~simcse.modeling.prompt.Prompt` (pooler ``prompt``);
+    - ``pair_similarity(a, b) -> scores``: an encoder that scores pairs and has no sentence vectors (WMD,
+      WRD); the evaluator scores STS with it;
+    - ``fit_postprocess(raw matrix) -> function``: a post-processing fitted on a set of sentences' ``raw``
+      vectors (SIF's and uSIF's common components, BERT-flow), which the evaluator fits per task.
+    """
+
+    source: str
+    pooler: str
+    dim: int
+    prompt: Any = None
+    pair_similarity: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None
+    fit_postprocess: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]] | None = None
+
+    def fingerprint(self) -> str:
+        """A short hash of what decides the vectors (weights, pooling setup): keys embedding caches."""
+        raise NotImplementedError
+
+    @property
+    def inference_pooler(self) -> str:
+        """The pooler as :meth:`encode` applies it."""
+        return self.pooler
+
+    def check_max_length(self, max_length: int | None) -> int | None:
+        """``max_length`` refused unless this encoder can truncate there (an encoder without tokens takes any)."""
+        return max_length
+
+    def encoding_precision(self, precision: str | None, dtype: torch.dtype | None) -> tuple[Any, str | None]:
+        """The dtype to encode in and the line saying which and why (None: nothing to say)."""
+        return dtype, None
+
+    def to(self, device: Any) -> SentenceEncoder:
+        """Where it runs; an encoder without weights on a device stays as it is."""
+        return self
+
+    def eval(self) -> SentenceEncoder:
+        """Inference mode; an encoder without a training mode stays as it is."""
+        return self
+
+    def weights_key(self) -> tuple:
+        """Changes whenever the weights do (an encoder whose weights never change: always the same)."""
+        return ()
+
+    def describe(self) -> dict[str, Any]:
+        return {"pooler": self.inference_pooler, "dim": self.dim, "source": self.source}
+
+
+@dataclass
+class Tokenized:
+    """Sentences tokenised once, kept unpadded; batches are padded on demand (dynamic padding)."""
+
+    input_ids: list[list[int]]
+    pad_token_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+
+def token_ids(tokenizer: Any, texts: list[str], max_length: int, special: bool = True) -> list[list[int]]:
+    """Each text's token ids, truncated to ``max_length`` (``special``: with the tokenizer's [CLS]/[SEP])."""
+    return tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        add_special_tokens=special,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int, length: int | None = None) -> dict:
+    """Right-pad token id lists into ``input_ids`` and ``attention_mask`` tensors (to ``length`` if given,
+    else to the longest sequence)."""
+    longest = max(len(s) for s in sequences)
+    longest = max(longest, length or 0)
+    ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+class TokenizedEncoder(SentenceEncoder):
+    """The encode loop of an encoder with a tokenizer: truncation at ``max_length`` (at most
+    ``position_limit``), the prompt's template when there is one, length-sorted batches (longest first)
+    with dynamic padding, float32 output in input order. Subclasses set ``tokenizer``, ``max_length``,
+    ``position_limit`` and implement :meth:`batch_runner`."""
+
+    tokenizer: Any
+    max_length: int
+    position_limit: int | None = None
+
+    def batch_runner(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+        """A context whose value maps a padded batch (``input_ids``, ``attention_mask``) to its float32
+        embeddings; ``dtype`` is the precision asked for (an encoder may run in its own)."""
+        raise NotImplementedError
+
+    def check_max_length(self, max_length: int | None) -> int:
+        """``max_length`` as given (None: the model's), refused unless an integer from 1 to the model's
+        position limit."""
+        if max_length is None:
+            return self.max_length
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise SimCSEError(f"max_length must be an integer >= 1, got {max_length!r}")
+        if self.position_limit is not None and max_length > self.position_limit:
+            raise SimCSEError(
+                f"max_length {max_length} exceeds what {self.source} supports ({self.position_limit} tokens)"
+            )
+        return max_length
+
+    def tokenize(self, sentences: Sequence[str], max_length: int | None = None) -> Tokenized:
+        if isinstance(sentences, str):
+            raise TypeError("tokenize() takes a list of sentences, not a single string")
+        if self.prompt is not None:  # the sentence in the template; only the sentence is truncated
+            ids = self.prompt.tokenize(self.tokenizer, sentences, self.check_max_length(max_length))
+            return Tokenized(ids, self.tokenizer.pad_token_id)
+        ids = token_ids(self.tokenizer, list(sentences), self.check_max_length(max_length))
+        return Tokenized(ids, self.tokenizer.pad_token_id)
+
+    def iter_batches(self, tokens: Tokenized, batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
+        """Length-sorted batches (longest first) as (original indices, padded tensors)."""
+        order = np.argsort(-tokens.lengths(), kind="stable")
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield idx, pad_batch([tokens.input_ids[i] for i in idx], tokens.pad_token_id)
+
+    def encode_tokenized(
+        self,
+        tokens: Tokenized,
+        batch_size: int = 128,
+        normalize: bool = False,
+        dtype: torch.dtype | None = None,
+        show_progress: bool = False,
+    ) -> torch.Tensor:
+        """Embeddings (n, dim) as float32 on the CPU, in input order."""
+        batches = self.iter_batches(tokens, batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=-(-len(tokens) // batch_size), desc="encode", unit="batch")
+        with self.batch_runner(dtype) as run:
+            out = torch.empty((len(tokens), self.dim), dtype=torch.float32)
+            for idx, batch in batches:
+                emb = run(batch)
+                if normalize:
+                    emb = torch.nn.functional.normalize(emb, dim=-1)
+                out[torch.from_numpy(idx)] = emb.cpu()
+        return out
+
+    def encode(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 128,
+        normalize: bool = False,
+        max_length: int | None = None,
+        dtype: torch.dtype | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """Encode sentences into a float32 array (n, dim), row i for sentence i."""
+        if len(sentences) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokens = self.tokenize(sentences, max_length)
+        return self.encode_tokenized(tokens, batch_size, normalize, dtype, show_progress).numpy()

@@ -1,0 +1,1 @@
+"""Using a trained encoder: the SimCSE API, indexes, corpus encoding, export."""

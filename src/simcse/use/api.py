@@ -1,0 +1,306 @@
+"""``SimCSE``: encode, compare and search sentences with a trained encoder.
+
+    model = SimCSE()                                  # the embedded all-MiniLM-L6-v2
+    model = SimCSE("runs/quickstart")                 # a saved simcse model, ST directory or HF model
+    model.similarity("A man plays.", "Someone plays.")        # float
+    model.build_index(["...", "..."]); model.search("query")  # [(sentence, score), ...]
+    model.save_index("idx/"); SimCSE("runs/quickstart").load_index("idx/")
+
+A drop-in for the original princeton-nlp tool (``simcse/tool.py``): the same signatures, positional
+order, defaults and return types, tested against its source. ``SimCSE(model, device, num_cells=100,
+num_cells_in_search=10, pooler)``, with the original's pooler rule (a plain Hugging Face model whose name
+contains ``unsup`` is encoded with ``cls_before_pooler``, any other with ``cls``; a model that names its
+pooler, as a simcse or sentence-transformers directory does, keeps it); ``encode(sentence, device,
+return_numpy=False, normalize_to_unit=True, keepdim=False, batch_size=64, max_length=128)`` returning a
+torch tensor on the CPU; ``similarity(queries, keys, device)``; ``build_index(sentences_or_file_path,
+use_faiss=None, faiss_fast=False, device, batch_size=64)`` using faiss when installed (on the GPU when the
+faiss build has it); ``add_to_index``; ``search(queries, device, threshold=0.6, top_k=5)``; ``.index`` a
+dict ``{"sentences": [...], "index": faiss index or embedding matrix}``; ``is_faiss_index``.
+
+Beyond the original, as keywords: ``encode(..., output="numpy", show_progress=..., dtype=torch.bfloat16 /
+bf16=True)`` and sentence-transformers' ``convert_to_numpy``/``normalize_embeddings``; ``max_length=None``
+for the model's own limit (128 is capped at a model's position limit); ``build_index(..., index="auto" |
+"flat" | "ivf" | "hnsw", show_progress=...)``; ``save_index``/``load_index`` (refusing an index built by
+another model); ``search(..., threshold=None)`` for no threshold; MTEB compatibility:
+``mteb.evaluate(SimCSE(...), tasks)`` works (``encode`` takes MTEB's DataLoader, ``similarity`` and
+``similarity_pairwise`` take embeddings, ``mteb_model_meta`` describes the model). A file given to
+``build_index`` must exist (a string that is not a file is an error, not a sentence); blank lines are
+skipped. Batches are length-sorted inside (less padding); outputs keep input order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simcse.core.errors import SimCSEError
+from simcse.modeling.names import EMBEDDED_HUB_ID
+from simcse.modeling.sentence_encoder import SentenceEncoder
+from simcse.use.api_index import IndexMethods
+from simcse.use.call_checks import (
+    MTEB_KWARGS,
+    ORIGINAL_MAX_LENGTH,
+    check_device,
+    count,
+    looks_like_mteb_loader,
+    texts_from_mteb_loader,
+)
+from simcse.use.index import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, torch.Tensor))
+
+
+def _unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(x).float()
+    if t.ndim == 1:
+        t = t[None, :]
+    return torch.nn.functional.normalize(t, dim=-1)
+
+
+class SimCSE(IndexMethods):
+    """Sentence embeddings, similarity and semantic search with one encoder.
+
+    ``model_name_or_path``: a saved simcse model directory, a sentence-transformers directory, any Hugging
+    Face model (id or directory, with ``pooler``), an :class:`~simcse.modeling.encoder.Encoder`, or ``None`` for the
+    embedded all-MiniLM-L6-v2.
+
+    ``precision``: ``auto`` (default) encodes with bf16 weights on a CPU with bf16 units (AMX, AVX512-BF16)
+    and on GPUs with bf16, else in fp32; ``fp32`` / ``bf16`` / ``fp16``; ``dtype`` (a torch dtype) overrides it.
+    Outputs stay float32. ``backend``: ``torch``, or ``onnx`` / ``openvino`` for a directory written by
+    ``simcse export --to onnx|openvino`` (CPU; the graph's precision, :attr:`precision_line` says which).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike | SentenceEncoder | None = None,
+        device: str | torch.device | None = None,
+        num_cells: int = 100,
+        num_cells_in_search: int = 10,
+        pooler: str | None = None,
+        *,
+        batch_size: int = 64,
+        max_length: int | None = None,
+        dtype: torch.dtype | None = None,
+        precision: str = "auto",
+        backend: str = "torch",
+    ):
+        from simcse.modeling.loading import check_backend, load_encoder
+
+        backend = check_backend(backend)
+        # the original's rule for a model that does not name its pooler
+        unsup = isinstance(model_name_or_path, (str, os.PathLike)) and "unsup" in str(model_name_or_path)
+        options = {"plain_pooler": "cls_before_pooler" if unsup else "cls"} if backend == "torch" else {}
+        self.encoder = load_encoder(
+            model_name_or_path, pooler, backend, precision, max_length=max_length, **options
+        )
+        if unsup and pooler is None and self.encoder.pooler == "cls_before_pooler":
+            logger.info(
+                "Use `cls_before_pooler` for unsupervised models. To use another pooler, pass pooler="
+            )
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() and backend == "torch" else "cpu"
+        self.device = str(device)
+        self.encoder.to(device)
+        self.encoder.eval()
+        self.backend = backend
+        dtype, line = self.encoder.encoding_precision(precision, dtype)
+        self.precision_line = line or "precision of the encoder"
+        logger.info("SimCSE: %s", self.precision_line)
+        if batch_size < 1:
+            raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        # encode's default truncation: the original's 128 (capped at the model), or the max_length given here
+        self.default_max_length = (
+            max_length if max_length is not None else min(ORIGINAL_MAX_LENGTH, self.encoder.max_length)
+        )
+        self.dtype = dtype
+        self.num_cells = num_cells
+        self.num_cells_in_search = num_cells_in_search
+        self.vector_index: VectorIndex | None = None
+        self.sentences: list[str] = []
+        self._fingerprint: tuple[tuple, str] | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def fingerprint(self) -> str:
+        """The encoder's weights fingerprint, cached until a weight tensor is replaced or modified in place
+        (hashing a large model takes seconds, and MTEB reads ``mteb_model_meta`` several times per task)."""
+        enc = self.encoder
+        key = (enc.inference_pooler, enc.max_length, *enc.weights_key())
+        if self._fingerprint is None or self._fingerprint[0] != key:
+            self._fingerprint = (key, enc.fingerprint())
+        return self._fingerprint[1]
+
+    # ------------------------------------------------------------------ encode / similarity
+    def encode(
+        self,
+        sentence: str | Sequence[str],
+        device: str | torch.device | None = None,
+        return_numpy: bool = False,
+        normalize_to_unit: bool = True,
+        keepdim: bool = False,
+        batch_size: int | None = None,
+        max_length: int | None = ORIGINAL_MAX_LENGTH,
+        *,
+        output: str | None = None,
+        show_progress: bool = False,
+        dtype: torch.dtype | None = None,
+        bf16: bool = False,
+        **kwargs: Any,
+    ) -> np.ndarray | torch.Tensor:
+        """Embeddings in input order: one string gives a vector ``(dim,)`` (``(1, dim)`` with ``keepdim``), a
+        list gives ``(n, dim)``; a float32 torch tensor on the CPU, or NumPy with ``return_numpy=True`` or
+        ``output="numpy"``. ``batch_size`` defaults to the constructor's (64). ``max_length`` (128, as the
+        original; capped at a model with fewer positions) truncates; None uses the model's own limit.
+
+        Also accepted: ``normalize`` / ``normalize_embeddings`` / ``convert_to_numpy`` /
+        ``convert_to_tensor`` / ``show_progress_bar`` (sentence-transformers' names), ``**{"return":
+        "numpy"}``, and MTEB's call ``encode(DataLoader, task_metadata=..., hf_split=..., ...)``.
+        ``dtype``/``bf16`` encode in that precision (bf16 on a CPU: bf16 weights; else autocast).
+        """
+        sentences = sentence
+        output = output or ("numpy" if return_numpy else "torch")
+        normalize = normalize_to_unit
+        from_mteb = not isinstance(sentences, (str, list, tuple)) and looks_like_mteb_loader(sentences)
+        if from_mteb:
+            sentences = texts_from_mteb_loader(sentences)
+            for key in MTEB_KWARGS:
+                kwargs.pop(key, None)
+            precision = kwargs.pop("precision", None)
+            if precision not in (None, "float32", "float"):
+                raise SimCSEError(f"MTEB precision {precision!r} is not supported; SimCSE gives float32")
+            output = "numpy"
+        if "return" in kwargs:
+            output = kwargs.pop("return")
+        if "convert_to_tensor" in kwargs:  # sentence-transformers' flags
+            output = "torch" if kwargs.pop("convert_to_tensor") else output
+        if "convert_to_numpy" in kwargs:
+            output = "numpy" if kwargs.pop("convert_to_numpy") else "torch"
+        if "normalize" in kwargs:
+            normalize = bool(kwargs.pop("normalize"))
+        if "normalize_embeddings" in kwargs:
+            normalize = bool(kwargs.pop("normalize_embeddings"))
+        if "show_progress_bar" in kwargs:
+            show_progress = bool(kwargs.pop("show_progress_bar"))
+        keepdim = bool(keepdim)
+        if kwargs:
+            if not from_mteb:
+                raise TypeError(f"encode() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+            logger.debug("encode: ignoring MTEB arguments %s", sorted(kwargs))
+        if output not in ("numpy", "torch"):
+            raise SimCSEError(f"output must be 'numpy' or 'torch', got {output!r}")
+        single = isinstance(sentences, str)
+        if not single and not isinstance(sentences, Iterable):
+            raise SimCSEError(f"encode() takes a string or a list of strings, got {type(sentences).__name__}")
+        texts = [sentences] if single else list(sentences)
+        if any(not isinstance(t, str) for t in texts):
+            raise SimCSEError("encode() takes a string or a list of strings")
+        batch_size = self.batch_size if batch_size is None else count("batch_size", batch_size, "encode")
+        if bf16:
+            dtype = torch.bfloat16
+        if device is not None:
+            check_device("encode", device)
+            self.encoder.to(device)
+        if max_length is ORIGINAL_MAX_LENGTH:
+            max_length = min(self.default_max_length, self.encoder.max_length)
+        elif max_length is not None:
+            max_length = count("max_length", max_length, "encode")
+        matrix = self.encoder.encode(
+            texts, batch_size, normalize, max_length, dtype or self.dtype, show_progress
+        )
+        result = matrix[0] if single and not keepdim else matrix
+        return torch.from_numpy(result) if output == "torch" else result
+
+    def similarity(
+        self,
+        queries: str | Sequence[str] | np.ndarray | torch.Tensor,
+        keys: str | Sequence[str] | np.ndarray | torch.Tensor,
+        device: str | torch.device | None = None,
+    ) -> float | np.ndarray | torch.Tensor:
+        """Cosine similarity.
+
+        With sentences (as the original tool): a float for two strings, a vector ``(M,)`` for one query
+        and M keys, else an ``(N, M)`` NumPy matrix (``(N, 1)`` for one key); ``keys`` may also be an array
+        of embeddings. With two arrays of embeddings (sentence-transformers' and MTEB's ``similarity``):
+        an ``(N, M)`` torch tensor.
+        """
+        if _is_array(queries) and _is_array(keys):
+            return _unit_rows(queries) @ _unit_rows(keys).T
+        single_query = isinstance(queries, str) or (_is_array(queries) and queries.ndim == 1)
+        single_key = isinstance(keys, str) or (_is_array(keys) and keys.ndim == 1)
+        q = _unit_rows(queries) if _is_array(queries) else self._embed_all(queries, device)
+        k = _unit_rows(keys) if _is_array(keys) else self._embed_all(keys, device)
+        if q.shape[1] != k.shape[1]:
+            raise SimCSEError(f"embeddings of dimension {q.shape[1]} and {k.shape[1]} cannot be compared")
+        scores = (q @ k.T).numpy()
+        if single_query:
+            return float(scores[0, 0]) if single_key else scores[0]
+        return scores
+
+    def similarity_pairwise(
+        self, embeddings1: np.ndarray | torch.Tensor, embeddings2: np.ndarray | torch.Tensor
+    ) -> torch.Tensor:
+        """Cosine of each pair of rows (sentence-transformers' and MTEB's ``similarity_pairwise``)."""
+        a, b = _unit_rows(embeddings1), _unit_rows(embeddings2)
+        if a.shape != b.shape:
+            raise SimCSEError(
+                f"pairwise similarity needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
+        return (a * b).sum(dim=-1)
+
+    def _embed_all(self, texts: str | Sequence[str], device: str | torch.device | None) -> torch.Tensor:
+        return self.encode(texts, device=device, output="torch", keepdim=True)
+
+    # ------------------------------------------------------------------ MTEB
+    @property
+    def mteb_model_meta(self) -> Any:
+        """``mteb.models.ModelMeta`` for ``mteb.evaluate``; the revision is the weights' fingerprint, so
+        MTEB's result cache never mixes two different models of the same name."""
+        from mteb.models import ModelMeta
+
+        source = str(self.encoder.source or "model")
+        if _is_embedded(source):
+            name = EMBEDDED_HUB_ID
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not Path(source).exists():
+            name = source  # a hub id
+        else:
+            name = "simcse-local/" + (re.sub(r"[^\w.-]+", "-", Path(source).name).strip("-") or "model")
+        return ModelMeta.create_empty(
+            overwrites={
+                "name": name,
+                "revision": self.fingerprint(),
+                "embed_dim": self.dim,
+                "max_tokens": self.encoder.max_length,
+                "n_parameters": sum(p.numel() for p in self.encoder.parameters())
+                if isinstance(self.encoder, torch.nn.Module)
+                else 0,
+                "similarity_fn_name": "cosine",
+                "framework": ["PyTorch"],
+                "open_weights": True,
+            }
+        )
+
+
+def _is_embedded(source: str) -> bool:
+    from simcse.modeling.model_dir import embedded_model_path
+    from simcse.modeling.names import EMBEDDED_MODEL
+
+    if source == EMBEDDED_MODEL:
+        return True
+    try:
+        return Path(source).resolve() == embedded_model_path().resolve()
+    except (SimCSEError, OSError):
+        return False
