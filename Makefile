@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 # torch first, pinned, so no other requirement pulls a different build (2.13.0 is a CPU wheel here).
 TORCH_SPEC ?= torch==2.13.0
+# the data directory beside the checkout when there is one; else the toolkit's own (~/.cache/simcse/data),
+# where the datasets a command needs are downloaded on first use
+ifneq ($(wildcard ../shared/data),)
 SIMCSE_DATA_DIR ?= $(abspath ../shared/data)
 export SIMCSE_DATA_DIR
+endif
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

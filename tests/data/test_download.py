@@ -409,3 +409,42 @@ def test_read_only_destination_is_clear(hub: FakeHub, tmp_path: Path) -> None:
             dl.download_dataset("nli", tmp_path, endpoint=hub.url, progress=False)
     finally:
         (tmp_path / "nli").chmod(0o700)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A sample of a file's first lines
+
+
+def test_a_head_sample_stands_in_for_the_first_rows(hub: FakeHub, tmp_path: Path) -> None:
+    wiki = tmp_path / "wiki"
+    wiki.mkdir()
+    (wiki / "wiki1m_for_simcse.head100.txt").write_text("a\n" * 100)
+    (wiki / "wiki1m_for_simcse.head20.txt").write_text("b\n" * 20)
+    (wiki / "wiki1m_for_simcse.headless.txt").write_text("c\n")
+    assert (
+        dl.ensure_dataset("wiki1m", tmp_path, rows=20, endpoint=hub.url).name
+        == "wiki1m_for_simcse.head20.txt"
+    )
+    assert (
+        dl.ensure_dataset("wiki1m", tmp_path, rows=21, endpoint=hub.url).name
+        == "wiki1m_for_simcse.head100.txt"
+    )
+    assert hub.log == []  # nothing asked of the Hub
+    with pytest.raises(MissingDataError, match="fetch it with: simcse data download wiki1m"):
+        dl.ensure_dataset("wiki1m", tmp_path, rows=101, endpoint=hub.url)  # no sample is long enough
+    (wiki / "wiki1m_for_simcse.txt").write_text("whole\n")
+    assert dl.ensure_dataset("wiki1m", tmp_path, rows=20, endpoint=hub.url).name == "wiki1m_for_simcse.txt"
+
+
+def test_ensure_dataset_says_what_it_downloads(
+    hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _files(hub)[NLI] = b"sent0,sent1,hard_neg\n"
+    path = dl.ensure_dataset("nli", tmp_path, endpoint=hub.url)
+    err = capsys.readouterr().err
+    assert (
+        f"simcse: downloading nli (nli_for_simcse.csv) from {hub.url} into {tmp_path / 'nli'} (0.0 MB)" in err
+    )
+    assert f"simcse: downloaded nli to {path}" in err
+    dl.ensure_dataset("nli", tmp_path, endpoint=hub.url)
+    assert "download" not in capsys.readouterr().err  # present: nothing to say

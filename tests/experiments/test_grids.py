@@ -50,7 +50,7 @@ def test_the_budget_names_what_every_cell_shares_and_says_what_the_settings_vary
     assert "batch 64" in hard and "each setting's training file" in hard  # not the first setting's file
     assert "triples-no-hard-negative" not in hard
     batch = budget_of(cells(load_grid("batch"), tmp_path), 3)
-    assert "each setting's batch size" in batch and "wiki1m_for_simcse.head11914.txt" in batch
+    assert "each setting's batch size" in batch and "on wiki1m (its first 11,914 rows)" in batch
     dropout = budget_of(cells(load_grid("dropout"), tmp_path, overrides={"max_steps": 50}), 3)
     assert dropout.startswith("the embedded all-MiniLM-L6-v2, 50 steps of batch 64 on wiki1m")
     assert dropout.endswith("3 seed(s)")

@@ -24,7 +24,7 @@ def test_steps_from_max_steps_the_papers_files_and_a_local_file(tmp_path):
 
 def test_projection_lines_count_every_cell_and_name_the_unknown(tmp_path):
     grid = load_grid("dropout")
-    todo = cells(grid, tmp_path, base={"train_file": "wiki1m"})
+    todo = cells(grid, tmp_path, base={"train_file": "wiki1m", "max_train_samples": 0})  # the whole file
     lines = projection_lines(todo, 0.1)
     assert lines[0] == "p = 0.0: 3 cell(s) x 15,625 steps"
     assert lines[-1] == "total: 375,000 steps, about 10.4 h at 0.1 s/step on one device, one cell at a time"

@@ -122,14 +122,29 @@ def test_a_failed_cell_does_not_stop_the_others_and_is_named(tmp_path, tiny_bert
     grid = yaml.safe_load(grid_file.read_text())
     grid["settings"] = [
         grid["settings"][0],
-        {"name": "missing data", "train_file": str(tmp_path / "nope.txt")},
+        {"name": "missing model", "model_name_or_path": str(tmp_path / "nope")},
     ]
     grid_file.write_text(yaml.safe_dump(grid))
     code, out, err = run(capsys, ["experiment", str(grid_file), "--out", str(tmp_path / "exp"), "--no-plots"])
     assert code == 1
-    assert "missing data seed 1 failed: exit status 2; see " in err and "missing-data-seed1.log" in err
+    assert "missing model seed 1 failed: exit status 2; see " in err and "missing-model-seed1.log" in err
     assert err.strip().splitlines()[-1].startswith("simcse: error: 1 of 2 cells failed")
-    assert "| tau 0.05 |" in out and "| missing data | - | 0 (1 failed) |" in out
+    assert "| tau 0.05 |" in out and "| missing model | - | 0 (1 failed) |" in out
+
+
+def test_missing_data_is_one_error_before_any_cell_starts(tmp_path, tiny_bert, files, capsys):
+    grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1, 2])
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["settings"] += [{"name": "gone a", "train_file": str(tmp_path / "nope.txt")},
+                         {"name": "gone b", "train_file": str(tmp_path / "nope.txt"), "temperature": 0.1}]  # fmt: skip
+    grid_file.write_text(yaml.safe_dump(grid))
+    out_dir = tmp_path / "exp"
+    code, _, err = run(capsys, ["experiment", str(grid_file), "--out", str(out_dir), "--no-plots"])
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"simcse: error: {tmp_path / 'nope.txt'}: training file not found (needed by gone a, gone b)"
+    )
+    assert not any(out_dir.glob("*/metrics.jsonl"))  # no cell started, not even the ones whose data is there
 
 
 def test_grid_files_are_checked_whole(tmp_path, tiny_bert, files):

@@ -368,3 +368,18 @@ def test_prefetcher_close_does_not_hang_on_a_full_queue(tokenizer):
     next(prefetch)
     prefetch.close()
     assert not prefetch._thread.is_alive()
+
+
+def test_a_head_sample_with_too_few_rows_names_the_download(tmp_path, tiny_bert):
+    from simcse.core.runtime import Dist
+    from simcse.training.setup import read_inputs
+    from tests.helpers import train_config
+
+    (tmp_path / "wiki").mkdir()
+    (tmp_path / "wiki" / "wiki1m_for_simcse.head10.txt").write_text("a b\n\nc d\n" * 3 + "e\n")  # 7 rows
+    config = train_config(tiny_bert, "wiki1m", tmp_path / "o", data_dir=str(tmp_path), max_train_samples=7)
+    assert len(read_inputs(config, Dist(), False).data) == 7
+    config = train_config(tiny_bert, "wiki1m", tmp_path / "o", data_dir=str(tmp_path), max_train_samples=9)
+    with pytest.raises(DataError, match=r"head10.txt: a sample of wiki1m with 7 rows, fewer than max_train_samples 9; "
+                                        r"fetch the whole file with: simcse data download wiki1m"):  # fmt: skip
+        read_inputs(config, Dist(), False)

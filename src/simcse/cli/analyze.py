@@ -1,4 +1,4 @@
-"""``simcse analyze MODEL... [--out DIR]``: anisotropy, similarity by gold score and nearest neighbours."""
+"""``simcse analyze MODEL... [--output DIR]``: anisotropy, similarity by gold score and nearest neighbours."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "analyze",
         help="anisotropy (singular-value spectrum, mean cosine), cosine density by STS-B gold score, neighbours",
         description="Writes analysis.json, analysis.md, spectrum.png/.svg and similarity-density.png/.svg "
-        "into --out, one column / curve / panel per model (the paper's Section 7 and Figure 3).",
+        "into --output, one column / curve / panel per model (the paper's Section 7 and Figure 3).",
     )
     p.add_argument("models", nargs="*", metavar="MODEL", help=MODEL_HELP + " (default: the embedded model)")
-    p.add_argument("--out", default="analysis", help="output directory")
+    p.add_argument(
+        "--output", "--out", dest="out", default="analysis", help="output directory (default: %(default)s)"
+    )
     p.add_argument(
         "--sentences",
         default=None,

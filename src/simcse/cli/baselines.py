@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from simcse.core.files import check_output_file
     from simcse.evaluation.baseline_table import baseline_table, runtime_table
     from simcse.evaluation.report import append_csv, markdown_tables, write_json
+    from simcse.modeling.names import EMBEDDED_NAME
 
     for path, option in ((args.output, "--output"), (args.csv, "--csv")):
         if path:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_tables(results))
     print("\n" + runtime_table(results))
     if args.output:
-        write_json({"encoder": encoder or "all-MiniLM-L6-v2", "rows": results}, args.output)
+        write_json({"encoder": encoder or EMBEDDED_NAME, "rows": results}, args.output)
     if args.csv:
         for result in results:
             append_csv(result, args.csv)

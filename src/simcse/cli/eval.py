@@ -19,7 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=MODEL_HELP + " (default: default)",
     )
     p.add_argument(
-        "--tasks", default="sts", help="sts | transfer | full | geometry | comma-separated SentEval names"
+        "--tasks",
+        default="sts",
+        help="sts | transfer | full | geometry | clustering | comma-separated task names (cluster:FILE.csv for "
+        "your own clustering set); default: %(default)s",
     )
     p.add_argument(
         "--mode", default="test", choices=("test", "dev", "fasttest"), help="SentEval's evaluation mode"

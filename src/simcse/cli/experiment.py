@@ -1,4 +1,4 @@
-"""``simcse experiment NAME|GRID.yaml [--base CONFIG] [--seeds 1,2,3] [--max_steps N] [--out DIR]
+"""``simcse experiment NAME|GRID.yaml [--base CONFIG] [--seeds 1,2,3] [--max_steps N] [--output DIR]
 [--parallel K]``: a grid of training runs over seeds, its table and its plot."""
 
 from __future__ import annotations
@@ -49,12 +49,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="any training option for every cell, e.g. --set final_eval=sts (repeatable)",
     )
     p.add_argument(
-        "--out", default=None, help="where the cells and results go (default runs/experiments/NAME)"
+        "--output",
+        "--out",
+        dest="out",
+        default=None,
+        help="where the cells and results go (default runs/experiments/NAME)",
     )
     p.add_argument(
         "--parallel", type=positive_int, default=1, help="cells at a time (one GPU each when present)"
     )
-    p.add_argument("--launcher", choices=("local", "submitit"), default="local")
+    p.add_argument(
+        "--launcher",
+        choices=("local", "submitit"),
+        default="local",
+        help="local: the cells as processes here | submitit: Slurm jobs (default: %(default)s)",
+    )
     p.add_argument(
         "--launcher-option",
         dest="launcher_options",

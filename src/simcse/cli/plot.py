@@ -1,4 +1,4 @@
-"""``simcse plot geometry RUN... | curves RUN... [--out FILE] [--labels A,B]``: figures from runs' metrics."""
+"""``simcse plot geometry RUN... | curves RUN... [--output FILE] [--labels A,B]``: figures from runs' metrics."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ):
         q = kinds.add_parser(name, help=text, description=text)
         q.add_argument("runs", nargs="+", metavar="RUN", help="run directories (or their metrics.jsonl)")
-        q.add_argument("--out", default=f"{name}.png", help="the figure (a .png and a .svg are written)")
+        q.add_argument(
+            "--output",
+            "--out",
+            dest="out",
+            default=f"{name}.png",
+            help="the figure (a .png and a .svg are written; default: %(default)s)",
+        )
         q.add_argument(
             "--labels", default=None, help="comma-separated names for the runs (default: directory names)"
         )

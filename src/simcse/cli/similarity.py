@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from simcse.cli.options import BF16_HELP, MODEL_HELP, add_model_options
+from simcse.modeling.names import EMBEDDED_NAME
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -12,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "similarity",
         help="cosine similarity of two sentences",
         description="Print the cosine similarity of two sentences (4 decimals). "
-        "Without MODEL (or with 'default' or '-'): the embedded all-MiniLM-L6-v2.",
+        f"Without MODEL (or with 'default' or '-'): the embedded {EMBEDDED_NAME}.",
     )
     # one list, split in run(): an optional MODEL before two required positionals would make argparse read
     # `similarity MODEL --pooler avg A B` as A=MODEL; words after the options join the list (cli.main)

@@ -252,10 +252,10 @@ def _check_sha256(path: Path, etag: str | None, what: str) -> None:
         )
 
 
-def _from_hub(name: str, endpoint: str, force: bool) -> Path:
+def _from_hub(name: str, endpoint: str, force: bool, announce: str | None = None) -> Path:
     """Dataset ``name``'s file in the Hub's cache: downloaded unless cached there (``force``: again), and
     checked. Without a connection (or with ``HF_HUB_OFFLINE``) a cached copy is used, else
-    HubUnreachableError."""
+    HubUnreachableError. ``announce``: a line to print once the Hub has answered and the transfer starts."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download
     from huggingface_hub.utils import HfHubHTTPError
 
@@ -286,6 +286,9 @@ def _from_hub(name: str, endpoint: str, force: bool) -> Path:
             f"{what} failed: the answer has no X-Repo-Commit or ETag header, so {endpoint} is not a Hugging "
             "Face Hub (or a proxy strips them); check --endpoint / $HF_ENDPOINT"
         )
+    if announce:
+        size = f" ({meta.size / 1e6:.1f} MB)" if meta.size else ""
+        print(f"{announce}{size}", file=sys.stderr)
     try:
         path = Path(hf_hub_download(**hub_file, endpoint=endpoint, force_download=force))
     except hub_errors() as err:  # HTTP errors, a cut connection after the retries, a size mismatch
@@ -304,6 +307,7 @@ def download_dataset(
     endpoint: str | None = None,
     progress: bool = True,
     force: bool = False,
+    announce: bool = False,
 ) -> Path:
     """Download dataset ``name`` into the data directory unless present (``force``: download it again);
     returns its path. ``endpoint``: a mirror of the Hub (default ``$HF_ENDPOINT``, else huggingface.co)."""
@@ -312,8 +316,13 @@ def download_dataset(
     if final.exists() and not force:
         return final
     base = resolve_endpoint(endpoint)
+    line = (
+        f"simcse: downloading {name} ({spec.remote_name}) from {base} into {final.parent}"
+        if announce
+        else None
+    )
     with quiet_hub(progress):
-        cached = _from_hub(name, base, force)
+        cached = _from_hub(name, base, force, line)
     if spec.is_tar:
         _extract_tar(cached, final)
     else:
@@ -326,22 +335,46 @@ def ensure_dataset(
     data_dir: str | Path | None = None,
     download: bool = True,
     endpoint: str | None = None,
+    rows: int = 0,
 ) -> Path:
     """The local path of dataset ``name``, downloading it if absent, ``download`` is true and the Hub is
-    reachable; otherwise raises MissingDataError naming the expected path and the fetch command."""
+    reachable (saying so on stderr); otherwise raises MissingDataError naming the expected path and the
+    fetch command. With ``rows`` (only the first rows will be read), a sample of the file's first lines
+    beside it (``wiki1m_for_simcse.head11914.txt``: :func:`head_sample`) does when it has enough of them."""
     path = dataset_path(name, data_dir)
     if path.exists():
         return path
+    sample = head_sample(path, rows) if rows else None
+    if sample is not None:
+        return sample
     root = resolve_data_dir(data_dir)
     command = fetch_command(name, None if root == _default_data_dir() else root)
     if not download:
         raise MissingDataError(path, command)
     try:
-        return download_dataset(name, data_dir, endpoint=endpoint)
+        found = download_dataset(name, data_dir, endpoint=endpoint, announce=True)
     except HubUnreachableError as err:
         raise MissingDataError(path, command, reason=f"not found and {err.reason}") from None
     except SimCSEError as err:
         raise MissingDataError(path, command, reason=f"not found and the download failed ({err})") from None
+    print(f"simcse: downloaded {name} to {found}", file=sys.stderr)
+    return found
+
+
+HEAD_SAMPLE = re.compile(r"\.head(\d+)$")  # STEM.headN.SUFFIX: the first N lines of STEM.SUFFIX
+
+
+def head_sample(path: Path, rows: int) -> Path | None:
+    """The smallest file beside ``path`` named ``STEM.headN.SUFFIX`` with ``N >= rows``: the published
+    file's first N lines, which give the same first ``rows`` rows (None when there is none)."""
+    if not path.parent.is_dir():
+        return None
+    found = []
+    for candidate in path.parent.glob(f"{path.stem}.head*{path.suffix}"):
+        match = HEAD_SAMPLE.search(candidate.name[: len(candidate.name) - len(path.suffix)])
+        if match and int(match.group(1)) >= rows and candidate.is_file():
+            found.append((int(match.group(1)), candidate))
+    return min(found)[1] if found else None
 
 
 def main_download(

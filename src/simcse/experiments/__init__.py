@@ -44,7 +44,8 @@ def budget_of(todo: list[Cell], seeds: int) -> str:
         "number of steps", lambda c: f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)"
     )
     batch = shared("batch size", lambda c: f"batch {c.batch_size}")
-    data = shared("training file", lambda c: Path(c.train_file).name)
+    data = shared("training file", lambda c: Path(c.train_file).name
+                  + (f" (its first {c.max_train_samples:,} rows)" if c.max_train_samples else ""))  # fmt: skip
     max_length = shared("max length", lambda c: f"max length {c.max_seq_len}")
     precision = shared("precision", lambda c: f"precision {c.precision}")
     device = shared("device", lambda c: f"device {c.device}")
@@ -89,6 +90,7 @@ def run_experiment(
         f"in {out} ({budget})"
     )
     if run:
+        check_data(todo)
         results = run_cells(
             grid,
             todo,
@@ -114,6 +116,41 @@ def run_experiment(
         files += plot_settings(grid, rows, out, budget)
         files += _geometry_plot(grid, todo, results, out)
     return ExperimentResult(grid, out, results, rows, files)
+
+
+def check_data(todo: list[Cell]) -> None:
+    """Every cell's training file and evaluation data, found (or fetched, as a run would) before the first
+    cell starts: what is missing is one error that names the settings needing it, not one failure per cell."""
+    from simcse.core.errors import SimCSEError
+    from simcse.data.download import ensure_dataset
+    from simcse.training.setup import resolve_train_file
+
+    missing: dict[str, list[str]] = {}
+    checked: dict[tuple, str | None] = {}
+    for cell in todo:
+        c = cell.config
+        needs = [("train", c.train_file, c.data_dir, c.max_train_samples)]
+        if (c.dev_eval and not c.dev_file) or c.final_eval != "none" or c.geometry_steps:
+            needs.append(("senteval", c.data_dir))
+        for need in needs:
+            if need not in checked:
+                try:
+                    if need[0] == "senteval":
+                        ensure_dataset("senteval", c.data_dir)
+                        checked[need] = None
+                    else:
+                        path = resolve_train_file(c)
+                        checked[need] = None if path.is_file() else f"{path}: training file not found"
+                except SimCSEError as e:
+                    checked[need] = str(e)
+            if checked[need] is not None:
+                names = missing.setdefault(checked[need], [])
+                if cell.setting.name not in names:
+                    names.append(cell.setting.name)
+    if missing:
+        raise SimCSEError(
+            "; ".join(f"{problem} (needed by {', '.join(names)})" for problem, names in missing.items())
+        )
 
 
 def finished_cells(todo: list[Cell]) -> list[CellResult]:

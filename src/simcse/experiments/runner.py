@@ -114,7 +114,9 @@ def plan(cells: list[Cell]) -> dict[str, list[Cell]]:
             states["fresh"].append(cell)
             continue
         if not saved_path.is_file():
-            problems.append(f"{cell.out}: not a simcse run and not empty; remove it or choose another --out")
+            problems.append(
+                f"{cell.out}: not a simcse run and not empty; remove it or choose another --output"
+            )
             continue
         saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
         # an option the saved run's simcse did not have yet ran at its default
@@ -123,7 +125,7 @@ def plan(cells: list[Cell]) -> dict[str, list[Cell]]:
         if diff:
             problems.append(
                 f"{cell.out} was trained with other settings: {', '.join(diff[:4])}"
-                f"{' ...' if len(diff) > 4 else ''}; remove it or choose another --out"
+                f"{' ...' if len(diff) > 4 else ''}; remove it or choose another --output"
             )
         elif finished_step(cell.out, cell.config) is not None:
             states["done"].append(cell)

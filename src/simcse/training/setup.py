@@ -91,6 +91,10 @@ class Inputs:
 def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
     """Read and check every input of the run. Writes nothing."""
     data = read_training_file(resolve_train_file(config), config.max_train_samples)
+    if config.max_train_samples and len(data) < config.max_train_samples and ".head" in Path(data.path).name:
+        raise DataError(data.path, f"a sample of {config.train_file} with {len(data):,} rows, fewer than "
+                                   f"max_train_samples {config.max_train_samples:,}; fetch the whole file with: "
+                                   f"simcse data download {config.train_file}")  # fmt: skip
     views = resolve_views(config, data)
     evaluator = None
     if config.dev_eval:
@@ -151,7 +155,7 @@ def resolve_train_file(config: TrainConfig) -> Path:
     from simcse.data.download import DATASETS, ensure_dataset, resolve_data_dir
 
     if config.train_file in DATASETS and config.train_file != "senteval":
-        return ensure_dataset(config.train_file, config.data_dir)
+        return ensure_dataset(config.train_file, config.data_dir, rows=config.max_train_samples)
     from simcse.data import nli_files
 
     if nli_files.is_derived(config.train_file):

