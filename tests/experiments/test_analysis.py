@@ -67,3 +67,49 @@ def test_cli_writes_the_tables_and_figures(tiny_bert, tiny_bert4, data_dir, tmp_
     bad.write_text("only one\n")
     code, _, err = run(capsys, ["analyze", str(tiny_bert), "--corpus", str(bad), "--data-dir", str(data_dir)])
     assert_one_line_error(code, err, "--corpus needs at least two non-empty lines")
+
+
+class _Table:
+    """An encoder of fixed vectors: 'a...' sentences along x, the others along y."""
+
+    def encode(self, sentences, batch_size=128):
+        return np.array([[1.0, 0.0] if s.startswith("a") else [0.0, 1.0] for s in sentences])
+
+
+def test_a_sentence_the_corpus_holds_twice_is_one_neighbour():
+    from simcse.experiments.analysis import analyze_model
+
+    pairs = (["a x", "b y"], ["a z", "b w"], np.array([5.0, 1.0]))
+    result = analyze_model(_Table(), "t", ["a x", "b y", "a q"], pairs, ["a one", "a one", "b two", "a three"],
+                           ["a query"], k=3)  # fmt: skip
+    assert [s for s, _ in result.neighbours["a query"]] == ["a one", "a three", "b two"]
+
+
+def test_the_plots_leave_out_numerical_zeros_and_keep_their_labels_apart(tmp_path):
+    pytest.importorskip("matplotlib")
+    from simcse.experiments.analysis import NUMERICAL_ZERO, ModelAnalysis, _plots
+    from simcse.experiments.plots import pyplot
+
+    values = np.array([1.0, 0.5, 1e-3, 1e-12, 1e-21])  # the last two: rounding of a rank-3 matrix
+    groups = {"0-1": np.array([0.1, 0.2, 0.3]), "4-5": np.array([0.7, 0.8, 0.9])}
+    plt = pyplot()
+    drawn = []
+    real = plt.Axes.plot
+    plt.Axes.plot = lambda self, *a, **k: drawn.append(a) or real(self, *a, **k)
+    try:
+        _plots([ModelAnalysis("m", values, {1: 0.8}, 0.1, groups, {})], tmp_path)
+    finally:
+        plt.Axes.plot = real
+    spectrum_line = drawn[0][1]
+    assert min(spectrum_line) >= NUMERICAL_ZERO and len(spectrum_line) == 3
+    assert (tmp_path / "spectrum.png").is_file() and (tmp_path / "similarity-density.png").is_file()
+
+
+def test_the_grid_figure_wraps_its_budget_inside_the_figure():
+    from simcse.experiments.plots import AXES_SHARE, wrap_to
+
+    budget = ("the embedded all-MiniLM-L6-v2, 50 steps of batch 64 on wiki1m (its first 11,914 rows), max length 32, "
+              "precision auto, device auto, 3 seed(s)")  # fmt: skip
+    lines = wrap_to(budget, 5.0 * AXES_SHARE, 8)
+    assert len(lines) >= 3 and " ".join(lines) == budget
+    assert max(map(len, lines)) * 8 * 0.55 <= 5.0 * AXES_SHARE * 72  # each line narrower than the axes

@@ -56,6 +56,11 @@ class ModelAnalysis:
         }
 
 
+# singular values below this share of the largest are float32 rounding of a rank-deficient matrix (more
+# dimensions than sentences, or a collapsed direction): the spectrum plot stops there
+NUMERICAL_ZERO = 1e-6
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -123,6 +128,7 @@ def analyze_model(
     matrix = embed(sentences)
     values, share = spectrum(matrix)
     by_gold = cosine_by_gold(embed(a), embed(b), gold)
+    corpus = list(dict.fromkeys(corpus))  # a sentence the corpus holds twice is one neighbour, once
     hits = nearest(embed(queries), embed(corpus), corpus, k)
     return ModelAnalysis(name, values, share, mean_cosine(matrix), by_gold, dict(zip(queries, hits)))
 
@@ -168,11 +174,10 @@ def _plots(analyses: list[ModelAnalysis], out: Path) -> list[Path]:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     for a in analyses:
-        ax.plot(
-            np.arange(1, len(a.singular_values) + 1),
-            a.singular_values,
-            label=f"{a.name} (mean cos {a.mean_cosine:.2f})",
-        )
+        shown = a.singular_values[
+            a.singular_values >= NUMERICAL_ZERO
+        ]  # the rest is rounding, not a direction
+        ax.plot(np.arange(1, len(shown) + 1), shown, label=f"{a.name} (mean cos {a.mean_cosine:.2f})")
     ax.set_yscale("log")
     ax.set_xlabel("direction (by singular value)")
     ax.set_ylabel("singular value / largest (log scale)")
@@ -191,6 +196,7 @@ def _plots(analyses: list[ModelAnalysis], out: Path) -> list[Path]:
         ax.set_title(a.name, fontsize=9)
         ax.set_xlabel("cosine similarity")
         ax.set_xlim(-1, 1)
+        ax.set_xticks([-1.0, -0.5, 0.0, 0.5, 1.0])
     axes[0][0].set_ylabel("density")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()

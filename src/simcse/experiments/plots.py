@@ -25,6 +25,17 @@ def pyplot() -> Any:
     return plt
 
 
+AXES_SHARE = 0.6  # of the figure's width: the legend stands outside the axes, on the right
+
+
+def wrap_to(text: str, inches: float, points: float) -> list[str]:
+    """``text`` in lines that fit ``inches`` at a font of ``points`` (a character is about half as wide as
+    the font is high)."""
+    import textwrap
+
+    return textwrap.wrap(text, max(20, int(inches * 72 / (points * 0.55))))
+
+
 def plot_settings(grid: Grid, rows: list[dict[str, Any]], out: Path, budget: str) -> list[Path]:
     """``out/<grid>.png`` and ``.svg``; settings with no finished cell are left out."""
     plt = pyplot()
@@ -33,7 +44,8 @@ def plot_settings(grid: Grid, rows: list[dict[str, Any]], out: Path, budget: str
     if not shown:
         return []
     label = dict(DEV_COLUMNS).get(metric, metric)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(shown) + 3.0), 4.0))
+    width = max(5.0, 0.9 * len(shown) + 3.0)
+    fig, ax = plt.subplots(figsize=(width, 4.0))
     x = range(len(shown))
     means = [r["metrics"][metric]["mean"] for r in shown]
     stds = [r["metrics"][metric]["std"] or 0.0 for r in shown]
@@ -55,9 +67,7 @@ def plot_settings(grid: Grid, rows: list[dict[str, Any]], out: Path, budget: str
     ax.set_xticklabels([r["setting"] for r in shown], rotation=30, ha="right")
     ax.set_xlabel("setting")
     ax.set_ylabel(f"{label} (Spearman x 100)")
-    import textwrap
-
-    ax.set_title(grid.title + "\n" + "\n".join(textwrap.wrap(budget, 100)), fontsize=8)
+    ax.set_title(grid.title + "\n" + "\n".join(wrap_to(budget, width * AXES_SHARE, 8)), fontsize=8)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar or marker
     fig.tight_layout()
     paths = save_figure(fig, out / grid.name)
