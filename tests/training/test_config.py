@@ -11,7 +11,7 @@ from simcse.core.errors import ConfigError
 from simcse.core.safe_yaml import read_yaml
 from simcse.training.config import TrainConfig, parse_flags
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RECIPES = sorted(CONFIGS.glob("*.yaml")) + sorted(CONFIGS.glob("*.yml"))
 
 
@@ -278,8 +278,43 @@ def test_gradient_accumulation_refusal_explains_gradcache():
 
 
 # ---------------------------------------------------------------------------------------------- recipes
-@pytest.mark.skipif(not RECIPES, reason="no recipes in configs/")
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_recipe_loads_and_validates(path):
     config = TrainConfig.from_yaml(path).validate()
     assert config.train_file
+
+
+def test_configs_links_every_recipe_of_the_package_and_nothing_else():
+    from simcse.training.config.recipes import RECIPES_DIR, builtin_recipes
+
+    assert len(RECIPES) >= 17  # the quickstart, the paper's eight, the follow-up methods'
+    assert sorted(p.stem for p in RECIPES) == builtin_recipes()
+    assert all(p.resolve() == (RECIPES_DIR / p.name).resolve() for p in RECIPES)  # one copy, not two
+
+
+def test_a_recipe_is_addressed_by_name(tiny_bert, tmp_path, capsys):
+    from tests.helpers import run
+
+    txt = tmp_path / "t.txt"
+    txt.write_text("\n".join(f"sentence {i} of the file" for i in range(12)) + "\n")
+    code, _, err = run(capsys, ["train", "quickstart", "--model_name_or_path", str(tiny_bert), "--train_file", str(txt),
+                                "--max_train_samples", "0", "--max_steps", "1", "--dev_eval", "false",
+                                "--final_eval", "none", "--output_dir", str(tmp_path / "o")])  # fmt: skip
+    assert code == 0, err
+    saved = (tmp_path / "o" / "train_config.yaml").read_text()
+    assert "mlp_only_train: true" in saved and "temperature: 0.05" in saved  # the quickstart's values
+    code, _, err = run(capsys, ["train", "no-such-recipe"])
+    assert (
+        code == 2 and "no-such-recipe: no such config file or recipe; recipes: ct-bert-base-uncased," in err
+    )
+
+
+def test_simcse_recipes_lists_each_with_one_line(capsys):
+    from simcse.training.config.recipes import builtin_recipes
+    from tests.helpers import run
+
+    code, out, _ = run(capsys, ["recipes"])
+    lines = out.strip().splitlines()
+    assert code == 0 and [line.split()[0] for line in lines] == builtin_recipes()
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # every recipe says what it is
+    assert any(line.startswith("quickstart ") and "CPU quickstart" in line for line in lines)

@@ -21,6 +21,7 @@ from simcse.cli import (
     index,
     plot,
     push,
+    recipes,
     search,
     serve,
     similarity,
@@ -43,6 +44,7 @@ SUBCOMMANDS = (
     search,
     export,
     push,
+    recipes,
 )
 
 

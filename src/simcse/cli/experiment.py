@@ -36,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "cells and resumes interrupted ones. Built-in grids: " + ", ".join(builtin_grids()),
     )
     p.add_argument("grid", metavar="NAME|GRID.yaml", help="a built-in grid or a grid file")
-    p.add_argument("--base", default=None, help="a config file applied on top of the grid's base")
+    p.add_argument(
+        "--base", default=None, help="a config file or recipe name applied on top of the grid's base"
+    )
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default: the grid's)")
     p.add_argument("--max_steps", "--max-steps", type=positive_int, default=None, help="steps per cell")
     p.add_argument(
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from simcse.experiments.grid import cells, load_grid
     from simcse.experiments.runner import plan
     from simcse.training.config import parse_flags
+    from simcse.training.config.recipes import recipe_path
 
     overrides = parse_flags([item for key, value in args.sets for item in (f"--{key}", value)])
     if args.max_steps is not None:
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     if args.dry_run:
         out = Path(args.out) if args.out else Path("runs/experiments") / grid.name
-        base = read_yaml(args.base) if args.base else None
+        base = read_yaml(recipe_path(args.base)) if args.base else None
         states = plan(cells(grid, out, base=base, seeds=args.seeds, overrides=overrides))
         for state, listed in states.items():
             for cell in listed:
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_experiment(
         grid,
         args.out,
-        base=args.base,
+        base=recipe_path(args.base) if args.base else None,
         seeds=args.seeds,
         overrides=overrides,
         parallel=args.parallel,

@@ -1,4 +1,4 @@
-"""``simcse train [CONFIG.yaml] [--key value ...] [--resume]``: every TrainConfig key is a flag."""
+"""``simcse train [CONFIG.yaml|RECIPE] [--key value ...] [--resume]``: every TrainConfig key is a flag."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", help="YAML recipe (configs/*.yaml); optional")
+    p.add_argument(
+        "config", nargs="?", help="a YAML config file, or a recipe's name (simcse recipes); optional"
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue from the newest intact checkpoint in output_dir"
     )
@@ -47,9 +49,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     from simcse.training.config import TrainConfig, parse_flags
+    from simcse.training.config.recipes import recipe_path
     from simcse.training.loop import train
 
-    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    config = TrainConfig.from_yaml(recipe_path(args.config)) if args.config else TrainConfig()
     config = config.override(parse_flags(args.flags))
     train(config, resume=args.resume)
     return 0
