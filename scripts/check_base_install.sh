@@ -25,7 +25,8 @@ PY
 (cd /tmp && "$OLDPWD/$VENV/bin/simcse" eval "$MODEL" --tasks STSBenchmark --mode dev --pooler avg)
 # the recipes and grids ship inside the wheel: addressed by name from outside the checkout
 RUN_DIR="$(mktemp -d)"
-(cd "$RUN_DIR" && "$OLDPWD/$VENV/bin/simcse" recipes | grep -q "^quickstart ")
+recipes=$(cd "$RUN_DIR" && "$OLDPWD/$VENV/bin/simcse" recipes)
+grep -q "^quickstart " <<<"$recipes"
 (cd "$RUN_DIR" && "$OLDPWD/$VENV/bin/simcse" experiment dropout --dry-run > /dev/null)
 (cd "$RUN_DIR" && "$OLDPWD/$VENV/bin/simcse" train quickstart --model_name_or_path "$MODEL" --max_steps 2 \
     --eval_before_training false --final_eval none --progress_bar false --output_dir "$RUN_DIR/quickstart")

@@ -97,6 +97,14 @@ def test_bad_input_in_a_subprocess_exits_2(tmp_path, tiny_bert):
     assert not out_dir.exists()
 
 
+def test_a_reader_that_stops_early_gets_no_traceback():
+    # ``simcse recipes | grep -q NAME`` closes the pipe after the first match: the CI base check did this
+    shell = f"{sys.executable} -m simcse.cli recipes | head -c 1 > /dev/null; echo ${{PIPESTATUS[0]}} >&2"
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] in {"0", "141"}
+
+
 def test_non_empty_output_dir_without_resume_is_refused_and_untouched(tmp_path, capsys, tiny_bert, train_txt):
     out_dir = tmp_path / "out"
     out_dir.mkdir()

@@ -8,6 +8,7 @@ imports torch before a command runs, so ``simcse --help`` is fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -74,6 +75,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
+        """Exit with status 2 and one line: ``simcse: error: PROG: MESSAGE (see PROG --help)``."""
         self.exit(2, f"simcse: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
@@ -93,6 +95,10 @@ def build_parser(serve_options: bool = False) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``simcse`` command on ``argv`` (None: ``sys.argv[1:]``) and return its exit status: the
+    subcommand's, 2 for a usage error or a :class:`~simcse.core.errors.SimCSEError` (printed as one line, no
+    traceback), 130 on Ctrl-C, 141 when the reader of stdout went away. ``train`` is parsed by
+    :func:`simcse.cli.train.parse`, since its flags are TrainConfig's keys."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(serve_options=argv[:1] == ["serve"])
     if argv[:1] == ["train"] and not {"-h", "--help"} & set(argv):
@@ -119,3 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("simcse: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader stopped early (``simcse recipes | head -1``): quiet, as a shell tool killed by SIGPIPE is;
+        # stdout goes to devnull so that the interpreter's final flush cannot raise the same error again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -11,6 +11,7 @@ from simcse.modeling.names import EMBEDDED_NAME
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse eval`` and its options to ``sub``."""
     p = sub.add_parser("eval", help="evaluate encoders on STS, transfer tasks and geometry")
     p.add_argument(
         "models",
@@ -81,9 +82,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate each model, print the tables (and the seed summary with ``--seeds``), append ``--csv`` rows
+    and write ``--output``; the output paths are checked before the evaluation starts."""
     from simcse.cli.options import flags, model_arg, say
     from simcse.core.files import check_output_dir, check_output_file
     from simcse.core.precision_options import precision_of
+    from simcse.core.provenance import provenance
     from simcse.evaluation.report import (
         append_csv,
         markdown_tables,
@@ -144,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         payload = results[0] if len(results) == 1 else {"runs": results}
         if summary is not None:
             payload = {"runs": results, "seeds": summary}
+        payload["provenance"] = provenance()  # what the docs' results pages stamp the table with
         try:
             write_json(payload, args.output)
         except OSError as e:  # after the check: the disk filled up, say (the tables above are printed)

@@ -44,8 +44,13 @@ def budget_of(todo: list[Cell], seeds: int) -> str:
         "number of steps", lambda c: f"{c.max_steps} steps" if c.max_steps else f"{c.num_epochs} epoch(s)"
     )
     batch = shared("batch size", lambda c: f"batch {c.batch_size}")
-    data = shared("training file", lambda c: Path(c.train_file).name
-                  + (f" (its first {c.max_train_samples:,} rows)" if c.max_train_samples else ""))  # fmt: skip
+    data = shared(
+        "training file",
+        lambda c: (
+            Path(c.train_file).name
+            + (f" (its first {c.max_train_samples:,} rows)" if c.max_train_samples else "")
+        ),
+    )
     max_length = shared("max length", lambda c: f"max length {c.max_seq_len}")
     precision = shared("precision", lambda c: f"precision {c.precision}")
     device = shared("device", lambda c: f"device {c.device}")

@@ -92,9 +92,12 @@ def read_inputs(config: TrainConfig, dist: Dist, resume: bool) -> Inputs:
     """Read and check every input of the run. Writes nothing."""
     data = read_training_file(resolve_train_file(config), config.max_train_samples)
     if config.max_train_samples and len(data) < config.max_train_samples and ".head" in Path(data.path).name:
-        raise DataError(data.path, f"a sample of {config.train_file} with {len(data):,} rows, fewer than "
-                                   f"max_train_samples {config.max_train_samples:,}; fetch the whole file with: "
-                                   f"simcse data download {config.train_file}")  # fmt: skip
+        raise DataError(
+            data.path,
+            f"a sample of {config.train_file} with {len(data):,} rows, fewer than "
+            f"max_train_samples {config.max_train_samples:,}; fetch the whole file with: "
+            f"simcse data download {config.train_file}",
+        )
     views = resolve_views(config, data)
     evaluator = None
     if config.dev_eval:

@@ -24,8 +24,10 @@ def recipe_path(value: str | Path) -> Path:
     builtin = RECIPES_DIR / f"{value}.yaml"
     if builtin.is_file():
         return builtin
-    raise ConfigError(f"{value}: no such config file or recipe; recipes: {', '.join(builtin_recipes())} "
-                      "(simcse recipes says what each is)")  # fmt: skip
+    raise ConfigError(
+        f"{value}: no such config file or recipe; recipes: {', '.join(builtin_recipes())} "
+        "(simcse recipes says what each is)"
+    )
 
 
 def summary(path: Path) -> str:
