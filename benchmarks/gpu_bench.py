@@ -151,7 +151,7 @@ def run_ours(args, model_dir: Path, train_file: Path, objective: str, batch: int
             "peak_gb": peak_memory_gb(device)}  # fmt: skip
 
 
-def run_st_mnrl(args, model_dir: Path, sentences: list[str]) -> dict:
+def run_st_mnrl(args, model_dir: Path, sentences: list[str], bf16: bool = True) -> dict:
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -168,7 +168,7 @@ def run_st_mnrl(args, model_dir: Path, sentences: list[str]) -> dict:
     model.max_seq_length = MAX_LEN
     loss_fn = MultipleNegativesRankingLoss(model, scale=20.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, fused=device.type in ("cuda", "cpu"))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     model.train()
     order = list(range(len(sentences)))
     random.Random(0).shuffle(order)
@@ -264,7 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encode-rounds", type=int, default=2)
     parser.add_argument("--skip", default="", help="comma-separated: fp32,bf16,compile,st,sup,encode")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--all-rows", action="store_true",
+                        help="--cpu: bf16 rows even on a CPU without bf16 units (emulated there, and slow)")  # fmt: skip
     args = parser.parse_args(argv)
+    from bench_common import print_cpu, skip_reason
+
+    print_cpu()
     if not args.cpu and not torch.cuda.is_available():
         parser.error("no CUDA device; pass --cpu to run on the CPU")
     args.device = "cpu" if args.cpu else "cuda"
@@ -277,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else None
     device = torch.device(args.device)
     half = "bf16" if (args.cpu or torch.cuda.is_bf16_supported()) else "fp16"
+    no_bf16 = None if (not args.cpu or args.all_rows) else skip_reason("bf16")
+    if no_bf16:  # the half-precision rows in fp32 (the unsup bf16 row is then the fp32 one: skipped)
+        half = "fp32"
+        print(
+            f"gpu_bench: {no_bf16}: the sup, compile and MNRL rows run in fp32 (--all-rows: bf16)", flush=True
+        )
 
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -305,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                 "fp32" + ("" if args.cpu else "+tf32"),
                 lambda: run_ours(args, model_dir, unsup_file, "unsup", UNSUP_BATCH, "fp32", False, tmp),
             )
-        if "bf16" not in skip:
+        if no_bf16 and "bf16" not in skip:
+            results.append({"run": "unsup simcse", "kind": "unsup", "precision": "bf16", "skipped": no_bf16})
+        elif "bf16" not in skip:
             record(
                 "unsup simcse",
                 "unsup",
@@ -323,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             record(
                 "unsup sentence-transformers MNRL",
                 "unsup",
-                "bf16",
-                lambda: run_st_mnrl(args, model_dir, sentences),
+                "fp32" if no_bf16 else "bf16",
+                lambda: run_st_mnrl(args, model_dir, sentences, bf16=not no_bf16),
             )
         if "sup" not in skip:
             record(
@@ -355,7 +368,9 @@ def print_table(results: list[dict], device: torch.device, model_dir: Path, args
     print("| run | precision | steps/s | rows/s (sentences or triples) | peak GPU memory |")
     print("|---|---|---:|---:|---:|")
     for r in results:
-        if "error" in r:
+        if "skipped" in r:
+            print(f"| {r['run']} | {r['precision']} | {r['skipped']} | | |")
+        elif "error" in r:
             print(f"| {r['run']} | {r['precision']} | failed: {r['error'][:80]} | | |")
         elif r["kind"] == "encode":
             print(f"| {r['run']} | {r['precision']} | | {r['sentences_per_s']:.0f} vs {r['st_sentences_per_s']:.0f} "
@@ -365,7 +380,7 @@ def print_table(results: list[dict], device: torch.device, model_dir: Path, args
             print(
                 f"| {r['run']} | {r['precision']} | {r['steps_per_s']:.2f} | {r['rows_per_s']:.0f} | {mem} |"
             )
-    ok = [r for r in results if "error" not in r]
+    ok = [r for r in results if "error" not in r and "skipped" not in r]
     ours = [r for r in ok if r["kind"] == "unsup" and "simcse" in r["run"]]
     st = [r for r in ok if "MNRL" in r["run"]]
     sup = [r for r in ok if r["kind"] == "sup"]
@@ -373,7 +388,7 @@ def print_table(results: list[dict], device: torch.device, model_dir: Path, args
     print()
     if ours and st:
         best = max(ours, key=lambda r: r["steps_per_s"])
-        same = [r for r in ours if r["precision"] in ("bf16", "fp16")]
+        same = [r for r in ours if r["precision"] == st[0]["precision"]]
         ratio = f"{same[0]['steps_per_s'] / st[0]['steps_per_s']:.2f}x at equal precision, " if same else ""
         print(f"unsup: ours vs sentence-transformers MNRL: {ratio}"
               f"{best['steps_per_s'] / st[0]['steps_per_s']:.2f}x best ({best['precision']})")  # fmt: skip

@@ -48,7 +48,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.data_dir)
+    from bench_common import print_cpu
+
     from simcse.core.hardware import describe_cpu
+
+    print_cpu()
 
     print(f"\nunsup, all-MiniLM-L6-v2, batch {args.batch}, max length 32, fp32, {describe_cpu()}")
     print("| chunk | peak RSS (MB) | seconds per step |\n|---|---|---|")

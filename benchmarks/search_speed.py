@@ -149,6 +149,9 @@ def main() -> None:
     )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    from bench_common import print_cpu
+
+    print_cpu()
     if args.quick:
         args.sizes, args.queries, args.batches = "20000", 50, 10
     sizes = [int(s) for s in args.sizes.split(",")]

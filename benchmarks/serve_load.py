@@ -281,6 +281,9 @@ def main() -> int:
     parser.add_argument("--precision", default="fp32,auto", help="comma-separated: one run per precision")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino"))
     args = parser.parse_args()
+    from bench_common import print_cpu
+
+    print_cpu()
     runs = {}
     for precision in args.precision.split(","):
         runs[precision] = one_run(args, precision.strip())

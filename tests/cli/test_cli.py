@@ -220,12 +220,30 @@ def use_case(tmp_path: Path, model: Path, case: str) -> tuple[list[str], list[st
         described = {"source": str(model), "dim": 32, "fingerprint": fingerprint}
         (tmp_path / "idx" / "model.json").write_text(json.dumps(described), encoding="utf-8")
         return ["search", str(tmp_path / "idx"), "query"], [str(tmp_path / "idx" / "index.json"), "not found"]
+    if case == "eval whiten-dim alone":
+        return ["eval", str(model), "--whiten-dim", "8", "--quiet"], ["--whiten-dim needs --whiten"]
+    if case == "eval whiten-dim too large":
+        if not os.environ.get("SIMCSE_DATA_DIR"):
+            pytest.skip("STS-B dev needs SIMCSE_DATA_DIR (make test sets it)")
+        return [
+            "eval",
+            str(model),
+            "--whiten",
+            "self",
+            "--whiten-dim",
+            "999",
+            "--tasks",
+            "STSBenchmark",
+            "--mode",
+            "dev",
+            "--quiet",
+        ], ["--whiten-dim must be in 1..32 (the embedding size), got 999"]
     raise AssertionError(case)
 
 
 USE_CASES = ["encode missing input", "encode not utf-8", "encode existing output", "encode bad model",
              "similarity bad model", "similarity model is a file", "index build missing input", "export bad model",
-             "search not an index"]  # fmt: skip
+             "search not an index", "eval whiten-dim alone", "eval whiten-dim too large"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", USE_CASES)

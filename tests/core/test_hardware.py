@@ -69,3 +69,22 @@ def test_simcse_cpu_flags_replaces_what_the_cpu_reports(cpuinfo, monkeypatch):
     assert hardware.cpu_flags() == set() and hardware.bf16_units() is None
     monkeypatch.setenv("SIMCSE_CPU_FLAGS", "avx2, avx512_bf16 made_up")
     assert hardware.cpu_flags() == {"avx2", "avx512_bf16"} and hardware.bf16_units() == "AVX512-BF16"
+
+
+@pytest.mark.parametrize(("flags", "target", "cls"), [
+    ({"avx2"}, "avx2", "avx2"),
+    ({"avx2", "avx512f"}, "avx512", "avx512"),
+    ({"avx2", "avx_vnni"}, "avx512_vnni", "avx512_vnni"),
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, "avx512_vnni", "avx512_vnni+bf16"),
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}, "amx", "amx+bf16"),
+    (set(), "avx2", "no-avx2"),
+])  # fmt: skip
+def test_the_int8_class_and_the_cpu_class_follow_the_flags(cpuinfo, monkeypatch, flags, target, cls):
+    cpuinfo(OLD)
+    monkeypatch.setenv("SIMCSE_CPU_FLAGS", " ".join(sorted(flags)) or "none")
+    expected_target = "avx2" if target == "avx512" else target
+    assert hardware.int8_target() == expected_target == hardware.int8_target(flags)
+    assert hardware.cpu_class() == cls
+    facts = hardware.cpu_facts()
+    assert facts["flags"] == sorted(flags) and facts["int8"] == expected_target and facts["class"] == cls
+    assert facts["model"] == "Intel(R) Xeon(R) CPU E5-2680 v4" and facts["cores"] >= 1

@@ -25,7 +25,7 @@ def test_gpu_bench_runs_on_cpu_with_a_tiny_model(tmp_path, data_dir):
     env = {**os.environ, "SIMCSE_DATA_DIR": str(data_dir), "PYTHON": sys.executable}
     # aot_eager: the compile path without minutes of C++ code generation on two cores
     cmd = ["bash", str(ROOT / "benchmarks" / "gpu_bench.sh"), "--cpu", "--steps", "5", "--warmup", "1",
-           "--model", str(model), "--compile-backend", "aot_eager", "--encode-sentences", "300", "--json", str(out)]  # fmt: skip
+           "--model", str(model), "--compile-backend", "aot_eager", "--encode-sentences", "300", "--json", str(out), "--all-rows"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| unsup simcse | bf16+compile |" in proc.stdout

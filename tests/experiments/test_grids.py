@@ -54,3 +54,17 @@ def test_the_budget_names_what_every_cell_shares_and_says_what_the_settings_vary
     dropout = budget_of(cells(load_grid("dropout"), tmp_path, overrides={"max_steps": 50}), 3)
     assert dropout.startswith("the embedded all-MiniLM-L6-v2, 50 steps of batch 64 on wiki1m")
     assert dropout.endswith("3 seed(s)")
+
+
+def test_a_base_recipe_that_swaps_the_file_trains_on_all_of_it(tmp_path):
+    from simcse.core.safe_yaml import read_yaml
+    from simcse.training.config.recipes import recipe_path
+
+    grid = load_grid("dropout")
+    assert grid.base["max_train_samples"] == 11914  # the grids' CPU-sized sample
+    paper = read_yaml(recipe_path("unsup-bert-base-uncased"))
+    config = cells(grid, tmp_path, base=paper)[0].config
+    assert config.model_name_or_path == "bert-base-uncased" and config.max_train_samples == 0
+    capped = cells(grid, tmp_path, base={**paper, "max_train_samples": 5000})[0].config
+    assert capped.max_train_samples == 5000
+    assert cells(grid, tmp_path, base={"batch_size": 32})[0].config.max_train_samples == 11914

@@ -116,6 +116,14 @@ def test_mlp_only_train_uses_mlp_in_training_only(tiny_bert, sentences):
     assert with_mlp.abs().max() <= 1.0  # tanh output
 
 
+@pytest.mark.parametrize("text", ["", "one sentence"])
+def test_encode_refuses_a_single_string_even_an_empty_one(tiny_bert, text):
+    encoder = Encoder.load(str(tiny_bert))
+    with pytest.raises(TypeError, match="a list of sentences, not a single string"):
+        encoder.encode(text)
+    assert encoder.encode([]).shape == (0, encoder.dim)
+
+
 def test_encode_is_in_input_order_and_batch_independent(tiny_bert, sentences):
     enc = Encoder.load(str(tiny_bert), "avg")
     full = enc.encode(sentences, batch_size=5)

@@ -100,12 +100,14 @@ def test_openvino_exports_in_fp32_and_int8(tiny_bert4, tmp_path):
     graph = GraphEncoder.load(fp32, "openvino", "fp32")
     np.testing.assert_allclose(graph.encode(SENTENCES), torch_model.encode(SENTENCES), atol=1e-4)
     assert GraphEncoder.load(fp32, "openvino", "bf16").precision == "bf16"
-    int8 = export_model(str(tiny_bert4), tmp_path / "ov8", "openvino", pooler="cls", quantize="int8",
-                        calibration=calibration, sts_check=False)  # fmt: skip
-    assert (int8 / "openvino" / "openvino_model_qint8_quantized.xml").is_file()
-    model = SimCSE(str(int8), backend="openvino", precision="fp32")
-    assert model.precision_line == "backend openvino, openvino_model_qint8_quantized.xml in int8 + fp32"
-    assert _cosine(model.encode(SENTENCES).numpy(), torch_model.encode(SENTENCES)).min() > 0.95
+    for scheme in ("static", "static-overflow-fix", "weights"):
+        int8 = export_model(str(tiny_bert4), tmp_path / f"ov8-{scheme}", "openvino", pooler="cls", quantize="int8",
+                            calibration=calibration if scheme != "weights" else None, int8_scheme=scheme,
+                            sts_check=False)  # fmt: skip
+        assert (int8 / "openvino" / "openvino_model_qint8_quantized.xml").is_file()
+        model = SimCSE(str(int8), backend="openvino", precision="fp32")
+        assert model.precision_line == "backend openvino, openvino_model_qint8_quantized.xml in int8 + fp32"
+        assert _cosine(model.encode(SENTENCES).numpy(), torch_model.encode(SENTENCES)).min() > 0.95
 
 
 def test_the_export_is_checked_on_stsb_dev_and_records_it(tiny_bert4, tmp_path, data_dir, capsys):
@@ -161,6 +163,13 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch, tiny_bert4, tmp_path
     ("onnx", {"optimize": "O4", "quantize": "int8"}, "exclude each other"),
     ("onnx", {"optimize": "O5"}, "--optimize must be one of O1, O2, O3, O4"),
     ("onnx", {"optimize": "O4"}, "no CUDA provider"),
+    ("onnx", {"quantize": "int8", "target_cpu": "avx3"}, "--target-cpu must be one of avx2, avx512_vnni, amx"),
+    ("onnx", {"quantize": "int8", "int8_scheme": "weights"},
+     r"--int8-scheme must be one of --to onnx's \(dynamic, dynamic-reduce-range\), got 'weights'"),
+    ("openvino", {"int8_scheme": "weights"}, "add --quantize int8"),
+    ("hf", {"target_cpu": "amx"}, "--target-cpu, --int8-scheme, --max-drop and --calibration are for"),
+    ("openvino", {"quantize": "int8", "target_cpu": "avx2", "calibration": "x.txt"},
+     r"--calibration is for openvino's static int8 schemes .* this export's is weights"),
 ])  # fmt: skip
 def test_invalid_export_options_are_refused_before_anything_is_written(
     tiny_bert4, tmp_path, to, options, message
@@ -259,18 +268,20 @@ def test_sentence_transformers_loads_the_export_with_its_own_backend(
 def test_openvino_int8_calibrates_on_stsb_train_without_the_sts_check(tiny_bert4, tmp_path, data_dir):
     pytest.importorskip("openvino", reason="the openvino extra")
     out = export_model(str(tiny_bert4), tmp_path / "ov8", "openvino", pooler="avg", quantize="int8",
-                       data_dir=data_dir, sts_check=False)  # fmt: skip
+                       int8_scheme="static", data_dir=data_dir, sts_check=False)  # fmt: skip
     info = json.loads((out / "openvino" / "simcse_export.json").read_text())
     assert info["quantize"] == "int8" and info["guard"]["stsb_dev_exported"] is None
+    assert info["int8"]["scheme"] == "static" and info["int8"]["chosen_by"] == "--int8-scheme"
 
 
 def test_openvino_int8_without_calibration_data_names_the_options(tiny_bert4, tmp_path, monkeypatch):
     pytest.importorskip("openvino", reason="the openvino extra")
     monkeypatch.setenv("SIMCSE_DATA_DIR", str(tmp_path / "nothing"))
     with pytest.raises(
-        SimCSEError, match=r"calibrates on STS-B train sentences: give --data-dir .* or --calibration FILE"
+        SimCSEError,
+        match=r"calibrates on STS-B train sentences: give --data-dir .* or --calibration FILE, or use "
+        r"--int8-scheme weights",
     ):
-        export_model(
-            str(tiny_bert4), tmp_path / "ov8", "openvino", pooler="avg", quantize="int8", sts_check=False
-        )
+        export_model(str(tiny_bert4), tmp_path / "ov8", "openvino", pooler="avg", quantize="int8",
+                     target_cpu="amx", sts_check=False)  # fmt: skip
     assert not (tmp_path / "ov8").exists()

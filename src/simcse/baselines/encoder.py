@@ -22,10 +22,16 @@ PAIR_BASELINES = TRANSPORTS  # similarity of a pair, no sentence vector
 
 
 def is_baseline(model: object) -> bool:
+    """Whether ``model`` names a training-free baseline (a string starting with ``baseline:``)."""
     return isinstance(model, str) and model.startswith(PREFIX)
 
 
 class BaselineEncoder(SentenceEncoder):
+    """A word-vector baseline (``avg``, the SWEMs, power means, SIF, uSIF, All-but-the-Top): each sentence's
+    known words pooled as :mod:`simcse.baselines.pooling` defines it; ``name`` one of :data:`BASELINES`,
+    ``vectors`` where the word vectors come from.
+    """
+
     def __init__(self, name: str, vectors: WordVectors):
         if name not in BASELINES:
             raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
@@ -95,6 +101,7 @@ class BaselineEncoder(SentenceEncoder):
         return self.fit_postprocess(x)(x)
 
     def fingerprint(self) -> str:
+        """The baseline's name and its word vectors' fingerprint (keys embedding caches)."""
         return f"{self.name}-{self.vectors.fingerprint()}"
 
 

@@ -59,6 +59,10 @@ def fit_flow(
 
 
 class FlowEncoder(SentenceEncoder):
+    """BERT-flow over ``source``'s ``avg_top2`` embeddings (None: the embedded model): :meth:`raw` is the
+    encoder's vectors, :meth:`fit_postprocess` fits a flow on them (the evaluator does it per task).
+    """
+
     def __init__(self, source: str | None, seed: int = 0):
         from simcse.modeling.encoder import Encoder
 
@@ -68,14 +72,18 @@ class FlowEncoder(SentenceEncoder):
         self.pooler = "flow"
 
     def raw(self, sentences: Sequence[str], batch_size: int = 128, **_) -> np.ndarray:
+        """The encoder's ``avg_top2`` embeddings (unnormalised), before the flow."""
         return self.encoder.encode(list(sentences), batch_size=batch_size)
 
     def fit_postprocess(self, matrix: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """A flow fitted on ``matrix`` (raw vectors) with the seed: the map to the Gaussian latent."""
         return fit_flow(matrix, self.seed)
 
     def encode(self, sentences: Sequence[str], batch_size: int = 128, **_) -> np.ndarray:
+        """The Gaussian latents of ``sentences``, with a flow fitted on these very sentences."""
         x = self.raw(sentences, batch_size=batch_size)
         return self.fit_postprocess(x)(x)
 
     def fingerprint(self) -> str:
+        """The encoder's fingerprint with the flow's seed."""
         return f"{self.encoder.fingerprint()}-flow-{self.seed}"

@@ -57,6 +57,7 @@ class LayerMeans:
         return spec if spec == FIRST_TOKEN else resolve_layers(parse_layers(spec), self.top)
 
     def fingerprint(self) -> str:
+        """The encoder's weights fingerprint, computed once."""
         if self._fingerprint is None:
             self._fingerprint = self.encoder.fingerprint()
         return self._fingerprint
@@ -89,6 +90,7 @@ class LayerMeans:
         self.first = np.concatenate([self.first, first])
 
     def rows(self, sentences: Sequence[str]) -> list[int]:
+        """The stored rows of ``sentences``, running the encoder first over those not seen yet."""
         self.cover(sentences)
         return [self.index[s] for s in sentences]
 
@@ -128,6 +130,8 @@ class View(SentenceEncoder):
             self.fit_postprocess = fit_postprocess
 
     def raw(self, sentences: Sequence[str], **_) -> np.ndarray:
+        """The stored vectors of ``sentences``: the mean of this view's layers' token means, or the first
+        token."""
         rows = self.means.rows(list(sentences))
         if self.layers == FIRST_TOKEN:
             return self.means.first[rows]
@@ -135,10 +139,13 @@ class View(SentenceEncoder):
         return self.means.means[np.ix_(picked, rows)].mean(0)  # one gather: these layers at these rows
 
     def encode(self, sentences: Sequence[str], **_) -> np.ndarray:
+        """The stored vectors of ``sentences``, post-processed by ``fit_postprocess`` fitted on them when
+        there is one."""
         x = self.raw(sentences)
         fit = self.fit_postprocess
         return fit(x)(x) if fit is not None else x
 
     def fingerprint(self) -> str:
+        """The shared encoder's fingerprint with this view's layers and tag."""
         what = "first" if self.layers == FIRST_TOKEN else "+".join(map(str, self.layers))
         return f"{self.means.fingerprint()}-shared-{what}{self.tag}"

@@ -28,10 +28,14 @@ def parse_layers(text: str) -> tuple[str, ...]:
 
 
 def resolve_layers(items: tuple[str, ...], top: int) -> tuple[int, ...]:
+    """:func:`parse_layers`'s items as sorted distinct layer numbers, ``L`` being ``top``."""
     return tuple(sorted({top - int(i[2:] or 0) if i.startswith("L") else int(i) for i in items}))
 
 
 class LayerAverage(SentenceEncoder):
+    """WhiteningBERT's layer average of ``source`` (None: the embedded model) over the layers ``items`` names
+    (:func:`parse_layers`), refused outside 0 to the encoder's last layer."""
+
     def __init__(self, items: tuple[str, ...], source: str | None):
         from simcse.modeling.encoder import Encoder
 
@@ -52,6 +56,8 @@ class LayerAverage(SentenceEncoder):
     def encode(
         self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False, **_
     ) -> np.ndarray:
+        """The token mean of the average of the chosen layers' token states, float32 (n, dim); ``dtype`` and
+        ``show_progress`` are accepted and ignored (it encodes in the weights' precision)."""
         from simcse.modeling.pooling import masked_mean
 
         self.encoder.eval()
@@ -66,4 +72,5 @@ class LayerAverage(SentenceEncoder):
         return out
 
     def fingerprint(self) -> str:
+        """The encoder's fingerprint with the layers averaged."""
         return f"{self.encoder.fingerprint()}-layers-{'+'.join(map(str, self.layers))}"

@@ -27,18 +27,24 @@ SIF_A = 1e-3
 
 
 def average(v: np.ndarray) -> np.ndarray:
+    """The mean of the word vectors ``v`` (words, dim)."""
     return v.mean(0)
 
 
 def swem_max(v: np.ndarray) -> np.ndarray:
+    """SWEM-max: the maximum of each dimension over the words."""
     return v.max(0)
 
 
 def swem_concat(v: np.ndarray) -> np.ndarray:
+    """SWEM-concat: the mean and the max over the words, concatenated (2 dim)."""
     return np.concatenate([v.mean(0), v.max(0)])
 
 
 def swem_hier(v: np.ndarray, window: int = 3) -> np.ndarray:
+    """SWEM-hier: the max over windows of ``window`` consecutive words of their mean (the plain mean when the
+    sentence is no longer than a window).
+    """
     if len(v) <= window:
         return v.mean(0)
     means = np.stack([v[i : i + window].mean(0) for i in range(len(v) - window + 1)])
@@ -46,10 +52,13 @@ def swem_hier(v: np.ndarray, window: int = 3) -> np.ndarray:
 
 
 def power_means(v: np.ndarray) -> np.ndarray:
+    """Power means with p in {-inf, 1, +inf}: min, mean and max concatenated (3 dim)."""
     return np.concatenate([v.min(0), v.mean(0), v.max(0)])
 
 
 def weighted_average(v: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """SIF's weighted average: the sum of ``weights`` times the word vectors, divided by the number of words
+    (as Arora et al.'s code divides by the count, not by the weights' sum)."""
     return (weights[:, None] * v).sum(0) / len(v)
 
 
@@ -119,4 +128,5 @@ def fit_weighted_components(x: np.ndarray, m: int = 5) -> Callable[[np.ndarray],
 
 
 def remove_weighted_components(x: np.ndarray, m: int = 5) -> np.ndarray:
+    """``x`` minus uSIF's common components fitted on ``x`` itself (:func:`fit_weighted_components`)."""
     return fit_weighted_components(x, m)(x)

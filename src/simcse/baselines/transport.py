@@ -33,6 +33,10 @@ def _ot():
 
 
 class TransportSimilarity(SentenceEncoder):
+    """WMD or WRD (``name``) over ``vectors``: it scores sentence pairs (:meth:`pair_similarity`) and has no
+    sentence vector.
+    """
+
     def __init__(self, name: str, vectors: WordVectors):
         if name not in TRANSPORTS:
             raise ConfigError(f"unknown transport baseline {name!r}; choose wmd or wrd")
@@ -58,6 +62,8 @@ class TransportSimilarity(SentenceEncoder):
         return v, weights / total
 
     def distance(self, a: str, b: str) -> float | None:
+        """The optimal-transport distance between two sentences' bags of words; None when either has no known
+        word."""
         bag_a, bag_b = self._bag(a), self._bag(b)
         if bag_a is None or bag_b is None:
             return None
@@ -71,6 +77,8 @@ class TransportSimilarity(SentenceEncoder):
         return float(self.ot.emd2(wa, wb, cost))
 
     def pair_similarity(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        """The similarity of each pair ``(a[i], b[i])`` (-WMD or 1 - WRD); a pair with an empty bag gets the
+        lowest similarity of the batch (0 for all when every pair has one)."""
         distances = [self.distance(x, y) for x, y in zip(a, b)]
         sims = np.array([np.nan if d is None else (-d if self.name == "wmd" else 1.0 - d) for d in distances])
         if np.isnan(sims).all():
@@ -78,10 +86,12 @@ class TransportSimilarity(SentenceEncoder):
         return np.where(np.isnan(sims), np.nanmin(sims), sims)
 
     def encode(self, sentences: Sequence[str], **_) -> np.ndarray:
+        """Always raises ConfigError: a transport baseline has no sentence vector (use it on STS tasks)."""
         raise ConfigError(
             f"baseline {self.name} compares sentences as sets of word vectors and has no sentence "
             "vector: use it on STS tasks"
         )
 
     def fingerprint(self) -> str:
+        """The baseline's name and its word vectors' fingerprint."""
         return f"{self.name}-{self.vectors.fingerprint()}"

@@ -23,14 +23,17 @@ class WordVectors:
     matrix: np.ndarray
 
     def tokens(self, sentence: str) -> list[str]:
+        """The sentence's tokens that have a vector, in order (repeats kept)."""
         raise NotImplementedError
 
     def vectors(self, tokens: list[str]) -> np.ndarray:
+        """The vectors (len(tokens), dim) of ``tokens``, each a known token; an empty list gives (0, dim)."""
         if not tokens:
             return np.zeros((0, self.matrix.shape[1]), dtype=np.float32)
         return self.matrix[[self.tokens_of[t] for t in tokens]]
 
     def fingerprint(self) -> str:
+        """A short hash of the source's name and the vector matrix."""
         h = hashlib.sha256(self.source.encode())
         h.update(np.ascontiguousarray(self.matrix).tobytes())
         return h.hexdigest()[:16]
@@ -55,6 +58,7 @@ class TokenEmbeddings(WordVectors):
         self.special = set(self.tokenizer.all_special_tokens)
 
     def tokens(self, sentence: str) -> list[str]:
+        """The tokenizer's tokens of ``sentence``, leaving out special tokens and unknown ones."""
         return [t for t in self.tokenizer.tokenize(sentence) if t not in self.special and t in self.tokens_of]
 
 
@@ -98,6 +102,8 @@ class FileVectors(WordVectors):
             self.tokens_of.setdefault(word, i)
 
     def tokens(self, sentence: str) -> list[str]:
+        """The whitespace-separated words of ``sentence`` found in the file, each as given or else
+        lower-cased."""
         out = []
         for word in sentence.split():
             key = word if word in self.tokens_of else word.lower()

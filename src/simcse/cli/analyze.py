@@ -9,6 +9,7 @@ from simcse.modeling.names import EMBEDDED_NAME
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse analyze`` and its options to ``sub``."""
     p = sub.add_parser(
         "analyze",
         help="anisotropy (singular-value spectrum, mean cosine), cosine density by STS-B gold score, neighbours",
@@ -42,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Analyse each model on STS-B test (or ``--sentences``), print ``analysis.md`` and write it with its JSON
+    and plots into ``--output``."""
     from pathlib import Path
 
     import numpy as np

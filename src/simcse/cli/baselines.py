@@ -10,6 +10,7 @@ from simcse.core.precision_options import add_precision_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse baselines`` and its options to ``sub``."""
     p = sub.add_parser(
         "baselines",
         help="the training-free baselines (word vectors, SWEM, power means, SIF, uSIF, ABTT, WMD, WRD, the "
@@ -31,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Compute the baseline table for the encoder (progress on stderr), print it and its runtimes, and write
+    ``--output`` (JSON) / ``--csv`` when given."""
     import sys
 
     from simcse.cli.options import model_arg

@@ -6,6 +6,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse data download`` and its options to ``sub``."""
     p = sub.add_parser("data", help="data sets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     d = data_sub.add_parser(
@@ -29,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Download the named data sets (:func:`simcse.data.download.main_download`); its exit status."""
     from simcse.data.download import main_download
 
     return main_download(args.names, args.dir, endpoint=args.endpoint, force=args.force)

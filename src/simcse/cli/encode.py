@@ -9,6 +9,7 @@ from simcse.cli.options import BF16_HELP, MODEL_HELP, add_model_options, positiv
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse encode`` and its options to ``sub``."""
     p = sub.add_parser(
         "encode",
         help="encode a text file (one sentence per line) into a .npy matrix",
@@ -62,6 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Encode the input file into the output ``.npy`` (:func:`simcse.use.corpus.encode_corpus`; unit rows
+    unless ``--no-normalize``)."""
     from simcse.cli.options import model_arg
     from simcse.core.precision_options import precision_of
     from simcse.use.corpus import encode_corpus

@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from simcse.evaluation.suite import evaluate
 
     # checked before the (possibly hour-long) evaluation, not after it
+    if args.whiten_dim is not None and args.whiten is None:
+        raise SimCSEError("--whiten-dim needs --whiten CORPUS (or --whiten self)")
     if args.seeds and len(args.models or []) < 2:
         raise SimCSEError("--seeds needs two or more runs of one setting (give several MODELs)")
     for path, option in ((args.output, "--output"), (args.csv, "--csv")):

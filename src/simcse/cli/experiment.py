@@ -27,6 +27,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse experiment`` and its options to ``sub``."""
     from simcse.experiments.grid import builtin_grids
 
     p = sub.add_parser(
@@ -100,6 +101,8 @@ def _launcher_values(pairs: list[tuple[str, str]]) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run a grid (or with ``--dry-run`` list its cells and their state, and the projected time with
+    ``--step-time``); prints the results table; 1 when a cell failed."""
     from pathlib import Path
 
     from simcse.core.errors import SimCSEError

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 
 from simcse.cli.options import MODEL_HELP, add_model_options
+from simcse.core.hardware import INT8_TARGETS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse export`` and its options to ``sub``."""
     p = sub.add_parser(
         "export",
         help="export a model as a sentence-transformers or Hugging Face directory, or with an ONNX / OpenVINO graph",
@@ -48,7 +50,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--quantize",
         choices=("int8",),
         default=None,
-        help="int8: ONNX Runtime's dynamic quantisation, or NNCF's calibrated one for openvino",
+        help="int8: in the scheme that holds on the --target-cpu class (onnx: ONNX Runtime's dynamic "
+        "quantisation, 7-bit weights on avx2; openvino: NNCF's weight-only int8 on avx2, its calibrated "
+        "static int8 with VNNI / AMX)",
+    )
+    p.add_argument(
+        "--target-cpu",
+        choices=tuple(INT8_TARGETS),
+        default=None,
+        help="--quantize int8 for CPUs of this class (default: the class of the CPU it runs on): avx2 (no VNNI), avx512_vnni "
+        "(AVX512-VNNI or AVX-VNNI), amx",
+    )
+    p.add_argument(
+        "--int8-scheme",
+        default=None,
+        metavar="SCHEME",
+        help="--quantize int8 in this scheme instead of the target's: onnx dynamic | dynamic-reduce-range; "
+        "openvino static | static-overflow-fix | weights",
     )
     p.add_argument(
         "--max-drop",
@@ -69,13 +87,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--calibration",
         default=None,
         metavar="FILE",
-        help="openvino int8: calibrate on these sentences (one per line; default STS-B train)",
+        help="openvino static int8: calibrate on these sentences (one per line; default STS-B train)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export the model (:func:`simcse.use.export.export_model`, checked before it is moved into DIR) and
+    print where it went."""
     from simcse.cli.options import flags, model_arg
     from simcse.use.export import export_model
 
@@ -90,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         "max_drop",
         "data_dir",
         "calibration",
+        "target_cpu",
+        "int8_scheme",
     )
     out = export_model(model, args.out_dir, args.to, sts_check=not args.no_sts_check, **passed)
     name = args.model if model is not None else "the embedded model"

@@ -13,6 +13,7 @@ from simcse.core.files import check_output_dir, refuse_non_empty, replace_direct
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse index build`` and its options to ``sub``."""
     p = sub.add_parser("index", help="vector indexes of sentences")
     index_sub = p.add_subparsers(dest="index_command", required=True)
     d = index_sub.add_parser(
@@ -37,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Encode the input file into an index and move it into ``--output`` once complete (a staging directory
+    beside it holds the partial one)."""
     from simcse.cli.options import at_model_limit, local_or_id, say
     from simcse.core.precision_options import precision_of
     from simcse.use.api import SimCSE

@@ -6,6 +6,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse plot geometry`` / ``simcse plot curves`` and their options to ``sub``."""
     p = sub.add_parser("plot", help="figures from training runs' metrics.jsonl (PNG and SVG)")
     kinds = p.add_subparsers(dest="plot_command", required=True)
     for name, text in (
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Draw the figure of the runs' ``metrics.jsonl`` and print the files written."""
     from pathlib import Path
 
     from simcse.core.errors import SimCSEError

@@ -6,6 +6,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse push`` and its options to ``sub``."""
     p = sub.add_parser(
         "push",
         help="publish a model directory to the Hugging Face Hub",
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Publish the model directory (:func:`simcse.data.hub.push_model`) and print the repository's URL."""
     from simcse.cli.options import flags
     from simcse.data.hub import push_model
 

@@ -7,6 +7,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse recipes`` to ``sub``."""
     p = sub.add_parser(
         "recipes",
         help="list the training recipes that ship with the package",
@@ -16,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print each shipped recipe's name and its one-line summary."""
     from simcse.training.config.recipes import RECIPES_DIR, builtin_recipes, summary
 
     names = builtin_recipes()

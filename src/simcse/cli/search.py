@@ -11,6 +11,7 @@ from simcse.core.errors import IndexModelError, SimCSEError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse search`` and its options to ``sub``."""
     p = sub.add_parser(
         "search",
         help="search an index built by `simcse index build`",
@@ -46,6 +47,8 @@ def index_model(directory: Path) -> tuple[str | None, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Load the index with the model recorded in it (or ``--model``) and print each query's hits, as text or
+    ``--json``."""
     from simcse.cli.options import at_model_limit, model_arg
     from simcse.use.api import SimCSE
 

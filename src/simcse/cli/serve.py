@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction, with_options: bool = False) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the service (:func:`simcse.serve.run`); a missing ``serve`` extra is a one-line error naming the
+    install command."""
     unavailable = getattr(args, "serve_unavailable", None)
     if unavailable:
         raise SimCSEError(f"simcse serve is unavailable ({unavailable}); {SERVE_EXTRA}")

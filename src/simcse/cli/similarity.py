@@ -9,6 +9,7 @@ from simcse.modeling.names import EMBEDDED_NAME
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse similarity`` and its options to ``sub``."""
     p = sub.add_parser(
         "similarity",
         help="cosine similarity of two sentences",
@@ -28,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the cosine similarity of the two sentences, to four decimals."""
     from simcse.cli.options import at_model_limit, model_arg, say
     from simcse.core.precision_options import precision_of
     from simcse.use.api import SimCSE

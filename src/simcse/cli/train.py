@@ -20,6 +20,7 @@ def help_text() -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``simcse train`` to ``sub`` (for ``--help``; :func:`parse` reads the actual command line)."""
     p = sub.add_parser(
         "train",
         help="train a SimCSE model (unsup or sup)",
@@ -48,6 +49,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train with the config file or recipe (or the defaults), overridden by the flags."""
     from simcse.training.config import TrainConfig, parse_flags
     from simcse.training.config.recipes import recipe_path
     from simcse.training.loop import train

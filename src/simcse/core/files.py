@@ -16,6 +16,7 @@ from simcse.core.errors import SimCSEError
 
 
 def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    """The SHA-256 hex digest of the file at ``path``, read in blocks of ``block`` bytes (1 MiB)."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as f:
         while chunk := f.read(block):

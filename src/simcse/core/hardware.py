@@ -61,8 +61,72 @@ def bf16_units() -> str | None:
     return " and ".join(names) or None
 
 
+def cpu_cores() -> int:
+    """The cores this process may use (its affinity, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def describe_cpu() -> str:
     """One line for benchmark output: model, cores this process may use, and the units that matter."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     units = [UNITS[f] for f in UNITS if f in cpu_flags()]
-    return f"{cpu_model()}, {cores} cores" + (f", {', '.join(units)}" if units else "")
+    return f"{cpu_model()}, {cpu_cores()} cores" + (f", {', '.join(units)}" if units else "")
+
+
+# the int8 classes of CPUs, from the arithmetic their int8 kernels use (``simcse export --target-cpu``):
+INT8_TARGETS = {
+    "avx2": "no VNNI or AMX: int8 through AVX2's u8 x s8 multiply-add, whose 16-bit sums saturate",
+    "avx512_vnni": "VNNI (AVX512-VNNI or AVX-VNNI): u8 x s8 products summed in 32 bits, no saturation",
+    "amx": "AMX int8 tiles (and VNNI)",
+}
+
+
+def int8_target(flags: set[str] | None = None) -> str:
+    """The int8 class (a key of :data:`INT8_TARGETS`) of a CPU with ``flags`` (None: this CPU's,
+    :func:`cpu_flags`): ``amx`` with AMX-int8, ``avx512_vnni`` with either VNNI, else ``avx2`` (the class
+    of any CPU without them, Arm and older x86 included: its schemes hold everywhere).
+
+    Args:
+        flags: instruction-set flags as /proc/cpuinfo names them; None for this CPU's.
+
+    Returns:
+        ``amx``, ``avx512_vnni`` or ``avx2``.
+    """
+    flags = cpu_flags() if flags is None else flags
+    if "amx_int8" in flags:
+        return "amx"
+    if flags & {"avx512_vnni", "avx_vnni"}:
+        return "avx512_vnni"
+    return "avx2"
+
+
+def cpu_class() -> str:
+    """A short name of this CPU's class for file names (``benchmarks/results/encode_speed-<class>.md``): the
+    int8 class, with ``+bf16`` where it has bf16 units and ``avx512`` for AVX512 without VNNI.
+
+    Returns:
+        e.g. ``avx2``, ``avx512``, ``avx512_vnni``, ``avx512_vnni+bf16``, ``amx+bf16``.
+    """
+    flags = cpu_flags()
+    name = int8_target(flags)
+    if name == "avx2" and "avx512f" in flags:
+        name = "avx512"
+    elif name == "avx2" and "avx2" not in flags:
+        name = "no-avx2"
+    return name + ("+bf16" if bf16_units() else "")
+
+
+def cpu_facts() -> dict[str, object]:
+    """This CPU as data, for the files that record where something was measured or checked
+    (``simcse_export.json``, benchmark results).
+
+    Returns:
+        ``model``, ``cores``, ``flags`` (the ones among :data:`UNITS`, sorted), ``int8`` (its
+        :func:`int8_target`) and ``class`` (:func:`cpu_class`).
+    """
+    return {
+        "model": cpu_model(),
+        "cores": cpu_cores(),
+        "flags": sorted(cpu_flags()),
+        "int8": int8_target(),
+        "class": cpu_class(),
+    }

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-BACKENDS = ("torch", "onnx", "openvino")  # simcse.modeling.loading loads them
+BACKENDS = ("torch", "onnx", "openvino", "auto")  # simcse.modeling.loading loads them
 PRECISION_HELP = (
     "auto (bf16 weights on a CPU with AMX or AVX512-BF16, and on GPUs with bf16; else fp32) | "
     "fp32 | bf16 | fp16 (GPUs)"
 )
-BACKEND_HELP = "torch, or onnx / openvino for a directory written by simcse export --to onnx|openvino"
+BACKEND_HELP = (
+    "torch, or onnx / openvino for a directory written by simcse export --to onnx|openvino, or auto: the "
+    "fastest of those the model has on the CPU it runs on (the line printed says which)"
+)
 
 
 def add_precision_options(p: argparse.ArgumentParser, backend: bool = True) -> None:

@@ -51,9 +51,11 @@ class Dist:
 
     @property
     def main(self) -> bool:
+        """Whether this is rank 0, the process that logs and writes."""
         return self.rank == 0
 
     def barrier(self) -> None:
+        """Wait until every rank is here (nothing for one process)."""
         if self.world_size > 1:
             dist.barrier()
 
@@ -113,6 +115,7 @@ class Precision:
 
     @property
     def line(self) -> str:
+        """``precision NAME (REASON)``, the line a job prints."""
         return f"precision {self.name} ({self.reason})"
 
     @property
@@ -191,12 +194,14 @@ def enable_tf32() -> None:
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Training's autocast for ``precision`` (fp32 | bf16 | fp16) on ``device``: none for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's (``seed`` mod 2**32) and torch's global generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

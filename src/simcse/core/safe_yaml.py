@@ -12,6 +12,8 @@ from simcse.core.errors import ConfigError, shorten
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file's mapping (an empty file: ``{}``) through :func:`safe_load_yaml`; a missing or unreadable
+    file, or one that is not a mapping, is a ConfigError naming it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -38,6 +38,8 @@ Augmentation = Callable[[list[str], np.random.Generator], list[str]]
 
 @dataclass(frozen=True)
 class Crop:
+    """``crop:R``: one contiguous span of round((1 - R) * n) words (at least one), starting at random."""
+
     ratio: float
 
     def __call__(self, words: list[str], rng: np.random.Generator) -> list[str]:
@@ -50,6 +52,9 @@ class Crop:
 
 @dataclass(frozen=True)
 class WordDeletion:
+    """``word_deletion:R``: round(R * n) words deleted, chosen uniformly without replacement; at least one
+    word is kept."""
+
     ratio: float
 
     def __call__(self, words: list[str], rng: np.random.Generator) -> list[str]:
@@ -62,6 +67,8 @@ class WordDeletion:
 
 @dataclass(frozen=True)
 class DeleteOneWord:
+    """``delete_one_word``: one uniformly chosen word deleted (a one-word sentence is kept as it is)."""
+
     def __call__(self, words: list[str], rng: np.random.Generator) -> list[str]:
         if len(words) <= 1:
             return list(words)
@@ -71,6 +78,9 @@ class DeleteOneWord:
 
 @dataclass(frozen=True)
 class SynonymReplacement:
+    """``synonym:R``: round(R * m) of the m words with synonyms (at least one when m > 0) replaced, each by
+    one of its synonyms chosen uniformly."""
+
     ratio: float
     thesaurus: Thesaurus
 
@@ -95,6 +105,8 @@ class Thesaurus:
         self._cache: dict[str, tuple[str, ...]] = {}
 
     def synonyms(self, word: str) -> tuple[str, ...]:
+        """The synonyms of ``word`` (looked up lower-cased; from WordNet: its lemmas' names, the word itself
+        left out, sorted and cached); ``()`` when it has none."""
         key = word.lower()
         if self.wordnet is None:
             return self.table.get(key, ())
@@ -293,10 +305,13 @@ def parse_augment(
 
 
 def row_rng(seed: int, epoch: int, row: int) -> np.random.Generator:
+    """The generator of one row's augmentation, seeded by (``seed``, ``epoch``, ``row``): the same in any
+    thread, after a resume, on any number of processes."""
     return np.random.default_rng([seed, epoch, row])
 
 
 def augmented(sentence: str, pieces: Sequence[Augmentation], rng: np.random.Generator) -> str:
+    """``sentence`` split on whitespace, each piece applied in turn with ``rng``, joined by single spaces."""
     words = sentence.split()
     for piece in pieces:
         words = piece(words, rng)

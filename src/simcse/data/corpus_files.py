@@ -123,6 +123,7 @@ def iter_line_blocks(
 
 # ---------------------------------------------------------------------------------------------- npy files
 def npy_header(rows: int, dim: int) -> bytes:
+    """The ``.npy`` 1.0 header of a C-order float32 matrix of ``rows`` x ``dim``."""
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
     return buf.getvalue()
@@ -141,6 +142,7 @@ def _npy_shape_and_offset(path: Path) -> tuple[tuple[int, ...], int]:
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON into ``path`` atomically."""
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
@@ -156,9 +158,11 @@ class Plan:
     offsets: list[int]
 
     def shard_lines(self, k: int) -> int:
+        """How many lines shard ``k`` holds (the last one may be shorter)."""
         return min(self.shard_size, self.lines - k * self.shard_size)
 
     def to_json(self) -> dict[str, Any]:
+        """The manifest: version, key, sizes, and each shard's first line, byte offset and line count."""
         shards = [
             {"first_line": k * self.shard_size, "offset": off, "lines": self.shard_lines(k)}
             for k, off in enumerate(self.offsets)
@@ -174,20 +178,24 @@ class Plan:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
+        """The plan of a manifest read back (:meth:`to_json`'s inverse)."""
         key = {k: data[k] for k in ("input", "model", "settings")}
         offsets = [int(s["offset"]) for s in data["shards"]]
         return cls(key, int(data["shard_size"]), int(data["lines"]), int(data["dim"]), offsets)
 
 
 def shard_dir_for(output_path: Path) -> Path:
+    """The shards' directory of an output file: ``OUTPUT.npy.shards`` beside it."""
     return output_path.with_name(output_path.name + ".shards")
 
 
 def shard_path(shard_dir: Path, k: int) -> Path:
+    """Shard ``k``'s matrix in ``shard_dir`` (``shard-00000.npy``)."""
     return shard_dir / f"shard-{k:05d}.npy"
 
 
 def sidecar_path(shard_dir: Path, k: int) -> Path:
+    """Shard ``k``'s sidecar (``shard-00000.json``), written once the shard is complete."""
     return shard_dir / f"shard-{k:05d}.json"
 
 

@@ -51,6 +51,8 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class RemoteDataset:
+    """A data set's file on the Hub and where it goes in the data directory."""
+
     remote_name: str  # file name on the server
     local_path: str  # path inside the data directory, POSIX separators
     is_tar: bool  # extracted into the parent of local_path; its top-level folder is local_path's name

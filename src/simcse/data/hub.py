@@ -158,6 +158,7 @@ def hub_errors() -> tuple[type[BaseException], ...]:
 
 
 def one_line(text: str) -> str:
+    """``text`` with every run of whitespace, newlines included, made one space."""
     return " ".join(text.split())
 
 
@@ -169,6 +170,7 @@ def is_offline(err: BaseException) -> bool:
 
 
 def is_connection_error(err: BaseException) -> bool:
+    """True for a connection error of the HTTP clients, not counting offline mode's refusal."""
     return isinstance(err, _connection_errors()) and not is_offline(err)
 
 
@@ -187,6 +189,7 @@ def describe_error(err: BaseException) -> str:
 
 
 def http_status(err: BaseException) -> int | None:
+    """The HTTP status code of an error that carries a response, else None."""
     status = getattr(getattr(err, "response", None), "status_code", None)
     return status if isinstance(status, int) else None
 

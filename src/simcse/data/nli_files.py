@@ -47,10 +47,12 @@ HEADERS = {
 
 
 def is_derived(train_file: str) -> bool:
+    """Whether ``train_file`` names an SNLI-derived file (``snli:NAME``)."""
     return train_file.startswith(PREFIX)
 
 
 def check_name(train_file: str) -> None:
+    """Raise ConfigError unless ``train_file``'s NAME is one of :data:`NAMES`."""
     name = train_file[len(PREFIX) :]
     if name not in NAMES:
         raise ConfigError(

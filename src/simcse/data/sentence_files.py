@@ -113,6 +113,9 @@ def read_txt(path: Path, what: str = "training file") -> TrainingData:
 
 
 def read_table(path: Path, delimiter: str, what: str = "training file") -> TrainingData:
+    r"""A CSV (``delimiter`` ``,``, with quoting) or TSV (``\t``, no quoting) training file: 1 to
+    :data:`MAX_COLUMNS` columns, the same number on every row, no empty field, an optional header of known
+    column names; blank rows are skipped and counted. Errors name file:line."""
     text = read_text(path, what)
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)

@@ -32,6 +32,9 @@ POOLER_LAYERS = {
 
 @dataclass(frozen=True)
 class Row:
+    """One row of the baseline table: its label, the model spec to evaluate and the options it is evaluated
+    with (``layers``: read from the shared forward pass instead of loading ``model``)."""
+
     name: str
     model: str | None
     pooler: str | None = None
@@ -43,6 +46,9 @@ class Row:
 
 
 def rows_for(encoder: str | None, trained: list[str]) -> list[Row]:
+    """The table's rows for ``encoder`` (None: the embedded model), in order: the word-vector baselines, the
+    pair baselines, the encoder's own poolers, BERT-whitening, PromptBERT, BERT-flow, WhiteningBERT's layer
+    combinations, then each ``trained`` model."""
     source = f":{encoder}" if encoder else ""
     rows = [Row(f"{name} (token embeddings)", f"baseline:{name}{source}") for name in BASELINES]
     rows += [
@@ -124,8 +130,9 @@ def baseline_table(
     echo: Callable[[str], None] = lambda line: None,
     precision: str = "auto",
 ) -> list[dict]:
-    """Every row's evaluation result (``name`` and ``seconds`` added), in table order. ``precision`` (auto |
-    fp32 | bf16 | fp16) is the encoder rows' (each result's ``precision`` says which and why)."""
+    """Every row's evaluation result (``name`` and ``seconds_total`` added, and ``shared_pass`` for the rows
+    that read the shared forward pass), in table order. ``precision`` (auto | fp32 | bf16 | fp16) is the
+    encoder rows' (each result's ``precision`` says which and why)."""
     from simcse.baselines.encoder import check_installed
 
     task_list = resolve_tasks(tasks)
@@ -169,6 +176,8 @@ def baseline_table(
 
 
 def runtime_table(results: list[dict]) -> str:
+    """A markdown table of each row's ``seconds_total``; rows that read the shared pass are starred, with a
+    note."""
     lines = ["| Row | seconds |", "|---|---|"]
     lines += [
         f"| {r['name']}{' *' if r.get('shared_pass') else ''} | {r['seconds_total']:.1f} |" for r in results

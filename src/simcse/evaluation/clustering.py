@@ -29,6 +29,8 @@ SEEDS = (0, 1, 2, 3, 4)
 
 @dataclass
 class ClusterData:
+    """A labelled sentence set: ``labels[i]`` is the id (0..k-1) of ``label_names`` for ``sentences[i]``."""
+
     name: str
     sentences: list[str]
     labels: np.ndarray  # integer ids 0..k-1
@@ -36,10 +38,12 @@ class ClusterData:
 
 
 def is_clustering(task: str) -> bool:
+    """Whether ``task`` is a clustering task (``cluster:NAME``)."""
     return task.startswith(PREFIX)
 
 
 def builtin_tasks() -> tuple[str, ...]:
+    """The built-in clustering tasks' names: ``cluster:`` + each of :data:`BUILTIN`."""
     return tuple(PREFIX + name for name in BUILTIN)
 
 
@@ -75,6 +79,8 @@ def read_labelled_file(path: Path) -> ClusterData:
 
 
 def load_clustering_task(task: str, senteval_dir: str | Path) -> ClusterData:
+    """``cluster:NAME``'s data: a built-in name is that SentEval transfer set (its test split, else all of
+    it); otherwise NAME is a ``text,label`` csv/tsv file."""
     from simcse.evaluation.transfer import load_transfer_task
 
     name = task[len(PREFIX) :]

@@ -49,6 +49,9 @@ def _table(rows: list[tuple[str, list[str]]], header: list[str]) -> str:
 
 
 def task_value(result: dict, task: str, metric: str) -> float | None:
+    """The number a table shows for ``task`` in ``result``: the accuracy of a task that has one (transfer,
+    clustering; a transfer task's dev accuracy in dev mode), else ``metric`` (spearman / pearson); None when
+    the task was not run."""
     entry = result["tasks"].get(task)
     if entry is None:
         return None

@@ -91,10 +91,12 @@ class ScanResult:
 
     @torch.no_grad()
     def predict(self, x: np.ndarray | torch.Tensor, which: int = 0) -> np.ndarray:
+        """The predicted class of each row of ``x`` by the classifier of penalty ``which``."""
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.weight.device)
         return (x @ self.weight[which].T + self.bias[which]).argmax(1).cpu().numpy()
 
     def score(self, x: np.ndarray, y: np.ndarray, which: int = 0) -> float:
+        """The accuracy of penalty ``which``'s classifier on ``x`` against labels ``y``."""
         return float(np.mean(self.predict(x, which) == np.asarray(y)))
 
 

@@ -54,11 +54,14 @@ class Pairs:
 
 @dataclass
 class STSData:
+    """One STS task's split: its pairs by subset (STS12-16's source files; one for STS-B and SICK-R)."""
+
     name: str
     split: str
     subsets: dict[str, Pairs]
 
     def sentences(self) -> list[str]:
+        """Every sentence of every pair, the a side then the b side of each subset (repeats kept)."""
         out: list[str] = []
         for pairs in self.subsets.values():
             out.extend(pairs.a)
@@ -67,10 +70,12 @@ class STSData:
 
     @property
     def n(self) -> int:
+        """The number of pairs over all subsets."""
         return sum(len(p) for p in self.subsets.values())
 
 
 def normalize_space(text: str) -> str:
+    """``text`` with every run of whitespace made one space and the ends stripped."""
     return " ".join(text.split())
 
 

@@ -82,20 +82,32 @@ def evaluate(
     precision: str = "auto",
     backend: str = "torch",
 ) -> dict:
-    """Evaluate a model and return ``{"model", "mode", "aggregate", "tasks": {...}, "avg": {...},
-    "seconds": {...}}``.
+    """Evaluate a model: each distinct sentence encoded once (unnormalised), then each task scored.
 
-    ``model``: an encoder object (:class:`~simcse.modeling.sentence_encoder.SentenceEncoder`: an
-    :class:`~simcse.modeling.encoder.Encoder`, a baseline), a path / hub id, ``baseline:NAME[:SOURCE]`` (a
-    training-free encoder from the related work), or None for the embedded default; ``pooler``,
-    ``prompt_template`` / ``prompt_denoise`` (pooler prompt, PromptBERT) and ``backend`` (onnx / openvino:
-    an exported graph) apply when it is loaded (:func:`~simcse.modeling.loading.load_encoder`).
-    ``tasks``: see :func:`~simcse.evaluation.tasks.resolve_tasks`. ``whiten`` is a text file (one sentence
-    per line) to fit whitening on, or ``"self"`` to fit it on the evaluated sentences themselves;
-    ``whiten_dim`` keeps the first k whitened dimensions. ``classifier`` is the transfer tasks' classifier:
-    ``senteval`` (SentEval's, as the paper) or ``lbfgs`` (deterministic). ``precision`` (auto | fp32 | bf16
-    | fp16) applies unless ``dtype`` is given (the result's ``precision`` says which and why).
-    """
+    Args:
+        model: an encoder object, a path or hub id, ``baseline:NAME[:SOURCE]``, or None (the embedded model).
+        tasks: names or groups, a list or a comma string (:func:`~simcse.evaluation.tasks.resolve_tasks`).
+        mode: ``test`` (the paper's), ``dev`` (dev splits; transfer: dev accuracy) or ``fasttest``.
+        aggregate: STS12-16's subsets: ``all`` (pooled, the paper's), ``mean`` or ``wmean`` (SentEval's).
+        data_dir: holds ``senteval/`` (None: ``$SIMCSE_DATA_DIR``, else ``~/.cache/simcse/data``).
+        batch_size: sentences per encoding batch.
+        dtype: a torch dtype to encode in; overrides ``precision``.
+        cache_dir: an embedding cache keyed by model fingerprint, precision and sentences (None: none).
+        whiten: fit whitening on a text file (a sentence a line) or ``"self"`` (these sentences); None: off.
+        whiten_dim: keep the first k whitened dimensions (None: all).
+        pooler: overrides the pooler of a model loaded here (:func:`~simcse.modeling.loading.load_encoder`).
+        seed: the transfer classifiers' seed (and their folds').
+        show_progress: a tqdm bar over the encoding.
+        download: fetch the SentEval data when missing (else a MissingDataError says how).
+        classifier: transfer tasks: ``senteval`` (SentEval's, as the paper) or ``lbfgs`` (deterministic).
+        prompt_template: pooler prompt (PromptBERT), a model loaded here: its template(s).
+        prompt_denoise: pooler prompt, a model loaded here: none | train | always.
+        precision: auto | fp32 | bf16 | fp16 unless ``dtype`` is given; the result's ``precision`` says which.
+        backend: ``torch``, or ``onnx`` / ``openvino`` for an exported graph's directory.
+
+    Returns:
+        ``{"model", "pooler", "mode", "aggregate", "whiten", "whiten_dim", "tasks", "avg", "n_sentences",
+            "seconds"}`` (and ``precision`` and the prompt options when they apply)."""
     from simcse.data.download import ensure_dataset
 
     if aggregate not in sts.AGGREGATES:

@@ -44,6 +44,7 @@ class Scoring:
 
 
 def sts_split(mode: str) -> str:
+    """The STS split a mode reads: ``dev`` in dev mode, else ``test``."""
     return "dev" if mode == "dev" else "test"
 
 
@@ -116,6 +117,7 @@ KINDS = (
 
 
 def kind_of(task: str) -> TaskKind:
+    """The :class:`TaskKind` whose ``matches`` accepts ``task`` (a name :func:`resolve_tasks` returned)."""
     return next(kind for kind in KINDS if kind.matches(task))
 
 

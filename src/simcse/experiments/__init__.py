@@ -20,6 +20,9 @@ __all__ = ["ExperimentResult", "builtin_grids", "load_grid", "run_experiment"]
 
 @dataclass
 class ExperimentResult:
+    """What :func:`run_experiment` did: the grid, its output directory, every cell's result, one summary row
+    per setting and the files written."""
+
     grid: Grid
     out: Path
     cells: list[CellResult]
@@ -28,6 +31,7 @@ class ExperimentResult:
 
     @property
     def failed(self) -> list[CellResult]:
+        """The cells whose run failed."""
         return [c for c in self.cells if c.status == "failed"]
 
 
@@ -72,17 +76,20 @@ def run_experiment(
     run: bool = True,
 ) -> ExperimentResult:
     """Run every cell of ``grid`` that has not finished in ``out`` (default ``runs/experiments/NAME``),
-    then write results.md / .json / .csv and the plot there. ``base``: a config file or mapping applied on
+    then write results.md / .json / .csv and the plot there. ``base``: a config file, a recipe name or a mapping applied on
     top of the grid's base; ``overrides``: applied to every cell last (e.g. ``{"max_steps": 50}``).
     ``run=False`` trains nothing: the tables and plot of the cells finished so far (say, while the grid
     still runs elsewhere), each setting's n counting only those."""
     from simcse.core.safe_yaml import read_yaml
     from simcse.experiments.results import write_results
     from simcse.experiments.runner import run_cells
+    from simcse.training.config.recipes import recipe_path
 
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     out = Path(out) if out is not None else Path("runs/experiments") / grid.name
-    base_values = read_yaml(base) if isinstance(base, (str, Path)) else base
+    base_values = (
+        read_yaml(recipe_path(base)) if isinstance(base, (str, Path)) else base
+    )  # a file or a recipe
     todo = cells(grid, out, base=base_values, seeds=seeds, overrides=overrides)
     if plots:
         from simcse.experiments.plots import pyplot

@@ -35,6 +35,10 @@ DEFAULT_QUERIES = (
 
 @dataclass
 class ModelAnalysis:
+    """One encoder's figures: the normalised singular values, the top-k variance shares, the mean cosine of
+    two different sentences, the STS-B test pairs' cosines by gold-score bin, and each query's nearest
+    neighbours."""
+
     name: str
     singular_values: np.ndarray  # normalised: the largest is 1
     top_share: dict[int, float]  # share of variance in the top k directions
@@ -43,6 +47,7 @@ class ModelAnalysis:
     neighbours: dict[str, list[tuple[str, float]]]
 
     def summary(self) -> dict[str, Any]:
+        """The figures as JSON-ready data (each gold bin as its count and mean cosine)."""
         return {
             "name": self.name,
             "mean_cosine": self.mean_cosine,
@@ -86,6 +91,8 @@ def mean_cosine(embeddings: np.ndarray) -> float:
 
 
 def cosine_by_gold(a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> dict[str, np.ndarray]:
+    """The cosine of each pair ``(a[i], b[i])``, grouped by gold-score bin (:data:`GOLD_BINS`, each half-open
+    but the last, which includes 5)."""
     cos = (_unit(a) * _unit(b)).sum(1)
     groups = {}
     for low, high in GOLD_BINS:
@@ -97,6 +104,7 @@ def cosine_by_gold(a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> dict[str, 
 def nearest(
     queries: np.ndarray, corpus: np.ndarray, sentences: list[str], k: int
 ) -> list[list[tuple[str, float]]]:
+    """Each query row's ``k`` most cosine-similar rows of ``corpus`` as (sentence, cosine), best first."""
     scores = _unit(queries) @ _unit(corpus).T
     out = []
     for row in scores:
@@ -134,6 +142,8 @@ def analyze_model(
 
 
 def markdown(analyses: list[ModelAnalysis], n_sentences: int) -> str:
+    """``analysis.md``: the anisotropy table, the cosine-by-gold table and the nearest-neighbour lists of
+    every model."""
     lines = [
         f"## Anisotropy ({n_sentences} sentences)",
         "",
@@ -217,6 +227,8 @@ def _density(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
 def write_analysis(
     analyses: list[ModelAnalysis], out: Path, n_sentences: int, plots: bool = True
 ) -> list[Path]:
+    """Write ``analysis.json`` and ``analysis.md`` (and the figures, with ``plots``) into ``out``; the files
+    written."""
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for name, text in (

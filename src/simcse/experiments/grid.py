@@ -52,6 +52,8 @@ RUNNER_KEYS = ("output_dir", "overwrite_output_dir", "seed")
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting of a grid: its name and the config keys it overrides."""
+
     name: str
     overrides: dict[str, Any]
 
@@ -67,11 +69,15 @@ class Cell:
 
     @property
     def label(self) -> str:
+        """``SETTING seed N``, as progress lines and errors name the cell."""
         return f"{self.setting.name} seed {self.seed}"
 
 
 @dataclass
 class Grid:
+    """A grid as read from its YAML: the base config, the settings, the seeds, the metric its table, plot and
+    paper comparison use, and the paper's values to compare with."""
+
     name: str
     title: str
     base: dict[str, Any]
@@ -85,6 +91,7 @@ class Grid:
 
 
 def builtin_grids() -> list[str]:
+    """The names of the grids that ship with the package (``simcse experiment NAME``)."""
     return sorted(p.stem for p in GRIDS_DIR.glob("*.yaml"))
 
 
@@ -253,6 +260,15 @@ def cells(
     return result
 
 
+def with_its_sample(values: dict[str, Any]) -> dict[str, Any]:
+    """A layer that names its training file also says how much of it to use: the grid base's
+    ``max_train_samples`` (its CPU-sized sample) belongs to the grid base's file, so a ``--base`` recipe that
+    swaps the file without a sample size trains on all of it (``--set max_train_samples=N`` still caps it)."""
+    if "train_file" in values and "max_train_samples" not in values:
+        return {**values, "max_train_samples": 0}
+    return values
+
+
 def _config(
     grid: Grid,
     setting: Setting,
@@ -261,7 +277,7 @@ def _config(
     **cell: Any,
 ) -> TrainConfig:
     """The validated config of one cell; a ConfigError's message does not say where (the caller does)."""
-    values = {**grid.base, **(base or {}), **setting.overrides, **(overrides or {})}
+    values = {**grid.base, **with_its_sample(base or {}), **setting.overrides, **(overrides or {})}
     for key in RUNNER_KEYS:
         values.pop(key, None)
     return TrainConfig.from_dict({**values, **cell}, source="").validate()

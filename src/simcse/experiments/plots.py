@@ -13,6 +13,8 @@ from simcse.experiments.results import DEV_COLUMNS
 
 
 def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (SVG text kept as text); a missing matplotlib is a SimCSEError
+    naming the extra."""
     try:
         import matplotlib
 

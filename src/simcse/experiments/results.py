@@ -85,6 +85,8 @@ def _time_cells(row: dict[str, Any], first: dict[str, Any] | None) -> list[str]:
 
 
 def markdown(grid: Grid, rows: list[dict[str, Any]], budget: str) -> str:
+    """``results.md``: the grid's title and description, then one row per setting: each metric's mean ± std, n
+    (and failed seeds), the times when measured, and the paper's value when the grid has one."""
     metric = grid.metric
     columns = _columns(rows, metric)
     with_paper = any(row["paper"] is not None for row in rows)
@@ -111,6 +113,7 @@ def markdown(grid: Grid, rows: list[dict[str, Any]], budget: str) -> str:
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
+    """``results.csv``: one row per setting, each metric's mean and std, n and the paper's value."""
     keys = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

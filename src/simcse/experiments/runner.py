@@ -43,6 +43,9 @@ _IRRELEVANT = {
 
 @dataclass
 class CellResult:
+    """One cell's outcome: ``status`` done, skipped (already finished) or failed, its time, its metrics and
+    its error."""
+
     setting: str
     seed: int
     out: str
@@ -149,6 +152,7 @@ def _write_cell_config(cell: Cell, root: Path, fresh: bool) -> Path:
 
 
 def cell_command(config_path: Path, resume: bool) -> list[str]:
+    """The command of one cell: ``python -m simcse.cli train CONFIG`` (with ``--resume`` to continue it)."""
     return [sys.executable, "-m", "simcse.cli", "train", str(config_path), *(["--resume"] if resume else [])]
 
 

@@ -17,6 +17,8 @@ from torch import nn
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
+    """A boolean mask of ``shape``, each element True (kept) with probability 1 - ``p`` (to within 2**-32),
+    from two 32-bit integers per 64-bit draw of torch's global generator."""
     n = math.prod(shape)
     words = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64)
     bits = words.view(torch.int32)[:n]
@@ -24,11 +26,16 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
 
 
 class FastDropout(nn.Module):
+    """``nn.Dropout`` with drop probability ``p`` whose CPU masks come from :func:`keep_mask`; on other
+    devices it is ``F.dropout``."""
+
     def __init__(self, p: float = 0.1):
         super().__init__()
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with elements dropped and the rest scaled by 1 / (1 - p) in training mode; ``x`` itself in
+        eval mode or when p is 0."""
         if not self.training or self.p == 0:
             return x
         if x.device.type != "cpu":
@@ -36,6 +43,7 @@ class FastDropout(nn.Module):
         return torch.where(keep_mask(x.shape, self.p), x * (1.0 / (1.0 - self.p)), 0.0)
 
     def extra_repr(self) -> str:
+        """``p=...``, for the module's repr."""
         return f"p={self.p}"
 
 

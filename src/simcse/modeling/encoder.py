@@ -59,13 +59,22 @@ MIN_GUARD_COSINE = 0.99
 
 
 class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval() / train() win
-    """A sentence encoder: backbone (any ``AutoModel``), pooler, optional SimCSE MLP.
+    """A sentence encoder: backbone (any ``AutoModel``), pooler, optional SimCSE MLP; usually made by
+    :meth:`load` or, for training, :meth:`from_backbone`. Training always applies the MLP when there is one;
+    :meth:`encode` only with ``mlp_at_inference``.
 
-    ``mlp_at_inference`` says whether :meth:`encode` applies the MLP; training always applies it when the
-    pooler is ``cls`` (``mlp_only_train`` = train with the MLP, encode without it).
-
-    With pooler ``prompt``, ``prompt_template`` (a template, two joined by ``||``, or a list; default the
-    paper's training-free one) and ``prompt_denoise`` (none | train | always) make :attr:`prompt`.
+    Args:
+        backbone: the Hugging Face encoder.
+        tokenizer: its tokenizer.
+        pooler: one of :data:`~simcse.modeling.names.POOLERS` (``prompt``: PromptBERT, see :attr:`prompt`).
+        mlp: SimCSE's MLP head, or None.
+        mlp_at_inference: whether eval mode (so :meth:`encode`) applies the MLP (False: ``mlp_only_train``).
+        max_length: the default truncation, in tokens.
+        packed: unpadded execution, where supported: None on CPUs only, True on every device, False never.
+        source: the model's name or path, for messages and :meth:`describe`.
+        pooler_state: the checkpoint's own pretrained pooler layer (not trained here), written back on save.
+        prompt_template: pooler prompt: a template, two joined by ``||``, or a list (None: training-free).
+        prompt_denoise: pooler prompt: none (default) | train | always; needs a model that takes position ids.
     """
 
     def __init__(
@@ -124,15 +133,24 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
     # ------------------------------------------------------------------ forward
     @property
     def dim(self) -> int:
+        """The embedding dimension (the backbone's hidden size)."""
         return int(self.backbone.config.hidden_size)
 
     @property
     def device(self) -> torch.device:
+        """The device of the backbone's weights."""
         return next(self.backbone.parameters()).device
 
     def hidden_states(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
     ) -> dict[int, torch.Tensor]:
+        """The token states (batch, length, dim) of the layers the pooler needs, by layer index (0: the
+        embeddings).
+
+        Args:
+            input_ids: token ids (batch, length).
+            attention_mask: 1 for tokens, 0 for padding (batch, length).
+            position_ids: explicit positions (template denoising), or None for the model's own."""
         if self.packed and (self.packed_on_gpu or input_ids.device.type == "cpu"):
             return packed_hidden_states(self.backbone, input_ids, attention_mask, self._layers, position_ids)
         need_all = self._layers != (self.num_layers,)
@@ -151,9 +169,14 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
         with_mlp: bool | None = None,
         template: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Sentence embeddings (batch, dim). ``with_mlp=None`` uses the MLP in training mode, and in
-        eval mode only when ``mlp_at_inference``. ``template``: pooler prompt, each sequence's template index
-        (None: the first, the one :meth:`tokenize` uses)."""
+        """Sentence embeddings (batch, dim), in the weights' precision.
+
+        Args:
+            input_ids: token ids (batch, length).
+            attention_mask: 1 for tokens, 0 for padding.
+            with_mlp: apply the MLP; None: in training mode, and in eval mode only when ``mlp_at_inference``.
+            template: pooler prompt: each sequence's template index (None: the first, the one :meth:`tokenize`
+                uses)."""
         hidden = self.hidden_states(input_ids, attention_mask)
         if self.prompt is not None:
             pooled = self.prompt.pool(
@@ -176,7 +199,10 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
     @contextlib.contextmanager
     def batch_runner(self, dtype: torch.dtype | None) -> Iterator[Callable[[dict], torch.Tensor]]:
         """Eval mode and inference mode; on a CPU in bf16 the bf16 copy of the weights (:meth:`in_dtype`),
-        elsewhere autocast to ``dtype``; train mode is restored after."""
+        elsewhere autocast to ``dtype``; train mode is restored after.
+
+        Args:
+            dtype: the precision to run in (None or float32: the weights' own); the outputs are float32."""
         was_training = self.training
         self.eval()
         device = self.device
@@ -197,16 +223,19 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
             self.train(was_training)
 
     def in_dtype(self, dtype: torch.dtype) -> Encoder | None:
-        """A copy of this encoder with its weights in ``dtype`` (bf16), for encoding on CPUs: bf16 weights
-        run faster than autocast, which recasts every weight on every call (measured with AMX: 2.7x vs 1.7x
-        fp32). Kept until a weight changes (training), so it costs the memory of the weights in ``dtype``.
+        """A copy of this encoder with its weights in ``dtype`` (bf16), for encoding on CPUs: bf16 weights run
+        faster than autocast, which recasts every weight on every call (measured with AMX: 2.7x vs 1.7x fp32).
+        Kept until a weight changes (training), so it costs the memory of the weights in ``dtype``.
 
         Before first use the copy must agree with fp32 on :data:`GUARD_SENTENCES` (mean cosine >=
         :data:`MIN_GUARD_COSINE`); a model that loses more in bf16 encodes in fp32, with a warning (None).
 
         A weight change is seen through the tensors' version counters, which fused optimisers (torch's
         ``AdamW(fused=True)``) do not bump: whoever updates weights that way calls :meth:`weights_changed`
-        (the trainer does it after every optimiser step)."""
+        (the trainer does it after every optimiser step).
+
+        Args:
+            dtype: the copy's dtype."""
         key = (dtype, self.device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
         cached = self.__dict__.get("_twin")
         if cached is not None and cached[0] == key:
@@ -235,7 +264,12 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
         return twin
 
     def encoding_precision(self, precision: str | None, dtype: torch.dtype | None) -> tuple[Any, str | None]:
-        """``dtype`` when given, else what ``precision`` (auto | fp32 | bf16 | fp16) picks on this device."""
+        """(dtype, the line saying which and why): ``dtype`` when given, else what ``precision`` picks on this
+        device.
+
+        Args:
+            precision: auto | fp32 | bf16 | fp16 (None: auto).
+            dtype: a torch dtype that overrides ``precision``."""
         from simcse.core.runtime import encoding_precision
 
         return encoding_precision(precision, self.device, dtype)
@@ -268,8 +302,15 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
         readme: str | None = None,
         st_layout: str = "compatible",
     ) -> Path:
-        """Write the self-describing model directory (see module docstring); ``st_layout``:
-        ``compatible`` (sentence-transformers 3.0.1 to 6 load it) or ``current`` (6.x's own names)."""
+        """Write the self-describing model directory (see the module docstring) and return its path.
+
+        Args:
+            path: the directory, written beside it first and swapped into place atomically.
+            extra: facts recorded in ``simcse.json`` besides the encoder's own (the trainer's config and
+                scores).
+            readme: the model card's text, or None for none.
+            st_layout: ``compatible`` (sentence-transformers 3.0.1 to 6 load it) or ``current`` (6.x's own
+                names)."""
         return write_model_dir(self, Path(path), extra or {}, readme, st_layout)
 
     @classmethod
@@ -286,13 +327,22 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
         prompt_template: str | Sequence[str] | None = None,
         prompt_denoise: str | None = None,
     ) -> Encoder:
-        """Load a saved simcse model, a sentence-transformers directory or any HF model (id or dir).
+        """Load a saved simcse model, a sentence-transformers directory or any HF model, in eval mode.
 
-        ``pooler`` overrides the stored pooler. A plain HF model names none; it gets ``plain_pooler``:
-        ``cls`` by default, i.e. the model's own pretrained pooler layer (``pooler_output``, as SimCSE's
-        evaluation script does). With pooler ``prompt``, ``prompt_template`` and ``prompt_denoise``
-        override the saved ones (default: the paper's training-free template, no denoising).
-        """
+        Args:
+            name_or_path: a directory or hub id; None or ``default``: the embedded all-MiniLM-L6-v2.
+            pooler: overrides the stored pooler (``cls`` needs an MLP: a Dense module or a pretrained pooler
+                layer).
+            max_length: the default truncation (None: the one saved in simcse.json, else the model's own
+                limit, at most 512); refused beyond its position limit.
+            packed: unpadded execution (see the class); None: on CPUs, where the model supports it.
+            attn_implementation: transformers' attention (``sdpa``, ``eager``).
+            device: where to put the weights (None: where they load, the CPU).
+            plain_pooler: the pooler of a plain HF model, which names none: ``cls`` (default) is the model's
+                own pretrained pooler layer (``pooler_output``, as SimCSE's evaluation script does).
+            prompt_template: pooler prompt: overrides the saved template(s) (default the paper's training-free
+                one).
+            prompt_denoise: pooler prompt: overrides the saved denoising (default none)."""
         for value in (pooler, plain_pooler):
             if value is not None and value not in POOLERS:
                 raise SimCSEError(f"unknown pooler {value!r}; choose one of {', '.join(POOLERS)}")
@@ -340,8 +390,17 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
         prompt_template: str | Sequence[str] | None = None,
         prompt_denoise: str | None = None,
     ) -> Encoder:
-        """An encoder for training: a freshly initialised MLP when the pooler is ``cls``, or ``prompt`` with
-        ``mlp_only_train`` (PromptBERT's MLP on the [MASK] state in training only)."""
+        """An encoder for training, with a freshly initialised MLP when the pooler is ``cls``, or ``prompt``
+        with ``mlp_only_train`` (PromptBERT's MLP on the [MASK] state in training only).
+
+        Args:
+            files: the backbone, tokenizer and facts read by :func:`~simcse.modeling.model_dir.read_backbone`.
+            pooler: the pooler to train.
+            mlp_only_train: train with the MLP, encode without it (the paper's unsup setting).
+            max_length: the default truncation (None: the model's).
+            packed: unpadded execution (see the class).
+            prompt_template: pooler prompt: the template(s).
+            prompt_denoise: pooler prompt: none | train | always."""
         config = files.backbone.config
         mlp = None
         if pooler == "cls" or (pooler == "prompt" and mlp_only_train):
@@ -366,6 +425,8 @@ class Encoder(nn.Module, TokenizedEncoder):  # nn.Module first: its to() / eval(
         return "cls_before_pooler" if self.pooler == "cls" and not self.mlp_at_inference else self.pooler
 
     def describe(self) -> dict[str, Any]:
+        """What the encoder is, as ``simcse.json`` and an index's ``model.json`` record it: pooler (as
+        :meth:`encode` applies it), MLP, max length, dim, source and the prompt options."""
         return {
             "pooler": self.inference_pooler,
             "mlp": self.mlp is not None and self.mlp_at_inference,

@@ -42,6 +42,53 @@ def export_info(directory: Path, backend: str) -> dict[str, Any]:
     return info
 
 
+# What ``backend="auto"`` prefers, fastest first, by CPU class (simcse.core.hardware.cpu_class): the order
+# benchmarks/encode_speed.py measured on all-MiniLM-L6-v2 (benchmarks/results/encode_speed-<class>.md). A
+# class not measured takes avx2's order.
+AUTO_ORDER = {"avx2": ("onnx int8", "openvino int8", "onnx fp32", "torch", "openvino fp32")}
+
+
+def choose_backend(model: Any) -> tuple[str, str]:
+    """The backend ``auto`` means for ``model`` on this CPU: of the exports in the model's directory (each
+    passed the quality guard when it was written) and torch, the fastest (:data:`AUTO_ORDER`) whose packages
+    are installed and whose int8 scheme computes here as it did when it was checked.
+
+    Args:
+        model: what the API and the commands take as a model: an encoder object, a name, a path or None.
+
+    Returns:
+        ``(backend, line)``: ``torch``, ``onnx`` or ``openvino``, and one line saying which and why.
+    """
+    import importlib.util
+
+    from simcse.core.hardware import cpu_class, int8_target
+    from simcse.modeling.graph_runners import EXTRAS, scheme_holds_on
+
+    here, target = cpu_class(), int8_target()
+    order = AUTO_ORDER.get(here.split("+")[0], AUTO_ORDER["avx2"])
+    directory = Path(model).expanduser() if isinstance(model, (str, os.PathLike)) else None
+    found: dict[str, str] = {"torch": "torch"}
+    passed: list[str] = []
+    for backend in SUBDIR:
+        if directory is None or not (directory / SUBDIR[backend] / EXPORT_JSON).is_file():
+            continue
+        info = export_info(directory, backend)
+        scheme = (info.get("int8") or {}).get("scheme") or ("int8" if info.get("quantize") else None)
+        if any(importlib.util.find_spec(name) is None for name in EXTRAS[backend][:1]):
+            passed.append(f"{backend} (not installed)")
+        elif "guard" not in info:
+            passed.append(f"{backend} (never checked)")
+        elif not scheme_holds_on(scheme if scheme != "int8" else "dynamic", target):
+            passed.append(f"{backend} (int8 scheme {scheme} needs VNNI or AMX)")
+        else:
+            found[f"{backend} {'int8' if info.get('quantize') else 'fp32'}"] = backend
+    kind = next(k for k in order if k in found)
+    skipped = f"; passed over {', '.join(passed)}" if passed else ""
+    if len(found) == 1:
+        return "torch", f"backend auto: torch (no onnx / openvino export of the model to take{skipped})"
+    return found[kind], f"backend auto: {kind}, the fastest on this {here} CPU of {', '.join(found)}{skipped}"
+
+
 class GraphEncoder(TokenizedEncoder):
     """An exported model run by ONNX Runtime or OpenVINO, with :class:`Encoder`'s encoding interface."""
 
@@ -114,10 +161,12 @@ class GraphEncoder(TokenizedEncoder):
     # ------------------------------------------------------------------ Encoder's interface
     @property
     def dim(self) -> int:
+        """The embedding dimension, as the export recorded it."""
         return self._dim
 
     @property
     def device(self) -> torch.device:
+        """Always the CPU."""
         return torch.device("cpu")
 
     @property
@@ -132,22 +181,28 @@ class GraphEncoder(TokenizedEncoder):
 
     @property
     def inference_pooler(self) -> str:
+        """The pooler in the graph, as the export recorded it."""
         return self.pooler
 
     def to(self, device: str | torch.device | Any) -> GraphEncoder:
+        """Itself for the CPU; any other device is a SimCSEError (the graph runs on the CPU)."""
         if torch.device(device).type != "cpu":
             raise SimCSEError(f"the {self.backend} backend runs on the CPU, not {device}")
         return self
 
     def eval(self) -> GraphEncoder:
+        """Itself (a graph has no training mode)."""
         return self
 
     def train(self, mode: bool = True) -> GraphEncoder:
+        """Itself for ``mode`` False; True is a SimCSEError (train the torch model)."""
         if mode:
             raise SimCSEError(f"an exported {self.backend} model cannot be trained; train the torch model")
         return self
 
     def describe(self) -> dict[str, Any]:
+        """What the encoder is, as :meth:`~simcse.modeling.encoder.Encoder.describe` says it, plus the
+        backend, the graph file and its precision."""
         return {
             "pooler": self.pooler,
             "mlp": self.mlp_at_inference,
@@ -182,4 +237,5 @@ class GraphEncoder(TokenizedEncoder):
         yield run
 
     def encoding_precision(self, precision: str | None, dtype: torch.dtype | None) -> tuple[Any, str | None]:
+        """``(None, line)`` whatever is asked: the graph's precision is fixed (:attr:`line` says it)."""
         return None, self.line

@@ -27,17 +27,32 @@ def load_encoder(
     precision: str | None = None,
     **torch_options: Any,
 ) -> SentenceEncoder:
-    """The encoder of ``model``, wherever an encoder is accepted (the API, the evaluator, corpus encoding):
+    """The encoder of ``model``, wherever an encoder is accepted (the API, the evaluator, corpus encoding,
+    export).
 
-    - an encoder object is used as it is: ``pooler`` may only repeat its own pooler, ``max_length`` must
-      fit it, and ``backend`` must be torch (a graph is loaded from its directory);
-    - a name or path (None or ``default``: the embedded model) gives an
-      :class:`~simcse.modeling.encoder.Encoder` for ``backend`` torch (``torch_options`` go to
-      :meth:`Encoder.load`, ``pooler`` overrides the stored one), a
-      :class:`~simcse.modeling.graph_encoder.GraphEncoder` for an export directory with ``backend`` onnx or
-      openvino (``precision``: OpenVINO's inference precision; the pooler is the graph's).
-    """
+    Args:
+        model: an encoder object, used as it is (``pooler`` may only repeat its own pooler, ``max_length``
+            must fit it, ``backend`` must be torch); or a name or path (None or ``default``: the embedded
+            model), which gives an :class:`~simcse.modeling.encoder.Encoder` for backend torch and a
+            :class:`~simcse.modeling.graph_encoder.GraphEncoder` for an export directory with backend onnx or
+            openvino.
+        pooler: backend torch: overrides the stored pooler (None: the model's); refused for an exported graph,
+            whose pooler is in the graph.
+        backend: ``torch`` (None: torch), ``onnx`` or ``openvino``.
+        precision: an exported graph's: OpenVINO's inference precision (auto | fp32 | bf16; None: auto); ONNX
+            Runtime takes only auto / fp32 (it runs the graph as exported). Not used for backend torch, whose
+            encoding precision the caller picks.
+        **torch_options: backend torch: keyword arguments of :meth:`~simcse.modeling.encoder.Encoder.load`
+            (``max_length``, ``plain_pooler``, ``prompt_template``...); an exported graph takes ``max_length``
+            only, and any other option that is not None is refused.
+
+    Raises:
+        SimCSEError: an unknown backend, or an option the model cannot take."""
     backend = check_backend(backend)
+    if backend == "auto":
+        from simcse.modeling.graph_encoder import choose_backend
+
+        backend = choose_backend(model)[0]
     if isinstance(model, SentenceEncoder):
         if pooler is not None and pooler != model.pooler:
             raise SimCSEError(

@@ -224,6 +224,9 @@ def position_limit(config: Any) -> int | None:
 
 
 def inference_max_length(config: Any, tokenizer: Any, st_max_len: int | None) -> int:
+    """The default truncation of a loaded model: 512 tokens, capped by its position limit, its tokenizer's
+    ``model_max_length`` (unless that is a placeholder of 100,000 or more) and sentence-transformers'
+    ``max_seq_length`` (``st_max_len``)."""
     limit = MAX_INFERENCE_LENGTH
     positions = position_limit(config)
     if positions:

@@ -24,6 +24,8 @@ ROW_BUCKET = 256
 
 
 def supports_packing(model: nn.Module) -> bool:
+    """Whether ``model`` can run unpadded (:func:`packed_hidden_states`): a BERT-style encoder of a known type
+    (not a decoder, no chunked feed-forward, absolute positions) whose layers have the expected parts."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "model_type", None) not in PACKED_MODEL_TYPES:
         return False

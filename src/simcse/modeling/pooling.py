@@ -38,6 +38,7 @@ def layers_needed(pooler: str, num_layers: int) -> tuple[int, ...]:
 
 
 def masked_mean(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of ``states`` (batch, length, dim) over the positions where ``attention_mask`` is 1."""
     mask = attention_mask.unsqueeze(-1).to(states.dtype)
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
@@ -75,4 +76,5 @@ class MLP(nn.Module):
         return mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``tanh(dense(x))``."""
         return self.activation(self.dense(x))

@@ -49,12 +49,15 @@ class TokenTemplate:
 
     @property
     def sentence_start(self) -> int:
+        """The position of the sentence's first token in a wrapped sequence."""
         return len(self.head) + len(self.before)
 
     def wrap(self, sentence: Sequence[int]) -> list[int]:
+        """``sentence``'s token ids put in the template, special tokens included."""
         return [*self.head, *self.before, *sentence, *self.after, *self.tail]
 
     def mask_position(self, sentence_length: int) -> int:
+        """The position of the [MASK] in the wrapped sequence of a sentence of ``sentence_length`` tokens."""
         if self.mask_after:
             return self.sentence_start + sentence_length + self.mask_index
         return len(self.head) + self.mask_index
@@ -109,12 +112,16 @@ class Prompt:
 
     @property
     def texts(self) -> list[str]:
+        """The templates as text, the encoding one first."""
         return [t.text for t in self.templates]
 
     def describe(self) -> dict[str, Any]:
+        """The prompt options as a model directory saves them (``prompt_template``, ``prompt_denoise``)."""
         return {"prompt_template": self.texts, "prompt_denoise": self.denoise}
 
     def view_template(self, view: int) -> int:
+        """The template index of training view ``view``: its own, or the last one when there are fewer
+        templates."""
         return min(view, len(self.templates) - 1)
 
     # ------------------------------------------------------------------ tokens
@@ -142,6 +149,8 @@ class Prompt:
         return torch.tensor(values, dtype=torch.long, device=device)
 
     def sentence_lengths(self, attention_mask: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+        """Each sequence's sentence length in tokens: its unpadded length minus its template's (``template``:
+        each sequence's template index)."""
         lengths = self._table([t.length for t in self.templates], attention_mask.device)
         return attention_mask.sum(1).long() - lengths[template]
 
@@ -153,6 +162,8 @@ class Prompt:
         return fixed[template] + moves[template] * sentence_lengths
 
     def denoises(self, training: bool) -> bool:
+        """Whether the template's own [MASK] state is subtracted: always with ``always``, in training only
+        with ``train``."""
         return self.denoise == "always" or (self.denoise == "train" and training)
 
     def pool(

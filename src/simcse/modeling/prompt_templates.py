@@ -76,6 +76,8 @@ def training_options(template: str, denoise: str) -> dict[str, object]:
 
 
 def check_denoise(value: str, option: str = "prompt_denoise") -> str:
+    """``value`` if it is one of :data:`DENOISE` (none | train | always), else a ConfigError naming
+    ``option``."""
     if value not in DENOISE:
         raise ConfigError(f"{option} must be one of {', '.join(DENOISE)}, got {shorten(repr(value), 80)}")
     return value

@@ -50,15 +50,27 @@ class SentenceEncoder:
         return self.pooler
 
     def check_max_length(self, max_length: int | None) -> int | None:
-        """``max_length`` refused unless this encoder can truncate there (an encoder without tokens takes any)."""
+        """``max_length`` refused unless this encoder can truncate there (an encoder without tokens takes
+        any).
+
+        Args:
+            max_length: tokens per sentence, or None for the encoder's own limit."""
         return max_length
 
     def encoding_precision(self, precision: str | None, dtype: torch.dtype | None) -> tuple[Any, str | None]:
-        """The dtype to encode in and the line saying which and why (None: nothing to say)."""
+        """The dtype to encode in and the line saying which and why (None: nothing to say); this default
+        returns ``dtype`` as given.
+
+        Args:
+            precision: auto | fp32 | bf16 | fp16, as the caller asked (None: auto).
+            dtype: a torch dtype that overrides ``precision``."""
         return dtype, None
 
     def to(self, device: Any) -> SentenceEncoder:
-        """Where it runs; an encoder without weights on a device stays as it is."""
+        """Where it runs; an encoder without weights on a device stays as it is.
+
+        Args:
+            device: a torch device or its name."""
         return self
 
     def eval(self) -> SentenceEncoder:
@@ -70,6 +82,8 @@ class SentenceEncoder:
         return ()
 
     def describe(self) -> dict[str, Any]:
+        """What the encoder is, as an index directory's ``model.json`` records it: pooler (as applied by
+        :meth:`encode`), dim and source."""
         return {"pooler": self.inference_pooler, "dim": self.dim, "source": self.source}
 
 
@@ -84,6 +98,7 @@ class Tokenized:
         return len(self.input_ids)
 
     def lengths(self) -> np.ndarray:
+        """Each sentence's token count, as int64."""
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
 
 
@@ -124,12 +139,18 @@ class TokenizedEncoder(SentenceEncoder):
 
     def batch_runner(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
         """A context whose value maps a padded batch (``input_ids``, ``attention_mask``) to its float32
-        embeddings; ``dtype`` is the precision asked for (an encoder may run in its own)."""
+        embeddings.
+
+        Args:
+            dtype: the precision asked for (an encoder may run in its own: an exported graph's is fixed)."""
         raise NotImplementedError
 
     def check_max_length(self, max_length: int | None) -> int:
-        """``max_length`` as given (None: the model's), refused unless an integer from 1 to the model's
-        position limit."""
+        """``max_length`` as given (None: the model's :attr:`max_length`), refused with a SimCSEError unless
+        an integer from 1 to the model's position limit.
+
+        Args:
+            max_length: tokens per sentence (special tokens and a prompt's template included), or None."""
         if max_length is None:
             return self.max_length
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
@@ -141,6 +162,12 @@ class TokenizedEncoder(SentenceEncoder):
         return max_length
 
     def tokenize(self, sentences: Sequence[str], max_length: int | None = None) -> Tokenized:
+        """The token ids of ``sentences``, truncated at ``max_length`` (with pooler prompt: each sentence put
+        in the first template, only the sentence truncated so that the whole fits).
+
+        Args:
+            sentences: a list of sentences; a single string is a TypeError.
+            max_length: tokens per sentence, special tokens included (None: :attr:`max_length`)."""
         if isinstance(sentences, str):
             raise TypeError("tokenize() takes a list of sentences, not a single string")
         if self.prompt is not None:  # the sentence in the template; only the sentence is truncated
@@ -150,7 +177,11 @@ class TokenizedEncoder(SentenceEncoder):
         return Tokenized(ids, self.tokenizer.pad_token_id)
 
     def iter_batches(self, tokens: Tokenized, batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
-        """Length-sorted batches (longest first) as (original indices, padded tensors)."""
+        """Length-sorted batches (longest first, ties in input order) as (original indices, padded tensors).
+
+        Args:
+            tokens: the tokenised sentences.
+            batch_size: sentences per batch."""
         order = np.argsort(-tokens.lengths(), kind="stable")
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -164,7 +195,14 @@ class TokenizedEncoder(SentenceEncoder):
         dtype: torch.dtype | None = None,
         show_progress: bool = False,
     ) -> torch.Tensor:
-        """Embeddings (n, dim) as float32 on the CPU, in input order."""
+        """Embeddings (n, dim) as float32 on the CPU, in input order.
+
+        Args:
+            tokens: the tokenised sentences (:meth:`tokenize`).
+            batch_size: sentences per batch.
+            normalize: divide each row by its L2 norm (``torch.nn.functional.normalize``, in float32).
+            dtype: the precision to run in (None: the weights' own, fp32 for a loaded model).
+            show_progress: a tqdm bar over the batches."""
         batches = self.iter_batches(tokens, batch_size)
         if show_progress:
             from tqdm.auto import tqdm
@@ -188,7 +226,32 @@ class TokenizedEncoder(SentenceEncoder):
         dtype: torch.dtype | None = None,
         show_progress: bool = False,
     ) -> np.ndarray:
-        """Encode sentences into a float32 array (n, dim), row i for sentence i."""
+        """Encode sentences into a float32 array (n, dim), row i for sentence i, as the model pools them
+        (after the MLP when it applies one at inference), not unit-normalised by default.
+
+        Unlike :meth:`simcse.use.api.SimCSE.encode`, which returns unit vectors unless asked not to
+        (``normalize_to_unit=True``, as the original tool), this does not normalise by default
+        (``normalize=False``); with ``normalize=True`` each row is divided by its L2 norm
+        (``torch.nn.functional.normalize`` on the float32 output of each batch), exactly what SimCSE's default
+        does. Other defaults differ too: 128 sentences per batch (SimCSE: 64), truncation at the model's
+        :attr:`max_length` (SimCSE: 128 tokens, capped at it), the weights' precision unless ``dtype`` is
+        given (SimCSE: its ``precision``, auto by default), a list only (no single string), NumPy only.
+
+        Args:
+            sentences: the sentences (a list; an empty one gives a (0, dim) array).
+            batch_size: sentences per batch (batches are length-sorted; the output keeps input order).
+            normalize: unit-normalise each row (L2, in float32); default False.
+            max_length: tokens per sentence, special tokens included (None: :attr:`max_length`); refused
+                beyond the model's position limit.
+            dtype: the precision to run in (an :class:`~simcse.modeling.encoder.Encoder` in bf16 on a CPU uses
+                a bf16 copy of its weights, elsewhere autocast; an exported graph runs in its own); None: the
+                weights' (fp32).
+            show_progress: a tqdm bar over the batches.
+
+        Returns:
+            A float32 array (n, dim)."""
+        if isinstance(sentences, str):  # before the empty check: "" is a string, not an empty list
+            raise TypeError("encode() takes a list of sentences, not a single string")
         if len(sentences) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         tokens = self.tokenize(sentences, max_length)

@@ -52,6 +52,7 @@ _MODULE_TYPES = {
 
 
 def st_modules(root: Path) -> list[dict]:
+    """The entries of ``root/modules.json`` sorted by ``idx`` (none without the file)."""
     path = root / "modules.json"
     if not path.exists():
         return []
@@ -62,6 +63,7 @@ def st_modules(root: Path) -> list[dict]:
 
 
 def module_kind(module: dict) -> str:
+    """A module entry's class name (``sentence_transformers.models.Pooling`` -> ``Pooling``)."""
     return str(module.get("type", "")).rsplit(".", 1)[-1]
 
 
@@ -142,6 +144,7 @@ def describe_pipeline(root: Path, dim: int, num_layers: int) -> dict[str, Any]:
 
 
 def check_st_layout(layout: str) -> None:
+    """Raise SimCSEError unless ``layout`` is one of :data:`ST_LAYOUTS` (``compatible``, ``current``)."""
     if layout not in ST_LAYOUTS:
         raise SimCSEError(
             f"unknown sentence-transformers layout {layout!r}; choose one of {', '.join(ST_LAYOUTS)}"

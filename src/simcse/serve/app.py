@@ -77,6 +77,8 @@ class GuardMiddleware:
         self.allowed = {h.lower().strip("[]") for h in allowed_hosts}
 
     def host_allowed(self, scope: Scope) -> bool:
+        """Whether the request's Host header, without its port (and an IPv6 address without its brackets), is
+        an allowed host; any host when ``*`` is allowed."""
         if self.any_host:
             return True
         raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
@@ -118,6 +120,7 @@ class Served:
     batcher: EncodeBatcher
 
     def index_size(self) -> int:
+        """The number of vectors in the model's index (0 without one)."""
         index = self.model.vector_index
         return 0 if index is None else len(index)
 
@@ -152,11 +155,14 @@ class Service:
         )
 
     def close(self) -> None:
+        """Stop the encoder threads (queued requests fail with ShuttingDown) and the search thread."""
         for served in self.served:
             served.batcher.close()
         self.searcher.shutdown(wait=False, cancel_futures=True)
 
     async def encode(self, texts: list[str], served: Served | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors and token counts of ``texts``, encoded by the encoder thread of ``served`` (None: the
+        first model); a full queue or a shutdown is a 503 ApiError."""
         batcher = (served or self.served[0]).batcher
         try:  # ShuttingDown: raised by submit, or set on a queued job by close
             return await asyncio.wrap_future(batcher.submit(texts))
@@ -365,6 +371,8 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 def add_routes(app: FastAPI, service: Service) -> None:
+    """Register the endpoints on ``app``: ``POST /v1/embeddings``, ``/similarity``, ``/search``, ``GET
+    /health`` and the demo page with its script and style sheet."""
     static = resources.files("simcse.serve") / "static"
     page = (static / "index.html").read_bytes()
     script = (static / "app.js").read_bytes()

@@ -38,6 +38,11 @@ class _Job:
 
 
 class EncodeBatcher:
+    """The encoder thread: texts submitted by concurrent requests queue up (at most ``capacity``) and are
+    encoded together by ``process`` in batches of whole requests of up to ``batch_size`` texts (a request
+    larger than that is a batch of its own); when a batch fails, its requests are retried one by one so that
+    one bad request fails alone."""
+
     def __init__(self, process: ProcessFn, batch_size: int, capacity: int):
         self.process = process
         self.batch_size = batch_size

@@ -39,6 +39,7 @@ class ApiError(Exception):
 def error_response(
     status: int, message: str, code: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """The OpenAI-style error response: ``{"error": {"message", "type", "code"}}`` with HTTP ``status``."""
     body = {
         "error": {"message": message, "type": ERROR_TYPES.get(status, "invalid_request_error"), "code": code}
     }
@@ -46,6 +47,7 @@ def error_response(
 
 
 def json_type(value: Any) -> str:
+    """How an error message names the JSON type of ``value`` ("a string", "a list", "null"...)."""
     names = {
         bool: "a boolean",
         int: "a number",
@@ -126,6 +128,8 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
 
 
 def check_fields(body: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
+    """A 422 ApiError for the first field of ``body`` not in ``allowed``, or the first of ``required``
+    missing."""
     unknown = [k for k in body if k not in allowed]
     if unknown:
         raise ApiError(422, f"unknown field {unknown[0]!r}; expected {', '.join(allowed)}", "unknown_field")
@@ -145,6 +149,7 @@ def check_count(count: int, what: str, settings: ServeSettings) -> None:
 
 
 def check_unicode(text: str, where: str) -> None:
+    """A 422 ApiError when ``text`` is not valid UTF-8 (a lone surrogate); ``where`` names the field."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -193,6 +198,7 @@ def texts_field(body: dict[str, Any], name: str, settings: ServeSettings) -> tup
 
 
 def optional_string(body: dict[str, Any], name: str) -> str | None:
+    """``body[name]`` when it is a valid string, None when absent or null; anything else is a 422 ApiError."""
     value = body.get(name)
     if value is None:
         return None

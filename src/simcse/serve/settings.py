@@ -35,6 +35,8 @@ class ServeSettings:
     log_level: str = "info"
 
     def validate(self) -> ServeSettings:
+        """Raise SimCSEError for the first limit out of range (batch and text sizes, body size, timeout, port,
+        a queue smaller than a full request, an empty API key); the settings themselves when all are fine."""
         checks = [
             (self.max_batch >= 1, f"--max-batch must be at least 1, got {self.max_batch}"),
             (self.max_text_chars >= 1, f"--max-text-chars must be at least 1, got {self.max_text_chars}"),
@@ -59,6 +61,7 @@ class ServeSettings:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback IP address."""
     if host == "localhost":
         return True
     try:
@@ -77,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--index", metavar="DIR", default=None, help="index directory to search (save_index)")
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)"
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: local connections only)"
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument(
@@ -135,6 +138,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    """The validated settings of the parsed flags: the API key from ``--api-key``, else the environment; the
+    allowed hosts from ``--allowed-hosts``, else the loopback names for a loopback host, else any host."""
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     if args.allowed_hosts:
         hosts = tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip())

@@ -121,6 +121,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    """The state of Python's, NumPy's and torch's global generators (and CUDA's, once CUDA is initialised), as
+    tensors and lists a checkpoint can hold."""
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": list(random.getstate()[1]),
@@ -135,6 +137,8 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generators from :func:`rng_state`'s dict (CUDA's when saved and available; the cached
+    Gaussian values of Python and NumPy are not kept)."""
     random.setstate((state["python_version"], tuple(state["python"]), None))
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
     torch.set_rng_state(state["torch"])

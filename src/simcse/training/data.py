@@ -33,10 +33,14 @@ class BatchPlan:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Full batches per epoch, plus the last partial one when it has at least two rows (a contrastive
+        batch needs two) and ``drop_last`` is off."""
         full, rest = divmod(self.num_rows, self.batch_size)
         return full + (1 if rest >= 2 and not self.drop_last else 0)
 
     def order(self, epoch: int) -> np.ndarray:
+        """Epoch ``epoch``'s row order: a permutation seeded by (seed, epoch), or the file's order without
+        shuffling."""
         if not self.shuffle:
             return np.arange(self.num_rows)
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
@@ -44,6 +48,8 @@ class BatchPlan:
     def batch(
         self, epoch: int, step: int, rank: int = 0, world_size: int = 1, order: np.ndarray | None = None
     ):
+        """Process ``rank``'s share of global batch ``step`` of epoch ``epoch`` (``order``: that epoch's
+        order, if already computed); each process gets len // world_size rows."""
         order = self.order(epoch) if order is None else order
         rows = order[step * self.batch_size : (step + 1) * self.batch_size]
         per_rank = len(rows) // world_size
@@ -217,5 +223,6 @@ class Prefetcher:
         return item
 
     def close(self) -> None:
+        """Stop the prefetch thread (waiting up to 5 s for it)."""
         self._stop.set()
         self._thread.join(timeout=5)

@@ -114,6 +114,9 @@ class Discriminator(nn.Module):
         sentence_embeddings: torch.Tensor,
         labels: torch.Tensor,
     ) -> tuple[torch.Tensor, int]:
+        """(replaced-token-detection cross-entropy summed over the scored tokens, their number) for
+        ``edited_ids``, with ``sentence_embeddings`` in place of the embedding output at position 0;
+        ``labels`` -100 are not scored."""
         if sentence_embeddings.shape[-1] != self.head.in_features:
             raise ValueError(
                 f"the sentence embedding has {sentence_embeddings.shape[-1]} dimensions, the discriminator "
@@ -151,4 +154,5 @@ class BatchNormProjection(nn.Module):
                 nn.init.normal_(module.weight, std=init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The projection of ``x`` (the whole batch's embeddings)."""
         return self.net(x)

@@ -20,6 +20,10 @@ import torch
 
 
 class HFAdamW(torch.optim.AdamW):
+    """transformers 4.x's AdamW (``correct_bias=True``) as torch's AdamW (``fused`` / ``foreach`` as torch's)
+    with a per-step epsilon and a decoupled weight decay after the update; the module docstring explains the
+    two differences."""
+
     def __init__(
         self,
         params: Iterable,
@@ -40,6 +44,9 @@ class HFAdamW(torch.optim.AdamW):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One update of the parameters that have gradients: torch's AdamW step with epsilon ``eps / sqrt(1 -
+        beta2**t)``, then the weight decay; a step GradScaler skipped (fp16 overflow) is not counted. Returns
+        ``closure``'s loss."""
         stepped = []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]

@@ -17,8 +17,8 @@ Performance switches (all in TrainConfig): ``precision`` (bf16 / fp16 autocast, 
 (CPU dropout masks from cheaper random draws), ``tf32`` (TF32 matmuls on GPUs, on by default). Always on:
 fused AdamW where the device has it; batches collated in a background thread into pinned memory and
 copied with ``non_blocking``; the contrastive similarities and cross-entropy in fp32 under autocast.
-Defaults per device (``precision auto``): bf16 on GPUs that have it, else fp16 with loss scaling; fp32 on
-CPUs. ``compile`` pads every batch to ``max_seq_len`` so one graph serves the whole run.
+Defaults per device (``precision auto``): bf16 on GPUs that have it, else fp16 with loss scaling; on CPUs
+bf16 autocast with AMX or AVX512-BF16, else fp32. ``compile`` pads every batch to ``max_seq_len`` so one graph serves the whole run.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class TrainerState:
     last_eval_step: int | None = None
 
     def advance(self, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> None:
+        """Count one step (``step_in_epoch`` of ``epoch``), moving to the next epoch after its last."""
         self.global_step += 1
         self.epoch, self.step_in_epoch = epoch, step_in_epoch + 1
         if self.step_in_epoch >= steps_per_epoch:
@@ -82,6 +83,8 @@ class TrainerState:
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns: output directory, steps, best metric and step, dev scores, test results."""
+
     output_dir: Path
     global_step: int
     best_metric: float | None
@@ -112,7 +115,11 @@ class Run:
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train SimCSE as configured; see the module docstring for the steps."""
+    """Train SimCSE as configured (the module docstring lists the steps) and return a :class:`TrainResult`.
+
+    Args:
+        config: the run's options, validated first (every problem reported at once).
+        resume: continue from the newest intact checkpoint in ``config.output_dir``."""
     config.validate()
     env = resolve(config)
     inputs = read_inputs(config, env.dist, resume)  # 1. everything that can fail on input, nothing written
@@ -332,6 +339,7 @@ def update_weights(run: Run, loss: torch.Tensor) -> None:
 
 
 def progress_bar(run: Run) -> Any:
+    """The run's tqdm bar (from the resumed step) on the main process with ``progress_bar``, else None."""
     if not (run.env.dist.main and run.config.progress_bar):
         return None
     from tqdm.auto import tqdm
@@ -346,6 +354,7 @@ def progress_bar(run: Run) -> Any:
 
 
 def log_window(run: Run, window: LogWindow, aux: dict[str, torch.Tensor]) -> None:
+    """Log the window's mean loss, learning rate, throughput, epoch and auxiliary losses (file and bar)."""
     state, plan = run.state, run.inputs.plan
     record = window.averages()
     record = {

@@ -41,6 +41,7 @@ class _GatherWithGrad(torch.autograd.Function):
 
 
 def distributed() -> bool:
+    """Whether this process is one of several in an initialised process group."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -175,6 +176,7 @@ class OffDropoutLoss(nn.Module):
         self.sources = list(sources)
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
+        """The loss of ``views`` (rows, 3, dim): anchor, positive and dropout-off anchor."""
         rows, num_views, _ = views.shape
         if num_views != 3:
             raise ValueError(
@@ -217,6 +219,7 @@ class DimensionContrast(nn.Module):
         self.loss, self.weight, self.temperature = loss, weight, temperature
 
     def term(self, views: torch.Tensor) -> torch.Tensor:
+        """The dimension-wise contrastive term of ``views`` (rows, 2 or 3, dim), over the gathered batch."""
         z = views.float()
         gathered = (
             gather_with_grad(z.transpose(0, 1).reshape(-1, z.shape[-1]).contiguous())
@@ -248,6 +251,7 @@ class DimensionContrast(nn.Module):
         return F.cross_entropy(logits, target)
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
+        """The wrapped loss plus ``weight`` times :meth:`term`."""
         return self.loss(views) + self.weight * self.term(views)
 
 
@@ -261,6 +265,7 @@ class SharedMaskViews(nn.Module):
         self.loss = loss
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
+        """The wrapped loss of the one view per row (rows, 1, dim) used as both views."""
         if views.shape[1] != 1:
             raise ValueError(f"shared-mask views come one per row, got {views.shape[1]}")
         return self.loss(views.expand(-1, 2, -1))

@@ -47,6 +47,7 @@ def bert_mask(
 
 
 def special_ids(tokenizer: Any) -> torch.Tensor:
+    """The tokenizer's special token ids, sorted, as a tensor (positions never masked or predicted)."""
     return torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
 
 
@@ -110,6 +111,7 @@ class GeneratorEdit:
         self.ratio = ratio
 
     def to(self, device: torch.device) -> GeneratorEdit:
+        """Move the generator to ``device``; the edit itself."""
         self.generator.to(device)
         return self
 

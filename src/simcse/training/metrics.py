@@ -36,6 +36,8 @@ class MetricsLog:
         self.trackers = start_trackers(names, config.to_dict(), out, resumed) if names else []
 
     def log(self, step: int, values: dict[str, Any], prefix: str = "train") -> None:
+        """Append ``{"step", "kind": prefix, "time", **values}`` to metrics.jsonl and send the numbers to each
+        tracker (main process only)."""
         if not self.enabled:
             return
         self._write(step, values, prefix)
@@ -84,10 +86,12 @@ class LogWindow:
         self.reset()
 
     def reset(self) -> None:
+        """Start a new window now."""
         self.rows, self.steps, self.start = 0, 0, time.perf_counter()
         self.loss: torch.Tensor | float = 0.0
 
     def add(self, rows: int, loss: torch.Tensor) -> None:
+        """Add one step of ``rows`` rows and its ``loss`` (kept on the device)."""
         self.rows += rows
         self.loss = self.loss + loss.detach()
         self.steps += 1
@@ -101,6 +105,7 @@ class LogWindow:
 
 
 def format_scores(scores: dict[str, float] | None) -> str:
+    """Dev scores in one line (``STS-B 81.20, SICK-R 72.10``), ``-`` for none."""
     if not scores:
         return "-"
     names = {"stsb_spearman": "STS-B", "sickr_spearman": "SICK-R", "avg_sts": "avg", "dev_spearman": "dev"}

@@ -88,6 +88,8 @@ class SimCSEModel(nn.Module):
     def embed(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, template: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """The embeddings (rows x views, dim) of the flattened views, each group of views through its encoder
+        (and the projector, when there is one)."""
         out = self._embed(input_ids, attention_mask, template)
         return out if self.projector is None else self.projector(out)
 
@@ -124,6 +126,8 @@ class SimCSEModel(nn.Module):
         template: torch.Tensor | None = None,
         **aux_inputs: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, int]]]:
+        """(embeddings, {auxiliary term name: (loss, count)}): :meth:`embed`, then each auxiliary term whose
+        inputs (``NAME_input_ids``, ``NAME_labels``) are in ``aux_inputs``."""
         embeddings = self.embed(input_ids, attention_mask, template)
         terms: dict[str, tuple[torch.Tensor, int]] = {}
         for name, term in self.aux_terms.items():

@@ -149,6 +149,9 @@ def eval_results(test: dict | None) -> list[EvalResult]:
 
 
 def card_data(meta: dict[str, Any], test: dict | None) -> ModelCardData:
+    """The model card's metadata (huggingface_hub's ``ModelCardData``) from a saved model's ``simcse.json``
+    facts (``meta``) and its test results: base model, data sets, language, license, tags and evaluation
+    results."""
     cfg = meta.get("training_config") or {}
     results = eval_results(test)
     base = base_model_id(cfg)

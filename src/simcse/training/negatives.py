@@ -76,6 +76,8 @@ class MomentumQueue(nn.Module):
         self._pending: torch.Tensor | None = None
 
     def train(self, mode: bool = True) -> MomentumQueue:
+        """Train or eval mode as asked, but the momentum copy always in eval mode (its keys are encoded
+        without dropout)."""
         super().train(mode)
         self.copy.eval()  # the queue's keys are always encoded without dropout
         return self
@@ -86,6 +88,8 @@ class MomentumQueue(nn.Module):
 
     @torch.no_grad()
     def before_step(self, batch: dict[str, torch.Tensor]) -> None:
+        """Move the copy towards the encoder, copy the encoder's MLP, and encode the step's anchors (view 0 of
+        each row of ``batch``), gathered from every process, to enqueue after the step."""
         live = self._live[0]
         for mine, theirs in zip(self.copy.backbone.parameters(), live.backbone.parameters()):
             mine.mul_(self.momentum).add_(theirs.detach(), alpha=1.0 - self.momentum)
@@ -98,6 +102,7 @@ class MomentumQueue(nn.Module):
 
     @torch.no_grad()
     def after_step(self) -> None:
+        """Enqueue the step's anchors, dropping the oldest entries beyond ``size``."""
         if self._pending is None:
             return
         keys, self._pending = self._pending[-self.size :], None
@@ -126,6 +131,7 @@ class GuideFilter:
         self._mask: torch.Tensor | None = None
 
     def before_step(self, batch: dict[str, torch.Tensor]) -> None:
+        """Take the guide's tensors out of ``batch``, encode them and compute the step's :meth:`mask`."""
         ids, attention = batch.pop("guide_input_ids"), batch.pop("guide_attention_mask")
         columns = int(batch.pop("guide_columns"))
         views = int(batch["views"]) if "views" in batch else 2
@@ -133,6 +139,7 @@ class GuideFilter:
 
     @torch.no_grad()
     def embed(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """The guide's unit embeddings of the token ids (no gradient)."""
         return F.normalize(self.guide(ids, attention).float(), dim=-1)
 
     def mask(self, guide_views: torch.Tensor, views: int) -> torch.Tensor:
@@ -156,4 +163,5 @@ class GuideFilter:
         return self._mask
 
     def after_step(self) -> None:
+        """Forget the step's mask."""
         self._mask = None

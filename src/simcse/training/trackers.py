@@ -84,6 +84,8 @@ class RunIdentity:
         return cls(f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
 
     def save(self, out: Path) -> None:
+        """Write the run's name and the trackers' run ids to ``out``'s trackers file (atomically, recorded in
+        the run's manifest), so that a resumed run continues the same tracker runs."""
         from simcse.training.run_dir import record_written  # imports torch; config.validate imports this
 
         record_written(out, [TRACKERS_FILE])
@@ -111,27 +113,34 @@ class Tracker:
         raise NotImplementedError
 
     def finish(self, failed: bool = False) -> None:
+        """Close the tracker's run (``failed``: the run stopped on an error)."""
         raise NotImplementedError
 
 
 class TensorBoardTracker(Tracker):
+    """TensorBoard event files in ``OUTPUT/tensorboard``."""
+
     name, writes = "tensorboard", ("tensorboard",)
 
     def start(self, config: dict[str, Any], run_dir: Path, identity: RunIdentity) -> None:
+        """Open a SummaryWriter in ``run_dir/tensorboard`` and record the config as text."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
         self.writer.add_text("config", _indented(json.dumps(config, indent=2, default=str)))
 
     def log(self, step: int, values: dict[str, float], prefix: str) -> None:
+        """One scalar per value, named ``prefix/key``."""
         for key, value in values.items():
             self.writer.add_scalar(f"{prefix}/{key}", value, step)
 
     def summary(self, step: int, scores: dict[str, float], table: list[dict[str, Any]]) -> None:
+        """The scores as ``test/key`` scalars and the table as markdown text."""
         self.log(step, scores, "test")
         self.writer.add_text("test/results", markdown_table(table), step)
 
     def finish(self, failed: bool = False) -> None:
+        """Close the writer."""
         self.writer.close()
 
 
@@ -142,6 +151,7 @@ class WandbTracker(Tracker):
     name, writes = "wandb", ("wandb",)
 
     def start(self, config: dict[str, Any], run_dir: Path, identity: RunIdentity) -> None:
+        """Start (or, resuming, continue) the wandb run, saving its id in ``identity``."""
         import wandb
 
         self.wandb = wandb
@@ -157,14 +167,17 @@ class WandbTracker(Tracker):
         identity.ids[self.name] = self.run.id
 
     def log(self, step: int, values: dict[str, float], prefix: str) -> None:
+        """Log the values as ``prefix/key`` at ``step``."""
         self.run.log({f"{prefix}/{k}": v for k, v in values.items()}, step=step)
 
     def summary(self, step: int, scores: dict[str, float], table: list[dict[str, Any]]) -> None:
+        """The scores into the run's summary and the table as a ``test/results`` wandb Table."""
         self.run.summary.update({f"test/{k}": v for k, v in scores.items()})
         columns, rows = columns_and_rows(table)
         self.run.log({"test/results": self.wandb.Table(columns=columns, data=rows)}, step=step)
 
     def finish(self, failed: bool = False) -> None:
+        """Finish the run, with exit code 1 when it failed."""
         self.run.finish(exit_code=1 if failed else 0)
 
 
@@ -178,6 +191,8 @@ class MLflowTracker(Tracker):
     name, writes = "mlflow", ("mlruns",)
 
     def start(self, config: dict[str, Any], run_dir: Path, identity: RunIdentity) -> None:
+        """Start (or, resuming, continue) the MLflow run in its experiment, and log the config's params it
+        lacks."""
         import mlflow
 
         self.mlflow = mlflow
@@ -209,14 +224,17 @@ class MLflowTracker(Tracker):
             mlflow.log_params(params)
 
     def log(self, step: int, values: dict[str, float], prefix: str) -> None:
+        """Log the values as ``prefix/key`` metrics at ``step``."""
         self.mlflow.log_metrics({f"{prefix}/{k}": v for k, v in values.items()}, step=step)
 
     def summary(self, step: int, scores: dict[str, float], table: list[dict[str, Any]]) -> None:
+        """The scores as ``test/key`` metrics and the table as the artifact ``test_results.json``."""
         self.log(step, scores, "test")
         columns, rows = columns_and_rows(table)
         self.mlflow.log_dict({"columns": columns, "data": rows}, "test_results.json")
 
     def finish(self, failed: bool = False) -> None:
+        """End the run as FINISHED, or FAILED."""
         self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
@@ -227,6 +245,7 @@ class TrackioTracker(Tracker):
     name = "trackio"
 
     def start(self, config: dict[str, Any], run_dir: Path, identity: RunIdentity) -> None:
+        """Start (or, resuming, continue) the trackio run of the run's name."""
         import trackio
 
         self.trackio = trackio
@@ -239,14 +258,17 @@ class TrackioTracker(Tracker):
         identity.ids[self.name] = identity.name
 
     def log(self, step: int, values: dict[str, float], prefix: str) -> None:
+        """Log the values as ``prefix/key`` at ``step``."""
         self.trackio.log({f"{prefix}/{k}": v for k, v in values.items()}, step=step)
 
     def summary(self, step: int, scores: dict[str, float], table: list[dict[str, Any]]) -> None:
+        """The scores as ``test/key`` values and the table as a ``test/results`` trackio Table."""
         columns, rows = columns_and_rows(table)
         results = self.trackio.Table(columns=columns, data=rows)
         self.trackio.log({**{f"test/{k}": v for k, v in scores.items()}, "test/results": results}, step=step)
 
     def finish(self, failed: bool = False) -> None:
+        """Finish the run (trackio records no failure)."""
         self.trackio.finish()
 
 
@@ -277,6 +299,7 @@ def start_trackers(names: list[str], config: dict[str, Any], out: Path, resumed:
 
 
 def warn_dropped(name: str, stage: str, error: BaseException) -> None:
+    """Warn on stderr that tracker ``name`` failed at ``stage`` and is dropped for the rest of the run."""
     print(
         f"simcse: warning: report_to {name} failed at {stage} ({type(error).__name__}: "
         f"{shorten(str(error), 200)}); it is dropped for the rest of the run (metrics.jsonl has every "
@@ -310,6 +333,8 @@ def columns_and_rows(table: list[dict[str, Any]]) -> tuple[list[str], list[list[
 
 
 def markdown_table(table: list[dict[str, Any]]) -> str:
+    """The table (:func:`columns_and_rows`) as markdown, floats with two decimals and ``-`` for a missing
+    value."""
     columns, rows = columns_and_rows(table)
     cells = [
         [f"{v:.2f}" if isinstance(v, float) else "-" if v is None else str(v) for v in row] for row in rows

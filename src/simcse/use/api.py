@@ -71,15 +71,34 @@ def _unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 class SimCSE(IndexMethods):
     """Sentence embeddings, similarity and semantic search with one encoder.
 
-    ``model_name_or_path``: a saved simcse model directory, a sentence-transformers directory, any Hugging
-    Face model (id or directory, with ``pooler``), an :class:`~simcse.modeling.encoder.Encoder`, or ``None`` for the
-    embedded all-MiniLM-L6-v2.
+    Outputs are float32 whatever the precision the model runs in. The first five arguments keep the original
+    tool's positions.
 
-    ``precision``: ``auto`` (default) encodes with bf16 weights on a CPU with bf16 units (AMX, AVX512-BF16)
-    and on GPUs with bf16, else in fp32; ``fp32`` / ``bf16`` / ``fp16``; ``dtype`` (a torch dtype) overrides it.
-    Outputs stay float32. ``backend``: ``torch``, or ``onnx`` / ``openvino`` for a directory written by
-    ``simcse export --to onnx|openvino`` (CPU; the graph's precision, :attr:`precision_line` says which).
-    """
+    Args:
+        model_name_or_path: a saved simcse model directory, a sentence-transformers directory, any Hugging
+            Face model (id or directory), an :class:`~simcse.modeling.encoder.Encoder` (used as it is), or
+            None for the embedded all-MiniLM-L6-v2; with ``backend`` onnx / openvino, a directory written by
+            ``simcse export --to onnx|openvino``.
+        device: where to encode (None: ``cuda`` when available with backend torch, else ``cpu``).
+        num_cells: the original's IVF list count, used by ``build_index(faiss_fast=True)`` (capped at the
+            collection's size).
+        num_cells_in_search: the lists an IVF search visits with ``faiss_fast`` (capped likewise).
+        pooler: overrides the model's pooler. A plain Hugging Face model names none: the original's rule gives
+            it ``cls_before_pooler`` when the name contains ``unsup``, else ``cls``; a simcse or
+            sentence-transformers directory keeps its own; an exported graph's is fixed.
+        batch_size: :meth:`encode`'s default sentences per batch (64, as the original).
+        max_length: truncation in tokens: the loaded model's limit and :meth:`encode`'s default (None: 128 as
+            the original, capped at the model's limit).
+        dtype: a torch dtype to encode in; overrides ``precision``.
+        precision: ``auto`` (default): on a CPU, bf16 weights when it has bf16 units (AMX, AVX512-BF16),
+            else fp32; on a GPU, bf16 where supported, else fp16. Or ``fp32`` / ``bf16`` / ``fp16``.
+            :attr:`precision_line` says which and why.
+        backend: ``torch``, or ``onnx`` / ``openvino`` for an exported graph (CPU; the graph's precision),
+            or ``auto``: the fastest of those the model has on this CPU
+            (:func:`~simcse.modeling.graph_encoder.choose_backend`; :attr:`precision_line` says which).
+
+    Raises:
+        SimCSEError: an unknown backend or pooler, a model that cannot be loaded, ``batch_size`` < 1."""
 
     def __init__(
         self,
@@ -97,7 +116,11 @@ class SimCSE(IndexMethods):
     ):
         from simcse.modeling.loading import check_backend, load_encoder
 
-        backend = check_backend(backend)
+        backend, chosen = check_backend(backend), None
+        if backend == "auto":
+            from simcse.modeling.graph_encoder import choose_backend
+
+            backend, chosen = choose_backend(model_name_or_path)
         # the original's rule for a model that does not name its pooler
         unsup = isinstance(model_name_or_path, (str, os.PathLike)) and "unsup" in str(model_name_or_path)
         options = {"plain_pooler": "cls_before_pooler" if unsup else "cls"} if backend == "torch" else {}
@@ -116,6 +139,8 @@ class SimCSE(IndexMethods):
         self.backend = backend
         dtype, line = self.encoder.encoding_precision(precision, dtype)
         self.precision_line = line or "precision of the encoder"
+        if chosen is not None:
+            self.precision_line = f"{chosen}: {self.precision_line}"
         logger.info("SimCSE: %s", self.precision_line)
         if batch_size < 1:
             raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
@@ -133,6 +158,7 @@ class SimCSE(IndexMethods):
 
     @property
     def dim(self) -> int:
+        """The embedding dimension."""
         return self.encoder.dim
 
     def fingerprint(self) -> str:
@@ -163,14 +189,35 @@ class SimCSE(IndexMethods):
     ) -> np.ndarray | torch.Tensor:
         """Embeddings in input order: one string gives a vector ``(dim,)`` (``(1, dim)`` with ``keepdim``), a
         list gives ``(n, dim)``; a float32 torch tensor on the CPU, or NumPy with ``return_numpy=True`` or
-        ``output="numpy"``. ``batch_size`` defaults to the constructor's (64). ``max_length`` (128, as the
-        original; capped at a model with fewer positions) truncates; None uses the model's own limit.
+        ``output="numpy"``.
 
-        Also accepted: ``normalize`` / ``normalize_embeddings`` / ``convert_to_numpy`` /
-        ``convert_to_tensor`` / ``show_progress_bar`` (sentence-transformers' names), ``**{"return":
-        "numpy"}``, and MTEB's call ``encode(DataLoader, task_metadata=..., hf_split=..., ...)``.
-        ``dtype``/``bf16`` encode in that precision (bf16 on a CPU: bf16 weights; else autocast).
-        """
+        Unit vectors by default (``normalize_to_unit=True``, as the original tool): each row divided by its L2
+        norm. :meth:`simcse.modeling.encoder.Encoder.encode`, which this calls, does that only when asked (its
+        ``normalize`` defaults to False): ``model.encode(xs)`` is ``model.encoder.encode(xs, normalize=True)``
+        at this method's truncation and precision. ``normalize`` and ``normalize_embeddings``
+        (sentence-transformers' name; its False default does not apply here) set the same switch and win over
+        ``normalize_to_unit``.
+
+        Also accepted in ``kwargs``: ``convert_to_numpy`` / ``convert_to_tensor`` / ``show_progress_bar``,
+        ``**{"return": "numpy"}``, and MTEB's call ``encode(DataLoader, task_metadata=..., ...)`` (NumPy out;
+        MTEB's other keywords ignored, a ``precision`` other than float32 refused). Otherwise an unknown
+        keyword is a TypeError.
+
+        Args:
+            sentence: a string or a list of strings (or MTEB's DataLoader).
+            device: where to encode; the model moves there and stays (as in the original tool).
+            return_numpy: return a NumPy array instead of a torch tensor.
+            normalize_to_unit: unit-normalise each embedding (default True).
+            keepdim: keep the batch dimension for a single string.
+            batch_size: sentences per batch (None: the constructor's, 64 by default).
+            max_length: tokens per sentence: by default 128 as the original (or ``SimCSE(max_length=...)``),
+                capped at the model's limit; an explicit value beyond it is refused; None: the model's own
+                limit.
+            output: ``"numpy"`` or ``"torch"`` (None: from ``return_numpy``).
+            show_progress: a tqdm bar over the batches.
+            dtype: a torch dtype to encode in (None: the constructor's precision).
+            bf16: shorthand for ``dtype=torch.bfloat16``.
+            **kwargs: the compatibility keywords above."""
         sentences = sentence
         output = output or ("numpy" if return_numpy else "torch")
         normalize = normalize_to_unit
@@ -232,11 +279,18 @@ class SimCSE(IndexMethods):
     ) -> float | np.ndarray | torch.Tensor:
         """Cosine similarity.
 
-        With sentences (as the original tool): a float for two strings, a vector ``(M,)`` for one query
-        and M keys, else an ``(N, M)`` NumPy matrix (``(N, 1)`` for one key); ``keys`` may also be an array
-        of embeddings. With two arrays of embeddings (sentence-transformers' and MTEB's ``similarity``):
-        an ``(N, M)`` torch tensor.
-        """
+        With sentences (as the original tool): a float for two strings, a vector ``(M,)`` for one query and M
+        keys, else an ``(N, M)`` NumPy matrix (``(N, 1)`` for one key); ``keys`` may also be an array of
+        embeddings. With two arrays of embeddings (sentence-transformers' and MTEB's ``similarity``): an ``(N,
+        M)`` torch tensor. Embeddings given are normalised here, so raw vectors work too.
+
+        Args:
+            queries: a sentence, sentences, or embeddings ``(dim,)`` / ``(N, dim)``.
+            keys: likewise.
+            device: where to encode the sentences (see :meth:`encode`).
+
+        Raises:
+            SimCSEError: embeddings of different dimensions."""
         if _is_array(queries) and _is_array(keys):
             return _unit_rows(queries) @ _unit_rows(keys).T
         single_query = isinstance(queries, str) or (_is_array(queries) and queries.ndim == 1)
@@ -253,7 +307,12 @@ class SimCSE(IndexMethods):
     def similarity_pairwise(
         self, embeddings1: np.ndarray | torch.Tensor, embeddings2: np.ndarray | torch.Tensor
     ) -> torch.Tensor:
-        """Cosine of each pair of rows (sentence-transformers' and MTEB's ``similarity_pairwise``)."""
+        """Cosine of each pair of rows (sentence-transformers' and MTEB's ``similarity_pairwise``), as a torch
+        tensor ``(N,)``.
+
+        Args:
+            embeddings1: embeddings ``(N, dim)`` (normalised here).
+            embeddings2: embeddings of the same shape."""
         a, b = _unit_rows(embeddings1), _unit_rows(embeddings2)
         if a.shape != b.shape:
             raise SimCSEError(

@@ -70,12 +70,26 @@ class IndexMethods:
         show_progress: bool = False,
         **index_options: Any,
     ) -> Any:
-        """Encode a collection (a list, or a text file with one sentence per line) into a new index,
-        replacing the current one only once the new one is complete.
+        """Encode a collection into a new index of unit vectors (inner product = cosine), replacing the
+        current one only once the new one is complete.
 
-        ``index``: ``auto``/``flat``/``ivf``/``hnsw``; ``index_options`` go to
-        :class:`~simcse.use.index.VectorIndex` (``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``...).
-        """
+        Args:
+            sentences_or_file_path: a list of sentences, or a text file with one sentence per line (blank
+                lines skipped); a string that is not an existing file is an error, not a sentence.
+            use_faiss: faiss or exact NumPy search; None: faiss when installed (True without faiss warns and
+                uses NumPy).
+            faiss_fast: the original's IVF index: ``index="ivf"`` with ``num_cells`` lists and
+                ``num_cells_in_search`` probes, capped at the collection's size.
+            device: where to encode (see :meth:`encode`); a GPU device also puts a faiss index (not HNSW) on
+                the GPU when the faiss build has it.
+            batch_size: sentences per batch (None: the constructor's).
+            index: ``auto`` (exact, IVF past 100,000 vectors with faiss), ``flat``, ``ivf`` or ``hnsw``.
+            show_progress: a tqdm bar over the encoding.
+            **index_options: options of :class:`~simcse.use.index.VectorIndex` (``nlist``, ``nprobe``,
+                ``hnsw_m``, ``ef_search``...).
+
+        Returns:
+            The model itself."""
         if use_faiss and not faiss_available():
             logger.warning("faiss is not installed (pip install faiss-cpu): using exact NumPy search")
             use_faiss = False
@@ -100,7 +114,15 @@ class IndexMethods:
         device: str | torch.device | None = None,
         batch_size: int | None = None,
     ) -> Any:
-        """Encode more sentences into the current index (built or loaded before)."""
+        """Encode more sentences into the current index (built or loaded before).
+
+        Args:
+            sentences_or_file_path: a list of sentences or a text file, as :meth:`build_index` takes them.
+            device: where to encode (see :meth:`encode`).
+            batch_size: sentences per batch (None: the constructor's).
+
+        Returns:
+            The model itself."""
         if self.vector_index is None:
             raise SimCSEError("no index to add to: call build_index() or load_index() first")
         sentences = self._collection(sentences_or_file_path)
@@ -115,9 +137,20 @@ class IndexMethods:
         threshold: float | None = 0.6,
         top_k: int = 5,
     ) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
-        """The ``top_k`` most similar indexed sentences, best first, as (sentence, cosine), keeping those
-        scoring at least ``threshold`` (0.6, as the original; None keeps all); for a list of queries, one
-        such list per query."""
+        """The ``top_k`` most similar indexed sentences, best first, as (sentence, cosine).
+
+        Args:
+            queries: a sentence, or a list of them.
+            device: where to encode the queries (see :meth:`encode`).
+            threshold: keep the hits scoring at least this (0.6, as the original); None keeps all.
+            top_k: hits per query, at most (an approximate index may find fewer).
+
+        Returns:
+            For one string a list of (sentence, score); for a list one such list per query (``[]`` for no
+                query).
+
+        Raises:
+            SimCSEError: no index yet, or a bad ``top_k`` / ``threshold``."""
         if device is not None:
             check_device("search", device)
         if self.vector_index is None or len(self.vector_index) == 0:
@@ -143,15 +176,33 @@ class IndexMethods:
     # ------------------------------------------------------------------ persistence
     def save_index(self, directory: str | os.PathLike) -> Path:
         """Save the index, its sentences and which model built it into ``directory``
-        (:func:`simcse.use.index_dir.save_index_dir`: a failure midway leaves a previous index intact)."""
+        (:func:`simcse.use.index_dir.save_index_dir`: a failure midway leaves a previous index intact).
+
+        Args:
+            directory: the index directory (created if missing).
+
+        Returns:
+            The directory."""
         if self.vector_index is None:
             raise SimCSEError("no index to save: call build_index() first")
         model = {"source": self.encoder.source, "fingerprint": self.fingerprint(), **self.encoder.describe()}
         return save_index_dir(Path(directory), self.vector_index, self.sentences, model)
 
     def load_index(self, directory: str | os.PathLike, check_model: bool = True) -> Any:
-        """Load an index saved by :meth:`save_index`. With ``check_model`` an index built by another
-        model (weights, pooler or dimension) is refused: its vectors would not match this model's queries."""
+        """Load an index saved by :meth:`save_index`, replacing the current one.
+
+        Args:
+            directory: the index directory.
+            check_model: refuse an index built by another model (its weights' fingerprint or dimension
+                differs): its vectors would not match this model's queries. False loads any index of this
+                dimension.
+
+        Returns:
+            The model itself.
+
+        Raises:
+            IndexModelError: the index was built by another model (or does not record which).
+            SimCSEError: no such directory, or a different dimension."""
         directory = Path(directory)
         if not directory.is_dir():
             raise SimCSEError(f"{directory}: not found or not a directory")

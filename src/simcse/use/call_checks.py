@@ -56,10 +56,13 @@ def count(name: str, value: Any, method: str) -> int:
 
 
 def looks_like_mteb_loader(obj: Any) -> bool:
+    """Whether ``obj`` looks like MTEB's DataLoader (iterable, with a ``dataset``) rather than sentences."""
     return hasattr(obj, "dataset") and hasattr(obj, "__iter__")
 
 
 def texts_from_mteb_loader(loader: Iterable[dict]) -> list[str]:
+    """The ``text`` of every batch of MTEB's loader, in order; a batch without ``text`` (an image task) is a
+    SimCSEError."""
     texts: list[str] = []
     for batch in loader:
         if not isinstance(batch, dict) or "text" not in batch:

@@ -59,6 +59,9 @@ DIST_TIMEOUT = datetime.timedelta(hours=24)
 # ---------------------------------------------------------------------------------------------- encoding
 @dataclass
 class EncodeSettings:
+    """How each shard is encoded: sentences per batch, lines read per block, unit rows or not, truncation
+    (None: the model's) and the dtype."""
+
     batch_size: int
     block_size: int
     normalize: bool
@@ -199,6 +202,12 @@ def _encode_corpus(
     (rank 0). Every phase ends with the ranks agreeing on its outcome, so one rank's error stops them all."""
     say = log if (log is not None and dist.rank == 0) else (lambda message: None)
     from simcse.core.runtime import encoding_precision
+
+    if backend == "auto":
+        from simcse.modeling.graph_encoder import choose_backend
+
+        backend, chosen = choose_backend(model)
+        say(chosen)
 
     device = device or (
         f"cuda:{dist.local_rank}" if torch.cuda.is_available() and backend == "torch" else "cpu"

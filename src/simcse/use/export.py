@@ -115,6 +115,8 @@ def export_model(
     data_dir: str | os.PathLike | None = None,
     sts_check: bool = True,
     calibration: str | os.PathLike | None = None,
+    target_cpu: str | None = None,
+    int8_scheme: str | None = None,
 ) -> Path:
     """Write ``model`` (an Encoder, a model path / hub id, or None for the embedded model) to ``out_dir`` in
     format ``to`` (``sentence-transformers`` or ``hf``). A non-empty ``out_dir`` is refused unless
@@ -123,8 +125,12 @@ def export_model(
 
     ``onnx`` / ``openvino`` add the graph (``optimize`` O1-O4 for onnx, ``quantize`` int8) and check it on
     STS-B dev of ``data_dir`` (refused beyond ``max_drop`` points; ``sts_check=False``: the cosine on fixed
-    sentences only); ``calibration``: a text file for OpenVINO's int8 calibration (default STS-B train)."""
-    graph_data = _check_options(to, optimize, quantize, max_drop, calibration, data_dir, sts_check)
+    sentences only); ``calibration``: a text file for OpenVINO's static int8 calibration (default STS-B
+    train). ``quantize`` int8 picks the scheme for the CPU class ``target_cpu`` (avx2 | avx512_vnni | amx;
+    None: this CPU's), or ``int8_scheme`` names one (:mod:`simcse.use.graph_int8`)."""
+    graph_data = _check_options(
+        to, optimize, quantize, max_drop, calibration, data_dir, sts_check, target_cpu, int8_scheme
+    )
     check_st_layout(st_layout)
     out_dir = Path(out_dir)
     _check_target(model, out_dir, overwrite)
@@ -149,6 +155,8 @@ def export_model(
                 senteval_dir=senteval_dir,
                 calibration=calibration,
                 calibration_dir=calibration_dir,
+                target_cpu=target_cpu,
+                int8_scheme=int8_scheme,
             )
             return out_dir
         if to == "hf":
@@ -170,15 +178,18 @@ def _check_options(
     calibration: str | os.PathLike | None,
     data_dir: str | os.PathLike | None,
     sts_check: bool,
+    target_cpu: str | None = None,
+    int8_scheme: str | None = None,
 ) -> tuple[Path | None, Path | None]:
     """The options of format ``to``, checked before anything is read; for a graph, the SentEval tree to
     check it on (None: ``sts_check`` off) and the one to calibrate on (None: not there)."""
     if to not in FORMATS:
         raise SimCSEError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
     if to not in GRAPH_FORMATS:
-        if optimize or quantize or calibration or max_drop is not None:
+        if optimize or quantize or calibration or target_cpu or int8_scheme or max_drop is not None:
             raise SimCSEError(
-                "--optimize, --quantize, --max-drop and --calibration are for --to onnx or openvino"
+                "--optimize, --quantize, --target-cpu, --int8-scheme, --max-drop and --calibration are for "
+                "--to onnx or openvino"
             )
         return None, None
     from simcse.core.errors import MissingDataError
@@ -186,7 +197,7 @@ def _check_options(
     from simcse.modeling.graph_runners import EXTRAS, require
     from simcse.use.graph_export import check_options
 
-    check_options(to, optimize, quantize)
+    check_options(to, optimize, quantize, target_cpu, int8_scheme)
     require(to, *EXTRAS[to])
     try:
         found = ensure_dataset("senteval", data_dir, download=False)

@@ -45,6 +45,7 @@ _SEARCH_BLOCK = 65536  # NumPy backend: rows scored at a time (bounds the score 
 
 
 def faiss_available() -> bool:
+    """Whether faiss can be imported."""
     try:
         import faiss  # noqa: F401
     except ImportError:
@@ -80,12 +81,16 @@ class NumpyExact:
 
     @property
     def ntotal(self) -> int:
+        """The number of vectors held (faiss's name, so both backends answer it)."""
         return sum(len(c) for c in self.chunks)
 
     def add(self, x: np.ndarray) -> None:
+        """Keep ``x`` (n, dim) float32 as one more chunk (no copy)."""
         self.chunks.append(x)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n_queries, k), of the ``k`` highest inner products with ``queries``, best
+        first and ties by the lower id; -inf and -1 fill rows when fewer than ``k`` vectors are held."""
         n = len(queries)
         best_scores = np.full((n, k), -np.inf, dtype=np.float32)
         best_ids = np.full((n, k), -1, dtype=np.int64)
@@ -197,6 +202,9 @@ class VectorIndex:
         return index
 
     def add(self, vectors: np.ndarray) -> None:
+        """Add ``vectors`` (n, dim), expected unit-normalised: the first add makes the backend (``auto``: IVF
+        past :data:`AUTO_EXACT_LIMIT` vectors with faiss, else flat), and ``auto`` moves a flat index to IVF
+        once it grows past that limit."""
         x = _as_matrix(vectors, self.dim)
         if len(x) == 0:
             return
@@ -282,6 +290,8 @@ class VectorIndex:
         return staged
 
     def save(self, directory: str | os.PathLike) -> Path:
+        """Write the index's files into ``directory`` (staged, then renamed into place, the description last);
+        the directory."""
         directory = Path(directory)
         self.commit(directory, self.stage(directory))
         return directory

@@ -20,6 +20,9 @@ MODEL_FILE = "model.json"
 def save_index_dir(
     directory: Path, index: VectorIndex, sentences: Sequence[str], model: dict[str, Any]
 ) -> Path:
+    """Write ``index``, its ``sentences`` and the ``model`` description into ``directory``: every file staged
+    under a temporary name, then all renamed into place, the index description last; a failure while writing
+    leaves a previous index there intact."""
     staged = index.stage(directory)  # the index description is last
     ours: list[tuple[Path, Path]] = []
     try:
@@ -69,6 +72,8 @@ def load_index_dir(directory: Path, dim: int) -> tuple[VectorIndex, list[str]]:
 
 
 def read_sentences(path: Path) -> list[str]:
+    """The sentences of ``sentences.jsonl`` (one JSON string a line, blank lines skipped); any other line, or
+    a missing file, is a SimCSEError naming it."""
     try:
         with path.open(encoding="utf-8") as f:
             sentences = []

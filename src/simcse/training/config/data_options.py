@@ -14,6 +14,9 @@ GROUP = "data"
 
 @dataclass
 class DataOptions:
+    """The data group of :class:`~simcse.training.config.TrainConfig`; each field's help line (``simcse train
+    --help``) documents it."""
+
     train_file: str = option(
         "",
         ".txt (unsup) or .csv/.tsv (sup); relative paths also looked up in data_dir; wiki1m / nli: the paper's files; "

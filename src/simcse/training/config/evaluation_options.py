@@ -33,6 +33,9 @@ def tracker_names(value: Any) -> list[str]:
 
 @dataclass
 class EvaluationOptions:
+    """The evaluation group of :class:`~simcse.training.config.TrainConfig` (dev evaluation, checkpoints,
+    logging, trackers, the model card); each field's help line documents it."""
+
     output_dir: str = option("runs/simcse", "where the model, checkpoints and logs go", GROUP)
     overwrite_output_dir: bool = option(False, "replace a non-empty output_dir", GROUP)
     dev_eval: bool = option(
@@ -105,6 +108,8 @@ class EvaluationOptions:
 
 
 def problems(c: Any) -> list[str]:
+    """The evaluation options' problems: the best-model metric against ``dev_file``, counts that must be
+    positive or non-negative, ``save_total_limit`` and ``report_to`` (:func:`report_to_problems`)."""
     found = []
     if c.dev_file and c.metric_for_best_model not in ("auto", "dev_spearman"):
         found.append(

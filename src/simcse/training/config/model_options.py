@@ -12,6 +12,8 @@ GROUP = "model"
 
 @dataclass
 class ModelOptions:
+    """The model group of :class:`~simcse.training.config.TrainConfig`; each field's help documents it."""
+
     model_name_or_path: str | None = option(
         None, f"HF id or directory; none = the embedded {EMBEDDED_NAME}", GROUP
     )
@@ -30,6 +32,7 @@ class ModelOptions:
 
 
 def problems(c: ModelOptions) -> list[str]:
+    """The model options' problems: ``mlp_only_train`` without an MLP pooler, dropout outside [0, 1)."""
     found = []
     if c.mlp_only_train and c.pooler not in ("cls", "prompt"):
         found.append("mlp_only_train needs pooler 'cls' or 'prompt' (the poolers with an MLP)")

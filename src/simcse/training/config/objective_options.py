@@ -23,6 +23,9 @@ DDP_GRADIENTS = ("original", "global")
 
 @dataclass
 class ObjectiveOptions:
+    """The objective group of :class:`~simcse.training.config.TrainConfig`; each field's help line documents
+    it."""
+
     objective: str = option(
         "auto", "auto (from the number of columns) | unsup | sup", GROUP, choices=OBJECTIVES
     )

@@ -17,6 +17,9 @@ OPTIMIZERS = ("adamw_hf", "adamw")
 
 @dataclass
 class OptimisationOptions:
+    """The optimisation group of :class:`~simcse.training.config.TrainConfig`; each field's help line
+    documents it."""
+
     batch_size: int = option(
         64, "global: sentences (rows) per step over all processes = in-batch negatives", GROUP
     )
@@ -57,6 +60,8 @@ class OptimisationOptions:
 
 
 def problems(c: Any) -> list[str]:
+    """The optimisation options' problems: gradient accumulation (refused: it adds no in-batch negatives), the
+    batch, the run's length, warm-up, AdamW's hyperparameters and clipping."""
     found = []
     if c.gradient_accumulation_steps != 1:
         found.append(

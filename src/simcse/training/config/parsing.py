@@ -24,6 +24,8 @@ def raise_together(problems: list[str], source: str | None = None) -> None:
 
 
 def suggest(key: str, keys: list[str]) -> str:
+    """A hint naming the closest of ``keys`` to a mistyped ``key`` (``" (did you mean 'KEY'?)"``), else
+    ``""``."""
     close = difflib.get_close_matches(key, keys, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -15,6 +15,9 @@ PACKED = ("auto", "on", "off")
 
 @dataclass
 class PerformanceOptions:
+    """The performance group of :class:`~simcse.training.config.TrainConfig` (device, packing, attention,
+    compilation, threads); each field's help line documents it."""
+
     device: str = option("auto", " | ".join(DEVICES), GROUP)
     packed: str = option(
         "auto", "unpadded execution of BERT-style models: auto (CPU only) | on | off", GROUP, choices=PACKED
@@ -34,6 +37,7 @@ class PerformanceOptions:
 
 
 def problems(c: Any) -> list[str]:
+    """The performance options' problems: negative threads, compile with packed on, an unknown device."""
     found = must_be_non_negative(c, "num_threads")
     if c.compile and c.packed == "on":
         found.append(

@@ -12,6 +12,7 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def builtin_recipes() -> list[str]:
+    """The names of the recipes that ship with the package, sorted."""
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 

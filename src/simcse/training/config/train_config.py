@@ -81,11 +81,20 @@ class TrainConfig(*reversed(OPTION_CLASSES)):  # reversed: a dataclass takes the
     # ------------------------------------------------------------------ construction
     @classmethod
     def field_names(cls) -> list[str]:
+        """Every option's name, in field order."""
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """A config from raw values (YAML or flags); every unknown key and bad value is reported at once."""
+        """A config from raw values (YAML or flags), each converted to its field's type; every unknown key and
+        bad value is reported at once.
+
+        Args:
+            values: option name -> raw value (a string from a flag, or YAML's value).
+            source: what the values came from, named in the error (a file's path).
+
+        Raises:
+            ConfigError: one message listing every problem, with a suggestion for a mistyped key."""
         names = cls.field_names()
         problems, kwargs = [], {}
         for key, value in values.items():
@@ -103,16 +112,28 @@ class TrainConfig(*reversed(OPTION_CLASSES)):  # reversed: a dataclass takes the
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """A config from a YAML file (a recipe) of ``key: value`` pairs, as :meth:`from_dict` reads them.
+
+        Args:
+            path: the YAML file."""
         return cls.from_dict(read_yaml(path), source=str(path))
 
     def override(self, values: dict[str, Any], source: str = "command line") -> TrainConfig:
+        """A new config: this one's values with ``values`` on top, converted and checked as :meth:`from_dict`
+        does (this one is unchanged).
+
+        Args:
+            values: option name -> raw value.
+            source: what the values came from, named in the error."""
         merged = {**dataclasses.asdict(self), **values}
         return TrainConfig.from_dict(merged, source=source)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every option as a plain dict (``dataclasses.asdict``)."""
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
+        """Every option as YAML, in field order: a recipe that gives this config back."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     # ------------------------------------------------------------------ validation

@@ -91,6 +91,7 @@ class Method:
         """Raise a DataError naming the file when ``data`` (its ``columns``) does not suit the method."""
 
     def extra_views(self, config: Any) -> int:
+        """Sequences per row beyond the objective's views (default none)."""
         return 0
 
     def load_inputs(self, config: Any) -> Any:
@@ -99,6 +100,7 @@ class Method:
 
     # ------------------------------------------------------------------ the model
     def needs_masked_lm(self, config: Any) -> bool:
+        """Whether the checkpoint must be read with its masked-language-model head (default no)."""
         return False
 
     def encoder_options(self, config: Any) -> dict[str, Any]:
@@ -138,6 +140,7 @@ class Method:
         return None
 
     def aux_weight(self, config: Any) -> float:
+        """The weight of :meth:`aux_term`'s loss in the total (default 0)."""
         return 0.0
 
     # ------------------------------------------------------------------ batches
@@ -164,4 +167,5 @@ class Method:
         return loss
 
     def describe(self, config: Any) -> str | None:
+        """A line for the run's first lines on stderr, or None (default)."""
         return None

@@ -6,6 +6,8 @@ from typing import Any
 
 
 def problems(config: Any) -> list[str]:
+    """The problems of combining two methods: SimCSE++'s dropout-off negatives with Contrastive Tension's
+    binary loss or with guide filtering."""
     found = []
     if config.negatives_without_dropout and config.loss == "binary":  # SimCSE++ and Contrastive Tension
         found.append("negatives_without_dropout is an InfoNCE variant; it does not combine with loss binary")

@@ -19,6 +19,8 @@ GROUP = "DiffCSE (Chuang et al. 2022)"
 
 @dataclass
 class DiffCSEOptions:
+    """DiffCSE's options; each field's help line documents it."""
+
     diffcse_generator: str = option(
         "",
         "DiffCSE: the frozen masked-language model (HF id or directory with its MLM head, sharing the "
@@ -48,14 +50,20 @@ def rtd_term(
 
 
 class DiffCSE(Method):
+    """DiffCSE (``diffcse_generator`` set): a frozen generator edits each sentence and a discriminator
+    conditioned on the sentence embedding detects the replaced tokens, an auxiliary loss."""
+
     name = "diffcse"
     paper = "Chuang et al. 2022, DiffCSE: Difference-based Contrastive Learning for Sentence Embeddings"
     Options = DiffCSEOptions
 
     def enabled(self, config: Any) -> bool:
+        """With a ``diffcse_generator``."""
         return bool(config.diffcse_generator)
 
     def problems(self, config: Any) -> list[str]:
+        """The mask ratio in (0, 1), a non-negative weight, DiffCSE's options set without a generator, and
+        ``diffcse_batchnorm``'s needs (pooler cls with mlp_only_train, no GradCache)."""
         found = must_be_in_unit_interval(config, "diffcse_mask_ratio", closed_low=False)
         found += must_be_non_negative(config, "diffcse_weight")
         defaults = DiffCSEOptions()
@@ -79,6 +87,8 @@ class DiffCSE(Method):
         return found
 
     def projection(self, config: Any, encoder: Any) -> Any:
+        """With ``diffcse_batchnorm``: the BatchNorm projection, in place of the encoder's MLP (which is
+        removed)."""
         if not config.diffcse_batchnorm:
             return None
         from simcse.training.heads import BatchNormProjection
@@ -88,6 +98,7 @@ class DiffCSE(Method):
         return BatchNormProjection(encoder.dim, std)
 
     def model_parts(self, config: Any, files: Any, encoder: Any) -> dict[str, Any]:
+        """``discriminator``: a copy of the pretrained transformer with a fresh replaced-token head."""
         import copy
 
         from simcse.training.heads import Discriminator
@@ -96,9 +107,11 @@ class DiffCSE(Method):
         return {"discriminator": Discriminator(copy.deepcopy(encoder.backbone))}
 
     def aux_term(self, config: Any) -> tuple[str, Any]:
+        """``("rtd", rtd_term)``: replaced-token detection over ``rtd_input_ids`` / ``rtd_labels``."""
         return "rtd", rtd_term
 
     def aux_weight(self, config: Any) -> float:
+        """``diffcse_weight``."""
         return config.diffcse_weight
 
     def batch_inputs(self, config: Any, tokenizer: Any, device: Any) -> Any:
@@ -114,6 +127,7 @@ class DiffCSE(Method):
         return inputs
 
     def describe(self, config: Any) -> str:
+        """The generator, its mask ratio and the term's weight."""
         return (
             f"DiffCSE: {config.diffcse_generator} fills {config.diffcse_mask_ratio:.0%} of the tokens; loss + "
             f"{config.diffcse_weight:g} x replaced-token detection"

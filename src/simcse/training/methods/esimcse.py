@@ -16,6 +16,8 @@ GROUP = "ESimCSE (Wu et al. 2022)"
 
 @dataclass
 class ESimCSEOptions:
+    """ESimCSE's options; each field's help line documents it."""
+
     word_repetition: float = option(
         0.0,
         "ESimCSE: the positive view repeats random subwords: up to max(2, int(RATE * length)) of them (the "
@@ -59,6 +61,7 @@ class WordRepetition(CollatePiece):
         self.rate, self.seed, self.special = rate, seed, special
 
     def views(self, per_row: list[list[list[int]]], keys: Sequence[int], epoch: int) -> None:
+        """Replace view 1 of each row by :func:`repeat_subwords` of it."""
         import numpy as np
 
         for row, key in zip(per_row, keys):
@@ -67,14 +70,20 @@ class WordRepetition(CollatePiece):
 
 
 class ESimCSE(Method):
+    """ESimCSE (``word_repetition`` or ``queue_size`` set): the positive view's subwords repeated, and a
+    momentum queue of past anchors as negatives."""
+
     name = "esimcse"
     paper = "Wu et al. 2022, ESimCSE: Enhanced Sample Building Method for Contrastive Learning"
     Options = ESimCSEOptions
 
     def enabled(self, config: Any) -> bool:
+        """With ``word_repetition`` or ``queue_size`` set."""
         return bool(config.word_repetition or config.queue_size)
 
     def problems(self, config: Any) -> list[str]:
+        """The rates in [0, 1), a non-negative queue size, and word repetition only for unsup rows with
+        independent masks and without compile."""
         found = must_be_in_unit_interval(config, "word_repetition")
         found += must_be_non_negative(config, "queue_size")
         if config.word_repetition and (config.objective == "sup" or config.dropout_mask == "shared"):
@@ -87,6 +96,7 @@ class ESimCSE(Method):
         return found + must_be_in_unit_interval(config, "queue_momentum")
 
     def check_rows(self, config: Any, data: Any) -> None:
+        """Word repetition needs one-sentence rows."""
         if config.word_repetition and data.columns != 1:
             raise DataError(
                 data.path,
@@ -94,11 +104,14 @@ class ESimCSE(Method):
             )
 
     def collate_piece(self, config: Any, inputs: Any, tokenizer: Any) -> CollatePiece | None:
+        """:class:`WordRepetition` with the run's seed, or None without word repetition."""
         if not config.word_repetition:
             return None
         return WordRepetition(config.word_repetition, config.seed, frozenset(tokenizer.all_special_ids))
 
     def negatives(self, config: Any, context: Context) -> Negatives | None:
+        """With a queue: a :class:`~simcse.training.negatives.MomentumQueue` registered on the model (so
+        checkpoints keep it), as a source and a hook."""
         if not config.queue_size:
             return None
         from simcse.training.negatives import MomentumQueue

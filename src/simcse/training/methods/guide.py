@@ -16,6 +16,8 @@ GROUP = "false-negative filtering (as GISTEmbed, Solatorio 2024)"
 
 @dataclass
 class GuideOptions:
+    """False-negative filtering's options; each field's help line documents it."""
+
     guide_model: str = option(
         "",
         "false-negative filtering (GISTEmbed): a model (any the toolkit loads) that drops the in-batch "
@@ -37,6 +39,8 @@ class GuideTokens(CollatePiece):
         self.tokenizer, self.max_seq_len = tokenizer, max_seq_len
 
     def tensors(self, texts: list[str], columns: int) -> dict[str, Any]:
+        """The guide's padded token ids and attention mask of ``texts`` (row-major, ``columns`` per row), and
+        ``columns``."""
         import torch
 
         from simcse.modeling.sentence_encoder import pad_batch, token_ids
@@ -51,14 +55,19 @@ class GuideTokens(CollatePiece):
 
 
 class Guide(Method):
+    """False-negative filtering (``guide_model`` set): a frozen guide model drops in-batch negatives it rates
+    closer to the anchor than the positive."""
+
     name = "guide"
     paper = "Solatorio 2024, GISTEmbed: Guided In-sample Selection of Training Negatives"
     Options = GuideOptions
 
     def enabled(self, config: Any) -> bool:
+        """With a ``guide_model``."""
         return bool(config.guide_model)
 
     def problems(self, config: Any) -> list[str]:
+        """A finite ``guide_margin``."""
         if not math.isfinite(config.guide_margin):
             return [f"guide_margin must be a finite number, got {config.guide_margin}"]
         return []
@@ -74,6 +83,8 @@ class Guide(Method):
             raise ConfigError(f"guide_model {config.guide_model!r} cannot be loaded: {e}") from None
 
     def collate_piece(self, config: Any, inputs: Any, tokenizer: Any) -> CollatePiece:
+        """:class:`GuideTokens` with its own copy of the guide's tokenizer (the collator runs in another
+        thread)."""
         import copy
 
         # its own copy: the collator runs in the prefetch thread, and a fast tokenizer must not be used from
@@ -81,6 +92,7 @@ class Guide(Method):
         return GuideTokens(copy.deepcopy(inputs.loaded[self.name].tokenizer), config.max_seq_len)
 
     def negatives(self, config: Any, context: Context) -> Negatives:
+        """A :class:`~simcse.training.negatives.GuideFilter` on the run's device, as a filter and a hook."""
         from simcse.training.negatives import GuideFilter
 
         guide = GuideFilter(context.loaded[self.name].to(context.device), config.guide_margin)

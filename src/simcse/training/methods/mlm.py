@@ -15,6 +15,8 @@ MLM_HEADS = ("original", "untied", "fresh", "tied")
 
 @dataclass
 class MLMOptions:
+    """The MLM auxiliary objective's options; each field's help line documents it."""
+
     do_mlm: bool = option(False, "add the masked-language-model auxiliary loss", GROUP)
     mlm_weight: float = option(0.1, "lambda: loss = contrastive + lambda * MLM", GROUP)
     mlm_probability: float = option(0.15, "share of tokens masked for the MLM loss", GROUP)
@@ -42,27 +44,36 @@ def mlm_term(
 
 
 class MLM(Method):
+    """The MLM auxiliary objective (``do_mlm``): masked-language modelling on a masked copy of the batch,
+    weighted by ``mlm_weight``."""
+
     name = "mlm"
     paper = "Gao et al. 2021, SimCSE (Appendix: MLM auxiliary objective)"
     Options = MLMOptions
 
     def enabled(self, config: Any) -> bool:
+        """With ``do_mlm``."""
         return config.do_mlm
 
     def problems(self, config: Any) -> list[str]:
+        """``mlm_probability`` in (0, 1) and a non-negative ``mlm_weight``."""
         found = must_be_in_unit_interval(config, "mlm_probability", closed_low=False)
         return found + must_be_non_negative(config, "mlm_weight")
 
     def needs_masked_lm(self, config: Any) -> bool:
+        """Always: the LM head comes from the checkpoint's masked-language model."""
         return True
 
     def model_parts(self, config: Any, files: Any, encoder: Any) -> dict[str, Any]:
+        """``mlm_head``: the LM head ``mlm_head`` picks (untied, fresh or tied)."""
         from simcse.training.heads import mlm_head_of, resolved_mlm_head
 
         kind = resolved_mlm_head(files.mlm_model, config.mlm_head)
         return {"mlm_head": mlm_head_of(files.mlm_model, kind)}
 
     def model_notes(self, config: Any, files: Any) -> list[str]:
+        """A note when the LM head starts freshly initialised (the checkpoint has none, or the option asks for
+        it)."""
         from simcse.training.heads import resolved_mlm_head
 
         fresh = resolved_mlm_head(files.mlm_model, config.mlm_head) == "fresh"
@@ -77,12 +88,15 @@ class MLM(Method):
         return []
 
     def aux_term(self, config: Any) -> tuple[str, Any]:
+        """``("mlm", mlm_term)``: the MLM loss over ``mlm_input_ids`` / ``mlm_labels``."""
         return "mlm", mlm_term
 
     def aux_weight(self, config: Any) -> float:
+        """``mlm_weight``."""
         return config.mlm_weight
 
     def batch_inputs(self, config: Any, tokenizer: Any, device: Any) -> Any:
+        """A function adding the masked copy and its labels (``mlm_input_ids``, ``mlm_labels``) to a batch."""
         from simcse.training.masking import MLMMasker
 
         masker = MLMMasker(tokenizer, config.mlm_probability)

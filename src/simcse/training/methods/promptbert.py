@@ -29,6 +29,8 @@ def join_templates(value: Any) -> Any:
 
 @dataclass
 class PromptBERTOptions:
+    """PromptBERT's options; each field's help line documents it."""
+
     prompt_template: str = option(
         "",
         "pooler prompt: the template, [X] where the sentence goes and [MASK] whose last-layer state is the "
@@ -48,14 +50,19 @@ class PromptBERTOptions:
 
 
 class PromptBERT(Method):
+    """PromptBERT (pooler ``prompt``): a template's [MASK] state as the embedding, with template denoising."""
+
     name = "promptbert"
     paper = "Jiang et al. 2022, PromptBERT: Improving BERT Sentence Embeddings with Prompts"
     Options = PromptBERTOptions
 
     def enabled(self, config: Any) -> bool:
+        """With pooler ``prompt``."""
         return config.pooler == "prompt"
 
     def problems(self, config: Any) -> list[str]:
+        """Valid templates and denoising, templates only with pooler prompt, and neither a shared dropout mask
+        nor compile."""
         if not (config.pooler == "prompt" or config.prompt_template):
             return []
         from simcse.modeling.prompt_templates import check_denoise, check_templates
@@ -82,11 +89,13 @@ class PromptBERT(Method):
         return found
 
     def encoder_options(self, config: Any) -> dict[str, Any]:
+        """The encoder's templates (default the paper's BERT pair) and denoising."""
         from simcse.modeling.prompt_templates import training_options
 
         return training_options(config.prompt_template, config.prompt_denoise)
 
     def check_encoder(self, config: Any, encoder: Any, files: Any, limit: int | None) -> None:
+        """Refuse a ``max_seq_len`` that, with the longest template, exceeds the model's position limit."""
         if encoder.prompt is None or limit is None:
             return
         longest = config.max_seq_len + max(t.length for t in encoder.prompt.templates)

@@ -14,6 +14,8 @@ GROUP = "S-SimCSE (Zhang et al. 2021)"
 
 @dataclass
 class SSimCSEOptions:
+    """S-SimCSE's option; its help line documents it."""
+
     dropout_range: str = option(
         "",
         "S-SimCSE: LOW,HIGH: the anchors and the other views are two passes, each under a dropout rate drawn "
@@ -53,14 +55,19 @@ class SampledDropout:
 
 
 class SSimCSE(Method):
+    """S-SimCSE (``dropout_range`` set): the anchors and the other views in two passes, each at a dropout rate
+    drawn from the range."""
+
     name = "s_simcse"
     paper = "Zhang et al. 2021, S-SimCSE: Sampled Sub-networks for Contrastive Learning of Sentence Embedding"
     Options = SSimCSEOptions
 
     def enabled(self, config: Any) -> bool:
+        """With a ``dropout_range``."""
         return bool(config.dropout_range)
 
     def problems(self, config: Any) -> list[str]:
+        """A valid range, and neither ``dropout`` nor a shared dropout mask with it."""
         if not config.dropout_range:
             return []
         found = []
@@ -75,9 +82,11 @@ class SSimCSE(Method):
         return found
 
     def separate_anchor(self, config: Any) -> bool:
+        """Always: the anchors get a pass (and a rate) of their own."""
         return True
 
     def pass_hook(self, config: Any) -> SampledDropout:
+        """:class:`SampledDropout` over the range."""
         return SampledDropout(*dropout_bounds(config.dropout_range))
 
 

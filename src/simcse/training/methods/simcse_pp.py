@@ -15,6 +15,8 @@ GROUP = "SimCSE++ (Xu et al. 2023)"
 
 @dataclass
 class SimCSEPlusPlusOptions:
+    """SimCSE++'s options; each field's help line documents it."""
+
     negatives_without_dropout: bool = option(
         False,
         "SimCSE++: the negative pairs are the sentences encoded once more with dropout off (unsup)",
@@ -37,14 +39,20 @@ class DropoutOffCopy(CollatePiece):
 
 
 class SimCSEPlusPlus(Method):
+    """SimCSE++ (``negatives_without_dropout`` or ``dimension_contrast_weight`` set): negatives encoded with
+    dropout off, and a dimension-wise contrastive term."""
+
     name = "simcse_pp"
     paper = "Xu et al. 2023, SimCSE++: Improving Contrastive Learning for Sentence Embeddings from Two Perspectives"
     Options = SimCSEPlusPlusOptions
 
     def enabled(self, config: Any) -> bool:
+        """With ``negatives_without_dropout`` or a ``dimension_contrast_weight``."""
         return bool(config.negatives_without_dropout or config.dimension_contrast_weight)
 
     def problems(self, config: Any) -> list[str]:
+        """Dropout-off negatives only for unsup training with one encoder and independent masks; a
+        non-negative weight, a positive temperature, and no dimension term with a shared mask."""
         found = []
         one_shared_pass = (
             config.objective != "sup" and config.dropout_mask != "shared" and config.encoders != "two"
@@ -61,6 +69,7 @@ class SimCSEPlusPlus(Method):
         return found
 
     def check_rows(self, config: Any, data: Any) -> None:
+        """Dropout-off negatives need one-sentence rows."""
         if config.negatives_without_dropout and data.columns != 1:
             raise DataError(
                 data.path,
@@ -69,15 +78,20 @@ class SimCSEPlusPlus(Method):
             )
 
     def extra_views(self, config: Any) -> int:
+        """One (the dropout-off copy) with ``negatives_without_dropout``."""
         return 1 if config.negatives_without_dropout else 0
 
     def dropout_off_views(self, config: Any, views: int) -> tuple[int, ...]:
+        """The last view (the copy) with ``negatives_without_dropout``."""
         return (views - 1,) if config.negatives_without_dropout else ()
 
     def collate_piece(self, config: Any, inputs: Any, tokenizer: Any) -> CollatePiece | None:
+        """:class:`DropoutOffCopy` with ``negatives_without_dropout``."""
         return DropoutOffCopy() if config.negatives_without_dropout else None
 
     def make_loss(self, config: Any, scale: float, sources: list[Any], filters: list[Any]) -> Any:
+        """:class:`~simcse.training.losses.OffDropoutLoss` with ``negatives_without_dropout`` (the filters are
+        not used), else None."""
         if not config.negatives_without_dropout:
             return None
         from simcse.training.losses import OffDropoutLoss
@@ -85,6 +99,7 @@ class SimCSEPlusPlus(Method):
         return OffDropoutLoss(config.temperature, scale, config.similarity, sources)
 
     def wrap_loss(self, config: Any, loss: Any) -> Any:
+        """``loss`` with :class:`~simcse.training.losses.DimensionContrast` added when its weight is set."""
         if not config.dimension_contrast_weight:
             return loss
         from simcse.training.losses import DimensionContrast

@@ -1,0 +1,271 @@
+"""The pages of the site that come from the code and from results files, written at build time by
+mkdocs-gen-files: the CLI reference from the real argparse parsers, the config reference from TrainConfig's
+field metadata, the recipes from the packaged YAML files, and the results pages from ``docs/results/*.json``.
+Nothing here is copied by hand, so none of it can drift from the code.
+
+Run alone (``python docs/gen_pages.py OUT_DIR``) it writes the same pages into OUT_DIR, for a look without
+mkdocs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+RESULTS = DOCS / "results"
+
+
+def prose(text: object) -> str:
+    """Help text as markdown: brackets are literal (``[--key value ...]`` is not a link)."""
+    return str(text).replace("[", "\\[").replace("]", "\\]")
+
+
+def code_cell(text: object) -> str:
+    """A value for a code span inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def cell(text: object) -> str:
+    """A value safe inside a markdown table cell."""
+    return prose(text).replace("|", "\\|").replace("\n", " ")
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
+
+
+def option_rows(parser: argparse.ArgumentParser) -> Iterator[str]:
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if (
+            isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+            or action.help == argparse.SUPPRESS
+        ):
+            continue
+        name = ", ".join(f"`{s}`" for s in action.option_strings) or f"`{action.dest}` (positional)"
+        if action.choices and not isinstance(action, argparse._SubParsersAction):
+            name += "<br>one of " + ", ".join(f"`{c}`" for c in action.choices)
+        default = action.default
+        shown = (
+            ""
+            if default in (None, argparse.SUPPRESS) or action.nargs == 0 and default is False
+            else f"`{default}`"
+        )
+        yield f"| {name} | {shown} | {cell(formatter._expand_help(action) if action.help else '')} |"
+
+
+def cli_page(parser: argparse.ArgumentParser, prefix: str = "simcse", depth: int = 2) -> list[str]:
+    """One section per command (and per sub-command), each with its usage and every option."""
+    lines: list[str] = []
+    for name, sub in subcommands(parser).items():
+        title = f"{prefix} {name}"
+        lines += [f"{'#' * depth} `{title}`", ""]
+        if sub.description:
+            lines += [prose(sub.description.replace("\n", " ")), ""]
+        usage = sub.format_usage().removeprefix("usage: ").strip()
+        lines += ["```text", usage, "```", ""]
+        rows = list(option_rows(sub))
+        if rows:
+            lines += ["| option | default | meaning |", "|---|---|---|", *rows, ""]
+        if name == "train":
+            lines += [
+                "Every key of the [configuration reference](config.md) is also a flag of `simcse train`.",
+                "",
+            ]
+        lines += cli_page(sub, title, depth + 1)
+    return lines
+
+
+def type_name(hint: object) -> str:
+    text = getattr(hint, "__name__", None) if not typing.get_args(hint) else None
+    return text or str(hint).replace("typing.", "")
+
+
+def config_page() -> list[str]:
+    """Every TrainConfig key by group: type, default, the allowed names and the help line."""
+    from simcse.training.config import TrainConfig
+    from simcse.training.config.parsing import shown
+
+    hints = typing.get_type_hints(TrainConfig)
+    groups: dict[str, list[str]] = {}
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        meaning = f.metadata["help"]
+        if f.metadata.get("choices") and not all(c in meaning for c in f.metadata["choices"]):
+            meaning += " One of " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + "."
+        row = f"| `{f.name}` | `{code_cell(type_name(hints[f.name]))}` | `{code_cell(shown(default))}` | {cell(meaning)} |"
+        groups.setdefault(f.metadata["group"], []).append(row)
+    lines = [
+        "# Configuration keys",
+        "",
+        "Every key of a training config, from the fields of `simcse.training.config.TrainConfig` (generated at",
+        "build time). A key is written the same way in a YAML file (`batch_size: 64`), as a flag of",
+        "`simcse train` (`--batch_size 64` or `--batch-size 64`) and as a keyword of `TrainConfig(...)`.",
+        "Invalid combinations are refused before training starts, all problems in one message.",
+        "",
+    ]
+    for group, rows in groups.items():
+        lines += [f"## {group}", "", "| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
+    return lines
+
+
+def recipes_page() -> list[str]:
+    from simcse.training.config.recipes import RECIPES_DIR, builtin_recipes, summary
+
+    lines = [
+        "# Recipes",
+        "",
+        "The recipes that ship inside the package (`simcse recipes` lists them). Each name works wherever a",
+        "config file does: `simcse train NAME [--key value ...]`, `simcse experiment GRID --base NAME`.",
+        "",
+    ]
+    for name in builtin_recipes():
+        text = (RECIPES_DIR / f"{name}.yaml").read_text(encoding="utf-8")
+        lines += [
+            f"## `{name}`",
+            "",
+            summary(RECIPES_DIR / f"{name}.yaml"),
+            "",
+            "```yaml",
+            text.rstrip(),
+            "```",
+            "",
+        ]
+    return lines
+
+
+def stamp_lines(provenance: dict) -> list[str]:
+    """What produced a table: the command, the CPU, the date and the commit."""
+    return [
+        f"Measured with `{provenance['command']}` on {provenance['cpu']}, {provenance['date']}, "
+        f"commit `{provenance['commit']}` (simcse {provenance['simcse']}).",
+        "",
+    ]
+
+
+def table(rows: list[dict], columns: list[str] | None = None) -> list[str]:
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows),
+    ]
+
+
+def result_section(path: Path) -> list[str]:
+    """One results file as a section: its title, what produced it, its table(s)."""
+    from simcse.evaluation.report import markdown_tables
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = [f"## {data.get('title', path.stem)}", ""]
+    if data.get("about"):
+        lines += [data["about"], ""]
+    lines += stamp_lines(data["provenance"])
+    if "text" in data:  # a command's output, kept by scripts/record_output.py
+        lines += ["```text", data["text"], "```"]
+    elif "rows" in data:  # a benchmark's rows
+        lines += table(data["rows"], data.get("columns"))
+    else:  # what ``simcse eval --output`` writes: one run, or {"runs": [...]}
+        runs = data.get("runs", [data])
+        lines += markdown_tables(runs, runs[0].get("metric", "spearman")).splitlines()
+    return [*lines, ""]
+
+
+def results_page() -> list[str]:
+    """``docs/results/GROUP--NAME.json`` files as one page, a section per GROUP."""
+    lines = [
+        "# Results",
+        "",
+        "Every number here was written by the command named above its table, on the CPU, date and commit",
+        "named there; the page is generated from the results files in `docs/results/` at build time. Your",
+        "machine will give other absolute times: the benchmarks report ratios against a peer run in the same",
+        "process tree, which carry over better.",
+        "",
+    ]
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        groups.setdefault(path.stem.split("--")[0], []).append(path)
+    for group, paths in groups.items():
+        lines += [f"## {group.replace('-', ' ').capitalize()}", ""]
+        for path in paths:
+            lines += ["#" + line if line.startswith("## ") else line for line in result_section(path)]
+    return lines
+
+
+SAMPLE = re.compile(r"^<!-- sample: ([\w-]+) -->$", re.M)
+
+
+def with_samples(page: Path) -> str | None:
+    """A page with each ``<!-- sample: GROUP -->`` line replaced by the stamped outputs of that group's
+    results files; None for a page without any."""
+    text = page.read_text(encoding="utf-8")
+    if not SAMPLE.search(text):
+        return None
+
+    def sample(match: re.Match) -> str:
+        paths = [
+            p
+            for p in sorted(RESULTS.glob(f"{match.group(1)}--*.json"))
+            if "text" in json.loads(p.read_text())
+        ]
+        if not paths:
+            raise SystemExit(
+                f"{page}: <!-- sample: {match.group(1)} --> but no docs/results/{match.group(1)}--*.json"
+            )
+        parts = []
+        for path in paths:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            parts += ["Sample: " + stamp_lines(data["provenance"])[0], "", "```text", data["text"], "```", ""]
+        return "\n".join(parts)
+
+    return SAMPLE.sub(sample, text)
+
+
+def pages() -> dict[str, list[str]]:
+    from simcse.cli import build_parser
+
+    return {
+        "reference/cli.md": [
+            "# Command line",
+            "",
+            "Every command and option of `simcse`, read from its argparse parsers at build time.",
+            "",
+            *cli_page(build_parser()),
+        ],
+        "reference/config.md": config_page(),
+        "reference/recipes.md": recipes_page(),
+        "results/index.md": results_page(),
+    }
+
+
+def write_all(open_file: Callable[[str], typing.TextIO]) -> None:
+    for name, lines in pages().items():
+        with open_file(name) as f:
+            f.write("\n".join(lines) + "\n")
+    for page in sorted(DOCS.rglob("*.md")):
+        text = with_samples(page)
+        if text is not None:
+            with open_file(page.relative_to(DOCS).as_posix()) as f:
+                f.write(text)
+
+
+if __name__ == "__main__" and len(sys.argv) == 2:
+    root = Path(sys.argv[1])
+
+    def _open(name: str) -> typing.TextIO:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        return open(root / name, "w", encoding="utf-8")
+
+    write_all(_open)
+elif __name__ == "<run_path>":  # mkdocs-gen-files runs this file with runpy.run_path during the build
+    import mkdocs_gen_files
+
+    write_all(lambda name: mkdocs_gen_files.open(name, "w"))
