@@ -38,10 +38,13 @@ def _options(words: list[str]) -> set[str] | None:
 
 def uses() -> list[tuple[str, str, str]]:
     """(where, command, option) for every option written after ``simcse COMMAND`` on a line (comments
-    after ``#`` and other commands after ``|`` are left out; ``--key`` is the placeholder of any key)."""
+    after ``#`` and other commands after ``|`` are left out; ``--key`` is the placeholder of any key; a line with
+    ``cmd || ...`` shows a mistake on purpose)."""
     found = []
     for path in DOCS:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if " || " in line:  # a mistake shown on purpose, with what follows when it fails
+                continue
             for match in COMMAND.finditer(line.split(" # ")[0]):
                 sub, rest = match.groups()
                 words = [sub, *rest.split()[:1]]

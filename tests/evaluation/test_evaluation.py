@@ -142,7 +142,7 @@ def test_whitening_gives_identity_covariance_and_reduces_dimension():
     assert np.allclose(z.mean(0), 0, atol=1e-5)
     assert np.allclose(np.cov(z.T), np.eye(6), atol=1e-3)
     assert Whitening.fit(x, 2)(x).shape == (500, 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="--whiten-dim must be in 1..6"):  # the user's option: one line
         Whitening.fit(x, 7)
 
 
