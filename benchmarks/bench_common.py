@@ -6,10 +6,7 @@
 
 from __future__ import annotations
 
-import datetime
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,32 +40,17 @@ def skip_reason(needs: str | None) -> str | None:
     return None
 
 
-def commit() -> str:
-    """The checkout's commit (short), with ``+changes`` when the work tree differs from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
-
-
 def write_results(name: str, lines: list[str], data: dict, results_dir: Path | None = None) -> Path:
     """``<results_dir>/<name>-<cpu class>.md`` (``lines`` under a header that stamps the CPU, its flags, the
-    date, the commit and the command) and the same as ``.json`` (``data`` plus the stamp); returns the .md."""
+    date, the commit and the command: :func:`simcse.core.provenance.provenance`) and the same as ``.json``
+    (``data`` plus the stamp), each written atomically; returns the .md."""
+    from simcse.core.files import write_text_atomic
     from simcse.core.hardware import cpu_facts
+    from simcse.core.provenance import provenance
 
     out = Path(results_dir or RESULTS)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = {
-        "cpu": cpu_facts(),
-        "date": datetime.date.today().isoformat(),
-        "commit": commit(),
-        "command": "python "
-        + " ".join([Path(sys.argv[0]).as_posix().split(ROOT.as_posix() + "/")[-1], *sys.argv[1:]]),
-    }
+    stamp = provenance() | {"cpu": cpu_facts()}
     facts = stamp["cpu"]
     header = [
         f"# {name} on a {facts['class']} CPU",
@@ -79,6 +61,6 @@ def write_results(name: str, lines: list[str], data: dict, results_dir: Path | N
         "",
     ]
     path = out / f"{name}-{facts['class']}.md"
-    path.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
-    path.with_suffix(".json").write_text(json.dumps(stamp | data, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(path, "\n".join(header + lines) + "\n")
+    write_text_atomic(path.with_suffix(".json"), json.dumps(stamp | data, indent=2) + "\n")
     return path

@@ -229,7 +229,7 @@ def spawn(args: argparse.Namespace, row: str, quality: bool) -> dict:
         return {"unavailable": f"failed: {tail}"}
     result = json.loads(lines[-1][7:])
     if "unavailable" not in result and python != sys.executable:
-        result["python"] = python
+        result["python"] = Path(python).parents[1].name  # the environment's name, not this machine's path
     return result
 
 
@@ -356,6 +356,16 @@ def table(args, results: dict[str, list[dict]], cosines: dict[str, float]) -> tu
     return lines, summary
 
 
+def settings(args: argparse.Namespace) -> dict:
+    """The options as the results file keeps them: the embedded model and the data directory by name, not
+    by where they lie on the machine that ran it."""
+    kept = vars(args) | {"work": None, "model_path": "embedded all-MiniLM-L6-v2"}
+    for key in ("data_dir", "results_dir", "peer_python_onnx", "peer_python_openvino"):
+        if kept.get(key):
+            kept[key] = Path(kept[key]).name if "python" not in key else Path(kept[key]).parents[1].name
+    return kept
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -419,7 +429,7 @@ def main() -> int:
     print("\n" + head)
     print("\n".join(lines))
     path = write_results("encode_speed", [head, "", *lines], {"rows": results, "cosine_to_fp32": cosines,
-                         "summary": summary, "settings": vars(args) | {"work": None}}, args.results_dir)  # fmt: skip
+                         "summary": summary, "settings": settings(args)}, args.results_dir)  # fmt: skip
     print(f"\nwrote {path} and {path.with_suffix('.json').name}")
     return 0
 

@@ -8,12 +8,21 @@ before ``--``), under a line naming the command, the CPU, the date and the commi
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
 
 from simcse.core.files import write_text_atomic
 from simcse.core.provenance import provenance
+
+
+def portable(line: str) -> str:
+    """The line as any machine would print it: the data directory and the home directory by name."""
+    data = os.environ.get("SIMCSE_DATA_DIR")
+    if data:
+        line = line.replace(os.path.abspath(data), "$SIMCSE_DATA_DIR")
+    return line.replace(os.path.expanduser("~"), "~")
 
 
 def main(argv: list[str]) -> int:
@@ -26,7 +35,7 @@ def main(argv: list[str]) -> int:
     for line in proc.stdout:
         sys.stdout.write(line)
         if line.strip() and "\r" not in line and not line.startswith(("encode:", "train:")):  # progress bars
-            lines.append(line.rstrip("\n"))
+            lines.append(portable(line.rstrip("\n")))
     if proc.wait() != 0:
         print(
             f"record_output: {shlex.join(command)} exited {proc.returncode}; nothing written", file=sys.stderr
