@@ -13,7 +13,8 @@ import shlex
 import subprocess
 import sys
 
-from simcse.core.files import write_text_atomic
+from simcse.core.errors import SimCSEError
+from simcse.core.files import check_output_file, write_text_atomic
 from simcse.core.provenance import provenance
 
 
@@ -30,6 +31,11 @@ def main(argv: list[str]) -> int:
         print("usage: record_output.py OUT.json TITLE -- COMMAND ...", file=sys.stderr)
         return 2
     out, title, command = argv[0], argv[1], argv[3:]
+    try:
+        check_output_file(out, "OUT.json")  # before a run that may take an hour
+    except SimCSEError as e:
+        print(f"record_output: {e}", file=sys.stderr)
+        return 2
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:
