@@ -261,3 +261,20 @@ def training_encoder(path, pooler: str = "cls", mlp_only_train: bool = False, **
 
     files = read_backbone(str(path), attn_implementation=options.pop("attn_implementation", "sdpa"))
     return Encoder.from_backbone(files, pooler, mlp_only_train, **options)
+
+
+def head_lines(source: Path, target: Path, lines: int, whole: tuple[str, ...] = ()) -> Path:
+    """A copy of the data tree ``source`` at ``target`` with every file cut to its first ``lines`` lines
+    (the folders named in ``whole`` linked as they are): the same formats and names, seconds to evaluate.
+    """
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if not path.is_file() or rel.parts[0] in whole:
+            continue
+        out = target / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:lines]))
+    for name in whole:
+        if (source / name).exists():
+            (target / name).symlink_to((source / name).resolve())
+    return target

@@ -325,3 +325,40 @@ def test_the_table_reads_the_shared_pass_as_the_rows_own_encoders_would(
         ), name
         assert got["model"] == expected["model"] and got["pooler"] == expected["pooler"]
     assert "shared_pass" not in rows["encoder prompt (PromptBERT's template)"]
+
+
+def test_a_baseline_is_a_model_for_the_api_too(vectors, tiny_bert4, tmp_path):
+    """``SimCSE("baseline:...")`` and ``SimCSE(<a baseline encoder>)`` encode, compare and search like any
+    model (unit vectors by default); the ones that cannot give fixed vectors say so in one line."""
+    from simcse.core.errors import SimCSEError
+    from simcse.use.api import SimCSE
+
+    model = SimCSE(f"baseline:avg:{vectors}")
+    assert model.dim == 3 and model.encoder.describe()["dim"] == 3
+    np.testing.assert_allclose(
+        model.encode("alpha beta").numpy(), np.array([0.5, 1, 0]) / np.sqrt(1.25), atol=1e-6
+    )
+    assert model.similarity("alpha", "alpha gamma") == pytest.approx(1 / np.sqrt(1 + 9))
+    model.build_index(["alpha", "beta", "gamma delta"], index="flat")
+    assert model.search("gamma", top_k=1)[0][0] == "gamma delta"
+    layers = SimCSE(load_baseline(f"baseline:layers=1+4:{tiny_bert4}"))
+    raw = layers.encoder.encode(["a man plays"], normalize=False)
+    np.testing.assert_allclose(layers.encode(["a man plays"]).numpy(), raw / np.linalg.norm(raw), atol=1e-6)
+    assert layers.max_length == min(128, layers.encoder.encoder.max_length)
+    assert layers.encoder.describe()["dim"] == raw.shape[1]
+    with pytest.raises(SimCSEError, match="scores pairs of sentences and has no sentence vectors"):
+        SimCSE(f"baseline:wmd:{vectors}")
+    sif = SimCSE(f"baseline:sif:{vectors}")
+    assert sif.encode(["alpha beta", "gamma", "delta alpha"]).shape == (3, 3)  # one set: fitted on it
+    for call in (lambda: sif.build_index(["alpha", "beta"]), lambda: sif.similarity("alpha", "beta")):
+        with pytest.raises(SimCSEError, match="fits its post-processing on the sentences encoded together"):
+            call()
+    with pytest.raises(ConfigError, match="--pooler does not apply"):
+        SimCSE(f"baseline:avg:{vectors}", pooler="cls")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("alpha\nbeta\n", encoding="utf-8")
+    from simcse.use.corpus import encode_corpus
+
+    with pytest.raises(SimCSEError, match="encoding a corpus in blocks"):
+        encode_corpus(f"baseline:sif:{vectors}", corpus, tmp_path / "out.npy")
+    assert not (tmp_path / "out.npy").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.docs_blocks import DRIVER, ROOT, blocks, commands, for_test
+from tests.helpers import head_lines
 
 DOCS = ROOT / "docs"
 RUN_PAGES = sorted(
@@ -46,9 +47,16 @@ def test_the_substitutions(tiny_bert):
     assert commands("$ a \\\n  --b 1\noutput\n$ c &") == ["a --b 1", "c &"]
 
 
+@pytest.fixture(scope="session")
+def docs_data_dir(data_dir, tmp_path_factory) -> Path:
+    """The data directory with every SentEval and raw STS file cut to its first 40 lines (the formats and
+    names stay; an evaluation takes seconds); the training files whole (a run of 2 steps reads little)."""
+    return head_lines(data_dir, tmp_path_factory.mktemp("docs-data"), 40, whole=("wiki", "nli"))
+
+
 @pytest.mark.docs_pages
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_page_code_runs(page: Path, tmp_path, tiny_bert, data_dir):
+def test_page_code_runs(page: Path, tmp_path, tiny_bert, docs_data_dir):
     steps = []
     for block in blocks(page):
         if block.skip_reason is not None:
@@ -63,7 +71,7 @@ def test_page_code_runs(page: Path, tmp_path, tiny_bert, data_dir):
     work.mkdir()
     env = {
         **os.environ,
-        "SIMCSE_DATA_DIR": str(data_dir),
+        "SIMCSE_DATA_DIR": str(docs_data_dir),
         "OMP_NUM_THREADS": "2",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "TQDM_DISABLE": "1",

@@ -12,7 +12,7 @@ import pytest
 
 from simcse.data import download as dl
 from tests.fake_hub import FakeHub, isolate, running
-from tests.helpers import run
+from tests.helpers import head_lines, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,19 +20,13 @@ QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 KEPT_LINES = 40  # of every SentEval STS and SICK file: enough pairs to score, a few seconds to encode
 
 
-def _mini_senteval(data_dir: Path) -> bytes:
+def _mini_senteval(data_dir: Path, tmp_path: Path) -> bytes:
     """senteval.tar with the STS and SICK folders of the real tree, each file cut to its first lines."""
-    root = data_dir / "senteval"
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for folder in ("downstream/STS", "downstream/SICK"):
-            for path in sorted((root / folder).rglob("*")):
-                if path.is_file():
-                    lines = path.read_bytes().splitlines(keepends=True)[:KEPT_LINES]
-                    data = b"".join(lines)
-                    info = tarfile.TarInfo(str(path.relative_to(root)))
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
+        for folder in ("STS", "SICK"):
+            mini = head_lines(data_dir / "senteval" / "downstream" / folder, tmp_path / folder, KEPT_LINES)
+            tar.add(mini, arcname=f"downstream/{folder}")
     return buf.getvalue()
 
 
@@ -49,7 +43,7 @@ def fresh(monkeypatch, tmp_path, data_dir, embedded_model):
     with running(FakeHub()) as hub:
         hub.datasets[dl.DATASET_REPO] = {
             "wiki1m_for_simcse.txt": wiki.encode(),
-            "senteval.tar": _mini_senteval(data_dir),
+            "senteval.tar": _mini_senteval(data_dir, tmp_path / "mini"),
         }
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         yield home / ".cache" / "simcse" / "data"

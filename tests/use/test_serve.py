@@ -145,6 +145,21 @@ def test_embeddings_match_encode_and_count_tokens(client, model, serve_bert):
     assert body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
 
 
+def test_requests_truncate_where_the_model_encodes(serve_bert):
+    """A served text is truncated where the same SimCSE's encode truncates it (its max_length), not at the
+    encoder's limit: the service's vectors, an index built in Python and its queries all agree."""
+    long_text = " ".join(["word"] * 200)
+    encoder = Encoder.load(serve_bert, "avg")
+    assert encoder.max_length > 16
+    short = SimCSE(encoder, device="cpu", max_length=16)
+    with make_client(short) as c:
+        body = c.post("/v1/embeddings", json={"input": long_text}).json()
+    got = np.array(body["data"][0]["embedding"], dtype=np.float32)
+    np.testing.assert_allclose(got, short.encode(long_text), atol=1e-5)
+    assert body["usage"]["prompt_tokens"] == 16
+    assert short.at_model_limit().max_length == encoder.max_length  # what simcse serve does
+
+
 def test_embeddings_single_string_base64_and_default_model_name(client, model, serve_bert):
     text = "a cat is sitting under the tree"
     floats = client.post("/v1/embeddings", json={"input": text}).json()

@@ -5,6 +5,7 @@ directory; default the embedded model) or a word-vector file."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from simcse.baselines.layers import LayerAverage, parse_layers
 from simcse.baselines.transport import TRANSPORTS, TransportSimilarity
 from simcse.baselines.word_vectors import WordVectors, load_word_vectors
 from simcse.core.errors import ConfigError
-from simcse.modeling.sentence_encoder import SentenceEncoder
+from simcse.modeling.sentence_encoder import SentenceEncoder, unit_rows
 
 PREFIX = "baseline:"
 BASELINES = (*pooling.POOLINGS, "sif", "usif", "abtt")
@@ -41,6 +42,8 @@ class BaselineEncoder(SentenceEncoder):
         self.matrix = pooling.all_but_the_top(vectors.matrix) if name == "abtt" else vectors.matrix
         self.dim = self.matrix.shape[1] * {"swem_concat": 2, "power_means": 3}.get(name, 1)
         self._usif_table: tuple[dict[str, float], float, float] | None = None
+        # only SIF and uSIF fit on the sentences encoded together; the others give each sentence one vector
+        self.fit_postprocess = self._fit_components if name in ("sif", "usif") else None
 
     def _weights(self, tokens: list[str]) -> np.ndarray:
         from wordfreq import word_frequency
@@ -83,22 +86,22 @@ class BaselineEncoder(SentenceEncoder):
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._sentence(s) for s in sentences]).astype(np.float32)
 
-    def fit_postprocess(self, matrix: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        """SIF's / uSIF's common components fitted on ``matrix`` (raw vectors); identity for the others. The
+    def _fit_components(self, matrix: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """SIF's / uSIF's common components fitted on ``matrix`` (raw vectors), as ``fit_postprocess``: the
         evaluator fits it per task, on that task's sentences, as Arora et al.'s code does."""
         if self.name == "sif":
             return pooling.fit_first_component(matrix)
-        if self.name == "usif":
-            return pooling.fit_weighted_components(matrix)
-        return lambda x: x
+        return pooling.fit_weighted_components(matrix)
 
     def encode(
-        self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False, **_
+        self, sentences: Sequence[str], batch_size: int = 128, normalize: bool = False, **_
     ) -> np.ndarray:
-        """One vector per sentence (float32); for ``sif`` / ``usif`` the common components of THESE sentences
-        are removed."""
+        """One vector per sentence (float32; unit rows with ``normalize``); for ``sif`` / ``usif`` the common
+        components of THESE sentences are removed."""
         x = self.raw(sentences)
-        return self.fit_postprocess(x)(x)
+        if self.fit_postprocess is not None:
+            x = self.fit_postprocess(x)(x)
+        return unit_rows(x) if normalize else x
 
     def fingerprint(self) -> str:
         """The baseline's name and its word vectors' fingerprint (keys embedding caches)."""
@@ -130,3 +133,42 @@ def load_baseline(spec: str) -> BaselineEncoder | TransportSimilarity | LayerAve
     check_installed(name)
     vectors = load_word_vectors(source or None)
     return TransportSimilarity(name, vectors) if name in PAIR_BASELINES else BaselineEncoder(name, vectors)
+
+
+def load_model_or_baseline(
+    model: Any,
+    pooler: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    **options: Any,
+) -> SentenceEncoder:
+    """The encoder of ``model`` wherever a model is accepted: a baseline for ``baseline:NAME[:SOURCE]``
+    (:func:`load_baseline`; it has its own pooling and runs in torch), else
+    :func:`~simcse.modeling.loading.load_encoder`'s.
+
+    Args:
+        model: ``baseline:NAME[:SOURCE]``, or what :func:`~simcse.modeling.loading.load_encoder` takes.
+        pooler: the model's pooler (None: its own); a baseline takes none.
+        backend: torch, onnx, openvino (None: torch); a baseline runs in torch.
+        precision: an exported graph's precision (see ``load_encoder``).
+        **options: ``load_encoder``'s keyword options; a baseline takes ``max_length`` only (and ignores
+            it: it has no tokens), any other that is not None is refused.
+
+    Raises:
+        ConfigError: a pooler, a backend other than torch or an option for a baseline; an unknown baseline."""
+    from simcse.modeling.loading import load_encoder
+
+    if not is_baseline(model):
+        return load_encoder(model, pooler, backend, precision, **options)
+    if pooler is not None:
+        raise ConfigError(f"{model} pools as the baseline does: --pooler does not apply to it")
+    if backend not in (None, "torch", "auto"):
+        raise ConfigError(f"{model} runs in torch: backend {backend} loads an export directory")
+    refused = sorted(
+        k for k, v in options.items() if v is not None and k not in ("max_length", "plain_pooler")
+    )
+    if refused:
+        raise ConfigError(f"{model} is a training-free baseline: {', '.join(refused)} does not apply to it")
+    encoder = load_baseline(model)
+    encoder.check_max_length(options.get("max_length"))
+    return encoder

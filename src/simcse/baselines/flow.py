@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from simcse.core.errors import ConfigError
-from simcse.modeling.sentence_encoder import SentenceEncoder
+from simcse.modeling.sentence_encoder import SentenceEncoder, unit_rows
 
 STEPS = 400
 BATCH = 256
@@ -68,6 +68,7 @@ class FlowEncoder(SentenceEncoder):
 
         self.encoder = Encoder.load(source, "avg_top2")
         self.seed = seed
+        self.dim, self.max_length = self.encoder.dim, self.encoder.max_length
         self.source = f"baseline:flow:{self.encoder.source}"
         self.pooler = "flow"
 
@@ -79,10 +80,14 @@ class FlowEncoder(SentenceEncoder):
         """A flow fitted on ``matrix`` (raw vectors) with the seed: the map to the Gaussian latent."""
         return fit_flow(matrix, self.seed)
 
-    def encode(self, sentences: Sequence[str], batch_size: int = 128, **_) -> np.ndarray:
-        """The Gaussian latents of ``sentences``, with a flow fitted on these very sentences."""
+    def encode(
+        self, sentences: Sequence[str], batch_size: int = 128, normalize: bool = False, **_
+    ) -> np.ndarray:
+        """The Gaussian latents of ``sentences``, with a flow fitted on these very sentences (unit rows with
+        ``normalize``)."""
         x = self.raw(sentences, batch_size=batch_size)
-        return self.fit_postprocess(x)(x)
+        x = self.fit_postprocess(x)(x)
+        return unit_rows(x) if normalize else x
 
     def fingerprint(self) -> str:
         """The encoder's fingerprint with the flow's seed."""

@@ -126,6 +126,7 @@ class View(SentenceEncoder):
         tag: str = "",
     ):
         self.means, self.layers, self.source, self.pooler, self.tag = means, layers, source, pooler, tag
+        self.dim = means.encoder.dim
         if fit_postprocess is not None:
             self.fit_postprocess = fit_postprocess
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from simcse.core.errors import ConfigError
-from simcse.modeling.sentence_encoder import SentenceEncoder
+from simcse.modeling.sentence_encoder import SentenceEncoder, unit_rows
 
 
 def parse_layers(text: str) -> tuple[str, ...]:
@@ -48,20 +48,27 @@ class LayerAverage(SentenceEncoder):
             )
         self.layers = layers
         self.encoder._layers = layers  # the hidden states its forward computes
+        self.dim, self.max_length = self.encoder.dim, self.encoder.max_length
         name = "+".join(map(str, layers))
         self.source = f"baseline:layers={name}:{self.encoder.source}"
         self.pooler = f"layers={name}"
 
     @torch.inference_mode()
     def encode(
-        self, sentences: Sequence[str], batch_size: int = 128, dtype=None, show_progress: bool = False, **_
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 128,
+        normalize: bool = False,
+        max_length: int | None = None,
+        **_,
     ) -> np.ndarray:
-        """The token mean of the average of the chosen layers' token states, float32 (n, dim); ``dtype`` and
-        ``show_progress`` are accepted and ignored (it encodes in the weights' precision)."""
+        """The token mean of the average of the chosen layers' token states, float32 (n, dim; unit rows with
+        ``normalize``), truncated at ``max_length`` (None: the encoder's); ``dtype`` and ``show_progress``
+        are accepted and ignored (it encodes in the weights' precision)."""
         from simcse.modeling.pooling import masked_mean
 
         self.encoder.eval()
-        tokens = self.encoder.tokenize(list(sentences))
+        tokens = self.encoder.tokenize(list(sentences), max_length)
         out = np.zeros((len(sentences), self.encoder.dim), dtype=np.float32)
         device = next(self.encoder.parameters()).device
         for idx, batch in self.encoder.iter_batches(tokens, batch_size):
@@ -69,7 +76,7 @@ class LayerAverage(SentenceEncoder):
             hidden = self.encoder.hidden_states(ids, mask)
             states = torch.stack([hidden[i] for i in self.layers]).mean(0)
             out[idx] = masked_mean(states, mask).float().cpu().numpy()
-        return out
+        return unit_rows(out) if normalize else out
 
     def fingerprint(self) -> str:
         """The encoder's fingerprint with the layers averaged."""

@@ -47,8 +47,7 @@ def local_or_id(value: str | None) -> str | None:
 def at_model_limit(model):
     """CLI commands truncate at the model's own limit, as ``simcse encode`` and ``simcse eval`` do, not at the
     Python tool's 128 tokens (the original tool's default, kept by ``SimCSE`` for its users)."""
-    model.default_max_length = model.encoder.max_length
-    return model
+    return model.at_model_limit()
 
 
 def say(line: str) -> None:

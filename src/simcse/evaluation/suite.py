@@ -172,13 +172,10 @@ def _encoder(
     prompt_denoise: str | None,
 ) -> SentenceEncoder:
     """A baseline (``baseline:NAME[:SOURCE]``), else :func:`~simcse.modeling.loading.load_encoder`'s."""
-    from simcse.baselines.encoder import is_baseline, load_baseline
-    from simcse.modeling.loading import load_encoder
+    from simcse.baselines.encoder import load_model_or_baseline
 
-    if is_baseline(model):
-        return load_baseline(model)
     options = {"prompt_template": prompt_template, "prompt_denoise": prompt_denoise}
-    return load_encoder(model, pooler, backend, precision, **options)
+    return load_model_or_baseline(model, pooler, backend, precision, **options)
 
 
 def _corpus(whiten: str | None) -> list[str]:

@@ -26,6 +26,7 @@ class SentenceEncoder:
 
     Optional abilities, None where an encoder has none:
 
+    - ``max_length``: the tokens it truncates at (a word-vector baseline has no limit);
     - ``prompt``: PromptBERT's :class:`~simcse.modeling.prompt.Prompt` (pooler ``prompt``);
     - ``pair_similarity(a, b) -> scores``: an encoder that scores pairs and has no sentence vectors (WMD,
       WRD); the evaluator scores STS with it;
@@ -36,6 +37,7 @@ class SentenceEncoder:
     source: str
     pooler: str
     dim: int
+    max_length: int | None = None  # tokens it truncates at; None: an encoder without a token limit
     prompt: Any = None
     pair_similarity: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None
     fit_postprocess: Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]] | None = None
@@ -85,6 +87,26 @@ class SentenceEncoder:
         """What the encoder is, as an index directory's ``model.json`` records it: pooler (as applied by
         :meth:`encode`), dim and source."""
         return {"pooler": self.inference_pooler, "dim": self.dim, "source": self.source}
+
+
+def require_fixed_vectors(encoder: SentenceEncoder, use: str) -> None:
+    """Refuse ``use`` (an index, a search, a similarity of sentences, a corpus encoded in blocks) for an
+    encoder whose vectors depend on the set encoded together: SIF's and uSIF's common components and
+    BERT-flow are fitted on the sentences of each call, so vectors of different calls do not compare.
+
+    Raises:
+        SimCSEError: the encoder has ``fit_postprocess``."""
+    if encoder.fit_postprocess is not None:
+        raise SimCSEError(
+            f"{use}: {encoder.source} fits its post-processing on the sentences encoded together, so sentences "
+            "of different calls cannot be compared; encode one whole set at a time, or use simcse eval"
+        )
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm, as the encoders' ``normalize=True`` does
+    (``torch.nn.functional.normalize``, float32; a zero row stays zero)."""
+    return torch.nn.functional.normalize(torch.from_numpy(np.asarray(matrix, np.float32)), dim=-1).numpy()
 
 
 @dataclass

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=settings.batch_size,
             precision=getattr(args, "precision", "auto"),
             backend=getattr(args, "backend", "torch"),
-        )
+        ).at_model_limit()  # as every CLI command; requests, the --index queries and --compare's index alike
         if args.index:
             model.load_index(args.index)
         compare = None
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 pooler=args.compare_pooler,
                 batch_size=settings.batch_size,
                 precision=getattr(args, "precision", "auto"),
-            )
+            ).at_model_limit()
             if model.sentences:
                 print(
                     f"simcse serve: encoding the {len(model.sentences)} indexed sentences with {args.compare}",

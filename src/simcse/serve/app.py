@@ -144,7 +144,7 @@ class Service:
     def _serve(self, model: SimCSE, name: str) -> Served:
         def encode_texts(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
             # the same steps as SimCSE.encode (tokenize, length-sorted batches, unit vectors), plus token counts
-            tokens = model.encoder.tokenize(texts)
+            tokens = model.encoder.tokenize(texts, model.max_length)
             vectors = model.encoder.encode_tokenized(
                 tokens, self.settings.batch_size, normalize=True, dtype=model.dtype
             )

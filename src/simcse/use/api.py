@@ -42,7 +42,7 @@ import torch
 
 from simcse.core.errors import SimCSEError
 from simcse.modeling.names import EMBEDDED_HUB_ID
-from simcse.modeling.sentence_encoder import SentenceEncoder
+from simcse.modeling.sentence_encoder import SentenceEncoder, require_fixed_vectors
 from simcse.use.api_index import IndexMethods
 from simcse.use.call_checks import (
     MTEB_KWARGS,
@@ -59,6 +59,17 @@ logger = logging.getLogger(__name__)
 
 def _is_array(x: Any) -> bool:
     return isinstance(x, (np.ndarray, torch.Tensor))
+
+
+def _as_texts(sentences: Any) -> tuple[list[str], bool]:
+    """encode()'s input as a list of strings, and whether it was one string."""
+    single = isinstance(sentences, str)
+    if not single and not isinstance(sentences, Iterable):
+        raise SimCSEError(f"encode() takes a string or a list of strings, got {type(sentences).__name__}")
+    texts = [sentences] if single else list(sentences)
+    if any(not isinstance(t, str) for t in texts):
+        raise SimCSEError("encode() takes a string or a list of strings")
+    return texts, single
 
 
 def _unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -114,7 +125,8 @@ class SimCSE(IndexMethods):
         precision: str = "auto",
         backend: str = "torch",
     ):
-        from simcse.modeling.loading import check_backend, load_encoder
+        from simcse.baselines.encoder import load_model_or_baseline
+        from simcse.modeling.loading import check_backend
 
         backend, chosen = check_backend(backend), None
         if backend == "auto":
@@ -124,9 +136,14 @@ class SimCSE(IndexMethods):
         # the original's rule for a model that does not name its pooler
         unsup = isinstance(model_name_or_path, (str, os.PathLike)) and "unsup" in str(model_name_or_path)
         options = {"plain_pooler": "cls_before_pooler" if unsup else "cls"} if backend == "torch" else {}
-        self.encoder = load_encoder(
+        self.encoder = load_model_or_baseline(
             model_name_or_path, pooler, backend, precision, max_length=max_length, **options
         )
+        if self.encoder.pair_similarity is not None:
+            raise SimCSEError(
+                f"{self.encoder.source} scores pairs of sentences and has no sentence vectors: evaluate it on "
+                "STS tasks (simcse eval), it cannot encode, compare or index here"
+            )
         if unsup and pooler is None and self.encoder.pooler == "cls_before_pooler":
             logger.info(
                 "Use `cls_before_pooler` for unsupervised models. To use another pooler, pass pooler="
@@ -146,9 +163,8 @@ class SimCSE(IndexMethods):
             raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         # encode's default truncation: the original's 128 (capped at the model), or the max_length given here
-        self.default_max_length = (
-            max_length if max_length is not None else min(ORIGINAL_MAX_LENGTH, self.encoder.max_length)
-        )
+        limit = self.encoder.max_length or ORIGINAL_MAX_LENGTH  # None: an encoder without tokens
+        self.default_max_length = max_length if max_length is not None else min(ORIGINAL_MAX_LENGTH, limit)
         self.dtype = dtype
         self.num_cells = num_cells
         self.num_cells_in_search = num_cells_in_search
@@ -160,6 +176,18 @@ class SimCSE(IndexMethods):
     def dim(self) -> int:
         """The embedding dimension."""
         return self.encoder.dim
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per sentence that :meth:`encode`, the index methods and a server of this model truncate at
+        by default: 128 as the original tool (capped at the model's limit), or ``SimCSE(max_length=...)``."""
+        return min(self.default_max_length, self.encoder.max_length or self.default_max_length)
+
+    def at_model_limit(self) -> SimCSE:
+        """Truncate at the model's own limit from now on (what the CLI commands and ``simcse serve`` do), not
+        at the original Python tool's 128 tokens; returns the model."""
+        self.default_max_length = self.encoder.max_length or self.default_max_length
+        return self
 
     def fingerprint(self) -> str:
         """The encoder's weights fingerprint, cached until a weight tensor is replaced or modified in place
@@ -249,25 +277,23 @@ class SimCSE(IndexMethods):
             logger.debug("encode: ignoring MTEB arguments %s", sorted(kwargs))
         if output not in ("numpy", "torch"):
             raise SimCSEError(f"output must be 'numpy' or 'torch', got {output!r}")
-        single = isinstance(sentences, str)
-        if not single and not isinstance(sentences, Iterable):
-            raise SimCSEError(f"encode() takes a string or a list of strings, got {type(sentences).__name__}")
-        texts = [sentences] if single else list(sentences)
-        if any(not isinstance(t, str) for t in texts):
-            raise SimCSEError("encode() takes a string or a list of strings")
+        texts, single = _as_texts(sentences)
         batch_size = self.batch_size if batch_size is None else count("batch_size", batch_size, "encode")
-        if bf16:
-            dtype = torch.bfloat16
+        dtype = torch.bfloat16 if bf16 else dtype or self.dtype
         if device is not None:
             check_device("encode", device)
             self.encoder.to(device)
         if max_length is ORIGINAL_MAX_LENGTH:
-            max_length = min(self.default_max_length, self.encoder.max_length)
+            max_length = self.max_length
         elif max_length is not None:
             max_length = count("max_length", max_length, "encode")
-        matrix = self.encoder.encode(
-            texts, batch_size, normalize, max_length, dtype or self.dtype, show_progress
-        )
+        how = {
+            "normalize": normalize,
+            "max_length": max_length,
+            "dtype": dtype,
+            "show_progress": show_progress,
+        }
+        matrix = self.encoder.encode(texts, batch_size=batch_size, **how)
         result = matrix[0] if single and not keepdim else matrix
         return torch.from_numpy(result) if output == "torch" else result
 
@@ -321,6 +347,7 @@ class SimCSE(IndexMethods):
         return (a * b).sum(dim=-1)
 
     def _embed_all(self, texts: str | Sequence[str], device: str | torch.device | None) -> torch.Tensor:
+        require_fixed_vectors(self.encoder, "similarity() of sentences")
         return self.encode(texts, device=device, output="torch", keepdim=True)
 
     # ------------------------------------------------------------------ MTEB

@@ -16,6 +16,7 @@ import torch
 
 from simcse.core.errors import IndexModelError, SimCSEError
 from simcse.data.sentence_files import read_sentences
+from simcse.modeling.sentence_encoder import require_fixed_vectors
 from simcse.use.call_checks import check_device, count, not_a_device
 from simcse.use.index import NumpyExact, VectorIndex, faiss_available
 from simcse.use.index_dir import load_index_dir, read_index_model, save_index_dir
@@ -97,6 +98,7 @@ class IndexMethods:
             if index not in ("auto", "ivf"):
                 raise SimCSEError(f"faiss_fast=True means index='ivf', not {index!r}")
             index = "ivf"
+        require_fixed_vectors(self.encoder, "build_index()")
         sentences = self._collection(sentences_or_file_path)
         if faiss_fast:  # the original's IVF sizes; index="ivf" alone sizes the lists from the collection
             index_options.setdefault("nlist", min(self.num_cells, len(sentences)))

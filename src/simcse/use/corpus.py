@@ -219,7 +219,7 @@ def _encode_corpus(
         "model": {"fingerprint": encoder.fingerprint(), "source": str(encoder.source)},
         "settings": {
             "pooler": encoder.inference_pooler,
-            "max_length": int(max_length or encoder.max_length),
+            "max_length": max_length or encoder.max_length,  # None: an encoder without tokens
             "normalize": bool(normalize),
             "dtype": str(dtype or torch.float32).removeprefix("torch."),
         },
@@ -279,10 +279,13 @@ def _encoder(
     precision: str = "auto",
     backend: str = "torch",
 ) -> SentenceEncoder:
-    """The encoder, checked before any file is written (:func:`~simcse.modeling.loading.load_encoder`)."""
-    from simcse.modeling.loading import load_encoder
+    """The encoder, checked before any file is written (a baseline, or
+    :func:`~simcse.modeling.loading.load_encoder`'s)."""
+    from simcse.baselines.encoder import load_model_or_baseline
+    from simcse.modeling.sentence_encoder import require_fixed_vectors
 
-    encoder = load_encoder(model, pooler, backend, precision, max_length=max_length)
+    encoder = load_model_or_baseline(model, pooler, backend, precision, max_length=max_length)
+    require_fixed_vectors(encoder, "encoding a corpus in blocks")
     if not isinstance(model, SentenceEncoder):  # loaded here: this job places it
         encoder.to(device)
     encoder.eval()
