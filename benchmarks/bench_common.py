@@ -53,7 +53,7 @@ def write_results(name: str, lines: list[str], data: dict, results_dir: Path | N
     stamp = provenance() | {"cpu": cpu_facts()}
     facts = stamp["cpu"]
     header = [
-        f"# {name} on a {facts['class']} CPU",
+        f"# {name}: a CPU of class {facts['class']}",
         "",
         f"- CPU: {facts['model']}, {facts['cores']} cores; flags: {' '.join(facts['flags']) or 'none of note'}",
         f"- date: {stamp['date']}; commit: {stamp['commit']}",

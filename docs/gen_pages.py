@@ -20,6 +20,9 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS / "results"
+BENCHMARK_RESULTS = DOCS.parent / "benchmarks" / "results"  # <benchmark>-<CPU class>.md / .json
+# encode_speed results of CPU classes measured before the benchmark wrote its own results files
+EARLIER_ENCODE = RESULTS / "performance--encode-backends.json"
 
 
 def prose(text: object) -> str:
@@ -190,6 +193,7 @@ def results_page() -> list[str]:
         "process tree, which carry over better.",
         "",
     ]
+    lines += encode_by_cpu() + benchmark_sections()
     groups: dict[str, list[Path]] = {}
     for path in sorted(RESULTS.glob("*.json")):
         groups.setdefault(path.stem.split("--")[0], []).append(path)
@@ -200,13 +204,114 @@ def results_page() -> list[str]:
     return lines
 
 
+ST_FASTEST = "vs ST's fastest"
+
+
+def speed(text: str) -> float:
+    """A table cell's sentences/s (0 for a row that did not run)."""
+    try:
+        return float(str(text).strip("*"))
+    except ValueError:
+        return 0.0
+
+
+def encode_by_cpu() -> list[str]:
+    """One row per CPU class that ``benchmarks/encode_speed.py`` ran on: our fastest row and its ratios to
+    sentence-transformers, from each results file (``encode_speed-<class>.json``, and the earlier table)."""
+    rows = []
+    for path in sorted(BENCHMARK_RESULTS.glob("encode_speed-*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        summary, cpu = data["summary"], data["cpu"]
+        if "ours_fastest" not in summary:
+            continue
+        fastest = summary["ours_fastest"]
+        dev = summary["stsb_dev"]
+        rows.append({
+            "CPU (class: flags)": f"{cpu['model']}, {cpu['cores']} cores ({cpu['class']}: {' '.join(cpu['flags'])})",
+            "our fastest row": fastest,
+            "sentences/s": f"{summary['best'][fastest]:.0f}",
+            "vs ST torch fp32": f"{summary['vs_st_torch_fp32']:.2f}x",
+            "vs ST's fastest": f"{summary['vs_st_fastest']:.2f}x ({summary['st_fastest']})",
+            "STS-B dev vs fp32": f"{dev[fastest] - dev['simcse torch fp32']:+.2f}",
+            "date, commit": f"{data['date']}, `{data['commit']}`",
+            "command": f"`{data['command']}`",
+        })  # fmt: skip
+    if EARLIER_ENCODE.is_file():
+        data = json.loads(EARLIER_ENCODE.read_text(encoding="utf-8"))
+        ours = [r for r in data["rows"] if r["row"].startswith("simcse")]
+        best = max(ours, key=lambda r: speed(r["sentences/s"]))
+        theirs = max(
+            (r for r in data["rows"] if r["row"].startswith("ST")), key=lambda r: speed(r["sentences/s"])
+        )
+        stamp = data["provenance"]
+        rows.append({
+            "CPU (class: flags)": stamp["cpu"],
+            "our fastest row": best["row"],
+            "sentences/s": str(speed(best["sentences/s"]))[:-2],
+            "vs ST torch fp32": best["vs ST torch fp32"].strip("*"),
+            "vs ST's fastest": best[ST_FASTEST].strip("*") + f" ({theirs['row'].split(' (')[0]})",
+            "STS-B dev vs fp32": best["vs fp32"],
+            "date, commit": f"{stamp['date']}, `{stamp['commit']}`",
+            "command": f"`{stamp['command']}`",
+        })  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## Encoding speed by CPU class",
+        "",
+        "`benchmarks/encode_speed.py` on each kind of CPU the project's machines have had: our fastest backend",
+        "that passes the quality guard against sentence-transformers' torch fp32 and its fastest available",
+        "backend, measured side by side in one run (all-MiniLM-L6-v2, 5,000 STS sentences, batch 64). The",
+        "full tables follow.",
+        "",
+        *table(rows),
+        "",
+    ]
+
+
+def benchmark_sections() -> list[str]:
+    """Each ``benchmarks/results/*.md`` (a benchmark's table, stamped by ``benchmarks/bench_common.py``)."""
+    lines = []
+    for path in sorted(BENCHMARK_RESULTS.glob("*.md")):
+        text = path.read_text(encoding="utf-8").splitlines()
+        lines += ["### " + text[0].removeprefix("# "), "", *text[1:], ""]
+    return lines
+
+
 SAMPLE = re.compile(r"^<!-- sample: ([\w-]+) -->$", re.M)
+
+
+GENERATED = re.compile(r"^<!-- generated: ([\w-]+) -->$", re.M)
+
+
+def int8_schemes() -> list[str]:
+    """The int8 schemes of ``simcse export --quantize int8`` and the one each CPU class gets by default."""
+    from simcse.core.hardware import INT8_TARGETS
+    from simcse.modeling.graph_runners import DEFAULT_SCHEMES, INT8_SCHEMES, PORTABLE_SCHEMES
+
+    rows = []
+    for backend, schemes in INT8_SCHEMES.items():
+        for scheme, what in schemes.items():
+            default_for = [t for t in INT8_TARGETS if DEFAULT_SCHEMES[backend][t] == scheme]
+            rows.append({
+                "--to": backend,
+                "--int8-scheme": f"`{scheme}`",
+                "what it is": what,
+                "holds on": "every CPU class" if scheme in PORTABLE_SCHEMES else "VNNI or AMX CPUs",
+                "default for --target-cpu": ", ".join(f"`{t}`" for t in default_for) or "-",
+            })  # fmt: skip
+    return table(rows)
 
 
 def with_samples(page: Path) -> str | None:
     """A page with each ``<!-- sample: GROUP -->`` line replaced by the stamped outputs of that group's
-    results files; None for a page without any."""
+    results files and each ``<!-- generated: NAME -->`` by the table the code gives (:data:`GENERATORS`);
+    None for a page without any."""
     text = page.read_text(encoding="utf-8")
+    if GENERATED.search(text):
+        text = GENERATED.sub(lambda m: "\n".join(GENERATORS[m.group(1)]()), text)
+        if not SAMPLE.search(text):
+            return text
     if not SAMPLE.search(text):
         return None
 
@@ -244,6 +349,9 @@ def pages() -> dict[str, list[str]]:
         "reference/recipes.md": recipes_page(),
         "results/index.md": results_page(),
     }
+
+
+GENERATORS: dict[str, Callable[[], list[str]]] = {"int8-schemes": int8_schemes}
 
 
 def write_all(open_file: Callable[[str], typing.TextIO]) -> None:

@@ -59,3 +59,31 @@ def test_generated_pages_do_not_describe_the_machine_either(gen):
     for name in ("reference/cli.md", "reference/config.md", "reference/recipes.md"):
         found = [line for line in gen.pages()[name] if MACHINE_WORDS.search(line)]
         assert not found, (name, found)
+
+
+def test_each_benchmark_results_file_is_on_the_results_page_with_its_cpu(gen, tmp_path, monkeypatch):
+    """``benchmarks/results/<name>-<class>.md`` as written by bench_common.write_results: its table under
+    its stamp, and for encode_speed a row of the table by CPU class."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_common import write_results
+
+    summary = {
+        "best": {"simcse onnx O2 int8": 500.0, "ST torch fp32": 250.0, "ST onnx int8": 330.0},
+        "stsb_dev": {"simcse onnx O2 int8": 86.6, "simcse torch fp32": 86.7},
+        "ours_fastest": "simcse onnx O2 int8",
+        "st_fastest": "ST onnx int8",
+        "vs_st_torch_fp32": 2.0,
+        "vs_st_fastest": 500 / 330,
+    }
+    write_results(
+        "encode_speed", ["| row | sentences/s |", "|---|---|", "| x | 500 |"], {"summary": summary}, tmp_path
+    )
+    monkeypatch.setattr(gen, "BENCHMARK_RESULTS", tmp_path)
+    monkeypatch.setattr(gen, "EARLIER_ENCODE", tmp_path / "none.json")
+    text = "\n".join(gen.results_page())
+    assert "## Encoding speed by CPU class" in text and "| x | 500 |" in text
+    row = next(line for line in text.splitlines() if "| simcse onnx O2 int8 | 500 |" in line)
+    assert "| 2.00x | 1.52x (ST onnx int8) | -0.10 |" in row
+    assert "- CPU: " in text and "flags: " in text and "- date: " in text and "- command: `" in text
