@@ -211,3 +211,19 @@ def test_backend_auto_takes_the_models_export_where_its_scheme_holds(
     assert main([*argv, "--backend", "auto"]) == 0
     assert "backend auto: onnx int8" in capsys.readouterr().err
     np.testing.assert_allclose(np.load(tmp_path / "e.npy"), model.encode(SENTENCES).numpy(), atol=1e-6)
+
+
+def test_backend_auto_prefers_what_was_measured_fastest_on_the_cpu_class():
+    from simcse.modeling.graph_encoder import auto_order
+
+    assert auto_order("avx2")[0] == "onnx int8" and auto_order("avx2")[-1] == "openvino int8"
+    assert auto_order("avx512_vnni+bf16")[0] == "openvino int8"
+    assert auto_order("amx+bf16") == auto_order("no-avx2") == auto_order("avx2")  # not measured: avx2's order
+    for cpu in ("avx2", "avx512_vnni+bf16"):
+        assert sorted(auto_order(cpu)) == [
+            "onnx fp32",
+            "onnx int8",
+            "openvino fp32",
+            "openvino int8",
+            "torch",
+        ]

@@ -43,9 +43,23 @@ def export_info(directory: Path, backend: str) -> dict[str, Any]:
 
 
 # What ``backend="auto"`` prefers, fastest first, by CPU class (simcse.core.hardware.cpu_class): the order
-# benchmarks/encode_speed.py measured on all-MiniLM-L6-v2 (benchmarks/results/encode_speed-<class>.md). A
-# class not measured takes avx2's order.
-AUTO_ORDER = {"avx2": ("onnx int8", "openvino int8", "onnx fp32", "torch", "openvino fp32")}
+# benchmarks/encode_speed.py measured on all-MiniLM-L6-v2 under ``precision auto`` (the results page's
+# "Encoding speed by CPU class"): avx2 on 2026-12-07 (onnx int8 351 sentences/s, onnx 241, openvino 238, torch
+# 231, openvino int8 220: its scheme there is weight-only), AVX512-VNNI with bf16 units on 2026-12-02 (openvino
+# int8 1255, openvino in bf16 930, onnx int8 833, torch in bf16 773, onnx 457). A class not measured takes the
+# order of its int8 class, else avx2's.
+AUTO_ORDER = {
+    "avx2": ("onnx int8", "onnx fp32", "openvino fp32", "torch", "openvino int8"),
+    "avx512_vnni+bf16": ("openvino int8", "openvino fp32", "onnx int8", "torch", "onnx fp32"),
+}
+
+
+def auto_order(cpu: str) -> tuple[str, ...]:
+    """The backends ``auto`` tries, fastest first, on a CPU of class ``cpu`` (:data:`AUTO_ORDER`).
+
+    Args:
+        cpu: a :func:`simcse.core.hardware.cpu_class` name, e.g. ``avx2`` or ``amx+bf16``."""
+    return AUTO_ORDER.get(cpu) or AUTO_ORDER.get(cpu.split("+")[0]) or AUTO_ORDER["avx2"]
 
 
 def choose_backend(model: Any) -> tuple[str, str]:
@@ -65,7 +79,7 @@ def choose_backend(model: Any) -> tuple[str, str]:
     from simcse.modeling.graph_runners import EXTRAS, scheme_holds_on
 
     here, target = cpu_class(), int8_target()
-    order = AUTO_ORDER.get(here.split("+")[0], AUTO_ORDER["avx2"])
+    order = auto_order(here)
     directory = Path(model).expanduser() if isinstance(model, (str, os.PathLike)) else None
     found: dict[str, str] = {"torch": "torch"}
     passed: list[str] = []
