@@ -15,7 +15,8 @@ cores), and so is ``precision auto`` when it picks fp32 (the fp32 row is that ru
 A trainer that fails is reported in its row and the others go on. The CPU line comes first; the table is
 also written to ``benchmarks/results/train_throughput-<cpu class>.md`` (and ``.json``).
 
-Time with the default options on 2 cores of an AMD EPYC (Zen 3, AVX2 only): about 4 minutes.
+Time with the default options on 2 cores of an AMD EPYC (Zen 3, AVX2 only): about 9 minutes (8 min 59 s on
+2026-12-07: two trainers x 3 rounds, the bf16 rows skipped).
 
     python benchmarks/train_throughput.py [--steps 15] [--warmup 3] [--rounds 3] [--data-dir DIR] [--all-rows]
 
