@@ -204,7 +204,7 @@ def stsb_dev(encode, work: Path, batch_size: int, timed: dict) -> float:
 
     dev = json.loads((work / "stsb_dev.json").read_text(encoding="utf-8"))
     missing = [s for s in dict.fromkeys(dev["a"] + dev["b"]) if s not in timed]
-    vectors = dict(timed) | dict(zip(missing, encode(missing, batch_size))) if missing else timed
+    vectors = timed | dict(zip(missing, encode(missing, batch_size))) if missing else timed
     a = np.stack([vectors[s] for s in dev["a"]])
     b = np.stack([vectors[s] for s in dev["b"]])
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

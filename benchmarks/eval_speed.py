@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128, help="ours, and the peer's second run")
     args = parser.parse_args()
+    if args.rounds < 1 or args.batch_size < 1:
+        parser.error("--rounds and --batch-size must be at least 1")
     from bench_common import print_cpu, skip_reason, write_results
 
     print_cpu()

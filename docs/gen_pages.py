@@ -215,6 +215,21 @@ def speed(text: str) -> float:
         return 0.0
 
 
+def _cpu_row(
+    cpu: str, fastest: str, per_s: float, vs_base: str, vs_fastest: str, dev: str, stamp: dict
+) -> dict:
+    return {
+        "CPU": cpu,
+        "our fastest row": fastest,
+        "sentences/s": f"{per_s:.0f}",
+        "vs ST torch fp32": vs_base,
+        "vs ST's fastest": vs_fastest,
+        "STS-B dev vs fp32": dev,
+        "date, commit": f"{stamp['date']}, `{stamp['commit']}`",
+        "command": f"`{stamp['command']}`",
+    }
+
+
 def encode_by_cpu() -> list[str]:
     """One row per CPU class that ``benchmarks/encode_speed.py`` ran on: our fastest row and its ratios to
     sentence-transformers, from each results file (``encode_speed-<class>.json``, and the earlier table)."""
@@ -224,36 +239,20 @@ def encode_by_cpu() -> list[str]:
         summary, cpu = data["summary"], data["cpu"]
         if "ours_fastest" not in summary:
             continue
-        fastest = summary["ours_fastest"]
-        dev = summary["stsb_dev"]
-        rows.append({
-            "CPU (class: flags)": f"{cpu['model']}, {cpu['cores']} cores ({cpu['class']}: {' '.join(cpu['flags'])})",
-            "our fastest row": fastest,
-            "sentences/s": f"{summary['best'][fastest]:.0f}",
-            "vs ST torch fp32": f"{summary['vs_st_torch_fp32']:.2f}x",
-            "vs ST's fastest": f"{summary['vs_st_fastest']:.2f}x ({summary['st_fastest']})",
-            "STS-B dev vs fp32": f"{dev[fastest] - dev['simcse torch fp32']:+.2f}",
-            "date, commit": f"{data['date']}, `{data['commit']}`",
-            "command": f"`{data['command']}`",
-        })  # fmt: skip
+        fastest, dev = summary["ours_fastest"], summary["stsb_dev"]
+        name = f"{cpu['model']}, {cpu['cores']} cores ({cpu['class']}: {' '.join(cpu['flags'])})"
+        rows.append(_cpu_row(name, fastest, summary["best"][fastest], f"{summary['vs_st_torch_fp32']:.2f}x",
+                             f"{summary['vs_st_fastest']:.2f}x ({summary['st_fastest']})",
+                             f"{dev[fastest] - dev['simcse torch fp32']:+.2f}", data))  # fmt: skip
     if EARLIER_ENCODE.is_file():
         data = json.loads(EARLIER_ENCODE.read_text(encoding="utf-8"))
-        ours = [r for r in data["rows"] if r["row"].startswith("simcse")]
-        best = max(ours, key=lambda r: speed(r["sentences/s"]))
-        theirs = max(
-            (r for r in data["rows"] if r["row"].startswith("ST")), key=lambda r: speed(r["sentences/s"])
+        best, theirs = (
+            max((r for r in data["rows"] if r["row"].startswith(side)), key=lambda r: speed(r["sentences/s"]))
+            for side in ("simcse", "ST")
         )
-        stamp = data["provenance"]
-        rows.append({
-            "CPU (class: flags)": stamp["cpu"],
-            "our fastest row": best["row"],
-            "sentences/s": str(speed(best["sentences/s"]))[:-2],
-            "vs ST torch fp32": best["vs ST torch fp32"].strip("*"),
-            "vs ST's fastest": best[ST_FASTEST].strip("*") + f" ({theirs['row'].split(' (')[0]})",
-            "STS-B dev vs fp32": best["vs fp32"],
-            "date, commit": f"{stamp['date']}, `{stamp['commit']}`",
-            "command": f"`{stamp['command']}`",
-        })  # fmt: skip
+        vs_fastest = best[ST_FASTEST].strip("*") + f" ({theirs['row'].split(' (')[0]})"
+        rows.append(_cpu_row(data["provenance"]["cpu"], best["row"], speed(best["sentences/s"]),
+                             best["vs ST torch fp32"].strip("*"), vs_fastest, best["vs fp32"], data["provenance"]))  # fmt: skip
     if not rows:
         return []
     return [
@@ -261,8 +260,8 @@ def encode_by_cpu() -> list[str]:
         "",
         "`benchmarks/encode_speed.py` on each kind of CPU the project's machines have had: our fastest backend",
         "that passes the quality guard against sentence-transformers' torch fp32 and its fastest available",
-        "backend, measured side by side in one run (all-MiniLM-L6-v2, 5,000 STS sentences, batch 64). The",
-        "full tables follow.",
+        "backend, measured side by side in one run (all-MiniLM-L6-v2, batch 64; each run's sentences are in its",
+        "table below).",
         "",
         *table(rows),
         "",
@@ -307,13 +306,8 @@ def with_samples(page: Path) -> str | None:
     """A page with each ``<!-- sample: GROUP -->`` line replaced by the stamped outputs of that group's
     results files and each ``<!-- generated: NAME -->`` by the table the code gives (:data:`GENERATORS`);
     None for a page without any."""
-    text = page.read_text(encoding="utf-8")
-    if GENERATED.search(text):
-        text = GENERATED.sub(lambda m: "\n".join(GENERATORS[m.group(1)]()), text)
-        if not SAMPLE.search(text):
-            return text
-    if not SAMPLE.search(text):
-        return None
+    original = page.read_text(encoding="utf-8")
+    text = GENERATED.sub(lambda m: "\n".join(GENERATORS[m.group(1)]()), original)
 
     def sample(match: re.Match) -> str:
         paths = [
@@ -331,7 +325,8 @@ def with_samples(page: Path) -> str | None:
             parts += ["Sample: " + stamp_lines(data["provenance"])[0], "", "```text", data["text"], "```", ""]
         return "\n".join(parts)
 
-    return SAMPLE.sub(sample, text)
+    text = SAMPLE.sub(sample, text)
+    return None if text == original else text
 
 
 def pages() -> dict[str, list[str]]:

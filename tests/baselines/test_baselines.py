@@ -361,4 +361,6 @@ def test_a_baseline_is_a_model_for_the_api_too(vectors, tiny_bert4, tmp_path):
 
     with pytest.raises(SimCSEError, match="encoding a corpus in blocks"):
         encode_corpus(f"baseline:sif:{vectors}", corpus, tmp_path / "out.npy")
+    with pytest.raises(SimCSEError, match="encoding a corpus in blocks: .* scores pairs of sentences"):
+        encode_corpus(f"baseline:wmd:{vectors}", corpus, tmp_path / "out.npy")
     assert not (tmp_path / "out.npy").exists()

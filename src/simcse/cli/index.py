@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Encode the input file into an index and move it into ``--output`` once complete (a staging directory
     beside it holds the partial one)."""
-    from simcse.cli.options import at_model_limit, local_or_id, say
+    from simcse.cli.options import local_or_id, say
     from simcse.core.precision_options import precision_of
     from simcse.use.api import SimCSE
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         raise SimCSEError(f"{args.input}: input file not found")
     start = time.perf_counter()
-    model = at_model_limit(SimCSE(local_or_id(args.model), pooler=args.pooler, **precision_of(args)))
+    model = SimCSE(local_or_id(args.model), pooler=args.pooler, **precision_of(args)).at_model_limit()
     model.build_index(args.input, index=args.index, batch_size=args.batch_size, show_progress=not args.quiet)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.building")

@@ -44,12 +44,6 @@ def local_or_id(value: str | None) -> str | None:
     return model
 
 
-def at_model_limit(model):
-    """CLI commands truncate at the model's own limit, as ``simcse encode`` and ``simcse eval`` do, not at the
-    Python tool's 128 tokens (the original tool's default, kept by ``SimCSE`` for its users)."""
-    return model.at_model_limit()
-
-
 def say(line: str) -> None:
     """A job's note on stderr (e.g. which precision it runs in and why)."""
     import sys

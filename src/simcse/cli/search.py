@@ -49,7 +49,7 @@ def index_model(directory: Path) -> tuple[str | None, str | None]:
 def run(args: argparse.Namespace) -> int:
     """Load the index with the model recorded in it (or ``--model``) and print each query's hits, as text or
     ``--json``."""
-    from simcse.cli.options import at_model_limit, model_arg
+    from simcse.cli.options import model_arg
     from simcse.use.api import SimCSE
 
     directory = Path(args.index_dir)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             f"{e.problem}; search with the model recorded in {directory / 'model.json'} (the default), "
             "or with --model naming a copy of it"
         ) from e
-    at_model_limit(model)
+    model.at_model_limit()  # CLI commands truncate at the model's own limit
     results = model.search(list(args.queries), top_k=args.top_k, threshold=args.threshold)
     if args.json:
         rows = [

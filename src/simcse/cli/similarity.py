@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the cosine similarity of the two sentences, to four decimals."""
-    from simcse.cli.options import at_model_limit, model_arg, say
+    from simcse.cli.options import model_arg, say
     from simcse.core.precision_options import precision_of
     from simcse.use.api import SimCSE
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             f"expected [MODEL] A B (two sentences, after an optional model), got {len(args.words)} words"
         )
     model_name, a, b = [None, *args.words] if len(args.words) == 2 else args.words
-    model = at_model_limit(SimCSE(model_arg(model_name), pooler=args.pooler, **precision_of(args)))
+    model = SimCSE(model_arg(model_name), pooler=args.pooler, **precision_of(args)).at_model_limit()
     print(f"{model.similarity(a, b):.4f}")
     say(model.precision_line)
     return 0

@@ -89,13 +89,27 @@ class SentenceEncoder:
         return {"pooler": self.inference_pooler, "dim": self.dim, "source": self.source}
 
 
-def require_fixed_vectors(encoder: SentenceEncoder, use: str) -> None:
-    """Refuse ``use`` (an index, a search, a similarity of sentences, a corpus encoded in blocks) for an
-    encoder whose vectors depend on the set encoded together: SIF's and uSIF's common components and
-    BERT-flow are fitted on the sentences of each call, so vectors of different calls do not compare.
+def require_sentence_vectors(encoder: SentenceEncoder, use: str) -> None:
+    """Refuse ``use`` for an encoder that scores pairs and has no sentence vectors (WMD, WRD).
 
     Raises:
-        SimCSEError: the encoder has ``fit_postprocess``."""
+        SimCSEError: the encoder has ``pair_similarity``."""
+    if encoder.pair_similarity is not None:
+        raise SimCSEError(
+            f"{use}: {encoder.source} scores pairs of sentences and has no sentence vectors; evaluate it on "
+            "STS tasks (simcse eval)"
+        )
+
+
+def require_fixed_vectors(encoder: SentenceEncoder, use: str) -> None:
+    """Refuse ``use`` (an index, a search, a similarity of sentences, a corpus encoded in blocks) for an
+    encoder without sentence vectors (:func:`require_sentence_vectors`) or whose vectors depend on the set
+    encoded together: SIF's and uSIF's common components and BERT-flow are fitted on the sentences of each
+    call, so vectors of different calls do not compare.
+
+    Raises:
+        SimCSEError: the encoder has ``pair_similarity`` or ``fit_postprocess``."""
+    require_sentence_vectors(encoder, use)
     if encoder.fit_postprocess is not None:
         raise SimCSEError(
             f"{use}: {encoder.source} fits its post-processing on the sentences encoded together, so sentences "

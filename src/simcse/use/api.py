@@ -42,7 +42,11 @@ import torch
 
 from simcse.core.errors import SimCSEError
 from simcse.modeling.names import EMBEDDED_HUB_ID
-from simcse.modeling.sentence_encoder import SentenceEncoder, require_fixed_vectors
+from simcse.modeling.sentence_encoder import (
+    SentenceEncoder,
+    require_fixed_vectors,
+    require_sentence_vectors,
+)
 from simcse.use.api_index import IndexMethods
 from simcse.use.call_checks import (
     MTEB_KWARGS,
@@ -139,11 +143,7 @@ class SimCSE(IndexMethods):
         self.encoder = load_model_or_baseline(
             model_name_or_path, pooler, backend, precision, max_length=max_length, **options
         )
-        if self.encoder.pair_similarity is not None:
-            raise SimCSEError(
-                f"{self.encoder.source} scores pairs of sentences and has no sentence vectors: evaluate it on "
-                "STS tasks (simcse eval), it cannot encode, compare or index here"
-            )
+        require_sentence_vectors(self.encoder, "SimCSE()")
         if unsup and pooler is None and self.encoder.pooler == "cls_before_pooler":
             logger.info(
                 "Use `cls_before_pooler` for unsupervised models. To use another pooler, pass pooler="
@@ -162,9 +162,9 @@ class SimCSE(IndexMethods):
         if batch_size < 1:
             raise SimCSEError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
-        # encode's default truncation: the original's 128 (capped at the model), or the max_length given here
-        limit = self.encoder.max_length or ORIGINAL_MAX_LENGTH  # None: an encoder without tokens
-        self.default_max_length = max_length if max_length is not None else min(ORIGINAL_MAX_LENGTH, limit)
+        # encode's default truncation (capped at the model's limit by max_length): the original's 128, or the
+        # max_length given here
+        self.default_max_length = ORIGINAL_MAX_LENGTH if max_length is None else max_length
         self.dtype = dtype
         self.num_cells = num_cells
         self.num_cells_in_search = num_cells_in_search
@@ -186,7 +186,7 @@ class SimCSE(IndexMethods):
     def at_model_limit(self) -> SimCSE:
         """Truncate at the model's own limit from now on (what the CLI commands and ``simcse serve`` do), not
         at the original Python tool's 128 tokens; returns the model."""
-        self.default_max_length = self.encoder.max_length or self.default_max_length
+        self.default_max_length = self.encoder.max_length or self.default_max_length  # None: no tokens
         return self
 
     def fingerprint(self) -> str:
