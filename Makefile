@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := constraints.txt
 BASE_STAMP := .venv-base/.checked
 
-.PHONY: install browser run docs test test-docs test-fast lint bench bench-peers clean constraints base-check
+.PHONY: install browser run docs test test-slow test-docs test-fast lint bench bench-peers clean constraints base-check
 
 install: $(STAMP)
 
@@ -53,8 +53,13 @@ browser:
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/python -m mkdocs build --strict --clean --site-dir site
 
+# the suite CI runs (under 15 minutes on 2 cores): every test but the slow ones and the docs pages
 test: $(STAMP) browser base-check lint docs
-	$(BIN)/python -m pytest -q -ra --durations=15 -m "not docs_pages"
+	$(BIN)/python -m pytest -q -ra --durations=15 -m "not slow and not docs_pages"
+
+# the tests over 15 s each on 2 cores: full training runs, int8 exports of the embedded model, grids of cells
+test-slow: $(STAMP) browser
+	$(BIN)/python -m pytest -q -ra --durations=15 -m "slow and not docs_pages"
 
 # every code block of README and docs/, run page by page with a tiny model (tens of minutes on 2 cores)
 test-docs: $(STAMP)

@@ -13,8 +13,9 @@ then times, the ratio and the Spearman values side by side (they must agree to 0
 a CPU without bf16 units (emulated bf16 is slower than fp32 there; ``--all-rows`` runs it); an evaluator that
 fails is reported in its row and the others go on.
 
-One round by default (each round evaluates about 20,000 sentences four times: on 2 AVX2 cores a round takes
-about 6 minutes); on a shared machine use ``--rounds 2`` (alternating rounds, the best kept).
+One round by default (a round evaluates the 26,083 distinct sentences once per evaluator, four evaluators where
+the CPU has bf16 units, three without): on 2 AVX2-only cores the default run took 8 min 22 s in all; on a
+shared machine use ``--rounds 2`` (alternating rounds, the best kept; about twice as long).
 
     python benchmarks/eval_speed.py [--data-dir DIR] [--rounds 1] [--skip-bf16] [--all-rows]
 """

@@ -48,23 +48,43 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], args.data_dir)
-    from bench_common import print_cpu
+    if args.batch < 1:
+        parser.error(f"--batch {args.batch}: give 1 or more")
+    try:
+        chunks = [int(c) for c in args.chunks.split(",")]
+    except ValueError:
+        parser.error(f"--chunks {args.chunks!r}: give comma-separated integers (0 = the whole batch)")
+    if any(c < 0 for c in chunks):
+        parser.error(f"--chunks {args.chunks!r}: a chunk is 0 (the whole batch) or more")
+    source = Path(args.data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"
+    if not source.is_file():
+        sys.exit(f"gradcache_memory: {source}: not found (--data-dir or SIMCSE_DATA_DIR: the data directory)")
+    from bench_common import print_cpu, write_results
 
     from simcse.core.hardware import describe_cpu
 
     print_cpu()
-
-    print(f"\nunsup, all-MiniLM-L6-v2, batch {args.batch}, max length 32, fp32, {describe_cpu()}")
-    print("| chunk | peak RSS (MB) | seconds per step |\n|---|---|---|")
-    for chunk in (int(c) for c in args.chunks.split(",")):
+    head = f"unsup, all-MiniLM-L6-v2, batch {args.batch}, max length 32, fp32, 2 steps each, {describe_cpu()}"
+    print("\n" + head, flush=True)
+    lines = ["| chunk | peak RSS (MB) | seconds per step |", "|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    rows = []
+    for chunk in chunks:
         cmd = [sys.executable, __file__, "--child", str(args.batch), str(chunk), "--data-dir", args.data_dir]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            sys.exit(proc.stderr[-3000:])
-        r = json.loads(lines[-1][7:])
+        results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         label = "whole batch" if chunk == 0 else str(chunk)
-        print(f"| {label} | {r['peak_rss_mb']:.0f} | {r['second_step_s']:.1f} |")
+        if proc.returncode != 0 or not results:  # reported as a row; the other chunks still run
+            tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            rows.append({"chunk": chunk, "failed": tail})
+            lines.append(f"| {label} | failed: {tail} | |")
+        else:
+            r = json.loads(results[-1][7:])
+            rows.append({"chunk": chunk, **r})
+            lines.append(f"| {label} | {r['peak_rss_mb']:.0f} | {r['second_step_s']:.1f} |")
+        print(lines[-1], flush=True)
+    path = write_results("gradcache_memory", [head, "", *lines], {"batch": args.batch, "rows": rows})
+    print(f"\nwritten: {path}")
 
 
 if __name__ == "__main__":

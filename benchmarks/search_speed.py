@@ -149,12 +149,20 @@ def main() -> None:
     )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    from bench_common import print_cpu
+    from bench_common import print_cpu, write_results
 
     print_cpu()
     if args.quick:
         args.sizes, args.queries, args.batches = "20000", 50, 10
-    sizes = [int(s) for s in args.sizes.split(",")]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes {args.sizes!r}: give comma-separated integers")
+    for name in ("dim", "queries", "batches"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: give 1 or more")
+    if any(n < 10 for n in sizes):
+        parser.error(f"--sizes {args.sizes!r}: every size needs 10 vectors or more (recall@10)")
     backends = [b.strip() for b in args.backends.split(",")]
     unknown = set(backends) - set(BACKENDS)
     if unknown:
@@ -164,13 +172,16 @@ def main() -> None:
 
     from simcse.core.hardware import describe_cpu
 
-    print(f"dim {args.dim}, data {args.data}, faiss {faiss.__version__}, {describe_cpu()}, "
-          f"{args.queries} single queries, {args.batches} batches of 32; each backend in a fresh process")  # fmt: skip
+    head = (f"dim {args.dim}, data {args.data}, faiss {faiss.__version__}, {describe_cpu()}, "
+            f"{args.queries} single queries, {args.batches} batches of 32; each backend in a fresh process")  # fmt: skip
+    print(head)
     header = (f"{'size':>9} {'backend':>7} {'build s':>8} {'raw MB':>7} {'RSS+ MB':>8} {'1q p50':>8} "
               f"{'1q p99':>8} {'32q p50':>8} {'32q p99':>8} {'recall@10':>9}")  # fmt: skip
     print(header + "   (latencies in ms)")
     ctx = mp.get_context("spawn")
     results = []
+    table = ["| size | backend | build s | raw MB | RSS+ MB | 1q p50 ms | 1q p99 ms | 32q p50 ms | 32q p99 ms "
+             "| recall@10 |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for n in sizes:
         for backend in backends:
             queue = ctx.Queue()
@@ -182,12 +193,25 @@ def main() -> None:
                     break
                 except Exception:
                     if not proc.is_alive():
-                        sys.exit(f"{backend} at {n} vectors: the worker died (exit code {proc.exitcode})")
+                        r = None
+                        break
             proc.join()
+            if r is None:  # reported as a row; the other backends still run
+                why = f"failed: the worker died (exit code {proc.exitcode})"
+                results.append({"size": n, "backend": backend, "failed": why})
+                table.append(f"| {n} | {backend} | {why} | | | | | | | |")
+                print(f"{n:>9} {backend:>7} {why}", flush=True)
+                continue
             results.append(r)
+            table.append(f"| {n} | {backend} | {r['build_s']:.2f} | {r['raw_mb']:.0f} | {r['rss_delta_mb']:.0f} "
+                         f"| {r['single_p50_ms']:.2f} | {r['single_p99_ms']:.2f} | {r['batch32_p50_ms']:.2f} "
+                         f"| {r['batch32_p99_ms']:.2f} | {r['recall_at_10']:.3f} |")  # fmt: skip
             print(f"{n:>9} {backend:>7} {r['build_s']:>8.2f} {r['raw_mb']:>7.0f} {r['rss_delta_mb']:>8.0f} "
                   f"{r['single_p50_ms']:>8.2f} {r['single_p99_ms']:>8.2f} {r['batch32_p50_ms']:>8.2f} "
                   f"{r['batch32_p99_ms']:>8.2f} {r['recall_at_10']:>9.3f}", flush=True)  # fmt: skip
+    print(
+        f"\nwritten: {write_results('search_speed', [head, '', *table], {'args': vars(args), 'results': results})}"
+    )
     if args.json:
         with open(args.json + ".tmp", "w", encoding="utf-8") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=2)

@@ -281,27 +281,45 @@ def main() -> int:
     parser.add_argument("--precision", default="fp32,auto", help="comma-separated: one run per precision")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnx", "openvino"))
     args = parser.parse_args()
-    from bench_common import print_cpu
+    for name in ("clients", "requests", "max_texts", "index_size", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give 1 or more")
+    if args.duration <= 0 or args.request_timeout <= 0 or not 0 <= args.malformed < 1:
+        parser.error("--duration and --request-timeout must be above 0, --malformed in [0, 1)")
+    import torch
+    from bench_common import print_cpu, write_results
+
+    from simcse.core.runtime import choose_precision
 
     print_cpu()
-    runs = {}
-    for precision in args.precision.split(","):
-        runs[precision] = one_run(args, precision.strip())
-    if len(runs) > 1:
-        import torch
+    auto = choose_precision("auto", torch.device("cpu"), "encoding")
+    precisions = list(dict.fromkeys(p.strip() for p in args.precision.split(",")))
+    if not precisions or not set(precisions) <= {"auto", "fp32", "bf16", "fp16"}:
+        parser.error(f"--precision {args.precision!r}: comma-separated auto, fp32, bf16 or fp16")
+    if "auto" in precisions and auto.name in precisions:  # the same server twice
+        precisions.remove("auto")
+        print(f"precision auto: skipped, it is {auto.name} on this CPU ({auto.reason}): the {auto.name} run")
+    rows = {precision: one_run(args, precision) for precision in precisions}
+    mode = (
+        f"mixed endpoints for {args.duration:g} s" if args.mixed else f"embeddings, {args.requests} requests"
+    )
+    head = (f"serve_load: {mode}, {args.clients} clients, model {args.model or 'all-MiniLM-L6-v2 (embedded)'}, "
+            f"backend {args.backend}, {auto.line}")  # fmt: skip
+    base = next(iter(rows.values()))["texts_per_s"]
+    table = ["| precision | requests served | requests/s | texts/s | vs first | p50 ms | p99 ms | 5xx | errors | "
+             "result |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for precision, r in rows.items():
+        table.append(f"| {precision} | {r['served']} | {r['requests_per_s']:.1f} | {r['texts_per_s']:.1f} "
+                     f"| {r['texts_per_s'] / base:.2f}x | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['5xx']} "
+                     f"| {r['errors']} | {'PASS' if r['ok'] else 'FAIL'} |")  # fmt: skip
+    print("\n" + head + "\n\n" + "\n".join(table))
+    name = "serve_load_mixed" if args.mixed else "serve_load"
+    print(f"\nwritten: {write_results(name, [head, '', *table], {'args': vars(args), 'runs': rows})}")
+    return 0 if all(r["ok"] for r in rows.values()) else 1
 
-        from simcse.core.runtime import choose_precision
 
-        auto = choose_precision("auto", torch.device("cpu"), "encoding").line
-        print(f"\nby precision ({auto}):")
-        base = next(iter(runs.values()))[1]
-        for precision, (_, rate, p50) in runs.items():
-            print(f"  {precision:6s} {rate:8.1f} texts/s ({rate / base:.2f}x), p50 {p50:.1f} ms")
-    return 0 if all(ok for ok, _, _ in runs.values()) else 1
-
-
-def one_run(args, precision: str) -> tuple[bool, float, float]:
-    """One load test against a server in ``precision``: (passed, texts/s, p50 latency in ms)."""
+def one_run(args, precision: str) -> dict:
+    """One load test against a server in ``precision``: what it served, its rates, latencies and errors."""
 
     pool = make_sentences(max(args.index_size, 1000), seed=args.seed)
     port = free_port()
@@ -356,7 +374,9 @@ def one_run(args, precision: str) -> tuple[bool, float, float]:
         print(f"    {n:6d}  {kind}")
     ok = errors == 0 and five_xx == 0 and served > 0
     print("PASS" if ok else "FAIL: errors above")
-    return ok, stats.texts / elapsed, float(np.percentile(lat, 50))
+    return {"ok": ok, "served": served, "requests_per_s": served / elapsed, "texts_per_s": stats.texts / elapsed,
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "5xx": five_xx,
+            "errors": errors, "peak_rss_mib": peak_rss / 2**20 if args.mixed else None}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -152,6 +152,7 @@ def test_wmd_on_sts_and_only_sts(vectors, data_dir, capsys):
     assert_one_line_error(code, err, "scores sentence pairs and has no sentence vector")
 
 
+@pytest.mark.slow
 def test_the_baseline_table_for_one_encoder(tiny_bert, tiny_bert4, data_dir, tmp_path, capsys):
     import json
 
@@ -293,6 +294,7 @@ def test_one_shared_pass_gives_the_encoders_own_poolers_and_the_layer_combinatio
         means.view("2+L", "x", "y")
 
 
+@pytest.mark.slow
 def test_the_table_reads_the_shared_pass_as_the_rows_own_encoders_would(
     tiny_bert4, data_dir, tmp_path, capsys
 ):

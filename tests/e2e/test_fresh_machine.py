@@ -14,7 +14,7 @@ from simcse.data import download as dl
 from tests.fake_hub import FakeHub, isolate, running
 from tests.helpers import head_lines, run
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 KEPT_LINES = 40  # of every SentEval STS and SICK file: enough pairs to score, a few seconds to encode

@@ -39,6 +39,7 @@ def test_embedded_model_sts_table_matches_published_values(embedded_test_result)
     assert embedded_test_result["avg"]["sts"] == pytest.approx(sum(EXPECTED_TEST.values()) / 7, abs=0.01)
 
 
+@pytest.mark.slow
 def test_dev_evaluator_and_cls_baseline(data_dir, embedded_model):
     from simcse.evaluation.dev import DevEvaluator
 

@@ -54,7 +54,7 @@ def _params(mode: str) -> dict:
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("mode", ["fasttest", "test"])
+@pytest.mark.parametrize("mode", ["fasttest", pytest.param("test", marks=pytest.mark.slow)])
 def test_inner_kfold_matches_senteval(mode):
     x, y = _problem(150, 2, 6, seed=1)
     settings = sc.SETTINGS[mode]

@@ -47,6 +47,7 @@ def _grid(tmp_path, tiny_bert, files, **extra) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_grid_runs_aggregates_skips_and_refuses_changes(tmp_path, tiny_bert, files, monkeypatch):
     grid_file = _grid(tmp_path, tiny_bert, files)
     out = tmp_path / "exp"
@@ -96,6 +97,7 @@ def test_a_grid_runs_aggregates_skips_and_refuses_changes(tmp_path, tiny_bert, f
         run_experiment(grid_file, out, echo=lines.append)
 
 
+@pytest.mark.slow
 def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, tiny_bert, files):
     grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1])
     out = tmp_path / "exp"
@@ -117,6 +119,7 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path, tiny_bert, fi
     assert len(commands) == 2 and commands[-1].endswith(" --resume") and not commands[0].endswith("--resume")
 
 
+@pytest.mark.slow
 def test_a_failed_cell_does_not_stop_the_others_and_is_named(tmp_path, tiny_bert, files, capsys):
     grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1])
     grid = yaml.safe_load(grid_file.read_text())
@@ -211,6 +214,7 @@ def test_cli_dry_run_and_bad_options(tmp_path, tiny_bert, files, capsys):
     assert_one_line_error(code, err, "temperature must be > 0")
 
 
+@pytest.mark.slow
 def test_submitit_runs_the_cells_through_its_executor(tmp_path, tiny_bert, files):
     pytest.importorskip("submitit")
     grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1])
@@ -226,6 +230,7 @@ def test_mean_std():
     assert mean_std([5.0]) == (5.0, None, 1)
 
 
+@pytest.mark.slow
 def test_cells_that_log_geometry_get_the_alignment_uniformity_figure(tmp_path, tiny_bert, files, data_dir):
     grid_file = _grid(tmp_path, tiny_bert, files, seeds=[1], paper={})
     grid = yaml.safe_load(grid_file.read_text())
@@ -239,6 +244,7 @@ def test_cells_that_log_geometry_get_the_alignment_uniformity_figure(tmp_path, t
     assert "tau 0.05" in svg and "no dropout" in svg and "uniformity (lower is better)" in svg
 
 
+@pytest.mark.slow
 def test_report_tabulates_the_finished_cells_and_trains_nothing(tmp_path, tiny_bert, files):
     """``run=False`` (``--report``): the tables of what has finished, n counting only those cells."""
     from simcse.core.errors import SimCSEError

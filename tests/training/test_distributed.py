@@ -48,7 +48,6 @@ def _assert_relatively_close(got: dict, want: dict, rtol: float, what: str) -> N
     assert not wrong, f"{what}s differ: " + "; ".join(wrong)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("views,alpha", [(2, 1.0), (3, 1.0), (3, 2.0)])
 def test_two_processes_equal_one_process_on_concatenated_batch(bert_no_dropout, tmp_path, views, alpha):
     from tests.training.ddp_check import ROWS, embeddings, step
@@ -69,7 +68,6 @@ def test_two_processes_equal_one_process_on_concatenated_batch(bert_no_dropout, 
     _assert_relatively_close(got["grads"], grads, 1e-4, "gradient")
 
 
-@pytest.mark.slow
 def test_the_original_ddp_gradient_is_the_single_process_one_divided_by_the_processes(
     bert_no_dropout, tmp_path
 ):
@@ -126,7 +124,6 @@ def test_simcse_train_under_torchrun_ends_with_the_weights_of_one_process(bert_n
                              {k: v for k, v in want.items() if k not in noise_only}, 1e-4, "final weight")  # fmt: skip
 
 
-@pytest.mark.slow
 def test_a_non_finite_loss_on_one_process_stops_every_process(bert_no_dropout, tmp_path):
     from tests.helpers import SENTENCES
 

@@ -136,7 +136,6 @@ def test_a_real_write_error_from_the_kernel_is_caught(tmp_path):
     assert ckpt.verify(first) is None
 
 
-@pytest.mark.slow
 def test_full_disk_during_training_stops_with_one_line_and_resume_continues(
     tiny_bert, txt, tmp_path, monkeypatch, capsys
 ):
@@ -168,7 +167,6 @@ def test_full_disk_during_training_stops_with_one_line_and_resume_continues(
     assert (out / "model.safetensors").exists()
 
 
-@pytest.mark.slow
 def test_full_disk_while_writing_the_final_model_keeps_the_previous_model(
     tiny_bert, txt, tmp_path, monkeypatch
 ):
@@ -239,7 +237,6 @@ def test_a_flipped_bit_in_any_file_marks_the_checkpoint_broken(tmp_path, name, p
         assert ckpt.latest_checkpoint(tmp_path) == older
 
 
-@pytest.mark.slow
 def test_training_resumes_from_the_previous_checkpoint_when_the_newest_has_a_flipped_bit(
     tiny_bert, txt, tmp_path, capsys
 ):

@@ -250,7 +250,6 @@ def test_roberta_trains_packed_and_loads_in_sentence_transformers(tmp_path, txt)
     assert np.allclose(packed_off.encode(SENTENCES), theirs, atol=1e-5)
 
 
-@pytest.mark.slow
 def test_compile_pads_to_one_shape_and_traces_one_graph(tiny_bert, txt, tmp_path):
     from torch._dynamo.utils import counters
 

@@ -87,6 +87,7 @@ def test_optimised_and_int8_onnx_exports(tiny_bert4, tmp_path, optimize, quantiz
         assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
 
 
+@pytest.mark.slow
 def test_openvino_exports_in_fp32_and_int8(tiny_bert4, tmp_path):
     pytest.importorskip("openvino", reason="the openvino extra")
     calibration = tmp_path / "calib.txt"
@@ -242,8 +243,8 @@ def _peer_python(backend: str) -> str:
 @pytest.mark.parametrize(("backend", "pooler", "quantize", "file"), [
     ("onnx", "cls", None, "onnx/model.onnx"),
     ("onnx", "avg", "int8", "onnx/model_qint8.onnx"),
-    ("openvino", "cls", None, "openvino/openvino_model.xml"),
-    ("openvino", "avg", None, "openvino/openvino_model.xml"),
+    pytest.param("openvino", "cls", None, "openvino/openvino_model.xml", marks=pytest.mark.slow),
+    pytest.param("openvino", "avg", None, "openvino/openvino_model.xml", marks=pytest.mark.slow),
 ])  # fmt: skip
 def test_sentence_transformers_loads_the_export_with_its_own_backend(
     tiny_bert4, tmp_path, backend, pooler, quantize, file

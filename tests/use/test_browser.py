@@ -22,7 +22,6 @@ from tests.helpers import SENTENCES  # noqa: E402
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.integration,
     pytest.mark.skipif(
         CHROMIUM is None or CHROMEDRIVER is None,

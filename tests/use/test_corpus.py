@@ -177,7 +177,6 @@ def check_numbered(out: Path, n: int) -> None:
         assert np.array_equal(rows[:, 1], (len("line ") + np.char.str_len(idx.astype(str)) + 1 + idx % 13))
 
 
-@pytest.mark.slow
 def test_memory_stays_bounded_on_a_200k_line_file(tmp_path):
     n, dim = 200_000, 256
     path = numbered_file(tmp_path / "big.txt", n)
@@ -362,7 +361,6 @@ def test_sigkill_then_rerun_continues_from_finished_shards(tmp_path, tiny_bert):
     assert not shards_of(out).exists()
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path, tiny_bert):
     lines = (LINES * 30)[:331]  # 5 shards of 70: rank 0 takes 0, 2, 4 and rank 1 takes 1, 3
     path = write_lines(tmp_path / "in.txt", lines)

@@ -60,7 +60,6 @@ def make_task(a: list[str], b: list[str], scores: list[float]):
     return LocalSTSB()
 
 
-@pytest.mark.slow
 def test_mteb_evaluate_matches_scores_by_hand(embedded_model, data_dir, tmp_path, monkeypatch):
     # A real model: a tiny random BERT gives cosines within 1e-7 of each other (ties), whose ranks flip
     # with the last float bit, so two correct computations would disagree on Spearman.

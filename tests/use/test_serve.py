@@ -657,7 +657,6 @@ def read_http_response(sock: socket.socket) -> tuple[int, dict]:
     return int(head.split(b" ")[1]), json.loads(body)
 
 
-@pytest.mark.slow
 def test_real_server_finishes_in_flight_request_on_sigterm(serve_bert, index_dir):
     proc, port = start_server([str(serve_bert), "--pooler", "avg", "--index", str(index_dir)])
     try:
@@ -694,7 +693,6 @@ def test_real_server_finishes_in_flight_request_on_sigterm(serve_bert, index_dir
             proc.wait()
 
 
-@pytest.mark.slow
 def test_module_entry_point_bad_index_is_one_line_error(serve_bert, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "simcse.serve", str(serve_bert), "--index", str(tmp_path), "--port", "0"],
