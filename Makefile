@@ -58,7 +58,7 @@ test: $(STAMP) browser base-check lint docs
 	$(BIN)/python -m pytest -q -ra --durations=15 -m "not slow and not docs_pages"
 
 # the tests over 15 s each on 2 cores: full training runs, int8 exports of the embedded model, grids of cells
-test-slow: $(STAMP) browser
+test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -ra --durations=15 -m "slow and not docs_pages"
 
 # every code block of README and docs/, run page by page with a tiny model (tens of minutes on 2 cores)

@@ -1,16 +1,21 @@
 """What every benchmark shares: the CPU line it prints first, the rows a CPU cannot run well (skipped unless
-``--all-rows``), and the results file stamped with the CPU's flags, the date and the commit.
+``--all-rows``), the Wikipedia sentences it trains on, its child processes' results (or why they failed), and
+the results file stamped with the CPU's flags, the date and the commit.
 
     from bench_common import print_cpu, skip_reason, write_results
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+WIKI_ROWS = 11_914  # the data directory's sample of wiki1m: the same sentences on every machine
 
 
 def cpu_line() -> str:
@@ -64,3 +69,34 @@ def write_results(name: str, lines: list[str], data: dict, results_dir: Path | N
     write_text_atomic(path, "\n".join(header + lines) + "\n")
     write_text_atomic(path.with_suffix(".json"), json.dumps(stamp | data, indent=2) + "\n")
     return path
+
+
+def wiki_sentences(data_dir: str | Path | None) -> list[str]:
+    """The first :data:`WIKI_ROWS` lines of the data directory's wiki1m (its head sample does), blank lines
+    dropped; exits with the one-line error that names the fetch command when neither is there."""
+    from simcse.core.errors import SimCSEError
+    from simcse.data.download import ensure_dataset
+
+    try:
+        path = ensure_dataset("wiki1m", data_dir, download=False, rows=WIKI_ROWS)
+    except SimCSEError as err:
+        sys.exit(f"{Path(sys.argv[0]).name}: {err}")
+    with path.open(encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in itertools.islice(f, WIKI_ROWS) if line.strip()]
+
+
+def failure_line(proc: subprocess.CompletedProcess) -> str:
+    """Why a child process failed, in one line: the last line of its stderr, else its exit code."""
+    lines = proc.stderr.strip().splitlines() if proc.stderr else []
+    return lines[-1][:200] if lines else f"exit code {proc.returncode}"
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> dict:
+    """Run a benchmark's child process: the JSON of its last ``RESULT {...}`` line, or ``{"failed": why}``
+    (:func:`failure_line`; the end of its stderr goes to ours, for whoever reads the log)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode == 0 and results:
+        return json.loads(results[-1][len("RESULT ") :])
+    print(f"{' '.join(cmd[:3])} ... failed:\n{proc.stderr[-4000:]}", file=sys.stderr)
+    return {"failed": failure_line(proc)}

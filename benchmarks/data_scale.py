@@ -35,16 +35,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.lines < 1:
         parser.error(f"--lines {args.lines}: give 1 or more")
-    from bench_common import print_cpu, write_results
+    from bench_common import failure_line, print_cpu, wiki_sentences, write_results
 
     print_cpu()
     from simcse.data.sentence_files import read_training_file
     from simcse.training.data import BatchPlan
 
-    source = Path(args.data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"
-    if not source.is_file():
-        sys.exit(f"data_scale: {source}: not found (--data-dir or SIMCSE_DATA_DIR: the data directory)")
-    sentences = [s for s in source.read_text(encoding="utf-8").splitlines() if s.strip()]
+    sentences = wiki_sentences(args.data_dir)
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "wiki1m_like.txt"
@@ -74,8 +71,7 @@ def main() -> None:
             step_cell = f"{first_step_s:.1f} s"
         else:  # reported in the table; the reading measures above still stand
             first_step_s = None
-            tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-            step_cell = f"failed: {tail}"
+            step_cell = f"failed: {failure_line(proc)}"
 
     from simcse.core.hardware import describe_cpu
 

@@ -42,7 +42,6 @@ import json
 import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -232,12 +231,11 @@ def spawn(args: argparse.Namespace, row: str, quality: bool) -> dict:
     cmd = [python, __file__, "--child", row, "--work", args.work, "--batch-size", str(args.batch_size),
            "--model-path", args.model_path, "--st-int8", args.st_int8] + (["--quality"] if quality else [])  # fmt: skip
     env = os.environ | {"HF_HUB_OFFLINE": "1"}  # every model is local: a Hub download fails at once
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = proc.stderr.strip().splitlines()[-1][:200] if proc.stderr.strip() else proc.returncode
-        return {"unavailable": f"failed: {tail}"}
-    result = json.loads(lines[-1][7:])
+    from bench_common import run_child
+
+    result = run_child(cmd, env)
+    if "failed" in result:
+        return {"unavailable": f"failed: {result['failed']}"}
     if "unavailable" not in result and python != sys.executable:
         result["python"] = Path(python).parents[1].name  # the environment's name, not this machine's path
     return result

@@ -15,19 +15,22 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 
 def child(batch: int, chunk: int, data_dir: str) -> None:
+    from bench_common import wiki_sentences
+
     from simcse.training.config import TrainConfig
     from simcse.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
+        train_file = Path(tmp) / "train.txt"
+        train_file.write_text("\n".join(wiki_sentences(data_dir)) + "\n", encoding="utf-8")
         config = TrainConfig(
-            train_file=str(Path(data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"), output_dir=tmp + "/o",
+            train_file=str(train_file), output_dir=tmp + "/o",
             mlp_only_train=True, batch_size=batch, gradcache_chunk_size=chunk, max_steps=2, dev_eval=False,
             final_eval="none", save_steps=0, progress_bar=False, tensorboard=False, logging_steps=1,
         )  # fmt: skip
@@ -58,10 +61,9 @@ def main() -> None:
         parser.error(f"--chunks {args.chunks!r}: give comma-separated integers (0 = the whole batch)")
     if any(c < 0 for c in chunks):
         parser.error(f"--chunks {args.chunks!r}: a chunk is 0 (the whole batch) or more")
-    source = Path(args.data_dir) / "wiki" / "wiki1m_for_simcse.head11914.txt"
-    if not source.is_file():
-        sys.exit(f"gradcache_memory: {source}: not found (--data-dir or SIMCSE_DATA_DIR: the data directory)")
-    from bench_common import print_cpu, write_results
+    from bench_common import print_cpu, run_child, wiki_sentences, write_results
+
+    wiki_sentences(args.data_dir)  # absent: one line naming the fetch command, before any child starts
 
     from simcse.core.hardware import describe_cpu
 
@@ -73,16 +75,12 @@ def main() -> None:
     rows = []
     for chunk in chunks:
         cmd = [sys.executable, __file__, "--child", str(args.batch), str(chunk), "--data-dir", args.data_dir]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        r = run_child(cmd)
+        rows.append({"chunk": chunk, **r})
         label = "whole batch" if chunk == 0 else str(chunk)
-        if proc.returncode != 0 or not results:  # reported as a row; the other chunks still run
-            tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-            rows.append({"chunk": chunk, "failed": tail})
-            lines.append(f"| {label} | failed: {tail} | |")
+        if "failed" in r:  # reported as a row; the other chunks still run
+            lines.append(f"| {label} | failed: {r['failed']} | |")
         else:
-            r = json.loads(results[-1][7:])
-            rows.append({"chunk": chunk, **r})
             lines.append(f"| {label} | {r['peak_rss_mb']:.0f} | {r['second_step_s']:.1f} |")
         print(lines[-1], flush=True)
     path = write_results("gradcache_memory", [head, "", *lines], {"batch": args.batch, "rows": rows})

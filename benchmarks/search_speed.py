@@ -192,14 +192,18 @@ def main() -> None:
     results = []
     table = ["| size | backend | build s | raw MB | RSS+ MB | 1q p50 ms | 1q p99 ms | 32q p50 ms | 32q p99 ms "
              "| recall@10 |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def not_measured(n: int, backend: str, key: str, why: str) -> None:  # a row skipped or failed, said so
+        results.append({"size": n, "backend": backend, key: why})
+        table.append(f"| {n} | {backend} | {why} | | | | | | | |")
+        print(f"{n:>9} {backend:>7} {why}", flush=True)
+
     for n in sizes:
         for backend in backends:
             if backend == "hnsw" and n > HNSW_DEFAULT_MAX and not args.all_rows:
                 why = (f"skipped: HNSW's build grows faster than linearly, {n:,} vectors take tens of minutes "
                        "on a few cores (--all-rows runs it)")  # fmt: skip
-                results.append({"size": n, "backend": backend, "skipped": why})
-                table.append(f"| {n} | {backend} | {why} | | | | | | | |")
-                print(f"{n:>9} {backend:>7} {why}", flush=True)
+                not_measured(n, backend, "skipped", why)
                 continue
             queue = ctx.Queue()
             proc = ctx.Process(target=run_backend, args=(backend, n, args.dim, args.data, args.queries, args.batches, args.faiss_threads, queue))  # fmt: skip
@@ -215,9 +219,7 @@ def main() -> None:
             proc.join()
             if r is None:  # reported as a row; the other backends still run
                 why = f"failed: the worker died (exit code {proc.exitcode})"
-                results.append({"size": n, "backend": backend, "failed": why})
-                table.append(f"| {n} | {backend} | {why} | | | | | | | |")
-                print(f"{n:>9} {backend:>7} {why}", flush=True)
+                not_measured(n, backend, "failed", why)
                 continue
             results.append(r)
             table.append(f"| {n} | {backend} | {r['build_s']:.2f} | {r['raw_mb']:.0f} | {r['rss_delta_mb']:.0f} "

@@ -30,7 +30,6 @@ import json
 import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,8 +39,9 @@ BATCH, MAX_LEN, LR, ROWS = 64, 32, 3e-5, 2000
 
 
 def wiki_sentences(data_dir: Path) -> list[str]:
-    path = data_dir / "wiki" / "wiki1m_for_simcse.head11914.txt"
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from bench_common import wiki_sentences as first_wiki_sentences
+
+    lines = first_wiki_sentences(data_dir)
     random.Random(0).shuffle(lines)
     return lines[:ROWS]
 
@@ -150,15 +150,9 @@ def child(args: argparse.Namespace) -> None:
 def spawn(args: argparse.Namespace, which: str) -> dict:
     cmd = [sys.executable, __file__, "--child", which, "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--data-dir", args.data_dir]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = (
-            proc.stderr.strip().splitlines()[-1][:200] if proc.stderr.strip() else f"exit {proc.returncode}"
-        )
-        print(f"{which} failed:\n{proc.stderr[-4000:]}", file=sys.stderr)
-        return {"failed": tail}
-    return json.loads(lines[-1][7:])
+    from bench_common import run_child
+
+    return run_child(cmd)
 
 
 def main() -> None:
