@@ -347,8 +347,8 @@ def table(args, results: dict[str, list[dict]], cosines: dict[str, float]) -> tu
         every = ", ".join(f"{r['n'] / r['seconds']:.0f}" for r in rounds)
         lines.append(f"| {row} | {best[row]:.0f} | {ratio(best[row], st_base)} | {ratio(best[row], st_fastest)} | "
                      f"{max(r['peak_rss_mb'] for r in rounds):.0f} | {dev:.2f} | "
-                     f"{dev - base if base is not None else float('nan'):+.2f} | {cosines.get(row, float('nan')):.4f} "
-                     f"| {every} |")  # fmt: skip
+                     f"{f'{dev - base:+.2f}' if base is not None else ''} | "
+                     f"{f'{cosines[row]:.4f}' if row in cosines else ''} | {every} |")  # fmt: skip
     ours = {k: v for k, v in best.items() if k.startswith("simcse")}
     summary = {"best": best, "stsb_dev": {r: ok[r][0].get("stsb_dev") for r in ok}}
     if ours and st_base and st_fastest:
